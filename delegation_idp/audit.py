@@ -1,0 +1,95 @@
+"""The append-only audit trail of the token endpoint.
+
+Each token-endpoint request gets one :class:`Attempt`, reachable through a
+context variable while the request runs, so the view, the grant and the token
+generator can each add what they know. The outermost ``attempt()`` writes the
+record once, after the issuance transaction has ended, so a failed or rolled
+back exchange still leaves its audit record. Tokens themselves never reach it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .conf import idp_settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Attempt", "attempt", "current", "write_event"]
+
+
+@dataclass
+class Attempt:
+    event: str = "token"
+    decision: str = ""
+    reason: str = ""
+    error: str = ""
+    grant_type: str = ""
+    client_id: str = ""
+    user_id: str = ""
+    subject: str = ""
+    chain: list[str] = field(default_factory=list)
+    requested_audience: list[str] = field(default_factory=list)
+    requested_scope: str = ""
+    granted_audience: list[str] = field(default_factory=list)
+    granted_scope: str = ""
+    jti: str = ""
+    parent_jti: str = ""
+    client_ip: str | None = None
+
+    def deny(self, error: str, reason: str = "") -> None:
+        self.decision = "denied"
+        self.error = error
+        self.reason = reason or self.reason or error
+
+    def grant(self) -> None:
+        self.decision = "granted"
+        self.error = ""
+        self.reason = self.reason if self.reason and self.reason != "allowed" else "allowed"
+
+
+_current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
+    "delegation_idp_attempt", default=None
+)
+
+
+def current() -> Attempt | None:
+    return _current.get()
+
+
+@contextmanager
+def attempt(**initial: Any) -> Iterator[Attempt]:
+    """The attempt of the running request; the outermost caller writes it."""
+    existing = _current.get()
+    if existing is not None:
+        for key, value in initial.items():
+            if value and not getattr(existing, key):
+                setattr(existing, key, value)
+        yield existing
+        return
+    record = Attempt(**initial)
+    token = _current.set(record)
+    try:
+        yield record
+    finally:
+        _current.reset(token)
+        if not record.decision:
+            record.deny(record.error or "server_error", record.reason or "unfinished")
+        try:
+            idp_settings.AUDIT_WRITER(**asdict(record))
+        except Exception:
+            # The audit sink failing must be loud, but it must not turn a
+            # refusal into a 500 or un-send a token that was already issued.
+            logger.exception("audit record could not be written (event=%s)", record.event)
+
+
+def write_event(**fields: Any) -> None:
+    """The default audit sink: one ``AuditEvent`` row."""
+    from .models import AuditEvent
+
+    AuditEvent.objects.create(**{k: v if v is not None else None for k, v in fields.items()})

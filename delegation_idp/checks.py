@@ -1,0 +1,235 @@
+"""Django system checks (``manage.py check``; security gates with ``--deploy``).
+
+Ids are stable: ``delegation_idp.E0xx`` for errors, ``delegation_idp.W0xx`` for warnings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.urls import NoReverseMatch, resolve, reverse
+from oauth2_provider.settings import oauth2_settings
+
+from .conf import idp_settings
+
+SYMMETRIC = {"HS256", "HS384", "HS512", "none"}
+
+
+@register(Tags.security)
+def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """django-oauth-toolkit must be pointed at this app's server, validator,
+    backend and token generator, or the grant is missing or tokens are not JWTs."""
+    from .backends import DelegationOAuthLibCore
+    from .claims import generate_access_token
+    from .server import DelegationServer
+    from .validators import DelegationValidator
+
+    errors: list[Error] = []
+    hooks = [
+        ("OAUTH2_SERVER_CLASS", DelegationServer, "delegation_idp.server.DelegationServer", "E001"),
+        ("OAUTH2_VALIDATOR_CLASS", DelegationValidator, "delegation_idp.validators.DelegationValidator", "E002"),
+        ("OAUTH2_BACKEND_CLASS", DelegationOAuthLibCore, "delegation_idp.backends.DelegationOAuthLibCore", "E003"),
+    ]
+    for name, expected, path, code in hooks:
+        value = getattr(oauth2_settings, name)
+        if not (isinstance(value, type) and issubclass(value, expected)):
+            errors.append(
+                Error(
+                    f"OAUTH2_PROVIDER['{name}'] does not point at delegation_idp.",
+                    hint=f"Set OAUTH2_PROVIDER['{name}'] = '{path}' (or a subclass).",
+                    id=f"delegation_idp.{code}",
+                )
+            )
+    if oauth2_settings.ACCESS_TOKEN_GENERATOR is not generate_access_token:
+        errors.append(
+            Error(
+                "OAUTH2_PROVIDER['ACCESS_TOKEN_GENERATOR'] is not delegation_idp's JWT generator.",
+                hint="Set it to 'delegation_idp.claims.generate_access_token'.",
+                id="delegation_idp.E004",
+            )
+        )
+    return errors
+
+
+@register(Tags.security)
+def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Private signing keys are encrypted at rest with keys that are not SECRET_KEY."""
+    keks = idp_settings.KEY_ENCRYPTION_KEYS
+    if not keks:
+        return [
+            Error(
+                "DELEGATION_IDP['KEY_ENCRYPTION_KEYS'] is empty: signing keys cannot be stored.",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())' and load it from the environment.",
+                id="delegation_idp.E005",
+            )
+        ]
+    errors = []
+    for index, kek in enumerate(keks):
+        try:
+            Fernet(kek)
+        except (ValueError, TypeError):
+            errors.append(
+                Error(
+                    f"KEY_ENCRYPTION_KEYS[{index}] is not a Fernet key (urlsafe base64 of 32 bytes).",
+                    hint="Use Fernet.generate_key().",
+                    id="delegation_idp.E006",
+                )
+            )
+        if kek == getattr(settings, "SECRET_KEY", None):
+            errors.append(
+                Error(
+                    "A key-encryption key equals SECRET_KEY.",
+                    hint="Use an independent key: SECRET_KEY leaks in more ways than a dedicated key.",
+                    id="delegation_idp.E007",
+                )
+            )
+    return errors
+
+
+@register(Tags.urls)
+def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The issuer is an absolute URL whose metadata lives at this site's root, and the
+    token endpoint is this app's view (it carries the limits and the audit trail)."""
+    from .views import TokenView
+
+    issuer = idp_settings.ISSUER
+    errors: list[Error] = []
+    parts = urlsplit(issuer or "")
+    if not issuer or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        errors.append(
+            Error(
+                "DELEGATION_IDP['ISSUER'] must be an absolute URL without query or fragment.",
+                hint="For example 'https://idp.example.com'.",
+                id="delegation_idp.E008",
+            )
+        )
+        return errors
+    if parts.path not in ("", "/"):
+        errors.append(
+            Error(
+                "DELEGATION_IDP['ISSUER'] has a path, but metadata is served at the site root.",
+                hint="RFC 8414 section 3: an issuer with a path needs its metadata at "
+                "/.well-known/oauth-authorization-server/<path>; use an issuer without a path.",
+                id="delegation_idp.E009",
+            )
+        )
+    try:
+        metadata_path = reverse("delegation_idp:metadata")
+        token_path = reverse("oauth2_provider:token")
+    except NoReverseMatch:
+        errors.append(
+            Error(
+                "delegation_idp's URLs are not included.",
+                hint="Add path('o/', include('delegation_idp.urls')) and "
+                "path('', include('delegation_idp.wellknown_urls')) to the root URLconf.",
+                id="delegation_idp.E010",
+            )
+        )
+        return errors
+    if metadata_path != "/.well-known/oauth-authorization-server":
+        errors.append(
+            Error(
+                "The metadata route is not at the site root, so it does not match the issuer.",
+                hint="Include delegation_idp.wellknown_urls at the root: path('', include(...)).",
+                id="delegation_idp.E011",
+            )
+        )
+    if getattr(resolve(token_path).func, "view_class", None) is not TokenView:
+        errors.append(
+            Error(
+                "oauth2_provider:token does not resolve to delegation_idp's token view.",
+                hint="Include delegation_idp.urls instead of oauth2_provider.urls.",
+                id="delegation_idp.E012",
+            )
+        )
+    hosts = getattr(settings, "ALLOWED_HOSTS", [])
+    if not settings.DEBUG and parts.hostname and "*" not in hosts and not any(
+        parts.hostname == h or (h.startswith(".") and parts.hostname.endswith(h)) for h in hosts
+    ):
+        errors.append(
+            Warning(
+                "The issuer's host is not in ALLOWED_HOSTS.",
+                hint="Requests to the issuer would be refused.",
+                id="delegation_idp.W001",
+            )
+        )
+    return errors
+
+
+@register(Tags.security)
+def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Asymmetric signing only (RFC 8725 section 3.1), and bounded chains."""
+    errors = []
+    algorithms = {idp_settings.SIGNING_ALGORITHM, *idp_settings.ALLOWED_ALGORITHMS}
+    if algorithms & SYMMETRIC:
+        errors.append(
+            Error(
+                "Symmetric or 'none' signing algorithms are configured.",
+                hint="Resource servers verify with public keys; use ES256, RS256 or EdDSA.",
+                id="delegation_idp.E013",
+            )
+        )
+    from .jose import ASYMMETRIC_ALGORITHMS
+
+    if not algorithms <= ASYMMETRIC_ALGORITHMS | SYMMETRIC:
+        errors.append(
+            Error("Unknown signing algorithm configured.", hint=f"Use one of {sorted(ASYMMETRIC_ALGORITHMS)}.",
+                  id="delegation_idp.E014")
+        )
+    if idp_settings.SIGNING_ALGORITHM not in idp_settings.ALLOWED_ALGORITHMS:
+        errors.append(
+            Error("SIGNING_ALGORITHM is not in ALLOWED_ALGORITHMS.", hint="Add it to the allow-list.",
+                  id="delegation_idp.E015")
+        )
+    depth = idp_settings.MAX_DELEGATION_DEPTH
+    if not isinstance(depth, int) or not 1 <= depth <= 32:
+        errors.append(
+            Error("MAX_DELEGATION_DEPTH must be between 1 and 32.", hint="The default is 5.",
+                  id="delegation_idp.E016")
+        )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """Production gates: https issuer, bounded lifetimes, secrets out of error reports."""
+    errors: list[Error | Warning] = []
+    issuer = idp_settings.ISSUER or ""
+    if not settings.DEBUG and not issuer.startswith("https://"):
+        errors.append(
+            Error("The issuer is not https.", hint="Tokens and client secrets need TLS.",
+                  id="delegation_idp.E101")
+        )
+    lifetime = int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+    if not 60 <= lifetime <= 86400 or not 10 <= int(idp_settings.EXCHANGED_TOKEN_LIFETIME) <= 3600:
+        errors.append(
+            Error(
+                "Token lifetimes are out of bounds.",
+                hint="ACCESS_TOKEN_EXPIRE_SECONDS within 60..86400 and EXCHANGED_TOKEN_LIFETIME within 10..3600.",
+                id="delegation_idp.E102",
+            )
+        )
+    filter_path = getattr(settings, "DEFAULT_EXCEPTION_REPORTER_FILTER", "")
+    if filter_path and filter_path != "django.views.debug.SafeExceptionReporterFilter":
+        from django.utils.module_loading import import_string
+        from django.views.debug import SafeExceptionReporterFilter
+
+        if not issubclass(import_string(filter_path), SafeExceptionReporterFilter):
+            errors.append(
+                Error(
+                    "The exception reporter filter does not hide sensitive POST parameters.",
+                    hint="subject_token, actor_token and client_assertion must never reach error reports.",
+                    id="delegation_idp.E103",
+                )
+            )
+    if oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES:
+        errors.append(
+            Warning("http redirect URIs are allowed.", hint="Allow only https in production.",
+                    id="delegation_idp.W101")
+        )
+    return errors

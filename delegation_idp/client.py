@@ -1,0 +1,184 @@
+"""An agent's client for the provider: discovery, token exchange, revocation.
+
+Sync (``AgentClient``) over httpx; no Django needed::
+
+    agent = AgentClient("https://idp.example.com", client_id, client_secret)
+    result = agent.exchange(user_token, audience="https://agent2.example.com")
+    result.access_token, result.expires_in, result.scope
+
+Exchanged tokens are cached per (subject ``jti``, target, scope) until shortly
+before they expire, so parallel work reuses one token instead of minting many.
+Errors are :class:`OAuthError` with the server's ``error`` code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+__all__ = ["AgentClient", "ExchangeResult", "OAuthError", "TOKEN_EXCHANGE", "ACCESS_TOKEN_TYPE"]
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+class OAuthError(Exception):
+    """An OAuth error response (RFC 6749 section 5.2)."""
+
+    def __init__(self, error: str, description: str = "", status: int = 400):
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    """The token response of RFC 8693 section 2.2.1."""
+
+    access_token: str
+    issued_token_type: str
+    token_type: str
+    expires_in: int
+    scope: str
+    expires_at: float
+
+    def __repr__(self) -> str:  # never print the token itself
+        return f"ExchangeResult(token_type={self.token_type!r}, expires_in={self.expires_in}, scope={self.scope!r})"
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT this client holds, for cache keys and display only (not trusted)."""
+    try:
+        payload = token.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (IndexError, ValueError):
+        return {}
+
+
+class AgentClient:
+    """A confidential agent talking to the provider's endpoints."""
+
+    #: seconds before expiry at which a cached token is no longer handed out
+    REFRESH_MARGIN = 30
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self._secret = client_secret
+        self.http = http or httpx.Client(timeout=timeout)
+        self._metadata: dict[str, Any] | None = None
+        self._cache: dict[tuple[str, tuple[str, ...], str], ExchangeResult] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 metadata, fetched once."""
+        if self._metadata is None:
+            response = self.http.get(f"{self.issuer}/.well-known/oauth-authorization-server")
+            response.raise_for_status()
+            data = response.json()
+            if data.get("issuer") != self.issuer:
+                raise OAuthError("invalid_issuer", "metadata names another issuer")
+            self._metadata = data
+        return self._metadata
+
+    def _post(self, endpoint: str, data: list[tuple[str, str]]) -> dict[str, Any]:
+        form: dict[str, list[str]] = {}
+        for name, value in data:
+            form.setdefault(name, []).append(value)
+        response = self.http.post(self.metadata[endpoint], data=form, auth=(self.client_id, self._secret))
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            raise OAuthError(
+                str(body.get("error") or "server_error"),
+                str(body.get("error_description") or ""),
+                response.status_code,
+            )
+        return body if isinstance(body, dict) else {}
+
+    def exchange(
+        self,
+        subject_token: str,
+        *,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+        actor_token: str | None = None,
+        use_cache: bool = True,
+    ) -> ExchangeResult:
+        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1)."""
+        audiences = [audience] if isinstance(audience, str) else list(audience or [])
+        resources = [resource] if isinstance(resource, str) else list(resource or [])
+        key = (
+            str(unverified_claims(subject_token).get("jti", "")),
+            tuple(sorted(audiences + resources)),
+            " ".join(sorted((scope or "").split())),
+        )
+        if use_cache and key[0] and actor_token is None:
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached is not None and cached.expires_at - self.REFRESH_MARGIN > time.time():
+                return cached
+        data = [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ]
+        data += [("audience", a) for a in audiences] + [("resource", r) for r in resources]
+        if scope:
+            data.append(("scope", scope))
+        if actor_token:
+            data += [("actor_token", actor_token), ("actor_token_type", ACCESS_TOKEN_TYPE)]
+        body = self._post("token_endpoint", data)
+        result = ExchangeResult(
+            access_token=body["access_token"],
+            issued_token_type=body.get("issued_token_type", ACCESS_TOKEN_TYPE),
+            token_type=body.get("token_type", "Bearer"),
+            expires_in=int(body.get("expires_in", 0)),
+            scope=body.get("scope", ""),
+            expires_at=time.time() + int(body.get("expires_in", 0)),
+        )
+        if use_cache and key[0] and actor_token is None:
+            with self._lock:
+                self._cache[key] = result
+        return result
+
+    def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
+        data = [("grant_type", "client_credentials")]
+        if scope:
+            data.append(("scope", scope))
+        return self._post("token_endpoint", data)
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        return self._post("introspection_endpoint", [("token", token)])
+
+    def revoke(self, token: str) -> None:
+        response = self.http.post(
+            self.metadata["revocation_endpoint"],
+            data={"token": token, "token_type_hint": "access_token"},
+            auth=(self.client_id, self._secret),
+        )
+        if response.status_code != 200:
+            raise OAuthError("revocation_failed", "", response.status_code)

@@ -1,0 +1,126 @@
+"""The app's options, read from the one namespaced ``DELEGATION_IDP`` setting.
+
+Modelled on Django REST framework's ``api_settings``: defaults live in
+``DEFAULTS``, dotted paths listed in ``IMPORT_STRINGS`` are imported on first
+access, and the cache is dropped when tests or code change the setting.
+Nothing else in the package reads ``django.conf.settings`` for these options::
+
+    from delegation_idp.conf import idp_settings
+    idp_settings.MAX_DELEGATION_DEPTH
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "DELEGATION_IDP"
+
+DEFAULTS: dict[str, Any] = {
+    # The issuer identifier (RFC 8414 section 2): an https URL without query or
+    # fragment. It is the exact `iss` of every token. Required.
+    "ISSUER": None,
+    # Signing: algorithm of newly generated keys and the allow-list accepted on
+    # verification. Symmetric algorithms are refused by a system check.
+    "SIGNING_ALGORITHM": "ES256",
+    "ALLOWED_ALGORITHMS": ["ES256", "RS256", "EdDSA"],
+    # Fernet keys (urlsafe base64 of 32 bytes) that encrypt private signing keys
+    # at rest. The first encrypts; all of them decrypt, so a key-encryption key
+    # can be rotated by prepending a new one. Never derived from SECRET_KEY.
+    "KEY_ENCRYPTION_KEYS": [],
+    # Key life cycle (seconds). A new key is published as `next` for
+    # JWKS_CACHE_SECONDS before it signs; a retired key stays published until
+    # every token it signed has expired plus CLOCK_SKEW_SECONDS plus JWKS_CACHE_SECONDS.
+    "KEY_ROTATION_PERIOD": 7 * 24 * 3600,
+    "JWKS_CACHE_SECONDS": 300,
+    # How often a process may reload keys from the database after meeting an unknown `kid`.
+    "KEY_RELOAD_MIN_INTERVAL": 5,
+    # How long a process trusts its in-memory copy of the key set.
+    "KEY_CACHE_SECONDS": 30,
+    "CLOCK_SKEW_SECONDS": 30,
+    # Which applications get JWT access tokens: "all", or "agents" (registered
+    # parties only, other applications keep django-oauth-toolkit's opaque tokens).
+    # JWT_CLIENT_IDS opts further applications in by client_id.
+    "JWT_ACCESS_TOKENS": "all",
+    "JWT_CLIENT_IDS": [],
+    # Maps a user to the `sub` claim. Called with the user; returns a string.
+    "SUBJECT_RESOLVER": "delegation_idp.claims.default_subject",
+    # Lifetime cap of an exchanged token; it never outlives its subject token either.
+    "EXCHANGED_TOKEN_LIFETIME": 600,
+    # Delegation chain rules.
+    "MAX_DELEGATION_DEPTH": 5,
+    "ALLOW_REPEATED_ACTORS": False,
+    # Input limits, applied before any parsing.
+    "MAX_TOKEN_BYTES": 8192,
+    "MAX_HEADER_BYTES": 1024,
+    "MAX_REQUEST_BYTES": 32768,
+    "MAX_JSON_DEPTH": 16,
+    # Redis URL for the revocation set published to resource servers; None disables it.
+    "REVOCATION_REDIS_URL": None,
+    "REVOCATION_REDIS_PREFIX": "delegation_idp:revoked:",
+    # Retention of lineage and audit records after a token expired (seconds).
+    "LINEAGE_RETENTION_SECONDS": 30 * 24 * 3600,
+    "SWEEP_BATCH_SIZE": 1000,
+    # Token endpoint throttling, shared through Django's cache. None disables.
+    "THROTTLE_RATES": {"client": "600/min", "address": "1200/min"},
+    "THROTTLE_CACHE_ALIAS": "default",
+    "CLIENT_AUTH_FAILURE_LIMIT": 10,
+    "CLIENT_AUTH_FAILURE_WINDOW": 60,
+    # Generated agent client secrets are stored as HMAC-SHA256 keyed with this
+    # secret (256-bit random secrets need no slow hashing). None: fall back to
+    # django-oauth-toolkit's password hasher.
+    "CLIENT_SECRET_HMAC_KEY": None,
+    # The audit sink: a callable taking the audit record's fields; default writes the database.
+    "AUDIT_WRITER": "delegation_idp.audit.write_event",
+}
+
+IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER")
+
+
+class IdpSettings:
+    """Attribute access to ``settings.DELEGATION_IDP`` with defaults and imports."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None, import_strings: tuple[str, ...] = ()):
+        self.defaults = defaults or DEFAULTS
+        self.import_strings = import_strings or IMPORT_STRINGS
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if not hasattr(self, "_user_settings"):
+            self._user_settings = getattr(settings, SETTING_NAME, {}) or {}
+        return self._user_settings
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in self.import_strings and isinstance(value, str):
+            value = import_string(value)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        if hasattr(self, "_user_settings"):
+            delattr(self, "_user_settings")
+
+
+idp_settings = IdpSettings(DEFAULTS, IMPORT_STRINGS)
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        idp_settings.reload()
+        from . import keys  # the key cache depends on these options
+
+        keys.keyset.invalidate()
+
+
+setting_changed.connect(_reload)

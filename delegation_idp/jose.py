@@ -1,0 +1,338 @@
+"""The one module that speaks JOSE (RFC 7515, 7517, 7519, 7638).
+
+Everything else in the package speaks in claims (dicts) and :class:`SigningKey`
+objects; jwcrypto stays behind this module. The rules here follow RFC 8725
+(JWT best current practice):
+
+* sizes are checked before anything is decoded, and JSON nesting is bounded
+  before it is parsed;
+* only compact JWS is accepted; headers other than ``alg``, ``kid`` and ``typ``
+  (``crit``, ``jku``, ``x5u``, ``jwk``, ``x5c``, ``zip``, ``enc``, ``p2c``...) are refused,
+  so no header can name a key, a URL or a compression;
+* the algorithm comes from the key set, never from the token: the header's
+  ``alg`` must equal the algorithm of the key its ``kid`` names, and both must be
+  on the allow-list;
+* duplicate JSON members are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "JoseError",
+    "SigningKey",
+    "decrypt_private_key",
+    "encrypt_private_key",
+    "generate_key",
+    "json_depth",
+    "load_key",
+    "peek_header",
+    "sign",
+    "strict_json_loads",
+    "verify",
+]
+
+ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "ES384", "RS256", "PS256", "EdDSA"})
+ALLOWED_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
+_SIGNATURE_BYTES = {"ES256": 64, "ES384": 96, "EdDSA": 64}
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+class JoseError(ValueError):
+    """A token or key that this module refuses. ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, message: str = ""):
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A key of the provider's own key set, with the algorithm it is used with."""
+
+    kid: str
+    alg: str
+    jwk: jwk.JWK
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public members only, with ``kid``, ``alg`` and ``use`` (RFC 7517 section 4)."""
+        data = json.loads(self.jwk.export_public())
+        data.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        return data
+
+
+def generate_key(alg: str) -> SigningKey:
+    """Generate a private key for ``alg``; its ``kid`` is the RFC 7638 thumbprint."""
+    if alg in ("ES256", "ES384"):
+        key = jwk.JWK.generate(kty="EC", crv="P-256" if alg == "ES256" else "P-384")
+    elif alg in ("RS256", "PS256"):
+        key = jwk.JWK.generate(kty="RSA", size=3072)
+    elif alg == "EdDSA":
+        key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+    else:
+        raise JoseError("unsupported_algorithm", f"cannot generate a key for {alg!r}")
+    return SigningKey(kid=key.thumbprint(), alg=alg, jwk=key)
+
+
+def load_key(private_json: bytes | str, alg: str) -> SigningKey:
+    key = jwk.JWK.from_json(private_json)
+    return SigningKey(kid=key.thumbprint(), alg=alg, jwk=key)
+
+
+def public_key(data: Mapping[str, Any]) -> SigningKey:
+    """A verification key from a published JWK (resource-server side)."""
+    members = {k: v for k, v in data.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "k")}
+    key = jwk.JWK(**members)
+    alg = str(data.get("alg") or "")
+    return SigningKey(kid=str(data.get("kid") or key.thumbprint()), alg=alg, jwk=key)
+
+
+def _fernet(keys: Iterable[str | bytes]) -> MultiFernet:
+    fernets = [Fernet(k) for k in keys]
+    if not fernets:
+        raise JoseError("no_key_encryption_key", "KEY_ENCRYPTION_KEYS is empty")
+    return MultiFernet(fernets)
+
+
+def encrypt_private_key(key: SigningKey, keks: Iterable[str | bytes]) -> bytes:
+    """The private JWK encrypted with the first key-encryption key (Fernet: AES-CBC + HMAC)."""
+    return _fernet(keks).encrypt(key.jwk.export_private().encode())
+
+
+def decrypt_private_key(blob: bytes, alg: str, keks: Iterable[str | bytes]) -> SigningKey:
+    try:
+        return load_key(_fernet(keks).decrypt(bytes(blob)), alg)
+    except InvalidToken as exc:
+        raise JoseError("undecryptable_key", "no key-encryption key opens this private key") from exc
+
+
+def _b64decode(segment: str) -> bytes:
+    if not _B64URL.match(segment):
+        raise JoseError("malformed", "not base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise JoseError("malformed", "not base64url") from exc
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text``, without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JoseError("duplicate_member", "duplicate JSON member")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise JoseError("malformed", "non-standard JSON constant")
+
+
+def strict_json_loads(data: bytes | str, *, max_depth: int) -> Any:
+    """Parse JSON with bounded depth, no duplicate members and no NaN/Infinity."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise JoseError("malformed", "not UTF-8") from exc
+    if json_depth(text) > max_depth:
+        raise JoseError("too_deep", "JSON nested too deeply")
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except ValueError as exc:
+        if isinstance(exc, JoseError):
+            raise
+        raise JoseError("malformed", "not JSON") from exc
+
+
+def _split(token: str, max_bytes: int) -> list[str]:
+    if not isinstance(token, str) or not token:
+        raise JoseError("malformed", "empty token")
+    if len(token) > max_bytes:
+        raise JoseError("too_large", "token too large")
+    parts = token.split(".")
+    if len(parts) != 3:
+        # Five parts is a JWE; one part is JSON serialization or garbage.
+        raise JoseError("malformed", "not a compact JWS")
+    return parts
+
+
+def peek_header(
+    token: str,
+    *,
+    algorithms: Iterable[str],
+    max_bytes: int,
+    max_header_bytes: int,
+    expected_typ: str | None = "at+jwt",
+) -> dict[str, Any]:
+    """Decode and check the protected header of a compact JWS, verifying nothing else."""
+    header_segment = _split(token, max_bytes)[0]
+    if len(header_segment) > max_header_bytes:
+        raise JoseError("too_large", "header too large")
+    header = strict_json_loads(_b64decode(header_segment), max_depth=2)
+    if not isinstance(header, dict):
+        raise JoseError("malformed", "header is not an object")
+    extra = set(header) - ALLOWED_HEADER_MEMBERS
+    if extra:
+        raise JoseError("forbidden_header", "header member not allowed")
+    alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
+    if not isinstance(alg, str) or alg not in set(algorithms) or alg not in ASYMMETRIC_ALGORITHMS:
+        raise JoseError("bad_alg", "algorithm not allowed")
+    if not isinstance(kid, str) or not kid or len(kid) > 128:
+        raise JoseError("bad_kid", "missing or invalid kid")
+    if expected_typ is not None:
+        # RFC 9068 section 2.1 / RFC 8725 section 3.11: explicit typing; the
+        # "application/" prefix may be present and the comparison is case-insensitive.
+        normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+        if normalized != expected_typ:
+            raise JoseError("bad_typ", "unexpected token type")
+    return header
+
+
+def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str = "at+jwt") -> str:
+    """Compact JWS of ``claims`` signed with ``key``; header ``alg``, ``kid``, ``typ``."""
+    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
+    token = jws.JWS(json.dumps(claims, separators=(",", ":")).encode())
+    token.add_signature(key.jwk, alg=key.alg, protected=json.dumps(header, separators=(",", ":")))
+    return str(token.serialize(compact=True))
+
+
+KeyResolver = Callable[[str], "SigningKey | None"]
+
+
+def verify(
+    token: str,
+    resolve_key: KeyResolver,
+    *,
+    algorithms: Iterable[str],
+    max_bytes: int,
+    max_header_bytes: int,
+    max_json_depth: int,
+    expected_typ: str | None = "at+jwt",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a compact JWS against a key of our own set and return ``(header, claims)``.
+
+    ``resolve_key`` maps a ``kid`` to a key of the caller's own key set, or None.
+    Claims are not validated here (see :func:`validate_claims`).
+    """
+    allowed = frozenset(algorithms)
+    header = peek_header(
+        token,
+        algorithms=allowed,
+        max_bytes=max_bytes,
+        max_header_bytes=max_header_bytes,
+        expected_typ=expected_typ,
+    )
+    key = resolve_key(header["kid"])
+    if key is None:
+        raise JoseError("unknown_kid", "no key with that kid")
+    if key.alg != header["alg"]:
+        raise JoseError("bad_alg", "algorithm does not match the key")
+    _, payload_segment, signature_segment = token.split(".")
+    signature = _b64decode(signature_segment)
+    expected_len = _SIGNATURE_BYTES.get(key.alg)
+    if expected_len is not None and len(signature) != expected_len:
+        raise JoseError("bad_signature", "signature has the wrong length")
+    if expected_len is None and key.alg in ("RS256", "PS256") and len(signature) * 8 < 2048:
+        raise JoseError("bad_signature", "signature has the wrong length")
+    payload = _b64decode(payload_segment)
+    try:
+        verifier = jws.JWS()
+        verifier.deserialize(token)
+        verifier.verify(key.jwk, alg=key.alg)
+    except (JWException, ValueError, TypeError) as exc:
+        raise JoseError("bad_signature", "signature does not verify") from exc
+    claims = strict_json_loads(payload, max_depth=max_json_depth)
+    if not isinstance(claims, dict):
+        raise JoseError("malformed", "claims are not an object")
+    return header, claims
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def validate_claims(
+    claims: Mapping[str, Any],
+    *,
+    issuer: str,
+    now: float,
+    leeway: float,
+    audience: str | None = None,
+    required: Iterable[str] = ("iss", "sub", "aud", "exp", "iat", "jti"),
+) -> None:
+    """Check registered claims (RFC 7519 section 4.1) with an injectable ``now``."""
+    for name in required:
+        if name not in claims:
+            raise JoseError("missing_claim", f"missing claim {name}")
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or iss != issuer:
+        raise JoseError("bad_iss", "foreign issuer")
+    for name in ("sub", "jti"):
+        if name in claims and (not isinstance(claims[name], str) or not claims[name]):
+            raise JoseError("malformed", f"invalid {name}")
+    exp = _number(claims.get("exp"))
+    if exp is None or exp + leeway <= now:
+        raise JoseError("expired", "token expired")
+    iat = _number(claims.get("iat"))
+    if "iat" in claims and (iat is None or iat - leeway > now):
+        raise JoseError("not_yet_valid", "issued in the future")
+    if "nbf" in claims:
+        nbf = _number(claims.get("nbf"))
+        if nbf is None or nbf - leeway > now:
+            raise JoseError("not_yet_valid", "token not yet valid")
+    if audience is not None and audience not in audiences(claims):
+        raise JoseError("bad_aud", "token is not addressed to this party")
+
+
+def audiences(claims: Mapping[str, Any]) -> list[str]:
+    """``aud`` as a list of strings (RFC 7519 section 4.1.3 allows a string or an array)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        return list(aud)
+    return []
+
+
+def b64url(data: bytes) -> str:
+    return _b64encode(data)

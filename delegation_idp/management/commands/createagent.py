@@ -1,0 +1,41 @@
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from delegation_idp.agents import register_party
+from delegation_idp.models import Party
+
+
+class Command(BaseCommand):
+    help = "Register an agent, MCP server or resource server (like oauth2_provider's createapplication)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("uri", help="Identity URI, e.g. https://agent1.example.com")
+        parser.add_argument("--name", help="Display name (default: the URI's host)")
+        parser.add_argument("--kind", choices=[k for k, _ in Party.KIND_CHOICES], default=Party.AGENT)
+        parser.add_argument("--contact", default="")
+        parser.add_argument("--redirect-uris", default="", help="Space-separated; enables authorization code")
+        parser.add_argument("--client-id", default=None)
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        uri = options["uri"]
+        name = options["name"] or uri.split("//", 1)[-1].split("/", 1)[0]
+        try:
+            reg = register_party(
+                uri, name, options["kind"], contact=options["contact"],
+                redirect_uris=options["redirect_uris"], client_id=options["client_id"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        data = {"uri": reg.party.uri, "kind": reg.party.kind, "client_id": reg.client_id,
+                "client_secret": reg.client_secret}
+        if options["json"]:
+            self.stdout.write(json.dumps(data))
+        else:
+            self.stdout.write(f"Registered {reg.party.kind} {reg.party.uri}")
+            if reg.client_id:
+                self.stdout.write(f"client_id: {reg.client_id}")
+                self.stdout.write(f"client_secret (shown once): {reg.client_secret}")

@@ -1,0 +1,313 @@
+"""Registered parties, delegation rules, signing keys, token lineage and audit events."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.settings import oauth2_settings
+
+from .policy import PartyView, RuleView, scope_set
+
+
+def validate_identity_uri(value: str) -> None:
+    """An absolute https URL without query or fragment; http only for loopback hosts."""
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValidationError(_("Enter an absolute URL."), code="invalid") from exc
+    if value != value.strip() or any(ch.isspace() or ord(ch) < 0x21 or ord(ch) > 0x7E for ch in value):
+        raise ValidationError(_("The URL must be plain ASCII without spaces."), code="invalid")
+    if not parts.scheme or not parts.hostname:
+        raise ValidationError(_("Enter an absolute URL."), code="invalid")
+    if parts.query or parts.fragment or parts.username or parts.password or "|" in value:
+        raise ValidationError(_("The URL must not carry a query, fragment or credentials."), code="invalid")
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname):
+        return
+    raise ValidationError(_("Use https (http is allowed for loopback hosts only)."), code="insecure")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Party(models.Model):
+    """An agent, MCP server or resource server, known by its identity URI.
+
+    Agents and MCP servers that call the token endpoint are linked to a
+    confidential django-oauth-toolkit application. The URI is what tokens name
+    in ``aud`` and in ``act.sub``.
+    """
+
+    AGENT = "agent"
+    MCP_SERVER = "mcp_server"
+    RESOURCE_SERVER = "resource_server"
+    KIND_CHOICES = [
+        (AGENT, _("Agent")),
+        (MCP_SERVER, _("MCP server")),
+        (RESOURCE_SERVER, _("Resource server (audience only)")),
+    ]
+
+    uri = models.CharField(
+        _("identity URI"), max_length=255, unique=True, validators=[validate_identity_uri]
+    )
+    name = models.CharField(_("display name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=20, choices=KIND_CHOICES, default=AGENT)
+    contact = models.CharField(_("owner or contact"), max_length=254, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL,
+        verbose_name=_("OAuth client"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="delegation_party",
+    )
+    resource_prefixes = models.TextField(
+        _("resource URL prefixes"),
+        blank=True,
+        help_text=_("RFC 8707 resource URLs starting with one of these (one a line) mean this party."),
+    )
+    jwks = models.JSONField(
+        _("client JWK set"),
+        null=True,
+        blank=True,
+        help_text=_("Public keys for private_key_jwt client authentication (RFC 7523)."),
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("registered party")
+        verbose_name_plural = _("registered parties")
+        ordering = ["uri"]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.uri}>"
+
+    def prefixes(self) -> list[str]:
+        return [line.strip() for line in self.resource_prefixes.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        for prefix in self.prefixes():
+            validate_identity_uri(prefix)
+        if self.kind == self.RESOURCE_SERVER and self.application_id:
+            raise ValidationError({"application": _("A resource server is an audience only.")})
+
+    def as_view(self) -> PartyView:
+        return PartyView(uri=self.uri, enabled=self.enabled, kind=self.kind)
+
+
+class DelegationRule(models.Model):
+    """What one actor may pass on: to which audiences, which scopes, from whom, for whom."""
+
+    actor = models.ForeignKey(
+        Party,
+        on_delete=models.CASCADE,
+        related_name="delegation_rules",
+        limit_choices_to={"kind__in": [Party.AGENT, Party.MCP_SERVER]},
+    )
+    audiences = models.ManyToManyField(Party, related_name="+", verbose_name=_("target audiences"))
+    max_scope = models.CharField(
+        _("largest scope"), max_length=1000, help_text=_("Space-separated scopes it may pass on.")
+    )
+    max_depth = models.PositiveSmallIntegerField(
+        _("largest chain depth"),
+        null=True,
+        blank=True,
+        help_text=_("The deepest position in a chain at which it may still act (1 = directly for the user)."),
+    )
+    allow_direct_from_user = models.BooleanField(
+        _("directly from a user token"), default=False
+    )
+    upstream_actors = models.ManyToManyField(
+        Party, related_name="+", blank=True, verbose_name=_("may continue a chain from")
+    )
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+", blank=True)
+    groups = models.ManyToManyField("auth.Group", related_name="+", blank=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("delegation rule")
+        ordering = ["actor__uri", "id"]
+
+    def __str__(self) -> str:
+        return f"rule {self.pk} for {self.actor.uri}"
+
+    def as_view(self) -> RuleView:
+        """The policy view. Uses prefetched relations when present."""
+        return RuleView(
+            id=self.pk,
+            actor=self.actor.uri,
+            audiences=frozenset(p.uri for p in self.audiences.all()),
+            max_scope=scope_set(self.max_scope),
+            max_depth=self.max_depth,
+            upstream=frozenset(p.uri for p in self.upstream_actors.all()),
+            direct_from_user=self.allow_direct_from_user,
+            user_ids=frozenset(u.pk for u in self.users.all()),
+            group_ids=frozenset(g.pk for g in self.groups.all()),
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            enabled=self.enabled,
+        )
+
+
+class SigningKey(models.Model):
+    """A key of the provider's own key set. Exactly one is ``current`` at a time."""
+
+    NEXT = "next"
+    CURRENT = "current"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+    STATE_CHOICES = [
+        (NEXT, _("next (published, not signing yet)")),
+        (CURRENT, _("current (signing)")),
+        (RETIRED, _("retired (published, not signing)")),
+        (REVOKED, _("revoked (compromised, unpublished)")),
+    ]
+
+    kid = models.CharField(max_length=128, unique=True, editable=False)
+    alg = models.CharField(max_length=10, editable=False)
+    state = models.CharField(max_length=10, choices=STATE_CHOICES, db_index=True)
+    public_jwk = models.JSONField(editable=False)
+    private_key = models.BinaryField(editable=False, help_text="Encrypted with a key-encryption key.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    activates_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    remove_after = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"], condition=Q(state="current"), name="delegation_idp_one_current_key"
+            )
+        ]
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.alg} {self.kid[:12]}… ({self.state})"
+
+    @property
+    def published(self) -> bool:
+        return self.state in (self.NEXT, self.CURRENT, self.RETIRED)
+
+
+class TokenLineage(models.Model):
+    """One issued access token and where it came from.
+
+    ``path`` lists the ``jti`` of every ancestor and of the token itself, joined
+    by ``/``, so a whole subtree is one indexed prefix match. ``parties`` holds
+    ``|uri|`` for the requesting client, every audience and every actor, so
+    disabling a party finds its live tokens in one query on any database.
+    Revocation marks rows; they are kept for audit until the retention sweep.
+    """
+
+    jti = models.CharField(max_length=64, unique=True)
+    parent_jti = models.CharField(max_length=64, blank=True, db_index=True)
+    root_jti = models.CharField(max_length=64, db_index=True)
+    path = models.CharField(max_length=1100, db_index=True)
+    depth = models.PositiveSmallIntegerField(default=0)
+    grant_type = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    subject = models.CharField(max_length=255)
+    client_id = models.CharField(max_length=255, db_index=True)
+    audience = models.JSONField(default=list)
+    scope = models.TextField(blank=True)
+    act = models.JSONField(null=True, blank=True)
+    parties = models.TextField(blank=True)
+    kid = models.CharField(max_length=128, db_index=True)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    access_token = models.OneToOneField(
+        oauth2_settings.ACCESS_TOKEN_MODEL,
+        # DO_NOTHING: the post_delete handler must still find the row to cascade.
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="delegation_lineage",
+        db_constraint=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revocation_reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("token lineage record")
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return self.jti
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        from .actchain import chain_from_act
+
+        return chain_from_act(self.act, max_depth=64) if self.act else ()
+
+
+class AuditEvent(models.Model):
+    """An append-only record of one token-endpoint attempt or revocation."""
+
+    GRANTED = "granted"
+    DENIED = "denied"
+    REVOKED = "revoked"
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    event = models.CharField(max_length=32, db_index=True)
+    decision = models.CharField(max_length=16, db_index=True)
+    reason = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=64, blank=True)
+    grant_type = models.CharField(max_length=128, blank=True)
+    client_id = models.CharField(max_length=255, blank=True, db_index=True)
+    user_id = models.CharField(max_length=64, blank=True, db_index=True)
+    subject = models.CharField(max_length=255, blank=True, db_index=True)
+    chain = models.JSONField(default=list)
+    requested_audience = models.JSONField(default=list)
+    requested_scope = models.TextField(blank=True)
+    granted_audience = models.JSONField(default=list)
+    granted_scope = models.TextField(blank=True)
+    jti = models.CharField(max_length=64, blank=True, db_index=True)
+    parent_jti = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.event} {self.decision}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only.")
+        super().save(*args, **kwargs)

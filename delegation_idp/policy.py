@@ -1,0 +1,263 @@
+"""Delegation policy: who may act for whom, toward what, with which scopes.
+
+Pure decision code with no I/O. The grant turns database rows into the frozen
+views below and asks :func:`evaluate`; the admin's "try a delegation" page asks
+the same function. Deny by default: without an enabled, matching rule the
+answer is no, and every answer carries a stable machine-readable reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Decision", "ExchangeContext", "Limits", "PartyView", "Reason", "RuleView", "evaluate"]
+
+
+class Reason(enum.StrEnum):
+    """Why a delegation was allowed or refused (stable codes for the audit trail)."""
+
+    ALLOWED = "allowed"
+    NOT_AN_AGENT = "not_an_agent"
+    ACTOR_DISABLED = "actor_disabled"
+    CHAIN_ACTOR_DISABLED = "chain_actor_disabled"
+    MAY_ACT_MISMATCH = "may_act_mismatch"
+    DEPTH_EXCEEDED = "depth_exceeded"
+    CYCLE = "cycle"
+    TARGET_UNKNOWN = "target_unknown"
+    NO_RULE = "no_rule"
+    AUDIENCE_NOT_PERMITTED = "audience_not_permitted"
+    UPSTREAM_NOT_PERMITTED = "upstream_not_permitted"
+    USER_NOT_PERMITTED = "user_not_permitted"
+    RULE_NOT_IN_EFFECT = "rule_not_in_effect"
+    SCOPE_EXCEEDS_SUBJECT = "scope_exceeds_subject"
+    SCOPE_NOT_PERMITTED = "scope_not_permitted"
+
+
+# The OAuth error each refusal is reported with (RFC 6749 section 5.2, RFC 8693
+# section 2.2.2: a subject token that is unacceptable by policy is invalid_request).
+OAUTH_ERROR: dict[Reason, str] = {
+    Reason.NOT_AN_AGENT: "unauthorized_client",
+    Reason.ACTOR_DISABLED: "unauthorized_client",
+    Reason.CHAIN_ACTOR_DISABLED: "invalid_request",
+    Reason.MAY_ACT_MISMATCH: "invalid_request",
+    Reason.DEPTH_EXCEEDED: "invalid_request",
+    Reason.CYCLE: "invalid_request",
+    Reason.UPSTREAM_NOT_PERMITTED: "invalid_request",
+    Reason.USER_NOT_PERMITTED: "invalid_request",
+    Reason.TARGET_UNKNOWN: "invalid_target",
+    Reason.NO_RULE: "invalid_target",
+    Reason.AUDIENCE_NOT_PERMITTED: "invalid_target",
+    Reason.RULE_NOT_IN_EFFECT: "invalid_target",
+    Reason.SCOPE_EXCEEDS_SUBJECT: "invalid_scope",
+    Reason.SCOPE_NOT_PERMITTED: "invalid_scope",
+}
+
+# Plain words for error_description. They never say which parties exist.
+DESCRIPTION: dict[Reason, str] = {
+    Reason.ALLOWED: "Delegation allowed.",
+    Reason.NOT_AN_AGENT: "This client is not registered as an agent that may exchange tokens.",
+    Reason.ACTOR_DISABLED: "This client is disabled.",
+    Reason.CHAIN_ACTOR_DISABLED: "An actor earlier in the delegation chain is disabled.",
+    Reason.MAY_ACT_MISMATCH: "The subject token does not allow this client to act for its subject.",
+    Reason.DEPTH_EXCEEDED: "The delegation chain would exceed its permitted depth.",
+    Reason.CYCLE: "This client already appears in the delegation chain.",
+    Reason.TARGET_UNKNOWN: "The requested audience or resource is not permitted for this client.",
+    Reason.NO_RULE: "The requested audience or resource is not permitted for this client.",
+    Reason.AUDIENCE_NOT_PERMITTED: "The requested audience or resource is not permitted for this client.",
+    Reason.RULE_NOT_IN_EFFECT: "The requested audience or resource is not permitted for this client.",
+    Reason.UPSTREAM_NOT_PERMITTED: "This client may not continue a delegation chain from the previous actor.",
+    Reason.USER_NOT_PERMITTED: "This client may not act for this user.",
+    Reason.SCOPE_EXCEEDS_SUBJECT: "The requested scope exceeds the scope of the subject token.",
+    Reason.SCOPE_NOT_PERMITTED: "The requested scope is not permitted for this delegation.",
+}
+
+
+@dataclass(frozen=True)
+class PartyView:
+    """A registered agent, MCP server or resource server, as policy sees it."""
+
+    uri: str
+    enabled: bool = True
+    kind: str = "agent"
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """One delegation rule for one actor. Empty ``user_ids`` and ``group_ids`` mean any user."""
+
+    id: int
+    actor: str
+    audiences: frozenset[str]
+    max_scope: frozenset[str]
+    max_depth: int | None = None
+    upstream: frozenset[str] = frozenset()
+    direct_from_user: bool = False
+    user_ids: frozenset[Any] = frozenset()
+    group_ids: frozenset[Any] = frozenset()
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    enabled: bool = True
+
+    def in_effect(self, now: datetime) -> bool:
+        return (
+            self.enabled
+            and (self.valid_from is None or self.valid_from <= now)
+            and (self.valid_until is None or now < self.valid_until)
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 5
+    allow_repeated_actors: bool = False
+
+
+@dataclass(frozen=True)
+class ExchangeContext:
+    """Everything a decision depends on.
+
+    ``chain`` is the subject token's actor chain, nearest first; the issued
+    token's chain is ``(requester.uri, *chain)`` and its depth ``len(chain) + 1``.
+    ``parties`` holds every registered party the decision may need to look at
+    (the requester, the chain's actors and the targets), keyed by URI.
+    """
+
+    requester: PartyView
+    chain: tuple[str, ...]
+    targets: tuple[str, ...]
+    subject_scope: frozenset[str]
+    requested_scope: frozenset[str] | None
+    now: datetime
+    parties: Mapping[str, PartyView] = field(default_factory=dict)
+    user_id: Any = None
+    group_ids: frozenset[Any] = frozenset()
+    may_act: Mapping[str, Any] | None = None
+    issuer: str = ""
+
+    @property
+    def depth(self) -> int:
+        return len(self.chain) + 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: Reason
+    granted_scope: frozenset[str] = frozenset()
+    audience: tuple[str, ...] = ()
+    rule_id: int | None = None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.allowed else OAUTH_ERROR[self.reason]
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTION[self.reason]
+
+
+def _deny(reason: Reason) -> Decision:
+    return Decision(allowed=False, reason=reason)
+
+
+def _check_chain(ctx: ExchangeContext, limits: Limits) -> Reason | None:
+    if not ctx.requester.enabled:
+        return Reason.ACTOR_DISABLED
+    for actor in ctx.chain:
+        party = ctx.parties.get(actor)
+        if party is None or not party.enabled:
+            return Reason.CHAIN_ACTOR_DISABLED
+    if ctx.may_act is not None:
+        # RFC 8693 section 4.4: the party that may act for the subject.
+        if not isinstance(ctx.may_act, Mapping) or ctx.may_act.get("sub") != ctx.requester.uri:
+            return Reason.MAY_ACT_MISMATCH
+        if "iss" in ctx.may_act and ctx.may_act.get("iss") != ctx.issuer:
+            return Reason.MAY_ACT_MISMATCH
+    if ctx.depth > limits.max_depth:
+        return Reason.DEPTH_EXCEEDED
+    if not limits.allow_repeated_actors and ctx.requester.uri in ctx.chain:
+        return Reason.CYCLE
+    for target in ctx.targets:
+        party = ctx.parties.get(target)
+        if party is None or not party.enabled:
+            return Reason.TARGET_UNKNOWN
+    return None
+
+
+def _rule_mismatch(rule: RuleView, ctx: ExchangeContext) -> Reason | None:
+    """The first condition of ``rule`` that ``ctx`` fails, most specific last."""
+    if not rule.in_effect(ctx.now):
+        return Reason.RULE_NOT_IN_EFFECT
+    if not set(ctx.targets) <= rule.audiences:
+        return Reason.AUDIENCE_NOT_PERMITTED
+    upstream_ok = rule.direct_from_user if not ctx.chain else ctx.chain[0] in rule.upstream
+    if not upstream_ok:
+        return Reason.UPSTREAM_NOT_PERMITTED
+    if (rule.user_ids or rule.group_ids) and not (
+        ctx.user_id in rule.user_ids or (ctx.group_ids & rule.group_ids)
+    ):
+        return Reason.USER_NOT_PERMITTED
+    if rule.max_depth is not None and ctx.depth > rule.max_depth:
+        return Reason.DEPTH_EXCEEDED
+    return None
+
+
+# When no rule matches, report the failure of the rule that came closest.
+_SPECIFICITY = [
+    Reason.RULE_NOT_IN_EFFECT,
+    Reason.AUDIENCE_NOT_PERMITTED,
+    Reason.UPSTREAM_NOT_PERMITTED,
+    Reason.USER_NOT_PERMITTED,
+    Reason.DEPTH_EXCEEDED,
+]
+
+
+def evaluate(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> Decision:
+    """Decide one exchange. Scope and audience only ever narrow."""
+    reason = _check_chain(ctx, limits)
+    if reason is not None:
+        return _deny(reason)
+    if not ctx.targets:
+        return _deny(Reason.TARGET_UNKNOWN)
+    if ctx.requested_scope is not None and not ctx.requested_scope <= ctx.subject_scope:
+        return _deny(Reason.SCOPE_EXCEEDS_SUBJECT)
+
+    own_rules = sorted((r for r in rules if r.actor == ctx.requester.uri), key=lambda r: r.id)
+    if not own_rules:
+        return _deny(Reason.NO_RULE)
+    closest: Reason | None = None
+    scope_refused = False
+    for rule in own_rules:
+        mismatch = _rule_mismatch(rule, ctx)
+        if mismatch is not None:
+            if closest is None or _SPECIFICITY.index(mismatch) > _SPECIFICITY.index(closest):
+                closest = mismatch
+            continue
+        wanted = ctx.requested_scope if ctx.requested_scope is not None else ctx.subject_scope
+        granted = wanted & rule.max_scope
+        if (ctx.requested_scope is not None and granted != ctx.requested_scope) or not granted:
+            scope_refused = True
+            continue
+        return Decision(
+            allowed=True,
+            reason=Reason.ALLOWED,
+            granted_scope=frozenset(granted),
+            audience=tuple(ctx.targets),
+            rule_id=rule.id,
+        )
+    if scope_refused:
+        return _deny(Reason.SCOPE_NOT_PERMITTED)
+    return _deny(closest or Reason.NO_RULE)
+
+
+def scope_set(scope: str | Sequence[str] | None) -> frozenset[str]:
+    """A space-delimited scope string (RFC 6749 section 3.3) as a set."""
+    if scope is None:
+        return frozenset()
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    return frozenset(scope)

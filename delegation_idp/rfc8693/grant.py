@@ -1,0 +1,389 @@
+"""The token-exchange grant, RFC 8693 section 2.
+
+Delegation semantics only: the issued token keeps the subject token's ``sub``,
+is addressed to the requested target, and records the requesting agent as the
+outermost actor of a nested ``act`` claim (section 4.1). Impersonation is never
+offered, so a token that carries ``act`` can never lose its actors.
+
+Overridable hooks, for example to add a claim check::
+
+    class MyGrant(TokenExchangeGrant):
+        def validate_subject_claims(self, request, claims):
+            super().validate_subject_claims(request, claims)
+            if claims.get("acr") != "mfa":
+                raise self.invalid_request(request, "The subject token needs MFA.", "acr")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import DatabaseError, transaction
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
+
+from .. import audit, jose, policy, signals
+from ..actchain import ActChainError, build_act, chain_from_act
+from ..claims import Exchange
+from ..conf import idp_settings
+from ..keys import keyset
+from ..lineage import ParentRevoked
+from ..models import DelegationRule, Party, TokenLineage
+from .errors import InvalidTargetError
+
+logger = logging.getLogger(__name__)
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+REFRESH_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+# Token types whose value may be one of this provider's JWT access tokens.
+ACCEPTED_SUBJECT_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
+ISSUABLE_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
+# Section 2.1: parameters that may repeat; RFC 6749 section 3.2: no other may.
+REPEATABLE = frozenset({"audience", "resource"})
+
+
+class TokenExchangeGrant(GrantTypeBase):
+    """``grant_type=urn:ietf:params:oauth:grant-type:token-exchange``."""
+
+    GRANT_TYPE = GRANT_TYPE
+
+    # -- errors ---------------------------------------------------------------
+
+    @staticmethod
+    def invalid_request(request: Request, description: str, reason: str) -> errors.OAuth2Error:
+        error = errors.InvalidRequestError(description=description, request=request)
+        error.delegation_reason = reason  # type: ignore[attr-defined]
+        return error
+
+    # -- oauthlib entry points -------------------------------------------------
+
+    def create_token_response(self, request: Request, token_handler: Any) -> tuple[dict, str, int]:
+        """Section 2.2: the token response, or a JSON error; never a token on error."""
+        headers = self._get_default_headers()
+        with audit.attempt(event="token_exchange", grant_type=GRANT_TYPE) as record:
+            try:
+                self.validate_token_request(request)
+                with transaction.atomic():
+                    token = token_handler.create_token(request, refresh_token=False)
+                    self.request_validator.save_token(token, request)
+            except errors.OAuth2Error as exc:
+                record.deny(exc.error, getattr(exc, "delegation_reason", "") or exc.error)
+                signals.exchange_denied.send(
+                    sender=type(self),
+                    request=request,
+                    reason=record.reason,
+                    error=exc.error,
+                    client_id=record.client_id,
+                )
+                headers.update(exc.headers)
+                return headers, exc.json, exc.status_code
+            except ParentRevoked:
+                exc = self.invalid_request(request, "The subject token is not active.", "subject_revoked")
+                record.deny(exc.error, "subject_revoked")
+                headers.update(exc.headers)
+                return headers, exc.json, exc.status_code
+            except DatabaseError:
+                logger.exception("token exchange failed in the database; nothing was issued")
+                record.deny("temporarily_unavailable", "database_error")
+                exc = errors.TemporarilyUnavailableError(request=request)
+                exc.status_code = 503
+                headers.update({"Retry-After": "1"})
+                return headers, exc.json, 503
+            token["issued_token_type"] = request.issued_token_type
+            record.grant()
+            record.parent_jti = request.delegation.parent_jti
+            signals.token_exchanged.send(
+                sender=type(self),
+                request=request,
+                jti=record.jti,
+                parent_jti=request.delegation.parent_jti,
+                claims=request.delegation_issued.claims,
+            )
+            return headers, json.dumps(token), 200
+
+    def validate_token_request(self, request: Request) -> None:
+        record = audit.current()
+        for validator in self.custom_validators.pre_token:
+            validator(request)
+        if request.grant_type != GRANT_TYPE:
+            raise errors.UnsupportedGrantTypeError(request=request)
+        self._validate_shape(request)
+        if record is not None:
+            record.client_id = request.client_id or ""
+            record.requested_audience = self._values(request, "audience") + self._values(request, "resource")
+            record.requested_scope = request.scope or ""
+        self._authenticate(request)
+        party = self._requester(request)
+        subject_claims, parent = self.validate_subject_token(request, party)
+        if _p(request, "actor_token"):
+            self.validate_actor_token(request, party)
+        chain = self._chain(request, subject_claims)
+        if record is not None:
+            record.subject = subject_claims["sub"]
+            record.chain = [party.uri, *chain]
+            record.parent_jti = parent.jti
+            record.user_id = str(parent.user_id or "")
+        targets = self.resolve_targets(request)
+        decision = self.decide(request, party, chain, targets, subject_claims, parent)
+        if not decision.allowed:
+            error_class = {
+                "invalid_request": errors.InvalidRequestError,
+                "invalid_scope": errors.InvalidScopeError,
+                "invalid_target": InvalidTargetError,
+                "unauthorized_client": errors.UnauthorizedClientError,
+            }[decision.error or "invalid_request"]
+            error = error_class(description=decision.description, request=request)
+            error.delegation_reason = decision.reason.value  # type: ignore[attr-defined]
+            raise error
+        if record is not None:
+            record.reason = decision.reason.value
+        request.scopes = sorted(decision.granted_scope)
+        request.user = parent.user
+        request.resource = []
+        request.issued_token_type = _p(request, "requested_token_type") or ACCESS_TOKEN_TYPE
+        request.delegation = Exchange(
+            subject=subject_claims["sub"],
+            audience=decision.audience,
+            act=build_act(party.uri, subject_claims.get("act")),
+            subject_exp=int(subject_claims["exp"]),
+            parent_jti=parent.jti,
+            parent_path=parent.path,
+            root_jti=parent.root_jti,
+            depth=len(chain) + 1,
+            chain=(party.uri, *chain),
+            requester_uri=party.uri,
+        )
+        for validator in self.custom_validators.post_token:
+            validator(request)
+
+    # -- steps ---------------------------------------------------------------
+
+    @staticmethod
+    def _values(request: Request, name: str) -> list[str]:
+        return [v for k, v in (request.decoded_body or []) if k == name]
+
+    def _validate_shape(self, request: Request) -> None:
+        """Section 2.1 and RFC 6749 section 3.2: required, non-empty, not repeated."""
+        for name in request.duplicate_params:
+            if name not in REPEATABLE:
+                raise self.invalid_request(request, f"The {name} parameter is repeated.", "repeated_parameter")
+        for name, value in request.decoded_body or []:
+            if value == "" and name in (
+                "subject_token", "subject_token_type", "actor_token", "actor_token_type",
+                "audience", "resource", "scope", "requested_token_type",
+            ):
+                raise self.invalid_request(request, f"The {name} parameter is empty.", "empty_parameter")
+        for name in ("subject_token", "subject_token_type"):
+            if not _p(request, name):
+                raise self.invalid_request(request, f"Missing {name} parameter.", "missing_parameter")
+        if _p(request, "subject_token_type") not in ACCEPTED_SUBJECT_TYPES:
+            raise self.invalid_request(
+                request, "This subject_token_type is not accepted.", "unsupported_token_type"
+            )
+        if bool(_p(request, "actor_token")) != bool(_p(request, "actor_token_type")):
+            raise self.invalid_request(
+                request, "actor_token and actor_token_type go together.", "missing_parameter"
+            )
+        if _p(request, "actor_token") and _p(request, "actor_token_type") not in ACCEPTED_SUBJECT_TYPES:
+            raise self.invalid_request(
+                request, "This actor_token_type is not accepted.", "unsupported_token_type"
+            )
+        requested = _p(request, "requested_token_type")
+        if requested and requested not in ISSUABLE_TYPES:
+            raise self.invalid_request(
+                request, "This requested_token_type cannot be issued.", "unsupported_token_type"
+            )
+
+    def _authenticate(self, request: Request) -> None:
+        """Only authenticated confidential clients may exchange."""
+        validator = self.request_validator
+        if not validator.authenticate_client(request):
+            if request.client_id and validator.authenticate_client_id(request.client_id, request):
+                # A public client identified itself but cannot authenticate.
+                raise errors.UnauthorizedClientError(
+                    description="Public clients may not exchange tokens.", request=request
+                )
+            raise errors.InvalidClientError(request=request)
+        request.client_id = request.client_id or request.client.client_id
+        record = audit.current()
+        if record is not None:
+            record.client_id = request.client.client_id
+        if not validator.validate_grant_type(request.client_id, GRANT_TYPE, request.client, request):
+            error = errors.UnauthorizedClientError(
+                description=policy.DESCRIPTION[policy.Reason.NOT_AN_AGENT], request=request
+            )
+            error.delegation_reason = policy.Reason.NOT_AN_AGENT.value  # type: ignore[attr-defined]
+            raise error
+
+    def _requester(self, request: Request) -> Party:
+        party = request.client.delegation_party
+        if not party.enabled:
+            error = errors.UnauthorizedClientError(
+                description=policy.DESCRIPTION[policy.Reason.ACTOR_DISABLED], request=request
+            )
+            error.delegation_reason = policy.Reason.ACTOR_DISABLED.value  # type: ignore[attr-defined]
+            raise error
+        return party
+
+    def _verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        header, claims = jose.verify(
+            token,
+            keyset.verification_key,
+            algorithms=idp_settings.ALLOWED_ALGORITHMS,
+            max_bytes=idp_settings.MAX_TOKEN_BYTES,
+            max_header_bytes=idp_settings.MAX_HEADER_BYTES,
+            max_json_depth=idp_settings.MAX_JSON_DEPTH,
+        )
+        jose.validate_claims(
+            claims,
+            issuer=idp_settings.ISSUER,
+            now=time.time(),
+            leeway=idp_settings.CLOCK_SKEW_SECONDS,
+            required=("iss", "sub", "aud", "exp", "iat", "jti", "client_id"),
+        )
+        return header, claims
+
+    def validate_subject_token(self, request: Request, party: Party) -> tuple[dict[str, Any], TokenLineage]:
+        """Ours, signed by a key of our set, unexpired, unrevoked, addressed to the requester."""
+        try:
+            _header, claims = self._verify(_p(request, "subject_token"))
+        except jose.JoseError as exc:
+            raise self.invalid_request(request, "The subject token is invalid.", f"subject_{exc.reason}") from exc
+        if party.uri not in jose.audiences(claims):
+            raise self.invalid_request(
+                request, "The subject token is not addressed to this client.", "subject_wrong_audience"
+            )
+        parent = TokenLineage.objects.select_related("user").filter(jti=claims["jti"]).first()
+        if parent is None:
+            raise self.invalid_request(request, "The subject token is invalid.", "subject_unknown")
+        if parent.revoked_at is not None:
+            raise self.invalid_request(request, "The subject token is not active.", "subject_revoked")
+        if parent.user is not None and not parent.user.is_active:
+            raise self.invalid_request(request, "The subject token is not active.", "subject_user_inactive")
+        self.validate_subject_claims(request, claims)
+        return claims, parent
+
+    def validate_subject_claims(self, request: Request, claims: dict[str, Any]) -> None:
+        """Hook for extra checks on the subject token's claims. Raise an OAuth2Error to refuse."""
+
+    def validate_actor_token(self, request: Request, party: Party) -> None:
+        """Section 2.1: the actor token must identify the authenticated client."""
+        try:
+            _header, claims = self._verify(_p(request, "actor_token"))
+        except jose.JoseError as exc:
+            raise self.invalid_request(request, "The actor token is invalid.", f"actor_{exc.reason}") from exc
+        if claims.get("client_id") != request.client.client_id or claims.get("sub") not in (
+            party.uri,
+            request.client.client_id,
+        ):
+            raise self.invalid_request(
+                request, "The actor token does not identify this client.", "actor_mismatch"
+            )
+        row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at").first()
+        if row is None or row.revoked_at is not None:
+            raise self.invalid_request(request, "The actor token is not active.", "actor_revoked")
+
+    def _chain(self, request: Request, claims: dict[str, Any]) -> tuple[str, ...]:
+        try:
+            return chain_from_act(claims.get("act"), max_depth=idp_settings.MAX_DELEGATION_DEPTH)
+        except ActChainError as exc:
+            reason = "depth_exceeded" if "deep" in str(exc) else "subject_malformed_act"
+            raise self.invalid_request(request, "The subject token's delegation chain is not acceptable.",
+                                       reason) from exc
+
+    def resolve_targets(self, request: Request) -> tuple[str, ...]:
+        """``audience`` values name registered parties; ``resource`` URLs map to the
+        party whose identity URI or resource prefix they start with (RFC 8707)."""
+        audiences = self._values(request, "audience")
+        resources = self._values(request, "resource")
+        if not audiences and not resources:
+            raise self.invalid_request(request, "An audience or resource parameter is required.",
+                                       "missing_parameter")
+        for resource in resources:
+            parts = urlsplit(resource)
+            if not parts.scheme or not parts.netloc or parts.fragment or "#" in resource:
+                error = InvalidTargetError(
+                    description="A resource must be an absolute URI without a fragment.", request=request
+                )
+                error.delegation_reason = "resource_malformed"  # type: ignore[attr-defined]
+                raise error
+        targets: list[str] = list(audiences)
+        if resources:
+            candidates = list(
+                Party.objects.filter(enabled=True).only("uri", "resource_prefixes")
+            )
+            for resource in resources:
+                match = _match_resource(resource, candidates)
+                targets.append(match or resource)
+        return tuple(dict.fromkeys(targets))
+
+    def decide(
+        self,
+        request: Request,
+        party: Party,
+        chain: tuple[str, ...],
+        targets: tuple[str, ...],
+        claims: dict[str, Any],
+        parent: TokenLineage,
+    ) -> policy.Decision:
+        uris = {party.uri, *chain, *targets}
+        parties = {p.uri: p.as_view() for p in Party.objects.filter(uri__in=uris)}
+        rules = [
+            rule.as_view()
+            for rule in DelegationRule.objects.filter(actor=party, enabled=True)
+            .select_related("actor")
+            .prefetch_related("audiences", "upstream_actors", "users", "groups")
+        ]
+        group_ids: frozenset[Any] = frozenset()
+        if parent.user is not None and any(rule.group_ids for rule in rules):
+            group_ids = frozenset(parent.user.groups.values_list("pk", flat=True))
+        requested = policy.scope_set(request.scope) if request.scope else None
+        ctx = policy.ExchangeContext(
+            requester=party.as_view(),
+            chain=chain,
+            targets=targets,
+            subject_scope=policy.scope_set(claims.get("scope", "")),
+            requested_scope=requested,
+            now=_now(),
+            parties=parties,
+            user_id=parent.user_id,
+            group_ids=group_ids,
+            may_act=claims.get("may_act"),
+            issuer=idp_settings.ISSUER,
+        )
+        limits = policy.Limits(
+            max_depth=idp_settings.MAX_DELEGATION_DEPTH,
+            allow_repeated_actors=idp_settings.ALLOW_REPEATED_ACTORS,
+        )
+        return policy.evaluate(ctx, rules, limits)
+
+
+def _p(request: Request, name: str) -> Any:
+    """A body parameter, or None (oauthlib raises AttributeError for absent ones)."""
+    return getattr(request, name, None)
+
+
+def _now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _match_resource(resource: str, parties: list[Party]) -> str | None:
+    """The party a resource URL belongs to: the longest matching identity URI or prefix."""
+    best: tuple[int, str] | None = None
+    for party in parties:
+        for prefix in (party.uri, *party.prefixes()):
+            if resource == prefix or resource.startswith(prefix.rstrip("/") + "/"):
+                if best is None or len(prefix) > best[0]:
+                    best = (len(prefix), party.uri)
+    return best[1] if best else None

@@ -1,0 +1,12 @@
+"""Django signals for integrators.
+
+* ``token_exchanged(sender, request, jti, parent_jti, claims)``: after a token exchange commits.
+* ``exchange_denied(sender, request, reason, error, client_id)``: a token exchange was refused.
+* ``token_revoked(sender, jtis, reason)``: tokens were revoked (a subtree, a user, a party, a key).
+"""
+
+from django.dispatch import Signal
+
+token_exchanged = Signal()
+exchange_denied = Signal()
+token_revoked = Signal()

@@ -1,0 +1,338 @@
+"""HTTP endpoints: the hardened token endpoint, RFC 8414 metadata, JWKS, RFC 7662 introspection."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+from oauth2_provider.compat import login_not_required
+from oauth2_provider.models import get_access_token_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.scopes import get_scopes_backend
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import TokenView as DOTTokenView
+from oauthlib.common import Request as OAuthlibRequest
+
+from . import audit, jose, throttling
+from .conf import idp_settings
+from .keys import keyset
+from .models import TokenLineage
+from .rfc8693 import GRANT_TYPE
+
+logger = logging.getLogger(__name__)
+
+SENSITIVE_PARAMETERS = (
+    "subject_token",
+    "actor_token",
+    "client_assertion",
+    "client_secret",
+    "password",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "token",
+)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> HttpResponse:
+    """An RFC 6749 section 5.2 error response: JSON, never cached."""
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    for key, value in {**NO_STORE, **(headers or {})}.items():
+        response[key] = value
+    return response
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _form_is_clean(body: bytes) -> bool:
+    """Strict ``application/x-www-form-urlencoded``: valid percent-escapes, UTF-8."""
+    if not body:
+        return True
+    for pair in body.split(b"&"):
+        for part in pair.split(b"=", 1):
+            raw = part.replace(b"+", b" ")
+            i = raw.find(b"%")
+            while i != -1:
+                escape = raw[i + 1 : i + 3]
+                if len(escape) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in escape):
+                    return False
+                i = raw.find(b"%", i + 3)
+            try:
+                unquote_to_bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+    return True
+
+
+def basic_credentials(request: HttpRequest) -> tuple[str, str] | None | bool:
+    """``(client_id, secret)`` from HTTP Basic (RFC 6749 section 2.3.1), None if absent,
+    False if present but undecodable."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    if ":" not in decoded:
+        return False
+    client_id, secret = decoded.split(":", 1)
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class TokenView(DOTTokenView):
+    """django-oauth-toolkit's token endpoint behind input limits, throttling and audit.
+
+    Every request, whatever its outcome, leaves one audit record; every error
+    is an RFC 6749 JSON error with ``Cache-Control: no-store``.
+    """
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit.attempt(event="token", client_ip=_client_ip(request)) as record:
+            response = self._guarded(request, record, *args, **kwargs)
+            if response.status_code != 200 and record.decision != "denied":
+                record.deny(_error_code(response), record.reason)
+            elif response.status_code == 200 and not record.decision:
+                record.grant()
+            if record.grant_type == GRANT_TYPE:
+                record.event = "token_exchange"
+        for key, value in NO_STORE.items():
+            response[key] = value
+        if response.status_code == 401:
+            throttling.note_auth_failure(record.client_id)
+        return response
+
+    def _guarded(self, request: HttpRequest, record: audit.Attempt, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            record.deny("invalid_request", "method_not_allowed")
+            return oauth_error(405, "invalid_request", "The token endpoint accepts POST only.", {"Allow": "POST"})
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > idp_settings.MAX_REQUEST_BYTES:
+            record.deny("invalid_request", "request_too_large")
+            return oauth_error(413 if length > 0 else 400, "invalid_request", "The request body is too large.")
+        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            record.deny("invalid_request", "bad_content_type")
+            return oauth_error(
+                400, "invalid_request", "The body must be application/x-www-form-urlencoded."
+            )
+        if not _form_is_clean(request.body):
+            record.deny("invalid_request", "bad_encoding")
+            return oauth_error(400, "invalid_request", "The body is not valid form encoding.")
+        record.grant_type = request.POST.get("grant_type", "")[:128]
+        basic = basic_credentials(request)
+        if basic is False:
+            record.deny("invalid_client", "bad_basic_credentials")
+            return oauth_error(401, "invalid_client", "Client authentication failed.",
+                               {"WWW-Authenticate": 'Basic realm="token"'})
+        body_auth = "client_secret" in request.POST or "client_assertion" in request.POST
+        if basic and body_auth:
+            record.deny("invalid_request", "multiple_client_authentication")
+            return oauth_error(400, "invalid_request", "Use exactly one client authentication method.")
+        client_id = basic[0] if basic else request.POST.get("client_id", "")
+        record.client_id = client_id[:255]
+        limited = throttling.check(client_id, _client_ip(request))
+        if limited is not None:
+            record.deny("slow_down", "throttled")
+            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(limited)})
+        return super().post(request, *args, **kwargs)
+
+
+def _error_code(response: HttpResponse) -> str:
+    try:
+        return str(json.loads(response.content).get("error", "")) or "server_error"
+    except (ValueError, AttributeError):
+        return "server_error"
+
+
+def _endpoint(name: str) -> str:
+    return idp_settings.ISSUER.rstrip("/") + reverse(name)
+
+
+@method_decorator(login_not_required, name="dispatch")
+class ServerMetadataView(View):
+    """RFC 8414 authorization server metadata."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        scopes = list(get_scopes_backend().get_all_scopes().keys())
+        data = {
+            "issuer": idp_settings.ISSUER,
+            "authorization_endpoint": _endpoint("oauth2_provider:authorize"),
+            "token_endpoint": _endpoint("oauth2_provider:token"),
+            "revocation_endpoint": _endpoint("oauth2_provider:revoke-token"),
+            "introspection_endpoint": _endpoint("oauth2_provider:introspect"),
+            "jwks_uri": _endpoint("delegation_idp:jwks"),
+            "scopes_supported": scopes,
+            "response_types_supported": ["code"],
+            "grant_types_supported": [
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                GRANT_TYPE,
+            ],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": list(idp_settings.ALLOWED_ALGORITHMS),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "authorization_response_iss_parameter_supported": True,
+        }
+        response = JsonResponse(data)
+        response["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+@method_decorator(login_not_required, name="dispatch")
+class JwksView(View):
+    """The provider's public keys (RFC 7517), cacheable for one JWKS cache lifetime."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        body = json.dumps({"keys": keyset.published()}, sort_keys=True, separators=(",", ":"))
+        etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+        cache_control = f"public, max-age={idp_settings.JWKS_CACHE_SECONDS}"
+        if etag in [t.strip() for t in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
+            response: HttpResponse = HttpResponseNotModified()
+        else:
+            response = HttpResponse(body, content_type="application/jwk-set+json")
+        response["ETag"] = etag
+        response["Cache-Control"] = cache_control
+        return response
+
+
+def authenticate_caller(request: HttpRequest) -> Any:
+    """The django-oauth-toolkit application that authenticated this request, or None."""
+    headers = {"Content-Type": request.META.get("CONTENT_TYPE", "")}
+    if request.META.get("HTTP_AUTHORIZATION"):
+        headers["HTTP_AUTHORIZATION"] = request.META["HTTP_AUTHORIZATION"]
+        headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
+    body = [(k, v) for k, v in request.POST.items() if k in ("client_id", "client_secret")]
+    oauth_request = OAuthlibRequest(request.build_absolute_uri(), "POST", body, headers)
+    validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
+    if not isinstance(validator, OAuth2Validator) or not validator.authenticate_client(oauth_request):
+        return None
+    return oauth_request.client
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class IntrospectionView(View):
+    """RFC 7662 introspection, with the nested ``act`` chain.
+
+    Only the token's own client or one of its audiences may introspect it;
+    to anyone else the token is ``{"active": false}``.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        client = authenticate_caller(request)
+        if client is None:
+            return oauth_error(401, "invalid_client", "Client authentication failed.",
+                               {"WWW-Authenticate": 'Basic realm="introspection"'})
+        token = request.POST.get("token", "")
+        if not token:
+            return oauth_error(400, "invalid_request", "Missing token parameter.")
+        data = introspect(token, client)
+        response = JsonResponse(data)
+        for key, value in NO_STORE.items():
+            response[key] = value
+        return response
+
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def _caller_names(client: Any) -> set[str]:
+    from .models import Party
+
+    names = {client.client_id}
+    try:
+        party = client.delegation_party
+    except Party.DoesNotExist:
+        party = None
+    if party is not None:
+        names.add(party.uri)
+    return names
+
+
+def introspect(token: str, client: Any) -> dict[str, Any]:
+    """The RFC 7662 answer for ``token`` as seen by ``client``."""
+    if token.count(".") == 2 and len(token) <= idp_settings.MAX_TOKEN_BYTES:
+        try:
+            _header, claims = jose.verify(
+                token,
+                keyset.verification_key,
+                algorithms=idp_settings.ALLOWED_ALGORITHMS,
+                max_bytes=idp_settings.MAX_TOKEN_BYTES,
+                max_header_bytes=idp_settings.MAX_HEADER_BYTES,
+                max_json_depth=idp_settings.MAX_JSON_DEPTH,
+            )
+            jose.validate_claims(
+                claims, issuer=idp_settings.ISSUER, now=time.time(), leeway=0,
+                required=("iss", "sub", "aud", "exp", "iat", "jti", "client_id"),
+            )
+        except jose.JoseError:
+            return dict(INACTIVE)
+        row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at", "expires_at").first()
+        if row is None or not row.is_active:
+            return dict(INACTIVE)
+        names = _caller_names(client)
+        if claims["client_id"] not in names and not names & set(jose.audiences(claims)):
+            return dict(INACTIVE)
+        data = {
+            "active": True,
+            **{k: claims[k] for k in ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope") if k in claims},
+            "token_type": "Bearer",
+        }
+        if "act" in claims:
+            data["act"] = claims["act"]
+        return data
+    # django-oauth-toolkit's opaque tokens: same rules, from its own table.
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    access = (
+        get_access_token_model().objects.select_related("application", "user")
+        .filter(token_checksum=checksum).first()
+    )
+    if access is None or access.is_expired() or access.application_id != client.pk:
+        return dict(INACTIVE)
+    data = {
+        "active": True,
+        "scope": access.scope,
+        "exp": int(access.expires.timestamp()),
+        "client_id": access.application.client_id if access.application else None,
+        "token_type": "Bearer",
+    }
+    if access.user is not None:
+        data["sub"] = idp_settings.SUBJECT_RESOLVER(access.user)
+        data["username"] = access.user.get_username()
+    return data

@@ -1,0 +1,12 @@
+"""Discovery routes, mounted at the site root: RFC 8414 metadata and the JWKS."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "delegation_idp"
+
+urlpatterns = [
+    path(".well-known/oauth-authorization-server", views.ServerMetadataView.as_view(), name="metadata"),
+    path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
+]

@@ -1,0 +1,174 @@
+"""A small but real identity site that uses delegation_idp.
+
+Deployment settings come from the environment:
+
+* ``DATABASE_URL``: any URL dj-database-url understands (default: SQLite file ``db.sqlite3``).
+* ``IDP_ISSUER``: the issuer identifier (default ``http://127.0.0.1:8000``).
+* ``CELERY_BROKER_URL``: the Celery broker; unset, tasks run eagerly in-process.
+* ``REDIS_URL``: Django's cache (throttling, shared state) and the revocation set; unset, local memory.
+* ``IDP_KEY_ENCRYPTION_KEYS``: comma-separated Fernet keys that encrypt signing keys at rest.
+  Unset in DEBUG, a development key is generated once into ``var/dev-kek``.
+* ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ("dev-only-not-secret" if DEBUG else "")
+if not SECRET_KEY:
+    raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "oauth2_provider",
+    "delegation_idp",
+    "example_project.demo_services",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "example_project" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+ISSUER = os.environ.get("IDP_ISSUER", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _key_encryption_keys() -> list[str]:
+    configured = [k.strip() for k in os.environ.get("IDP_KEY_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+    if configured or not DEBUG:
+        return configured
+    from cryptography.fernet import Fernet
+
+    path = BASE_DIR / "var" / "dev-kek"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return [path.read_text().strip()]
+
+
+OAUTH2_PROVIDER = {
+    "OAUTH2_SERVER_CLASS": "delegation_idp.server.DelegationServer",
+    "OAUTH2_VALIDATOR_CLASS": "delegation_idp.validators.DelegationValidator",
+    "OAUTH2_BACKEND_CLASS": "delegation_idp.backends.DelegationOAuthLibCore",
+    "ACCESS_TOKEN_GENERATOR": "delegation_idp.claims.generate_access_token",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    "PKCE_REQUIRED": True,
+    "SCOPES": {
+        "tasks.read": "Read your tasks",
+        "tasks.write": "Change your tasks",
+        "profile": "Know who you are",
+    },
+    "DEFAULT_SCOPES": ["tasks.read"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if not DEBUG else ["http", "https"],
+}
+
+DELEGATION_IDP = {
+    "ISSUER": ISSUER,
+    "KEY_ENCRYPTION_KEYS": _key_encryption_keys(),
+    "SUBJECT_RESOLVER": "delegation_idp.claims.email_subject",
+    "REVOCATION_REDIS_URL": REDIS_URL,
+    "CLIENT_SECRET_HMAC_KEY": os.environ.get("IDP_CLIENT_SECRET_HMAC_KEY"),
+}
+
+# Celery: a real broker when CELERY_BROKER_URL is set, eager in-process otherwise.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "rotate-signing-keys": {"task": "delegation_idp.tasks.rotate_keys", "schedule": 3600.0},
+    "sweep-expired-tokens": {"task": "delegation_idp.tasks.sweep_expired", "schedule": 3600.0},
+    "publish-revocations": {"task": "delegation_idp.tasks.publish_revocations", "schedule": 60.0},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"delegation_idp": {"handlers": ["console"], "level": os.environ.get("IDP_LOG_LEVEL", "INFO")}},
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# django-oauth-toolkit's swappable models, named so migrations can resolve them.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
