@@ -50,8 +50,17 @@ class PartyAdmin(admin.ModelAdmin):
 class SigningKeyAdmin(admin.ModelAdmin):
     list_display = ("kid", "alg", "state", "created", "activates_at", "retired_at", "remove_after")
     list_filter = ("state", "alg")
-    readonly_fields = ("kid", "alg", "state", "public_jwk", "created", "activates_at", "retired_at",
-                       "remove_after", "revoked_at")
+    readonly_fields = (
+        "kid",
+        "alg",
+        "state",
+        "public_jwk",
+        "created",
+        "activates_at",
+        "retired_at",
+        "remove_after",
+        "revoked_at",
+    )
     exclude = ("private_key",)
     actions = ["rotate"]
 
@@ -61,8 +70,12 @@ class SigningKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Rotate keys now (publish a new next key)"))
     def rotate(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         result = keys.rotate_keys(force=True)
-        self.message_user(request, _("Rotation: created %(c)s, promoted %(p)s.") % {
-            "c": result.created or "-", "p": result.promoted or "-"}, messages.SUCCESS)
+        self.message_user(
+            request,
+            _("Rotation: created %(c)s, promoted %(p)s.")
+            % {"c": result.created or "-", "p": result.promoted or "-"},
+            messages.SUCCESS,
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -31,8 +31,18 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors: list[Error] = []
     hooks = [
         ("OAUTH2_SERVER_CLASS", DelegationServer, "delegation_idp.server.DelegationServer", "E001"),
-        ("OAUTH2_VALIDATOR_CLASS", DelegationValidator, "delegation_idp.validators.DelegationValidator", "E002"),
-        ("OAUTH2_BACKEND_CLASS", DelegationOAuthLibCore, "delegation_idp.backends.DelegationOAuthLibCore", "E003"),
+        (
+            "OAUTH2_VALIDATOR_CLASS",
+            DelegationValidator,
+            "delegation_idp.validators.DelegationValidator",
+            "E002",
+        ),
+        (
+            "OAUTH2_BACKEND_CLASS",
+            DelegationOAuthLibCore,
+            "delegation_idp.backends.DelegationOAuthLibCore",
+            "E003",
+        ),
     ]
     for name, expected, path, code in hooks:
         value = getattr(oauth2_settings, name)
@@ -100,7 +110,13 @@ def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]
     issuer = idp_settings.ISSUER
     errors: list[Error] = []
     parts = urlsplit(issuer or "")
-    if not issuer or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if (
+        not issuer
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
         errors.append(
             Error(
                 "DELEGATION_IDP['ISSUER'] must be an absolute URL without query or fragment.",
@@ -148,8 +164,11 @@ def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]
             )
         )
     hosts = getattr(settings, "ALLOWED_HOSTS", [])
-    if not settings.DEBUG and parts.hostname and "*" not in hosts and not any(
-        parts.hostname == h or (h.startswith(".") and parts.hostname.endswith(h)) for h in hosts
+    if (
+        not settings.DEBUG
+        and parts.hostname
+        and "*" not in hosts
+        and not any(parts.hostname == h or (h.startswith(".") and parts.hostname.endswith(h)) for h in hosts)
     ):
         errors.append(
             Warning(
@@ -178,19 +197,28 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
     if not algorithms <= ASYMMETRIC_ALGORITHMS | SYMMETRIC:
         errors.append(
-            Error("Unknown signing algorithm configured.", hint=f"Use one of {sorted(ASYMMETRIC_ALGORITHMS)}.",
-                  id="delegation_idp.E014")
+            Error(
+                "Unknown signing algorithm configured.",
+                hint=f"Use one of {sorted(ASYMMETRIC_ALGORITHMS)}.",
+                id="delegation_idp.E014",
+            )
         )
     if idp_settings.SIGNING_ALGORITHM not in idp_settings.ALLOWED_ALGORITHMS:
         errors.append(
-            Error("SIGNING_ALGORITHM is not in ALLOWED_ALGORITHMS.", hint="Add it to the allow-list.",
-                  id="delegation_idp.E015")
+            Error(
+                "SIGNING_ALGORITHM is not in ALLOWED_ALGORITHMS.",
+                hint="Add it to the allow-list.",
+                id="delegation_idp.E015",
+            )
         )
     depth = idp_settings.MAX_DELEGATION_DEPTH
     if not isinstance(depth, int) or not 1 <= depth <= 32:
         errors.append(
-            Error("MAX_DELEGATION_DEPTH must be between 1 and 32.", hint="The default is 5.",
-                  id="delegation_idp.E016")
+            Error(
+                "MAX_DELEGATION_DEPTH must be between 1 and 32.",
+                hint="The default is 5.",
+                id="delegation_idp.E016",
+            )
         )
     return errors
 
@@ -202,15 +230,19 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning
     issuer = idp_settings.ISSUER or ""
     if not settings.DEBUG and not issuer.startswith("https://"):
         errors.append(
-            Error("The issuer is not https.", hint="Tokens and client secrets need TLS.",
-                  id="delegation_idp.E101")
+            Error(
+                "The issuer is not https.",
+                hint="Tokens and client secrets need TLS.",
+                id="delegation_idp.E101",
+            )
         )
     lifetime = int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
     if not 60 <= lifetime <= 86400 or not 10 <= int(idp_settings.EXCHANGED_TOKEN_LIFETIME) <= 3600:
         errors.append(
             Error(
                 "Token lifetimes are out of bounds.",
-                hint="ACCESS_TOKEN_EXPIRE_SECONDS within 60..86400 and EXCHANGED_TOKEN_LIFETIME within 10..3600.",
+                hint="ACCESS_TOKEN_EXPIRE_SECONDS within 60..86400, "
+                "EXCHANGED_TOKEN_LIFETIME within 10..3600.",
                 id="delegation_idp.E102",
             )
         )
@@ -227,9 +259,15 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning
                     id="delegation_idp.E103",
                 )
             )
-    if oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES:
+    if (
+        oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+        and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+    ):
         errors.append(
-            Warning("http redirect URIs are allowed.", hint="Allow only https in production.",
-                    id="delegation_idp.W101")
+            Warning(
+                "http redirect URIs are allowed.",
+                hint="Allow only https in production.",
+                id="delegation_idp.W101",
+            )
         )
     return errors

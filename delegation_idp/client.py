@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AgentClient", "ExchangeResult", "OAuthError", "TOKEN_EXCHANGE", "ACCESS_TOKEN_TYPE"]
+__all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "AgentClient", "ExchangeResult", "OAuthError"]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -51,7 +51,10 @@ class ExchangeResult:
     expires_at: float
 
     def __repr__(self) -> str:  # never print the token itself
-        return f"ExchangeResult(token_type={self.token_type!r}, expires_in={self.expires_in}, scope={self.scope!r})"
+        return (
+            f"ExchangeResult(token_type={self.token_type!r}, expires_in={self.expires_in}, "
+            f"scope={self.scope!r})"
+        )
 
 
 def unverified_claims(token: str) -> dict[str, Any]:

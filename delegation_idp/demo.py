@@ -17,7 +17,7 @@ from .models import DelegationRule, Party
 SCOPE = "tasks.read tasks.write"
 USERNAME = "user"
 EMAIL = "user@example.com"
-PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - the demo user's published password
+PASSWORD = "correct-horse-battery-staple"
 CAST = {
     "agent1": ("https://agent1.example.com", "Agent 1 (orchestrator)", Party.AGENT),
     "agent2": ("https://agent2.example.com", "Agent 2", Party.AGENT),
@@ -77,17 +77,36 @@ def seed(resource_prefixes: str = "") -> dict[str, Any]:
         }
     resource, _ = Party.objects.update_or_create(
         uri=RESOURCE_SERVER,
-        defaults={"name": "Resource server", "kind": Party.RESOURCE_SERVER, "enabled": True,
-                  "resource_prefixes": resource_prefixes},
+        defaults={
+            "name": "Resource server",
+            "kind": Party.RESOURCE_SERVER,
+            "enabled": True,
+            "resource_prefixes": resource_prefixes,
+        },
     )
 
     DelegationRule.objects.filter(actor__in=parties.values()).delete()
-    allow(parties["agent1"], [parties["agent2"]], SCOPE, direct_from_user=True,
-          description="agent1 hands the user's task to agent2")
-    allow(parties["agent2"], [parties["mcp-server1"]], SCOPE, upstream=[parties["agent1"]],
-          description="agent2 calls the MCP server for agent1's task")
-    allow(parties["mcp-server1"], [resource], SCOPE, upstream=[parties["agent2"]],
-          description="the MCP server calls the resource server for agent2")
+    allow(
+        parties["agent1"],
+        [parties["agent2"]],
+        SCOPE,
+        direct_from_user=True,
+        description="agent1 hands the user's task to agent2",
+    )
+    allow(
+        parties["agent2"],
+        [parties["mcp-server1"]],
+        SCOPE,
+        upstream=[parties["agent1"]],
+        description="agent2 calls the MCP server for agent1's task",
+    )
+    allow(
+        parties["mcp-server1"],
+        [resource],
+        SCOPE,
+        upstream=[parties["agent2"]],
+        description="the MCP server calls the resource server for agent2",
+    )
     return {
         "issuer": idp_settings.ISSUER,
         "scope": SCOPE,

@@ -214,7 +214,10 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
         keyset.invalidate()
         logger.info(
             "signing keys rotated: created=%s promoted=%s retired=%s removed=%d",
-            created, promoted, retired, len(expired),
+            created,
+            promoted,
+            retired,
+            len(expired),
         )
     return result
 

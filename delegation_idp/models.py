@@ -62,9 +62,7 @@ class Party(models.Model):
         (RESOURCE_SERVER, _("Resource server (audience only)")),
     ]
 
-    uri = models.CharField(
-        _("identity URI"), max_length=255, unique=True, validators=[validate_identity_uri]
-    )
+    uri = models.CharField(_("identity URI"), max_length=255, unique=True, validators=[validate_identity_uri])
     name = models.CharField(_("display name"), max_length=200)
     kind = models.CharField(_("kind"), max_length=20, choices=KIND_CHOICES, default=AGENT)
     contact = models.CharField(_("owner or contact"), max_length=254, blank=True)
@@ -131,9 +129,7 @@ class DelegationRule(models.Model):
         blank=True,
         help_text=_("The deepest position in a chain at which it may still act (1 = directly for the user)."),
     )
-    allow_direct_from_user = models.BooleanField(
-        _("directly from a user token"), default=False
-    )
+    allow_direct_from_user = models.BooleanField(_("directly from a user token"), default=False)
     upstream_actors = models.ManyToManyField(
         Party, related_name="+", blank=True, verbose_name=_("may continue a chain from")
     )

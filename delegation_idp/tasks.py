@@ -12,5 +12,9 @@ from . import keys
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
 def rotate_keys(force: bool = False) -> dict:
     result = keys.rotate_keys(force=force)
-    return {"created": result.created, "promoted": result.promoted, "retired": result.retired,
-            "removed": list(result.removed)}
+    return {
+        "created": result.created,
+        "promoted": result.promoted,
+        "retired": result.retired,
+        "removed": list(result.removed),
+    }

@@ -48,7 +48,9 @@ SENSITIVE_PARAMETERS = (
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> HttpResponse:
+def oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> HttpResponse:
     """An RFC 6749 section 5.2 error response: JSON, never cached."""
     response = JsonResponse({"error": error, "error_description": description}, status=status)
     for key, value in {**NO_STORE, **(headers or {})}.items():
@@ -80,7 +82,7 @@ def _form_is_clean(body: bytes) -> bool:
     return True
 
 
-def basic_credentials(request: HttpRequest) -> tuple[str, str] | None | bool:
+def basic_credentials(request: HttpRequest) -> tuple[str, str] | bool | None:
     """``(client_id, secret)`` from HTTP Basic (RFC 6749 section 2.3.1), None if absent,
     False if present but undecodable."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -122,27 +124,36 @@ class TokenView(DOTTokenView):
                 record.event = "token_exchange"
         for key, value in NO_STORE.items():
             response[key] = value
+        # oauthlib leaves Content-Type, and sometimes a description, out of its errors.
+        if response.content[:1] == b"{":
+            response["Content-Type"] = "application/json"
+            if response.status_code != 200:
+                _describe(response)
         if response.status_code == 401:
             throttling.note_auth_failure(record.client_id)
         return response
 
-    def _guarded(self, request: HttpRequest, record: audit.Attempt, *args: Any, **kwargs: Any) -> HttpResponse:
+    def _guarded(
+        self, request: HttpRequest, record: audit.Attempt, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         if request.method != "POST":
             record.deny("invalid_request", "method_not_allowed")
-            return oauth_error(405, "invalid_request", "The token endpoint accepts POST only.", {"Allow": "POST"})
+            return oauth_error(
+                405, "invalid_request", "The token endpoint accepts POST only.", {"Allow": "POST"}
+            )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > idp_settings.MAX_REQUEST_BYTES:
             record.deny("invalid_request", "request_too_large")
-            return oauth_error(413 if length > 0 else 400, "invalid_request", "The request body is too large.")
+            return oauth_error(
+                413 if length > 0 else 400, "invalid_request", "The request body is too large."
+            )
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             record.deny("invalid_request", "bad_content_type")
-            return oauth_error(
-                400, "invalid_request", "The body must be application/x-www-form-urlencoded."
-            )
+            return oauth_error(400, "invalid_request", "The body must be application/x-www-form-urlencoded.")
         if not _form_is_clean(request.body):
             record.deny("invalid_request", "bad_encoding")
             return oauth_error(400, "invalid_request", "The body is not valid form encoding.")
@@ -150,8 +161,12 @@ class TokenView(DOTTokenView):
         basic = basic_credentials(request)
         if basic is False:
             record.deny("invalid_client", "bad_basic_credentials")
-            return oauth_error(401, "invalid_client", "Client authentication failed.",
-                               {"WWW-Authenticate": 'Basic realm="token"'})
+            return oauth_error(
+                401,
+                "invalid_client",
+                "Client authentication failed.",
+                {"WWW-Authenticate": 'Basic realm="token"'},
+            )
         body_auth = "client_secret" in request.POST or "client_assertion" in request.POST
         if basic and body_auth:
             record.deny("invalid_request", "multiple_client_authentication")
@@ -163,6 +178,28 @@ class TokenView(DOTTokenView):
             record.deny("slow_down", "throttled")
             return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(limited)})
         return super().post(request, *args, **kwargs)
+
+
+# RFC 6749 section 5.2 and RFC 8693 section 2.2.2, in plain words.
+DEFAULT_DESCRIPTIONS = {
+    "invalid_request": "The request is missing a parameter, repeats one, or is otherwise malformed.",
+    "invalid_client": "Client authentication failed.",
+    "invalid_grant": "The grant is invalid, expired or revoked.",
+    "unauthorized_client": "This client may not use this grant type.",
+    "unsupported_grant_type": "This grant type is not supported.",
+    "invalid_scope": "The requested scope is invalid or exceeds what was granted.",
+    "invalid_target": "The requested audience or resource is not permitted.",
+}
+
+
+def _describe(response: HttpResponse) -> None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return
+    if isinstance(body, dict) and body.get("error") and not body.get("error_description"):
+        body["error_description"] = DEFAULT_DESCRIPTIONS.get(body["error"], "The request was refused.")
+        response.content = json.dumps(body).encode()
 
 
 def _error_code(response: HttpResponse) -> str:
@@ -257,8 +294,12 @@ class IntrospectionView(View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         client = authenticate_caller(request)
         if client is None:
-            return oauth_error(401, "invalid_client", "Client authentication failed.",
-                               {"WWW-Authenticate": 'Basic realm="introspection"'})
+            return oauth_error(
+                401,
+                "invalid_client",
+                "Client authentication failed.",
+                {"WWW-Authenticate": 'Basic realm="introspection"'},
+            )
         token = request.POST.get("token", "")
         if not token:
             return oauth_error(400, "invalid_request", "Missing token parameter.")
@@ -298,7 +339,10 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
                 max_json_depth=idp_settings.MAX_JSON_DEPTH,
             )
             jose.validate_claims(
-                claims, issuer=idp_settings.ISSUER, now=time.time(), leeway=0,
+                claims,
+                issuer=idp_settings.ISSUER,
+                now=time.time(),
+                leeway=0,
                 required=("iss", "sub", "aud", "exp", "iat", "jti", "client_id"),
             )
         except jose.JoseError:
@@ -311,7 +355,11 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
             return dict(INACTIVE)
         data = {
             "active": True,
-            **{k: claims[k] for k in ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope") if k in claims},
+            **{
+                k: claims[k]
+                for k in ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope")
+                if k in claims
+            },
             "token_type": "Bearer",
         }
         if "act" in claims:
@@ -320,8 +368,10 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
     # django-oauth-toolkit's opaque tokens: same rules, from its own table.
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
     access = (
-        get_access_token_model().objects.select_related("application", "user")
-        .filter(token_checksum=checksum).first()
+        get_access_token_model()
+        .objects.select_related("application", "user")
+        .filter(token_checksum=checksum)
+        .first()
     )
     if access is None or access.is_expired() or access.application_id != client.pk:
         return dict(INACTIVE)

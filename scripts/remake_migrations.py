@@ -16,7 +16,9 @@ MIGRATIONS = ROOT / "delegation_idp" / "migrations"
 for path in MIGRATIONS.glob("0*.py"):
     path.unlink()
 (MIGRATIONS / "__init__.py").touch()
-subprocess.run([sys.executable, "manage.py", "makemigrations", "delegation_idp", "-n", "initial"], cwd=ROOT, check=True)
+subprocess.run(
+    [sys.executable, "manage.py", "makemigrations", "delegation_idp", "-n", "initial"], cwd=ROOT, check=True
+)
 target = MIGRATIONS / "0001_initial.py"
 text = target.read_text()
 text = re.sub(r"settings\.OAUTH2_PROVIDER_(\w+)_MODEL", r"oauth2_settings.\1_MODEL", text)

@@ -175,11 +175,19 @@ class TokenExchangeGrant(GrantTypeBase):
         """Section 2.1 and RFC 6749 section 3.2: required, non-empty, not repeated."""
         for name in request.duplicate_params:
             if name not in REPEATABLE:
-                raise self.invalid_request(request, f"The {name} parameter is repeated.", "repeated_parameter")
+                raise self.invalid_request(
+                    request, f"The {name} parameter is repeated.", "repeated_parameter"
+                )
         for name, value in request.decoded_body or []:
             if value == "" and name in (
-                "subject_token", "subject_token_type", "actor_token", "actor_token_type",
-                "audience", "resource", "scope", "requested_token_type",
+                "subject_token",
+                "subject_token_type",
+                "actor_token",
+                "actor_token_type",
+                "audience",
+                "resource",
+                "scope",
+                "requested_token_type",
             ):
                 raise self.invalid_request(request, f"The {name} parameter is empty.", "empty_parameter")
         for name in ("subject_token", "subject_token_type"):
@@ -212,7 +220,7 @@ class TokenExchangeGrant(GrantTypeBase):
                 raise errors.UnauthorizedClientError(
                     description="Public clients may not exchange tokens.", request=request
                 )
-            raise errors.InvalidClientError(request=request)
+            raise errors.InvalidClientError(description="Client authentication failed.", request=request)
         request.client_id = request.client_id or request.client.client_id
         record = audit.current()
         if record is not None:
@@ -257,7 +265,9 @@ class TokenExchangeGrant(GrantTypeBase):
         try:
             _header, claims = self._verify(_p(request, "subject_token"))
         except jose.JoseError as exc:
-            raise self.invalid_request(request, "The subject token is invalid.", f"subject_{exc.reason}") from exc
+            raise self.invalid_request(
+                request, "The subject token is invalid.", f"subject_{exc.reason}"
+            ) from exc
         if party.uri not in jose.audiences(claims):
             raise self.invalid_request(
                 request, "The subject token is not addressed to this client.", "subject_wrong_audience"
@@ -297,8 +307,9 @@ class TokenExchangeGrant(GrantTypeBase):
             return chain_from_act(claims.get("act"), max_depth=idp_settings.MAX_DELEGATION_DEPTH)
         except ActChainError as exc:
             reason = "depth_exceeded" if "deep" in str(exc) else "subject_malformed_act"
-            raise self.invalid_request(request, "The subject token's delegation chain is not acceptable.",
-                                       reason) from exc
+            raise self.invalid_request(
+                request, "The subject token's delegation chain is not acceptable.", reason
+            ) from exc
 
     def resolve_targets(self, request: Request) -> tuple[str, ...]:
         """``audience`` values name registered parties; ``resource`` URLs map to the
@@ -306,8 +317,9 @@ class TokenExchangeGrant(GrantTypeBase):
         audiences = self._values(request, "audience")
         resources = self._values(request, "resource")
         if not audiences and not resources:
-            raise self.invalid_request(request, "An audience or resource parameter is required.",
-                                       "missing_parameter")
+            raise self.invalid_request(
+                request, "An audience or resource parameter is required.", "missing_parameter"
+            )
         for resource in resources:
             parts = urlsplit(resource)
             if not parts.scheme or not parts.netloc or parts.fragment or "#" in resource:
@@ -318,9 +330,7 @@ class TokenExchangeGrant(GrantTypeBase):
                 raise error
         targets: list[str] = list(audiences)
         if resources:
-            candidates = list(
-                Party.objects.filter(enabled=True).only("uri", "resource_prefixes")
-            )
+            candidates = list(Party.objects.filter(enabled=True).only("uri", "resource_prefixes"))
             for resource in resources:
                 match = _match_resource(resource, candidates)
                 targets.append(match or resource)

@@ -25,13 +25,21 @@ class Command(BaseCommand):
         name = options["name"] or uri.split("//", 1)[-1].split("/", 1)[0]
         try:
             reg = register_party(
-                uri, name, options["kind"], contact=options["contact"],
-                redirect_uris=options["redirect_uris"], client_id=options["client_id"],
+                uri,
+                name,
+                options["kind"],
+                contact=options["contact"],
+                redirect_uris=options["redirect_uris"],
+                client_id=options["client_id"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
-        data = {"uri": reg.party.uri, "kind": reg.party.kind, "client_id": reg.client_id,
-                "client_secret": reg.client_secret}
+        data = {
+            "uri": reg.party.uri,
+            "kind": reg.party.kind,
+            "client_id": reg.client_id,
+            "client_secret": reg.client_secret,
+        }
         if options["json"]:
             self.stdout.write(json.dumps(data))
         else:

@@ -25,7 +25,7 @@ from delegation_idp.demo import SCOPE, seed
 
 
 class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -45,21 +45,33 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
         csrf = browser.cookies.get("csrftoken")
         response = browser.post(
             "/accounts/login/",
-            data={"username": cast["user"]["username"], "password": cast["user"]["password"],
-                  "csrfmiddlewaretoken": csrf, "next": "/"},
+            data={
+                "username": cast["user"]["username"],
+                "password": cast["user"]["password"],
+                "csrfmiddlewaretoken": csrf,
+                "next": "/",
+            },
             headers={"Referer": f"{issuer}/accounts/login/"},
         )
         if response.status_code != 302 or page.status_code != 200:
             raise CommandError("the demo user could not sign in")
         state = secrets.token_urlsafe(16)
         query = {
-            "response_type": "code", "client_id": agent1["client_id"], "redirect_uri": agent1["redirect_uri"],
-            "scope": SCOPE, "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
+            "response_type": "code",
+            "client_id": agent1["client_id"],
+            "redirect_uri": agent1["redirect_uri"],
+            "scope": SCOPE,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
         }
         consent = browser.get(f"/o/authorize/?{urlencode(query)}")
         if consent.status_code != 200:
             raise CommandError(f"authorization page answered {consent.status_code}")
-        form = {k: html.unescape(v) for k, v in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', consent.text)}
+        form = {
+            k: html.unescape(v)
+            for k, v in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', consent.text)
+        }
         form.update({"allow": "Authorize", "csrfmiddlewaretoken": browser.cookies.get("csrftoken") or ""})
         approved = browser.post("/o/authorize/", data=form, headers={"Referer": f"{issuer}/o/authorize/"})
         location = approved.headers.get("Location", "")
@@ -68,8 +80,12 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
             raise CommandError("the authorization did not return a code")
         token = httpx.post(
             f"{issuer}/o/token/",
-            data={"grant_type": "authorization_code", "code": params["code"][0],
-                  "redirect_uri": agent1["redirect_uri"], "code_verifier": verifier},
+            data={
+                "grant_type": "authorization_code",
+                "code": params["code"][0],
+                "redirect_uri": agent1["redirect_uri"],
+                "code_verifier": verifier,
+            },
             auth=(agent1["client_id"], agent1["client_secret"]),
             timeout=30,
         )
@@ -81,9 +97,7 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
 def play(issuer: str, cast: dict[str, Any]) -> list[dict[str, Any]]:
     """The seed's four steps; returns each hop's decoded header and claims."""
     agents = cast["agents"]
-    clients = {
-        name: AgentClient(issuer, a["client_id"], a["client_secret"]) for name, a in agents.items()
-    }
+    clients = {name: AgentClient(issuer, a["client_id"], a["client_secret"]) for name, a in agents.items()}
     token = user_token(issuer, cast)
     hops = [{"step": "User authentication", "token": token}]
     for name, target, step in (
@@ -100,7 +114,10 @@ def play(issuer: str, cast: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class Command(BaseCommand):
-    help = "Seed the cast, play user -> agent1 -> agent2 -> mcp-server1 -> resource server over HTTP, keep serving."
+    help = (
+        "Seed the cast, play user -> agent1 -> agent2 -> mcp-server1 -> resource server "
+        "over HTTP, print every token, and keep serving."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--addr", default=None, help="host:port to serve on (default: the issuer's)")

@@ -11,7 +11,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-        parser.add_argument("--resource-prefixes", default="", help="Resource URL prefixes of the resource server")
+        parser.add_argument(
+            "--resource-prefixes", default="", help="Resource URL prefixes of the resource server"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         data = seed(resource_prefixes=options["resource_prefixes"])

@@ -1,0 +1,208 @@
+"""Shared fixtures: the seed's cast, the token endpoint, real services."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from delegation_idp import TOKEN_EXCHANGE_GRANT
+
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# -- real services -------------------------------------------------------------
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with a clear message on a laptop; fail in CI, where the service must be up."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true requires it")
+    pytest.skip(f"{message}; this test runs in CI (CI=true), where it is required")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    parts = urlsplit(url)
+    require_service("Redis", parts.hostname or "127.0.0.1", parts.port or 6379)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    parts = urlsplit(url)
+    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the cast --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    client_id: str
+    client_secret: str
+    uri: str
+    redirect_uri: str
+
+    @property
+    def basic(self) -> str:
+        raw = f"{self.client_id}:{self.client_secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True)
+class Cast:
+    data: dict[str, Any]
+    agents: dict[str, Agent]
+    user: Any
+    resource_server: str
+    scope: str
+
+    def __getitem__(self, name: str) -> Agent:
+        return self.agents[name]
+
+
+@pytest.fixture
+def cast(db: Any) -> Cast:
+    """The seed's cast: user -> agent1 -> agent2 -> mcp-server1 -> resource server."""
+    from django.contrib.auth import get_user_model
+
+    from delegation_idp.demo import seed
+
+    data = seed()
+    agents = {name: Agent(name=name, **values) for name, values in data["agents"].items()}
+    user = get_user_model().objects.get(username=data["user"]["username"])
+    return Cast(data, agents, user, data["resource_server"]["uri"], data["scope"])
+
+
+# -- the token endpoint ------------------------------------------------------------
+
+
+@pytest.fixture
+def token_endpoint(client: Any):
+    """POST form data to the token endpoint as the named agent (or unauthenticated)."""
+
+    def post(data: Any, agent: Agent | None = None, **extra: Any) -> Any:
+        body = urlencode(data, doseq=True) if not isinstance(data, (str, bytes)) else data
+        headers = {}
+        if agent is not None:
+            headers["HTTP_AUTHORIZATION"] = agent.basic
+        headers.update(extra)
+        content_type = headers.pop("content_type", "application/x-www-form-urlencoded")
+        return client.post("/o/token/", body, content_type=content_type, **headers)
+
+    return post
+
+
+def authorize_code(client: Any, agent: Agent, user: Any, scope: str) -> tuple[str, str]:
+    """The user authorizes ``agent`` at the site (PKCE); returns (code, verifier)."""
+    client.force_login(user)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {
+        "response_type": "code",
+        "client_id": agent.client_id,
+        "redirect_uri": agent.redirect_uri,
+        "scope": scope,
+        "state": "xyz",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    response = client.post(f"/o/authorize/?{urlencode(params)}", {**params, "allow": "Authorize"})
+    assert response.status_code == 302, response.content
+    code = parse_qs(urlsplit(response["Location"]).query)["code"][0]
+    client.logout()
+    return code, verifier
+
+
+@pytest.fixture
+def issue_user_token(cast: Cast, client: Any, token_endpoint: Any):
+    """A user token for an agent, obtained through the authorization-code flow."""
+
+    def issue(agent_name: str = "agent1", scope: str | None = None, user: Any = None) -> str:
+        agent = cast[agent_name]
+        code, verifier = authorize_code(client, agent, user or cast.user, scope or cast.scope)
+        response = token_endpoint(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": agent.redirect_uri,
+                "code_verifier": verifier,
+            },
+            agent,
+        )
+        assert response.status_code == 200, response.content
+        return response.json()["access_token"]
+
+    return issue
+
+
+@pytest.fixture
+def user_token(issue_user_token: Any) -> str:
+    return issue_user_token()
+
+
+@pytest.fixture
+def exchange(cast: Cast, token_endpoint: Any):
+    """Exchange ``subject_token`` as the named agent; extra form parameters pass through."""
+
+    def run(agent_name: str, subject_token: str, audience: str | None = None, **params: Any) -> Any:
+        data: dict[str, Any] = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+        }
+        if audience is not None:
+            data["audience"] = audience
+        data.update(params)
+        return token_endpoint(data, cast[agent_name])
+
+    return run
+
+
+@pytest.fixture
+def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
+    """The seed's four tokens: user -> agent1, agent1 -> agent2, agent2 -> mcp, mcp -> resource."""
+    tokens = [user_token]
+    for name, target in (
+        ("agent1", cast["agent2"].uri),
+        ("agent2", cast["mcp-server1"].uri),
+        ("mcp-server1", cast.resource_server),
+    ):
+        response = exchange(name, tokens[-1], target)
+        assert response.status_code == 200, response.content
+        tokens.append(response.json()["access_token"])
+    return tokens
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "rfc(section): RFC section covered")
