@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import NoReverseMatch, resolve, reverse
 from oauth2_provider.settings import oauth2_settings
 
@@ -45,7 +45,17 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         ),
     ]
     for name, expected, path, code in hooks:
-        value = getattr(oauth2_settings, name)
+        try:
+            value = getattr(oauth2_settings, name)
+        except ImportError as exc:
+            errors.append(
+                Error(
+                    f"OAUTH2_PROVIDER['{name}'] cannot be imported: {exc}",
+                    hint=f"Set OAUTH2_PROVIDER['{name}'] = '{path}' (or a subclass).",
+                    id=f"delegation_idp.{code}",
+                )
+            )
+            continue
         if not (isinstance(value, type) and issubclass(value, expected)):
             errors.append(
                 Error(
@@ -54,7 +64,13 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     id=f"delegation_idp.{code}",
                 )
             )
-    if oauth2_settings.ACCESS_TOKEN_GENERATOR is not generate_access_token:
+    try:
+        generator = oauth2_settings.EXTRA_SERVER_KWARGS.get(
+            "token_generator", oauth2_settings.ACCESS_TOKEN_GENERATOR
+        )
+    except ImportError:
+        generator = None
+    if generator is not generate_access_token:
         errors.append(
             Error(
                 "OAUTH2_PROVIDER['ACCESS_TOKEN_GENERATOR'] is not delegation_idp's JWT generator.",
@@ -102,13 +118,13 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.urls)
-def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The issuer is an absolute URL whose metadata lives at this site's root, and the
     token endpoint is this app's view (it carries the limits and the audit trail)."""
-    from .views import TokenView
+    from .views import ServerMetadataView, TokenView
 
     issuer = idp_settings.ISSUER
-    errors: list[Error] = []
+    errors: list[CheckMessage] = []
     parts = urlsplit(issuer or "")
     if (
         not issuer
@@ -153,6 +169,30 @@ def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]
                 "The metadata route is not at the site root, so it does not match the issuer.",
                 hint="Include delegation_idp.wellknown_urls at the root: path('', include(...)).",
                 id="delegation_idp.E011",
+            )
+        )
+    # An earlier route (django-oauth-toolkit's own metadata view, say) can shadow
+    # ours; its document would derive the issuer from the request instead.
+    well_known = "/.well-known/oauth-authorization-server"
+    if metadata_path == well_known and getattr(resolve(well_known).func, "view_class", None) is not (
+        ServerMetadataView
+    ):
+        errors.append(
+            Error(
+                "/.well-known/oauth-authorization-server is served by another view, whose "
+                "issuer need not match DELEGATION_IDP['ISSUER'].",
+                hint="Remove django-oauth-toolkit's metadata routes (oauth2_provider.urls' "
+                "metadata_urlpatterns) or include delegation_idp.wellknown_urls before them.",
+                id="delegation_idp.E017",
+            )
+        )
+    oidc_issuer = oauth2_settings.OIDC_ISS_ENDPOINT
+    if oidc_issuer and oidc_issuer.rstrip("/") != issuer.rstrip("/"):
+        errors.append(
+            Error(
+                "OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT'] differs from DELEGATION_IDP['ISSUER'].",
+                hint="One provider has one issuer (RFC 8414 section 3.3): set both to the same URL.",
+                id="delegation_idp.E018",
             )
         )
     if getattr(resolve(token_path).func, "view_class", None) is not TokenView:
