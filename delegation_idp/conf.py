@@ -75,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_SECRET_HMAC_KEY": None,
     # The audit sink: a callable taking the audit record's fields; default writes the database.
     "AUDIT_WRITER": "delegation_idp.audit.write_event",
+    # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.
+    "HEALTH_REQUIRED_CHECKS": ["database"],
+    "HEALTH_CHECK_TIMEOUT": 2,
 }
 
 IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER")
