@@ -271,6 +271,27 @@ class TokenLineage(models.Model):
         return chain_from_act(self.act, max_depth=64) if self.act else ()
 
 
+class ClientAssertionJti(models.Model):
+    """A spent ``jti`` of a private_key_jwt client assertion (RFC 7523 section 3, item 7).
+
+    The unique constraint makes a replayed assertion fail in every process;
+    rows are purged once the assertion has expired.
+    """
+
+    client_id = models.CharField(max_length=255)
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("spent client assertion")
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "jti"], name="delegation_idp_assertion_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.jti}"
+
+
 class AuditEvent(models.Model):
     """An append-only record of one token-endpoint attempt or revocation."""
 
