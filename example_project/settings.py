@@ -9,6 +9,11 @@ Deployment settings come from the environment:
 * ``IDP_KEY_ENCRYPTION_KEYS``: comma-separated Fernet keys that encrypt signing keys at rest.
   Unset in DEBUG, a development key is generated once into ``var/dev-kek``.
 * ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS``.
+* ``IDP_KEY_ROTATION_PERIOD``, ``IDP_JWKS_CACHE_SECONDS``, ``IDP_KEY_CACHE_SECONDS``: key timings (s).
+* ``CELERY_BEAT_SCHEDULE_FILENAME``: where beat keeps its state (default ``var/celerybeat-schedule``).
+
+In production (see docs/deployment.md) set ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` and
+``CELERY_BROKER_URL``: without them the cache is per process and tasks run in the web process.
 """
 
 from __future__ import annotations
@@ -77,14 +82,23 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
+        conn_health_checks=True,  # a persistent connection broken by a database restart is replaced
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short socket timeouts: with Redis down, requests fail over to "no cache" quickly.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -137,6 +151,9 @@ DELEGATION_IDP = {
     "REVOCATION_REDIS_URL": REDIS_URL,
     "CLIENT_SECRET_HMAC_KEY": os.environ.get("IDP_CLIENT_SECRET_HMAC_KEY"),
 }
+for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS"):
+    if os.environ.get(f"IDP_{_option}"):
+        DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])
 
 # Celery: a real broker when CELERY_BROKER_URL is set, eager in-process otherwise.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
@@ -145,6 +162,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "var" / "celerybeat-schedule")
+)
 CELERY_BEAT_SCHEDULE = {
     "rotate-signing-keys": {"task": "delegation_idp.tasks.rotate_keys", "schedule": 3600.0},
     "sweep-expired-tokens": {"task": "delegation_idp.tasks.sweep_expired", "schedule": 3600.0},
@@ -163,6 +183,7 @@ LOGGING = {
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # load balancers probe over plain HTTP
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_HSTS_SECONDS = 31536000

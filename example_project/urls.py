@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from delegation_idp.health import HealthView
+
 urlpatterns = [
+    path("health/", HealthView.as_view(), name="health"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("o/", include("delegation_idp.urls")),
