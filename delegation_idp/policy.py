@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Decision", "ExchangeContext", "Limits", "PartyView", "Reason", "RuleView", "evaluate"]
+__all__ = [
+    "Decision",
+    "ExchangeContext",
+    "Explanation",
+    "Limits",
+    "PartyView",
+    "Reason",
+    "RuleOutcome",
+    "RuleView",
+    "evaluate",
+    "explain",
+]
 
 
 class Reason(enum.StrEnum):
@@ -216,42 +227,82 @@ _SPECIFICITY = [
 ]
 
 
+@dataclass(frozen=True)
+class RuleOutcome:
+    """How one of the requester's rules fared: ``ALLOWED`` or the condition it failed."""
+
+    rule_id: int
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A decision with the outcome of every rule of the requester, for the admin's try page."""
+
+    decision: Decision
+    rules: tuple[RuleOutcome, ...]
+
+
 def evaluate(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> Decision:
     """Decide one exchange. Scope and audience only ever narrow."""
+    return explain(ctx, rules, limits).decision
+
+
+def explain(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> Explanation:
+    """:func:`evaluate`, with the outcome of each of the requester's rules.
+
+    Order matters for what a refusal reveals: everything about the target
+    (unknown, disabled, not permitted) is settled before anything about scope,
+    so an agent cannot tell an unknown audience from a forbidden one by
+    sending a scope it does not hold.
+    """
     reason = _check_chain(ctx, limits)
+    if reason is None and not ctx.targets:
+        reason = Reason.TARGET_UNKNOWN
     if reason is not None:
-        return _deny(reason)
-    if not ctx.targets:
-        return _deny(Reason.TARGET_UNKNOWN)
-    if ctx.requested_scope is not None and not ctx.requested_scope <= ctx.subject_scope:
-        return _deny(Reason.SCOPE_EXCEEDS_SUBJECT)
+        return Explanation(_deny(reason), ())
 
     own_rules = sorted((r for r in rules if r.actor == ctx.requester.uri), key=lambda r: r.id)
     if not own_rules:
-        return _deny(Reason.NO_RULE)
+        return Explanation(_deny(Reason.NO_RULE), ())
+    outcomes: list[RuleOutcome] = []
     closest: Reason | None = None
     scope_refused = False
+    allowed: Decision | None = None
     for rule in own_rules:
         mismatch = _rule_mismatch(rule, ctx)
-        if mismatch is not None:
-            if closest is None or _SPECIFICITY.index(mismatch) > _SPECIFICITY.index(closest):
-                closest = mismatch
-            continue
-        wanted = ctx.requested_scope if ctx.requested_scope is not None else ctx.subject_scope
-        granted = wanted & rule.max_scope
-        if (ctx.requested_scope is not None and granted != ctx.requested_scope) or not granted:
-            scope_refused = True
-            continue
-        return Decision(
-            allowed=True,
-            reason=Reason.ALLOWED,
-            granted_scope=frozenset(granted),
-            audience=tuple(ctx.targets),
-            rule_id=rule.id,
-        )
+        if (
+            mismatch is None
+            and ctx.requested_scope is not None
+            and not ctx.requested_scope <= ctx.subject_scope
+        ):
+            # Scope only ever narrows (RFC 8693 section 2.1): never beyond the subject token's.
+            return Explanation(
+                _deny(Reason.SCOPE_EXCEEDS_SUBJECT),
+                (*outcomes, RuleOutcome(rule.id, Reason.SCOPE_EXCEEDS_SUBJECT)),
+            )
+        if mismatch is None:
+            wanted = ctx.requested_scope if ctx.requested_scope is not None else ctx.subject_scope
+            granted = wanted & rule.max_scope
+            if (ctx.requested_scope is not None and granted != ctx.requested_scope) or not granted:
+                mismatch = Reason.SCOPE_NOT_PERMITTED
+                scope_refused = True
+            elif allowed is None:
+                allowed = Decision(
+                    allowed=True,
+                    reason=Reason.ALLOWED,
+                    granted_scope=frozenset(granted),
+                    audience=tuple(ctx.targets),
+                    rule_id=rule.id,
+                )
+        elif closest is None or _SPECIFICITY.index(mismatch) > _SPECIFICITY.index(closest):
+            closest = mismatch
+        outcomes.append(RuleOutcome(rule.id, mismatch or Reason.ALLOWED))
+    if allowed is not None:
+        return Explanation(allowed, tuple(outcomes))
     if scope_refused:
-        return _deny(Reason.SCOPE_NOT_PERMITTED)
-    return _deny(closest or Reason.NO_RULE)
+        return Explanation(_deny(Reason.SCOPE_NOT_PERMITTED), tuple(outcomes))
+    return Explanation(_deny(closest or Reason.NO_RULE), tuple(outcomes))
 
 
 def scope_set(scope: str | Sequence[str] | None) -> frozenset[str]:

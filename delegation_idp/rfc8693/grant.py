@@ -33,7 +33,8 @@ from ..claims import Exchange
 from ..conf import idp_settings
 from ..keys import keyset
 from ..lineage import ParentRevoked
-from ..models import DelegationRule, Party, TokenLineage
+from ..models import Party, TokenLineage
+from ..rules import load as load_policy
 from .errors import InvalidTargetError
 
 logger = logging.getLogger(__name__)
@@ -345,34 +346,18 @@ class TokenExchangeGrant(GrantTypeBase):
         claims: dict[str, Any],
         parent: TokenLineage,
     ) -> policy.Decision:
-        uris = {party.uri, *chain, *targets}
-        parties = {p.uri: p.as_view() for p in Party.objects.filter(uri__in=uris)}
-        rules = [
-            rule.as_view()
-            for rule in DelegationRule.objects.filter(actor=party, enabled=True)
-            .select_related("actor")
-            .prefetch_related("audiences", "upstream_actors", "users", "groups")
-        ]
-        group_ids: frozenset[Any] = frozenset()
-        if parent.user is not None and any(rule.group_ids for rule in rules):
-            group_ids = frozenset(parent.user.groups.values_list("pk", flat=True))
+        """The delegation policy's answer (:func:`delegation_idp.policy.evaluate`)."""
         requested = policy.scope_set(request.scope) if request.scope else None
-        ctx = policy.ExchangeContext(
-            requester=party.as_view(),
-            chain=chain,
-            targets=targets,
+        # Read afresh on every request (no per-process cache): policy edits
+        # govern the next request in every process.
+        ctx, rules, limits = load_policy(
+            party,
+            chain,
+            targets,
             subject_scope=policy.scope_set(claims.get("scope", "")),
             requested_scope=requested,
-            now=_now(),
-            parties=parties,
-            user_id=parent.user_id,
-            group_ids=group_ids,
+            user=parent.user,
             may_act=claims.get("may_act"),
-            issuer=idp_settings.ISSUER,
-        )
-        limits = policy.Limits(
-            max_depth=idp_settings.MAX_DELEGATION_DEPTH,
-            allow_repeated_actors=idp_settings.ALLOW_REPEATED_ACTORS,
         )
         return policy.evaluate(ctx, rules, limits)
 
@@ -380,12 +365,6 @@ class TokenExchangeGrant(GrantTypeBase):
 def _p(request: Request, name: str) -> Any:
     """A body parameter, or None (oauthlib raises AttributeError for absent ones)."""
     return getattr(request, name, None)
-
-
-def _now() -> Any:
-    from django.utils import timezone
-
-    return timezone.now()
 
 
 def _match_resource(resource: str, parties: list[Party]) -> str | None:
