@@ -78,6 +78,21 @@ DEFAULTS: dict[str, Any] = {
     # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.
     "HEALTH_REQUIRED_CHECKS": ["database"],
     "HEALTH_CHECK_TIMEOUT": 2,
+    # Resource-server side (delegation_idp.contrib); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
+    # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
+    # This service's identity URI: a token's `aud` must contain it.
+    "RESOURCE_SERVER_URI": None,
+    # Its RFC 9728 metadata URL, named in WWW-Authenticate challenges; None derives it from the request.
+    "RESOURCE_METADATA_URL": None,
+    # Scopes listed in its RFC 9728 metadata.
+    "RESOURCE_SCOPES_SUPPORTED": [],
+    # RFC 7662 introspection: "never", "fallback" (Redis unset or unreachable) or "always".
+    "RESOURCE_INTROSPECTION": "never",
+    # The resource server's client credentials at the provider's introspection endpoint.
+    "RESOURCE_CLIENT_ID": None,
+    "RESOURCE_CLIENT_SECRET": None,
+    # A revocation set whose heartbeat is older than this (seconds) counts as unavailable; None: unchecked.
+    "RESOURCE_REVOCATION_MAX_AGE": None,
 }
 
 IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER")
@@ -121,6 +136,10 @@ idp_settings = IdpSettings(DEFAULTS, IMPORT_STRINGS)
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         idp_settings.reload()
+        from django.apps import apps
+
+        if not apps.is_installed("delegation_idp"):
+            return  # a resource server using only delegation_idp.contrib has no key set
         from . import keys  # the key cache depends on these options
 
         keys.keyset.invalidate()
