@@ -1,14 +1,20 @@
 """An agent's client for the provider: discovery, token exchange, revocation.
 
-Sync (``AgentClient``) over httpx; no Django needed::
+Sync (``AgentClient``) and async (``AsyncAgentClient``) over httpx; no Django needed::
 
     agent = AgentClient("https://idp.example.com", client_id, client_secret)
     result = agent.exchange(user_token, audience="https://agent2.example.com")
     result.access_token, result.expires_in, result.scope
 
+    async with AsyncAgentClient("https://idp.example.com", client_id, client_secret) as agent:
+        result = await agent.exchange(token, resource="https://mcp.example.com/mcp")
+
 Exchanged tokens are cached per (subject ``jti``, target, scope) until shortly
 before they expire, so parallel work reuses one token instead of minting many.
-Errors are :class:`OAuthError` with the server's ``error`` code.
+Errors are :class:`OAuthError` with the server's ``error`` code; the codes of
+RFC 6749 section 5.2 and RFC 8693 section 2.2.2 have their own subclasses
+(:class:`InvalidTarget`, :class:`InvalidScope`...), so ``except InvalidTarget``
+works as well as ``err.error == "invalid_target"``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,20 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE", "AgentClient", "ExchangeResult", "OAuthError"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "TOKEN_EXCHANGE",
+    "AgentClient",
+    "AsyncAgentClient",
+    "ExchangeResult",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "OAuthError",
+    "UnauthorizedClient",
+]
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -37,6 +56,48 @@ class OAuthError(Exception):
         self.error = error
         self.description = description
         self.status = status
+
+    @classmethod
+    def from_response(cls, status: int, body: Any) -> OAuthError:
+        """The subclass for the response's ``error`` code (the base class for others)."""
+        body = body if isinstance(body, dict) else {}
+        error = str(body.get("error") or "server_error")
+        kind = _ERRORS.get(error, OAuthError)
+        return kind(error, str(body.get("error_description") or ""), status)
+
+
+class InvalidRequest(OAuthError):
+    """Missing, repeated or malformed parameter; invalid subject or actor token (400)."""
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed (401)."""
+
+
+class InvalidGrant(OAuthError):
+    """The grant (code, refresh token) is invalid, expired or revoked (400)."""
+
+
+class UnauthorizedClient(OAuthError):
+    """This client may not use this grant, or is not a registered, enabled agent (400)."""
+
+
+class InvalidScope(OAuthError):
+    """The scope asked for exceeds what the subject token or the rule allows (400)."""
+
+
+class InvalidTarget(OAuthError):
+    """The audience or resource is unknown or not permitted (RFC 8693 section 2.2.2)."""
+
+
+_ERRORS: dict[str, type[OAuthError]] = {
+    "invalid_request": InvalidRequest,
+    "invalid_client": InvalidClient,
+    "invalid_grant": InvalidGrant,
+    "unauthorized_client": UnauthorizedClient,
+    "invalid_scope": InvalidScope,
+    "invalid_target": InvalidTarget,
+}
 
 
 @dataclass(frozen=True)
@@ -105,20 +166,15 @@ class AgentClient:
         return self._metadata
 
     def _post(self, endpoint: str, data: list[tuple[str, str]]) -> dict[str, Any]:
-        form: dict[str, list[str]] = {}
-        for name, value in data:
-            form.setdefault(name, []).append(value)
-        response = self.http.post(self.metadata[endpoint], data=form, auth=(self.client_id, self._secret))
+        response = self.http.post(
+            self.metadata[endpoint], data=_form(data), auth=(self.client_id, self._secret)
+        )
         try:
             body = response.json()
         except ValueError:
             body = {}
         if response.status_code != 200:
-            raise OAuthError(
-                str(body.get("error") or "server_error"),
-                str(body.get("error_description") or ""),
-                response.status_code,
-            )
+            raise OAuthError.from_response(response.status_code, body)
         return body if isinstance(body, dict) else {}
 
     def exchange(
@@ -132,38 +188,15 @@ class AgentClient:
         use_cache: bool = True,
     ) -> ExchangeResult:
         """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1)."""
-        audiences = [audience] if isinstance(audience, str) else list(audience or [])
-        resources = [resource] if isinstance(resource, str) else list(resource or [])
-        key = (
-            str(unverified_claims(subject_token).get("jti", "")),
-            tuple(sorted(audiences + resources)),
-            " ".join(sorted((scope or "").split())),
-        )
-        if use_cache and key[0] and actor_token is None:
+        key, data = _exchange_form(subject_token, audience, resource, scope, actor_token)
+        cacheable = use_cache and bool(key[0]) and actor_token is None
+        if cacheable:
             with self._lock:
-                cached = self._cache.get(key)
-            if cached is not None and cached.expires_at - self.REFRESH_MARGIN > time.time():
+                cached = _usable(self._cache.get(key), self.REFRESH_MARGIN)
+            if cached is not None:
                 return cached
-        data = [
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", subject_token),
-            ("subject_token_type", ACCESS_TOKEN_TYPE),
-        ]
-        data += [("audience", a) for a in audiences] + [("resource", r) for r in resources]
-        if scope:
-            data.append(("scope", scope))
-        if actor_token:
-            data += [("actor_token", actor_token), ("actor_token_type", ACCESS_TOKEN_TYPE)]
-        body = self._post("token_endpoint", data)
-        result = ExchangeResult(
-            access_token=body["access_token"],
-            issued_token_type=body.get("issued_token_type", ACCESS_TOKEN_TYPE),
-            token_type=body.get("token_type", "Bearer"),
-            expires_in=int(body.get("expires_in", 0)),
-            scope=body.get("scope", ""),
-            expires_at=time.time() + int(body.get("expires_in", 0)),
-        )
-        if use_cache and key[0] and actor_token is None:
+        result = _exchange_result(self._post("token_endpoint", data))
+        if cacheable:
             with self._lock:
                 self._cache[key] = result
         return result
@@ -185,3 +218,149 @@ class AgentClient:
         )
         if response.status_code != 200:
             raise OAuthError("revocation_failed", "", response.status_code)
+
+
+_CacheKey = tuple[str, tuple[str, ...], str]
+
+
+def _exchange_form(
+    subject_token: str,
+    audience: str | Sequence[str] | None,
+    resource: str | Sequence[str] | None,
+    scope: str | None,
+    actor_token: str | None,
+) -> tuple[_CacheKey, list[tuple[str, str]]]:
+    """The cache key (subject ``jti``, targets, scope) and the RFC 8693 section 2.1 form."""
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    resources = [resource] if isinstance(resource, str) else list(resource or [])
+    key = (
+        str(unverified_claims(subject_token).get("jti", "")),
+        tuple(sorted(audiences + resources)),
+        " ".join(sorted((scope or "").split())),
+    )
+    data = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", subject_token),
+        ("subject_token_type", ACCESS_TOKEN_TYPE),
+    ]
+    data += [("audience", a) for a in audiences] + [("resource", r) for r in resources]
+    if scope:
+        data.append(("scope", scope))
+    if actor_token:
+        data += [("actor_token", actor_token), ("actor_token_type", ACCESS_TOKEN_TYPE)]
+    return key, data
+
+
+def _exchange_result(body: dict[str, Any]) -> ExchangeResult:
+    """The RFC 8693 section 2.2.1 response as an :class:`ExchangeResult`."""
+    if not isinstance(body.get("access_token"), str):
+        raise OAuthError("invalid_response", "the token response has no access_token", 200)
+    expires_in = int(body.get("expires_in", 0))
+    return ExchangeResult(
+        access_token=body["access_token"],
+        issued_token_type=body.get("issued_token_type", ACCESS_TOKEN_TYPE),
+        token_type=body.get("token_type", "Bearer"),
+        expires_in=expires_in,
+        scope=body.get("scope", ""),
+        expires_at=time.time() + expires_in,
+    )
+
+
+def _usable(result: ExchangeResult | None, margin: float) -> ExchangeResult | None:
+    if result is not None and result.expires_at - margin > time.time():
+        return result
+    return None
+
+
+def _form(data: list[tuple[str, str]]) -> dict[str, list[str]]:
+    form: dict[str, list[str]] = {}
+    for name, value in data:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+class AsyncAgentClient:
+    """:class:`AgentClient` for asyncio code (agents and MCP servers built on an event loop).
+
+    Same discovery, cache and errors; use it as an async context manager, or call
+    :meth:`aclose` when done if it created its own ``httpx.AsyncClient``.
+    """
+
+    REFRESH_MARGIN = AgentClient.REFRESH_MARGIN
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self._secret = client_secret
+        self._own_http = http is None
+        self.http = http or httpx.AsyncClient(timeout=timeout)
+        self._metadata: dict[str, Any] | None = None
+        self._cache: dict[_CacheKey, ExchangeResult] = {}
+
+    def __repr__(self) -> str:
+        return f"AsyncAgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+
+    async def __aenter__(self) -> AsyncAgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+    async def metadata(self) -> dict[str, Any]:
+        """RFC 8414 metadata, fetched once."""
+        if self._metadata is None:
+            response = await self.http.get(f"{self.issuer}/.well-known/oauth-authorization-server")
+            response.raise_for_status()
+            data = response.json()
+            if data.get("issuer") != self.issuer:
+                raise OAuthError("invalid_issuer", "metadata names another issuer")
+            self._metadata = data
+        return self._metadata
+
+    async def _post(self, endpoint: str, data: list[tuple[str, str]]) -> dict[str, Any]:
+        url = (await self.metadata())[endpoint]
+        response = await self.http.post(url, data=_form(data), auth=(self.client_id, self._secret))
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            raise OAuthError.from_response(response.status_code, body)
+        return body if isinstance(body, dict) else {}
+
+    async def exchange(
+        self,
+        subject_token: str,
+        *,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+        actor_token: str | None = None,
+        use_cache: bool = True,
+    ) -> ExchangeResult:
+        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1)."""
+        key, data = _exchange_form(subject_token, audience, resource, scope, actor_token)
+        cacheable = use_cache and bool(key[0]) and actor_token is None
+        if cacheable:
+            cached = _usable(self._cache.get(key), self.REFRESH_MARGIN)
+            if cached is not None:
+                return cached
+        result = _exchange_result(await self._post("token_endpoint", data))
+        if cacheable:
+            self._cache[key] = result
+        return result
+
+    async def introspect(self, token: str) -> dict[str, Any]:
+        return await self._post("introspection_endpoint", [("token", token)])
