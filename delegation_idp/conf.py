@@ -64,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     # Retention of lineage and audit records after a token expired (seconds).
     "LINEAGE_RETENTION_SECONDS": 30 * 24 * 3600,
     "SWEEP_BATCH_SIZE": 1000,
+    # Retention of audit events (seconds); None keeps them forever.
+    "AUDIT_RETENTION_SECONDS": None,
     # Token endpoint throttling, shared through Django's cache. None disables.
     "THROTTLE_RATES": {"client": "600/min", "address": "1200/min"},
     "THROTTLE_CACHE_ALIAS": "default",
