@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
+from . import client_auth
 from .models import DelegationRule, Party
 
 __all__ = ["Registration", "allow", "register_party"]
@@ -61,6 +62,7 @@ def register_party(
         )
         if client_id:
             application.client_id = client_id
+        client_auth.store_secret(application, secret)  # keyed hash when CLIENT_SECRET_HMAC_KEY is set
         application.full_clean(exclude=["user"])
         application.save()
         party.application = application

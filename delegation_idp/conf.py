@@ -75,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     # secret (256-bit random secrets need no slow hashing). None: fall back to
     # django-oauth-toolkit's password hasher.
     "CLIENT_SECRET_HMAC_KEY": None,
+    # Longest accepted lifetime (exp - now) of a private_key_jwt client assertion (RFC 7523), seconds.
+    "CLIENT_ASSERTION_MAX_LIFETIME": 300,
     # The audit sink: a callable taking the audit record's fields; default writes the database.
     "AUDIT_WRITER": "delegation_idp.audit.write_event",
     # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.

@@ -41,6 +41,7 @@ __all__ = [
     "peek_header",
     "sign",
     "strict_json_loads",
+    "unverified_claims",
     "verify",
 ]
 
@@ -232,6 +233,18 @@ def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str = "at+jwt") -> 
     token = jws.JWS(json.dumps(claims, separators=(",", ":")).encode())
     token.add_signature(key.jwk, alg=key.alg, protected=json.dumps(header, separators=(",", ":")))
     return str(token.serialize(compact=True))
+
+
+def unverified_claims(token: str, *, max_bytes: int, max_json_depth: int) -> dict[str, Any]:
+    """The claims of a compact JWS *without* verifying it, size and depth checked.
+
+    Only to learn whose key must verify it (an RFC 7523 client assertion names
+    its client in ``sub``); never trust what this returns.
+    """
+    payload = strict_json_loads(_b64decode(_split(token, max_bytes)[1]), max_depth=max_json_depth)
+    if not isinstance(payload, dict):
+        raise JoseError("malformed", "claims are not an object")
+    return payload
 
 
 KeyResolver = Callable[[str], "SigningKey | None"]

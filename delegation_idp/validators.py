@@ -2,18 +2,163 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from typing import Any
+from urllib.parse import unquote_plus
 
+from django.contrib.auth.hashers import identify_hasher
+from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
-from . import lineage
+from . import client_auth, lineage
 from .rfc8693 import GRANT_TYPE
 
 __all__ = ["DelegationValidator"]
 
+logger = logging.getLogger(__name__)
+
+
+def _body_value(request: Any, name: str) -> str | None:
+    """A form-body parameter (never one from the query string), or None."""
+    for key, value in getattr(request, "decoded_body", None) or []:
+        if key == name:
+            return str(value)
+    return None
+
 
 class DelegationValidator(OAuth2Validator):
-    """django-oauth-toolkit's validator, aware of the token-exchange grant and of lineage."""
+    """django-oauth-toolkit's validator, aware of the token-exchange grant and of lineage.
+
+    Client authentication adds two fast methods for registered agents
+    (:mod:`delegation_idp.client_auth`): keyed-hash client secrets and
+    ``private_key_jwt`` (RFC 7523). Every other client is authenticated exactly
+    as django-oauth-toolkit does it.
+    """
+
+    # -- client authentication --------------------------------------------------
+
+    def client_authentication_required(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if _body_value(request, "client_assertion_type") is not None:
+            return True
+        return bool(super().client_authentication_required(request, *args, **kwargs))
+
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if (
+            _body_value(request, "client_assertion_type") is not None
+            or _body_value(request, "client_assertion") is not None
+        ):
+            # An assertion was offered: it alone decides (no fallback to a secret).
+            return self._authenticate_assertion(request)
+        credentials = self._secret_credentials(request)
+        if credentials is not None:
+            client = self._load_client(credentials[0], request)
+            if client is not None and client_auth.is_keyed_hash(client.client_secret):
+                return client_auth.verify_secret(credentials[1], client.client_secret)
+        authenticated = bool(super().authenticate_client(request, *args, **kwargs))
+        if authenticated and credentials is not None:
+            self._upgrade_secret(request.client, credentials[1])
+        return authenticated
+
+    def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
+        # Never let the stock method compare a keyed hash as if it were a plain
+        # secret: presenting the stored value itself must not authenticate.
+        if client_auth.is_keyed_hash(stored_secret):
+            return client_auth.verify_secret(provided_secret, stored_secret)
+        return bool(super()._check_secret(provided_secret, stored_secret))
+
+    @staticmethod
+    def _secret_credentials(request: Any) -> tuple[str, str] | None:
+        """``(client_id, client_secret)`` from HTTP Basic (RFC 6749 section 2.3.1) or the body."""
+        header = request.headers.get("HTTP_AUTHORIZATION") or request.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme == "Basic" and value:
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return None
+            if ":" not in decoded:
+                return None
+            client_id, secret = decoded.split(":", 1)
+            return unquote_plus(client_id), unquote_plus(secret)
+        client_id, secret = _body_value(request, "client_id"), _body_value(request, "client_secret")
+        if client_id and secret is not None:
+            return client_id, secret
+        return None
+
+    @staticmethod
+    def _load_client(client_id: str, request: Any) -> Any:
+        """The application with its party, in one query; left on ``request.client``.
+
+        Applications registered through a client ID metadata document are left
+        to django-oauth-toolkit, which may need to refresh them.
+        """
+        Application = get_application_model()
+        current = getattr(request, "client", None)
+        if isinstance(current, Application) and current.client_id == client_id:
+            return current
+        try:
+            client = Application.objects.select_related("delegation_party").get(client_id=client_id)
+        except (Application.DoesNotExist, ValueError):
+            return None
+        if _is_cimd(client) or not client.is_usable(request):
+            return None
+        request.client = client
+        return client
+
+    def _authenticate_assertion(self, request: Any) -> bool:
+        """RFC 7523 section 2.2: ``private_key_jwt`` for a party that registered its keys."""
+        from .models import Party
+
+        assertion_type = _body_value(request, "client_assertion_type")
+        assertion = _body_value(request, "client_assertion")
+        if assertion_type != client_auth.ASSERTION_TYPE or not assertion:
+            return False
+        client_id = client_auth.unverified_client_id(assertion)
+        declared = _body_value(request, "client_id")
+        if client_id is None or (declared is not None and declared != client_id):
+            return False
+        client = self._load_client(client_id, request)
+        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+            return False
+        try:
+            party = client.delegation_party
+        except Party.DoesNotExist:
+            return False
+        if not party.jwks:
+            return False
+        try:
+            client_auth.verify_client_assertion(assertion, client.client_id, party.jwks)
+        except client_auth.AssertionRefused as refused:
+            logger.info("client assertion refused for %s: %s", client.client_id, refused.reason)
+            return False
+        request.client_id = client.client_id
+        return True
+
+    @staticmethod
+    def _upgrade_secret(client: Any, secret: str) -> None:
+        """A registered agent whose generated secret still has a slow password hash gets
+        the keyed hash after its next successful authentication (once)."""
+        from .models import Party
+
+        if client is None or client_auth.is_keyed_hash(client.client_secret):
+            return
+        if not client_auth.may_store_keyed(secret) or getattr(client, "algorithm", "") == "HS256":
+            return
+        try:
+            identify_hasher(client.client_secret)
+        except ValueError:
+            return  # stored in plain: the application chose that
+        try:
+            client.delegation_party  # noqa: B018 - only agents are upgraded
+        except Party.DoesNotExist:
+            return
+        stored = client_auth.hash_secret(secret)
+        type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
+        client.client_secret, client.hash_client_secret = stored, False
+
+    # -- grants --------------------------------------------------------------------
 
     def validate_grant_type(
         self, client_id: str, grant_type: str, client: Any, request: Any, *args: Any, **kwargs: Any
@@ -47,3 +192,9 @@ class DelegationValidator(OAuth2Validator):
         if issued is not None and issued.claims.get("jti"):
             lineage.record_issued(request, issued, access_token, request.grant_type or "")
         return access_token
+
+
+def _is_cimd(client: Any) -> bool:
+    source = getattr(client, "registration_source", None)
+    cimd = getattr(getattr(type(client), "RegistrationSource", None), "CIMD", None)
+    return cimd is not None and source == cimd

@@ -8,6 +8,9 @@ Deployment settings come from the environment:
 * ``REDIS_URL``: Django's cache (throttling, shared state) and the revocation set; unset, local memory.
 * ``IDP_KEY_ENCRYPTION_KEYS``: comma-separated Fernet keys that encrypt signing keys at rest.
   Unset in DEBUG, a development key is generated once into ``var/dev-kek``.
+* ``IDP_CLIENT_SECRET_HMAC_KEY``: at least 32 random characters keying the HMAC-SHA256 under which
+  generated agent client secrets are stored. Unset in DEBUG, a development key is generated once into
+  ``var/dev-client-secret-hmac-key``; unset otherwise, agent secrets keep the slow password hash.
 * ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS``.
 * ``IDP_KEY_ROTATION_PERIOD``, ``IDP_JWKS_CACHE_SECONDS``, ``IDP_KEY_CACHE_SECONDS``: key timings (s).
 * ``CELERY_BEAT_SCHEDULE_FILENAME``: where beat keeps its state (default ``var/celerybeat-schedule``).
@@ -128,6 +131,20 @@ def _key_encryption_keys() -> list[str]:
     return [path.read_text().strip()]
 
 
+def _client_secret_hmac_key() -> str | None:
+    configured = os.environ.get("IDP_CLIENT_SECRET_HMAC_KEY", "").strip()
+    if configured or not DEBUG:
+        return configured or None
+    import secrets
+
+    path = BASE_DIR / "var" / "dev-client-secret-hmac-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "delegation_idp.server.DelegationServer",
     "OAUTH2_VALIDATOR_CLASS": "delegation_idp.validators.DelegationValidator",
@@ -149,7 +166,7 @@ DELEGATION_IDP = {
     "KEY_ENCRYPTION_KEYS": _key_encryption_keys(),
     "SUBJECT_RESOLVER": "delegation_idp.claims.email_subject",
     "REVOCATION_REDIS_URL": REDIS_URL,
-    "CLIENT_SECRET_HMAC_KEY": os.environ.get("IDP_CLIENT_SECRET_HMAC_KEY"),
+    "CLIENT_SECRET_HMAC_KEY": _client_secret_hmac_key(),
 }
 for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS"):
     if os.environ.get(f"IDP_{_option}"):
