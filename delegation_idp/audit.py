@@ -14,13 +14,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from typing import Any
 
 from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Attempt", "attempt", "current", "write_event"]
+__all__ = ["Attempt", "attempt", "current", "export_events", "write_event"]
 
 
 @dataclass
@@ -93,3 +94,73 @@ def write_event(**fields: Any) -> None:
     from .models import AuditEvent
 
     AuditEvent.objects.create(**{k: v if v is not None else None for k, v in fields.items()})
+
+
+EXPORT_FIELDS = (
+    "id",
+    "created",
+    "event",
+    "decision",
+    "reason",
+    "error",
+    "grant_type",
+    "client_id",
+    "user_id",
+    "subject",
+    "chain",
+    "requested_audience",
+    "requested_scope",
+    "granted_audience",
+    "granted_scope",
+    "jti",
+    "parent_jti",
+    "client_ip",
+)
+
+
+def export_events(
+    stream: Any,
+    *,
+    since: Any = None,
+    until: Any = None,
+    decision: str | None = None,
+    event: str | None = None,
+    client_id: str | None = None,
+    user_id: str | None = None,
+    subject: str | None = None,
+    batch_size: int = 1000,
+) -> int:
+    """Write matching audit events to ``stream`` as JSON lines, oldest first.
+
+    Pages by primary key (events are append-only, so the key follows time), so
+    memory stays flat however large the table is. Returns the number written.
+    """
+    import json
+
+    from .models import AuditEvent
+
+    events = AuditEvent.objects.order_by("pk")
+    if since is not None:
+        events = events.filter(created__gte=since)
+    if until is not None:
+        events = events.filter(created__lt=until)
+    for name, value in (
+        ("decision", decision),
+        ("event", event),
+        ("client_id", client_id),
+        ("user_id", user_id),
+        ("subject", subject),
+    ):
+        if value:
+            events = events.filter(**{name: value})
+    written = 0
+    last_pk = 0
+    while True:
+        rows = list(events.filter(pk__gt=last_pk).values(*EXPORT_FIELDS)[:batch_size])
+        if not rows:
+            return written
+        for row in rows:
+            row["created"] = row["created"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+            stream.write(json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n")
+        written += len(rows)
+        last_pk = rows[-1]["id"]

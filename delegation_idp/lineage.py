@@ -10,41 +10,81 @@ UPDATE``) and re-checks it inside the transaction that stores the child. A
 revocation first locks the subtree, which waits for any exchange holding a
 lock in it, then marks the subtree in a new statement that sees the children
 those exchanges committed. So no token escapes a committed revocation.
+
+Disabling a party, deactivating a user or revoking a key does not go through a
+parent: the new token may name a party that no existing token names. So the
+issuing transaction also takes a shared lock on the rows of the parties, the
+user and the signing key it relies on and re-checks them; the disabling
+``UPDATE`` either waits for that transaction (and the revocation that follows
+it finds the new token) or is seen by it (and the token is refused).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from . import signals
 from .claims import Issued
-from .models import TokenLineage
+from .conf import idp_settings
+from .models import AuditEvent, Party, SigningKey, TokenLineage
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ChainRevoked",
+    "ParentRevoked",
+    "SweepResult",
+    "acted_for_user",
     "record_issued",
     "revoke_for_party",
     "revoke_for_user",
     "revoke_signed_by",
     "revoke_subtree",
+    "sweep_expired",
+    "tree",
 ]
+
+# Rows per UPDATE/DELETE statement: keeps parameter lists far below every
+# database's limit, whatever the size of a subtree.
+CHUNK = 1000
 
 
 class ParentRevoked(Exception):
     """The subject token of an exchange was revoked or expired meanwhile."""
 
+    reason = "subject_revoked"
+
+
+class ChainRevoked(ParentRevoked):
+    """A party, the user or the signing key the new token relies on was disabled meanwhile."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 def _ts(value: int) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- issuance ---------------------------------------------------------------------
 
 
 def lock_parent(jti: str) -> TokenLineage:
@@ -55,26 +95,87 @@ def lock_parent(jti: str) -> TokenLineage:
     return parent
 
 
+def _shared_rows(model: Any, column: str, values: list[Any], fields: list[str]) -> list[tuple[Any, ...]]:
+    """``SELECT fields FROM model WHERE column IN values``, share-locked where the database can.
+
+    ``FOR SHARE`` lets concurrent issuances proceed together while making any
+    ``UPDATE`` of these rows wait for them (Django only offers ``FOR UPDATE``,
+    which would serialise every exchange of the same agent).
+    """
+    if not values:
+        return []
+    if connection.vendor not in ("postgresql", "mysql"):
+        # SQLite serialises writers; other backends fall back to an exclusive lock.
+        queryset = model.objects.filter(**{f"{column}__in": values})
+        if connection.features.has_select_for_update:
+            queryset = queryset.select_for_update()
+        return list(queryset.values_list(*fields))
+    quote = connection.ops.quote_name
+    meta = model._meta
+    columns = ", ".join(quote(meta.get_field(f).column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(values))
+    sql = (
+        f"SELECT {columns} FROM {quote(meta.db_table)} "  # noqa: S608 - identifiers from model metadata
+        f"WHERE {quote(meta.get_field(column).column)} IN ({placeholders}) FOR SHARE"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return list(cursor.fetchall())
+
+
+def issuance_blocked(parties: Iterable[str], kid: str, user_pk: Any) -> str:
+    """Why a token naming these parties, for this user, signed by ``kid`` must not be
+    issued now ('' if it may). Takes shared locks held until the transaction ends."""
+    uris = sorted(set(parties))
+    for _uri, enabled in _shared_rows(Party, "uri", uris, ["uri", "enabled"]):
+        if not enabled:
+            return "party_disabled"
+    if user_pk is not None:
+        rows = _shared_rows(get_user_model(), "pk", [user_pk], ["is_active"])
+        if not rows or not rows[0][0]:
+            return "user_inactive"
+    rows = _shared_rows(SigningKey, "kid", [kid], ["state"])
+    if rows and rows[0][0] == SigningKey.REVOKED:
+        from .keys import keyset
+
+        keyset.invalidate()  # this process still signed with it: reload at once
+        return "key_revoked"
+    return ""
+
+
 def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: str) -> TokenLineage:
-    """Store the lineage row of a token just issued (inside the issuance transaction)."""
+    """Store the lineage row of a token just issued (inside the issuance transaction).
+
+    An exchange whose parent, parties, user or key were revoked meanwhile raises
+    :class:`ParentRevoked` (the grant answers with an error, nothing is issued).
+    For the other grants django-oauth-toolkit answers anyway, so the token is
+    recorded as revoked on issue and its ``AccessToken`` row deleted on commit.
+    """
     claims = issued.claims
     exchange = getattr(request, "delegation", None)
     jti = claims["jti"]
+    user = getattr(request, "user", None)
+    user_pk = getattr(user, "pk", None)
+    # Parties, user and key first, the parent row second: the same order in which
+    # disabling takes its locks (UPDATE of the party, then the lineage rows), so
+    # the two never deadlock.
+    blocked = issuance_blocked(issued.parties, issued.kid, user_pk)
+    if blocked and exchange is not None:
+        raise ChainRevoked(blocked)
     if exchange is not None:
         lock_parent(exchange.parent_jti)
         parent_jti, root_jti = exchange.parent_jti, exchange.root_jti
         path, depth = f"{exchange.parent_path}/{jti}", exchange.depth
     else:
         parent_jti, root_jti, path, depth = "", jti, jti, 0
-    user = getattr(request, "user", None)
-    return TokenLineage.objects.create(
+    row = TokenLineage.objects.create(
         jti=jti,
         parent_jti=parent_jti,
         root_jti=root_jti,
         path=path,
         depth=depth,
         grant_type=grant_type,
-        user=user if getattr(user, "pk", None) is not None else None,
+        user=user if user_pk is not None else None,
         subject=claims["sub"],
         client_id=claims["client_id"],
         audience=[claims["aud"]] if isinstance(claims["aud"], str) else list(claims["aud"]),
@@ -84,25 +185,51 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
         kid=issued.kid,
         issued_at=_ts(claims["iat"]),
         expires_at=_ts(claims["exp"]),
-        access_token=access_token,
+        access_token=None if blocked else access_token,
+        revoked_at=timezone.now() if blocked else None,
+        revocation_reason=blocked,
     )
+    if blocked:
+        token_pk = access_token.pk
+        logger.warning("token %s revoked on issue: %s", jti, blocked)
+        transaction.on_commit(lambda: _delete_access_tokens([token_pk]))
+        _after_commit([jti], blocked, row)
+    return row
+
+
+# -- revocation ---------------------------------------------------------------------
+
+# Set while this module deletes AccessToken rows itself, so the post_delete
+# receiver does not look each one up again.
+_cascading: contextvars.ContextVar[bool] = contextvars.ContextVar("delegation_idp_cascading", default=False)
+
+
+@contextmanager
+def cascading() -> Iterator[None]:
+    token = _cascading.set(True)
+    try:
+        yield
+    finally:
+        _cascading.reset(token)
+
+
+def _delete_access_tokens(pks: list[Any]) -> None:
+    AccessToken = get_access_token_model()
+    with cascading():
+        for chunk in _chunks(pks):
+            AccessToken.objects.filter(pk__in=chunk).delete()
 
 
 def _mark(queryset: QuerySet[TokenLineage], reason: str, now: datetime) -> list[str]:
     """Mark every unrevoked row of ``queryset`` and drop its ``AccessToken`` rows."""
-    live = queryset.filter(revoked_at__isnull=True)
-    rows = list(live.values_list("pk", "jti", "access_token_id"))
+    rows = list(queryset.filter(revoked_at__isnull=True).values_list("pk", "jti", "access_token_id"))
     if not rows:
         return []
-    pks = [pk for pk, _, _ in rows]
-    TokenLineage.objects.filter(pk__in=pks).update(
-        revoked_at=now, revocation_reason=reason[:64], access_token=None
-    )
-    token_ids = [tid for _, _, tid in rows if tid is not None]
-    if token_ids:
-        # QuerySet.delete() sends post_delete per row; our handler sees the rows
-        # already marked and does nothing more.
-        get_access_token_model().objects.filter(pk__in=token_ids).delete()
+    for chunk in _chunks([pk for pk, _, _ in rows]):
+        TokenLineage.objects.filter(pk__in=chunk).update(
+            revoked_at=now, revocation_reason=reason[:64], access_token=None
+        )
+    _delete_access_tokens([tid for _, _, tid in rows if tid is not None])
     return [jti for _, jti, _ in rows]
 
 
@@ -110,14 +237,48 @@ def _subtree_q(path: str) -> Q:
     return Q(path=path) | Q(path__startswith=path + "/")
 
 
-def _after_commit(jtis: list[str], reason: str) -> None:
+def _after_commit(jtis: list[str], reason: str, top: TokenLineage | None) -> None:
+    """Once the revocation commits: one audit event, then the ``token_revoked`` signal
+    (its receivers publish to Redis). A failing receiver is logged, never raised:
+    the revocation has already committed."""
     if not jtis:
         return
 
     def publish() -> None:
-        signals.token_revoked.send(sender=TokenLineage, jtis=jtis, reason=reason)
+        if top is not None:
+            write_revocation_event(top, reason, len(jtis))
+        for receiver, result in signals.token_revoked.send_robust(
+            sender=TokenLineage, jtis=jtis, reason=reason
+        ):
+            if isinstance(result, Exception):
+                logger.error("token_revoked receiver %r failed: %r", receiver, result)
 
     transaction.on_commit(publish)
+
+
+def write_revocation_event(top: TokenLineage, reason: str, count: int) -> None:
+    """The audit record of one revocation: the token at the top of the revoked subtree."""
+    try:
+        idp_settings.AUDIT_WRITER(
+            event="revocation",
+            decision=AuditEvent.REVOKED,
+            reason=reason[:64],
+            error="",
+            grant_type=top.grant_type,
+            client_id=top.client_id,
+            user_id=str(top.user_id or ""),
+            subject=top.subject,
+            chain=list(top.chain),
+            requested_audience=[],
+            requested_scope="",
+            granted_audience=list(top.audience),
+            granted_scope=top.scope,
+            jti=top.jti,
+            parent_jti=top.parent_jti,
+            client_ip=None,
+        )
+    except Exception:
+        logger.exception("audit record of a revocation could not be written (%d tokens)", count)
 
 
 def revoke_subtree(jti: str, reason: str = "revoked", now: datetime | None = None) -> list[str]:
@@ -132,7 +293,7 @@ def revoke_subtree(jti: str, reason: str = "revoked", now: datetime | None = Non
         # mark in a new statement that sees what they committed.
         list(subtree.select_for_update().values_list("pk", flat=True))
         revoked = _mark(subtree, reason, now)
-        _after_commit(revoked, reason)
+        _after_commit(revoked, reason, node)
     return revoked
 
 
@@ -143,33 +304,58 @@ def _revoke_roots(matching: QuerySet[TokenLineage], reason: str, now: datetime) 
     # Subtrees of rows already inside another matched subtree are covered by it.
     paths.sort(key=len)
     roots: list[str] = []
+    covered: set[str] = set()
     for path in paths:
-        if not any(path == r or path.startswith(r + "/") for r in roots):
-            roots.append(path)
+        parts = path.split("/")
+        if any("/".join(parts[:i]) in covered for i in range(1, len(parts) + 1)):
+            continue
+        roots.append(path)
+        covered.add(path)
     with transaction.atomic():
         for path in roots:
             subtree = TokenLineage.objects.filter(_subtree_q(path))
             list(subtree.select_for_update().values_list("pk", flat=True))
             revoked = _mark(subtree, reason, now)
-            _after_commit(revoked, reason)
+            top = TokenLineage.objects.filter(path=path).first()
+            _after_commit(revoked, reason, top)
             total += len(revoked)
     return total
+
+
+def _revoke_refresh_tokens(queryset: QuerySet[Any]) -> int:
+    """django-oauth-toolkit refresh tokens could mint new roots: revoke them too."""
+    count = 0
+    while True:
+        batch = list(queryset.filter(revoked__isnull=True).order_by("pk")[:CHUNK])
+        if not batch:
+            return count
+        for refresh in batch:
+            refresh.revoke()  # django-oauth-toolkit's own method; also deletes its access token
+        count += len(batch)
 
 
 def revoke_for_party(uri: str, reason: str = "party_disabled", now: datetime | None = None) -> int:
     """Every live token in which ``uri`` is the client, an audience or any actor."""
     now = now or timezone.now()
     matching = TokenLineage.objects.filter(parties__contains=f"|{uri}|", expires_at__gt=now)
-    return _revoke_roots(matching, reason, now)
+    total = _revoke_roots(matching, reason, now)
+    application_id = Party.objects.filter(uri=uri).values_list("application_id", flat=True).first()
+    if application_id is not None:
+        _revoke_refresh_tokens(get_refresh_token_model().objects.filter(application_id=application_id))
+    return total
 
 
 def revoke_for_user(user_pk: Any, reason: str = "user_deactivated", now: datetime | None = None) -> int:
+    """Every live token of the user, and their refresh tokens."""
     now = now or timezone.now()
     matching = TokenLineage.objects.filter(user_id=user_pk, expires_at__gt=now)
-    return _revoke_roots(matching, reason, now)
+    total = _revoke_roots(matching, reason, now)
+    _revoke_refresh_tokens(get_refresh_token_model().objects.filter(user_id=user_pk))
+    return total
 
 
 def revoke_signed_by(kid: str, reason: str = "key_revoked", now: datetime | None = None) -> int:
+    """Every live token signed by ``kid``, with their subtrees."""
     now = now or timezone.now()
     matching = TokenLineage.objects.filter(kid=kid, expires_at__gt=now)
     return _revoke_roots(matching, reason, now)
@@ -178,6 +364,8 @@ def revoke_signed_by(kid: str, reason: str = "key_revoked", now: datetime | None
 def revoke_access_token_row(access_token_pk: Any, reason: str = "revoked") -> list[str]:
     """Called when django-oauth-toolkit deletes an ``AccessToken`` (RFC 7009 revocation,
     ``AccessToken.revoke()``); expired rows deleted by ``cleartokens`` are left alone."""
+    if _cascading.get():
+        return []
     row = (
         TokenLineage.objects.filter(access_token_id=access_token_pk, revoked_at__isnull=True)
         .only("jti", "expires_at")
@@ -191,8 +379,124 @@ def revoke_access_token_row(access_token_pk: Any, reason: str = "revoked") -> li
     return revoke_subtree(row.jti, reason)
 
 
+# -- reading ------------------------------------------------------------------------
+
+
 def subtree(jti: str) -> Iterable[TokenLineage]:
     node = TokenLineage.objects.filter(jti=jti).first()
     if node is None:
         return []
     return TokenLineage.objects.filter(_subtree_q(node.path)).order_by("depth", "issued_at")
+
+
+def tree(jti: str) -> list[TokenLineage]:
+    """The whole tree ``jti`` belongs to, from the root token down, in depth-first order."""
+    node = TokenLineage.objects.filter(jti=jti).only("root_jti").first()
+    if node is None:
+        return []
+    rows = list(TokenLineage.objects.filter(root_jti=node.root_jti).order_by("path"))
+    return rows
+
+
+@dataclass(frozen=True)
+class ActedFor:
+    """One actor chain that held tokens for a user (newest actor first)."""
+
+    chain: tuple[str, ...]
+    client_id: str
+    tokens: int
+    first: datetime
+    last: datetime
+    live: int
+
+
+def acted_for_user(user_pk: Any, now: datetime | None = None) -> list[ActedFor]:
+    """Who has acted on this user's behalf: every distinct chain, newest use first."""
+    now = now or timezone.now()
+    grouped: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+    rows = (
+        TokenLineage.objects.filter(user_id=user_pk)
+        .values("act", "client_id")
+        .annotate(
+            n=Count("pk"),
+            first=Min("issued_at"),
+            last=Max("issued_at"),
+            live=Count("pk", filter=Q(revoked_at__isnull=True, expires_at__gt=now)),
+        )
+        .order_by()
+    )
+    from .actchain import chain_from_act
+
+    for row in rows:
+        chain = chain_from_act(row["act"], max_depth=64) if row["act"] else ()
+        key = (chain, row["client_id"])
+        entry = grouped.setdefault(key, {"n": 0, "first": row["first"], "last": row["last"], "live": 0})
+        entry["n"] += row["n"]
+        entry["live"] += row["live"]
+        entry["first"] = min(entry["first"], row["first"])
+        entry["last"] = max(entry["last"], row["last"])
+    result = [
+        ActedFor(
+            chain=chain, client_id=client_id, tokens=e["n"], first=e["first"], last=e["last"], live=e["live"]
+        )
+        for (chain, client_id), e in grouped.items()
+    ]
+    return sorted(result, key=lambda a: a.last, reverse=True)
+
+
+# -- sweeps --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    access_tokens: int = 0
+    lineage: int = 0
+    audit: int = 0
+
+
+def _delete_in_batches(queryset: QuerySet[Any], batch_size: int, *, cascade_off: bool = False) -> int:
+    """Delete ``queryset`` one batch of primary keys at a time, each batch its own transaction."""
+    model = queryset.model
+    deleted = 0
+    while True:
+        pks = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            return deleted
+        with transaction.atomic():
+            if model is get_access_token_model():
+                # Unlink lineage first: its FK has no database constraint.
+                TokenLineage.objects.filter(access_token_id__in=pks).update(access_token=None)
+            if cascade_off:
+                with cascading():
+                    model.objects.filter(pk__in=pks).delete()
+            else:
+                model.objects.filter(pk__in=pks).delete()
+        deleted += len(pks)
+
+
+def sweep_expired(now: datetime | None = None, batch_size: int | None = None) -> SweepResult:
+    """Delete expired tokens and records past retention, in bounded batches.
+
+    * django-oauth-toolkit ``AccessToken`` rows expired (plus clock skew) that no
+      refresh token points to; their lineage records stay;
+    * lineage records expired more than ``LINEAGE_RETENTION_SECONDS`` ago;
+    * audit events older than ``AUDIT_RETENTION_SECONDS`` (if set).
+    """
+    now = now or timezone.now()
+    size = int(batch_size or idp_settings.SWEEP_BATCH_SIZE)
+    AccessToken = get_access_token_model()
+    RefreshToken = get_refresh_token_model()
+    skew = timedelta(seconds=idp_settings.CLOCK_SKEW_SECONDS)
+    expired_tokens = AccessToken.objects.filter(expires__lt=now - skew).exclude(
+        pk__in=RefreshToken.objects.filter(access_token__isnull=False).values("access_token_id")
+    )
+    tokens = _delete_in_batches(expired_tokens, size, cascade_off=True)
+    retention = timedelta(seconds=idp_settings.LINEAGE_RETENTION_SECONDS)
+    lineage = _delete_in_batches(TokenLineage.objects.filter(expires_at__lt=now - retention), size)
+    audit = 0
+    if idp_settings.AUDIT_RETENTION_SECONDS is not None:
+        cutoff = now - timedelta(seconds=idp_settings.AUDIT_RETENTION_SECONDS)
+        audit = _delete_in_batches(AuditEvent.objects.filter(created__lt=cutoff), size)
+    if tokens or lineage or audit:
+        logger.info("swept %d access tokens, %d lineage records, %d audit events", tokens, lineage, audit)
+    return SweepResult(access_tokens=tokens, lineage=lineage, audit=audit)

@@ -4,6 +4,7 @@
   ``AccessToken.revoke()``): the token's whole subtree is revoked.
 * A party is disabled or deleted: every live token naming it is revoked.
 * A user is deactivated or deleted: all of their tokens are revoked.
+* Tokens were revoked (``token_revoked``): their ``jti`` go to the Redis revocation set.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from django.db.models.signals import post_delete, post_save, pre_delete, pre_sav
 from django.dispatch import receiver
 from oauth2_provider.models import get_access_token_model
 
-from . import lineage
+from . import lineage, revocation, signals
 from .models import Party
+
+signals.token_revoked.connect(revocation.on_token_revoked, dispatch_uid="delegation_idp_publish_revocations")
 
 
 @receiver(post_delete, sender=get_access_token_model(), dispatch_uid="delegation_idp_access_token_deleted")

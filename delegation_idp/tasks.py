@@ -6,15 +6,23 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import keys
+from . import keys, lineage, revocation
 
 
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
 def rotate_keys(force: bool = False) -> dict:
-    result = keys.rotate_keys(force=force)
-    return {
-        "created": result.created,
-        "promoted": result.promoted,
-        "retired": result.retired,
-        "removed": list(result.removed),
-    }
+    """``manage.py rotate_keys``: advance the key life cycle (idempotent, safe to run twice at once)."""
+    return keys.rotate_keys(force=force).as_dict()
+
+
+@shared_task(name="delegation_idp.tasks.sweep_expired", ignore_result=True)
+def sweep_expired(batch_size: int | None = None) -> dict:
+    """``manage.py sweep_tokens``: expired tokens and records past retention, in batches."""
+    result = lineage.sweep_expired(batch_size=batch_size)
+    return {"access_tokens": result.access_tokens, "lineage": result.lineage, "audit": result.audit}
+
+
+@shared_task(name="delegation_idp.tasks.publish_revocations", ignore_result=True)
+def publish_revocations(batch_size: int | None = None) -> dict:
+    """``manage.py publish_revocations``: rewrite the Redis revocation set."""
+    return {"published": revocation.publish_revocations(batch_size=batch_size)}
