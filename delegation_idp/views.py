@@ -63,7 +63,8 @@ def _client_ip(request: HttpRequest) -> str | None:
 
 
 def _form_is_clean(body: bytes) -> bool:
-    """Strict ``application/x-www-form-urlencoded``: valid percent-escapes, UTF-8."""
+    """Strict ``application/x-www-form-urlencoded``: valid percent-escapes, UTF-8, no NUL
+    (no OAuth parameter may hold one, and PostgreSQL text cannot store one)."""
     if not body:
         return True
     for pair in body.split(b"&"):
@@ -75,9 +76,12 @@ def _form_is_clean(body: bytes) -> bool:
                 if len(escape) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in escape):
                     return False
                 i = raw.find(b"%", i + 3)
+            decoded = unquote_to_bytes(raw)
             try:
-                unquote_to_bytes(raw).decode("utf-8")
+                decoded.decode("utf-8")
             except UnicodeDecodeError:
+                return False
+            if b"\0" in decoded:
                 return False
     return True
 
@@ -97,8 +101,10 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | bool | None:
         return False
     if ":" not in decoded:
         return False
-    client_id, secret = decoded.split(":", 1)
-    return unquote_plus(client_id), unquote_plus(secret)
+    client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
+    if "\0" in client_id or "\0" in secret:
+        return False
+    return client_id, secret
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -158,6 +164,11 @@ class TokenView(DOTTokenView):
             record.deny("invalid_request", "bad_encoding")
             return oauth_error(400, "invalid_request", "The body is not valid form encoding.")
         record.grant_type = request.POST.get("grant_type", "")[:128]
+        if not record.grant_type:
+            # RFC 6749 section 5.2: a missing required parameter is invalid_request
+            # (oauthlib would route it to the authorization-code grant instead).
+            record.deny("invalid_request", "missing_parameter")
+            return oauth_error(400, "invalid_request", "Missing grant_type parameter.")
         basic = basic_credentials(request)
         if basic is False:
             record.deny("invalid_client", "bad_basic_credentials")
