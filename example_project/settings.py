@@ -193,7 +193,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "delegation_idp": {"handlers": ["console"], "level": os.environ.get("IDP_LOG_LEVEL", "INFO")}
+        "delegation_idp": {"handlers": ["console"], "level": os.environ.get("IDP_LOG_LEVEL", "INFO")},
+        # Unhandled errors (500s) reach stderr with DEBUG off too; Django's default only mails admins.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
