@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import urlencode
 from unittest import mock
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.hashers import make_password

@@ -1,0 +1,285 @@
+"""private_key_jwt client authentication (RFC 7523 sections 2.2 and 3) for registered agents."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
+
+from delegation_idp import TOKEN_EXCHANGE_GRANT, jose
+from delegation_idp.client_auth import (
+    AssertionRefused,
+    check_assertion_claims,
+    purge_used_assertions,
+)
+from delegation_idp.models import ClientAssertionJti
+from tests.conftest import ACCESS_TOKEN_TYPE
+from tests.helpers import assert_oauth_error, decode, snapshot
+
+pytestmark = pytest.mark.rfc("7523-3")
+
+
+def exchange_params(cast: Any, subject_token: str) -> dict[str, str]:
+    return {
+        "grant_type": TOKEN_EXCHANGE_GRANT,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        "audience": cast["agent2"].uri,
+    }
+
+
+@pytest.mark.rfc("7523-2.2")
+def test_exchange_with_a_client_assertion(
+    cast: Any, user_token: str, token_endpoint: Any, assertion: Any, assertion_params: Any
+) -> None:
+    response = token_endpoint({**exchange_params(cast, user_token), **assertion_params(assertion())})
+    assert response.status_code == 200, response.content
+    claims = decode(response.json()["access_token"])[1]
+    assert claims["client_id"] == cast["agent1"].client_id
+    assert claims["act"] == {"sub": cast["agent1"].uri}
+    assert ClientAssertionJti.objects.filter(client_id=cast["agent1"].client_id).count() == 1
+
+
+def test_client_credentials_with_a_client_assertion(
+    cast: Any, token_endpoint: Any, assertion: Any, assertion_params: Any
+) -> None:
+    from oauth2_provider.models import get_application_model
+
+    Application = get_application_model()
+    Application.objects.filter(client_id=cast["agent1"].client_id).update(
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS
+    )
+    response = token_endpoint({"grant_type": "client_credentials", **assertion_params(assertion())})
+    assert response.status_code == 200, response.content
+    assert decode(response.json()["access_token"])[1]["client_id"] == cast["agent1"].client_id
+
+
+@pytest.mark.rfc("7523-3")
+def test_replayed_assertion_is_refused(
+    cast: Any, user_token: str, token_endpoint: Any, assertion: Any, assertion_params: Any
+) -> None:
+    token = assertion()
+    first = token_endpoint({**exchange_params(cast, user_token), **assertion_params(token)})
+    assert first.status_code == 200, first.content
+    before = snapshot()
+    again = token_endpoint({**exchange_params(cast, user_token), **assertion_params(token)})
+    assert_oauth_error(again, 401, "invalid_client")
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("aud_kind", ["issuer", "token_endpoint", "list_of_ours"])
+def test_audience_may_be_the_issuer_or_the_token_endpoint(
+    cast: Any, user_token: str, token_endpoint: Any, assertion: Any, assertion_params: Any, aud_kind: str
+) -> None:
+    aud = {
+        "issuer": "http://testserver",
+        "token_endpoint": "http://testserver/o/token/",
+        "list_of_ours": ["http://testserver", "http://testserver/o/token/"],
+    }[aud_kind]
+    response = token_endpoint({**exchange_params(cast, user_token), **assertion_params(assertion(aud=aud))})
+    assert response.status_code == 200, response.content
+
+
+def _other_key_same_kid(agent_key: jose.SigningKey) -> jose.SigningKey:
+    other = jose.generate_key("ES256")
+    return jose.SigningKey(kid=agent_key.kid, alg="ES256", jwk=other.jwk)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "aud_other_server",
+        "aud_list_with_other_server",
+        "aud_missing",
+        "expired",
+        "no_exp",
+        "lifetime_too_long",
+        "future_iat",
+        "iss_not_client",
+        "sub_other_client",
+        "no_jti",
+        "wrong_key",
+        "unknown_kid",
+        "typ_access_token",
+        "wrong_assertion_type",
+        "client_id_mismatch",
+        "garbage",
+    ],
+)
+def test_bad_assertions_are_refused(
+    cast: Any,
+    user_token: str,
+    token_endpoint: Any,
+    assertion: Any,
+    assertion_params: Any,
+    agent_key: jose.SigningKey,
+    case: str,
+    caplog: Any,
+) -> None:
+    caplog.set_level(logging.INFO, logger="delegation_idp.validators")
+    now = int(time.time())
+    other_client = cast["agent2"].client_id
+    extra: dict[str, str] = {}
+    if case == "aud_other_server":
+        token = assertion(aud="https://other-idp.example.com")
+    elif case == "aud_list_with_other_server":
+        token = assertion(aud=["http://testserver", "https://other-idp.example.com"])
+    elif case == "aud_missing":
+        token = assertion(aud=None)
+    elif case == "expired":
+        token = assertion(iat=now - 600, exp=now - 300)
+    elif case == "no_exp":
+        token = assertion(exp=None)
+    elif case == "lifetime_too_long":
+        token = assertion(exp=now + 3600)
+    elif case == "future_iat":
+        token = assertion(iat=now + 600)
+    elif case == "iss_not_client":
+        token = assertion(iss="https://agent1.example.com")
+    elif case == "sub_other_client":
+        token = assertion(sub=other_client)
+    elif case == "no_jti":
+        token = assertion(jti=None)
+    elif case == "wrong_key":
+        token = assertion(key=_other_key_same_kid(agent_key))
+    elif case == "unknown_kid":
+        token = assertion(key=jose.generate_key("ES256"))
+    elif case == "typ_access_token":
+        token = assertion(typ="at+jwt")
+    elif case == "wrong_assertion_type":
+        token = assertion()
+        extra = {"client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"}
+    elif case == "client_id_mismatch":
+        token = assertion()
+        extra = {"client_id": other_client}
+    else:
+        token = "not.a.jwt"
+    before = snapshot()
+    response = token_endpoint({**exchange_params(cast, user_token), **assertion_params(token), **extra})
+    assert_oauth_error(response, 401, "invalid_client")
+    assert snapshot() == before
+    expected = REASONS.get(case)
+    if expected is not None:
+        assert f"client assertion refused for {cast['agent1'].client_id}: {expected}" in caplog.text
+    assert token not in caplog.text
+
+
+REASONS = {
+    "aud_other_server": "bad_audience",
+    "aud_list_with_other_server": "bad_audience",
+    "aud_missing": "bad_audience",
+    "expired": "expired",
+    "no_exp": "missing_exp",
+    "lifetime_too_long": "lifetime_too_long",
+    "future_iat": "not_yet_valid",
+    "iss_not_client": "wrong_issuer",
+    "no_jti": "bad_jti",
+    "wrong_key": "bad_signature",
+    "unknown_kid": "unknown_kid",
+    "typ_access_token": "bad_typ",
+}
+
+
+def test_party_without_keys_cannot_use_assertions(
+    cast: Any, user_token: str, token_endpoint: Any, assertion: Any, assertion_params: Any
+) -> None:
+    from delegation_idp.models import Party
+
+    token = assertion()
+    Party.objects.filter(uri=cast["agent1"].uri).update(jwks=None)
+    response = token_endpoint({**exchange_params(cast, user_token), **assertion_params(token)})
+    assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_assertion_does_not_fall_back_to_a_secret(
+    cast: Any, user_token: str, token_endpoint: Any, assertion_params: Any
+) -> None:
+    """An offered assertion alone decides, even with a valid secret in the body."""
+    response = token_endpoint(
+        {
+            **exchange_params(cast, user_token),
+            **assertion_params("not.a.jwt"),
+            "client_id": cast["agent1"].client_id,
+        },
+        None,
+    )
+    assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_symmetric_algorithm_is_refused(
+    cast: Any, user_token: str, token_endpoint: Any, assertion_params: Any, agent_key: jose.SigningKey
+) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    client_id = cast["agent1"].client_id
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "kid": agent_key.kid}).encode())
+    payload = b64(
+        json.dumps(
+            {"iss": client_id, "sub": client_id, "aud": "http://testserver", "exp": now + 60, "jti": "x1"}
+        ).encode()
+    )
+    mac = hmac.new(
+        json.dumps(agent_key.public_jwk()).encode(), f"{header}.{payload}".encode(), hashlib.sha256
+    )
+    token = f"{header}.{payload}.{b64(mac.digest())}"
+    response = token_endpoint({**exchange_params(cast, user_token), **assertion_params(token)})
+    assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_purge_forgets_only_expired_assertions(db: Any) -> None:
+    now = timezone.now()
+    ClientAssertionJti.objects.create(client_id="c", jti="old", expires_at=now - timedelta(seconds=1))
+    ClientAssertionJti.objects.create(client_id="c", jti="live", expires_at=now + timedelta(seconds=60))
+    assert purge_used_assertions(now) == 1
+    assert list(ClientAssertionJti.objects.values_list("jti", flat=True)) == ["live"]
+
+
+OURS = frozenset({"https://idp.example.com", "https://idp.example.com/o/token/"})
+
+
+@given(
+    aud=st.one_of(
+        st.sampled_from(sorted(OURS)),
+        st.lists(st.sampled_from(sorted(OURS) + ["https://evil.example.com", "x"]), max_size=4),
+        st.text(max_size=30),
+    )
+)
+def test_audience_property(aud: Any) -> None:
+    """Accepted exactly when aud is non-empty and every value names this provider."""
+    values = [aud] if isinstance(aud, str) else aud
+    claims = {"iss": "c", "sub": "c", "aud": aud, "exp": 1060, "jti": "j"}
+    expected = bool(values) and all(v in OURS for v in values)
+    try:
+        checked = check_assertion_claims(
+            claims, client_id="c", audiences=OURS, now=1000, leeway=0, max_lifetime=300
+        )
+    except AssertionRefused as refused:
+        assert not expected and refused.reason == "bad_audience"
+    else:
+        assert expected and checked.jti == "j" and checked.expires_at == 1060
+
+
+@given(lifetime=st.integers(min_value=-100, max_value=1000))
+def test_lifetime_property(lifetime: int) -> None:
+    """exp must lie in (now - leeway, now + max_lifetime + leeway]."""
+    claims = {"iss": "c", "sub": "c", "aud": "https://idp.example.com", "exp": 1000 + lifetime, "jti": "j"}
+    ok = -10 < lifetime <= 310
+    try:
+        check_assertion_claims(claims, client_id="c", audiences=OURS, now=1000, leeway=10, max_lifetime=300)
+    except AssertionRefused:
+        assert not ok
+    else:
+        assert ok
