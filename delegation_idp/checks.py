@@ -81,6 +81,22 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+@register(Tags.compatibility)
+def check_option_names(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """A misspelt option is otherwise ignored silently and its default applies."""
+    from .conf import DEFAULTS, SETTING_NAME
+
+    unknown = sorted(set(idp_settings.user_settings) - set(DEFAULTS))
+    return [
+        Warning(
+            f"{SETTING_NAME}[{name!r}] is not an option of delegation_idp; it is ignored.",
+            hint="The options and their defaults are listed in delegation_idp.conf.DEFAULTS.",
+            id="delegation_idp.W002",
+        )
+        for name in unknown
+    ]
+
+
 @register(Tags.security)
 def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Private signing keys are encrypted at rest with keys that are not SECRET_KEY."""
