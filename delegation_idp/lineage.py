@@ -113,10 +113,11 @@ def _shared_rows(model: Any, column: str, values: list[Any], fields: list[str]) 
     quote = connection.ops.quote_name
     meta = model._meta
     columns = ", ".join(quote(meta.get_field(f).column) for f in fields)
+    key = meta.pk if column == "pk" else meta.get_field(column)  # "pk" is an alias, not a field
     placeholders = ", ".join(["%s"] * len(values))
     sql = (
         f"SELECT {columns} FROM {quote(meta.db_table)} "  # noqa: S608 - identifiers from model metadata
-        f"WHERE {quote(meta.get_field(column).column)} IN ({placeholders}) FOR SHARE"
+        f"WHERE {quote(key.column)} IN ({placeholders}) FOR SHARE"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
