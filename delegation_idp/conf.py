@@ -121,7 +121,10 @@ class IdpSettings:
             raise AttributeError(f"Invalid {SETTING_NAME} setting: {attr!r}")
         value = self.user_settings.get(attr, self.defaults[attr])
         if attr in self.import_strings and isinstance(value, str):
-            value = import_string(value)
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise ImportError(f"Could not import {value!r} for {SETTING_NAME}[{attr!r}]: {exc}") from exc
         self._cached.add(attr)
         setattr(self, attr, value)
         return value
