@@ -32,14 +32,16 @@ DEFAULTS: dict[str, Any] = {
     # can be rotated by prepending a new one. Never derived from SECRET_KEY.
     "KEY_ENCRYPTION_KEYS": [],
     # Key life cycle (seconds). A new key is published as `next` for
-    # JWKS_CACHE_SECONDS before it signs; a retired key stays published until
-    # every token it signed has expired plus CLOCK_SKEW_SECONDS plus JWKS_CACHE_SECONDS.
+    # JWKS_CACHE_SECONDS before it signs; a retired key stays published until every
+    # token it signed has expired plus KEY_CACHE_SECONDS, CLOCK_SKEW_SECONDS and JWKS_CACHE_SECONDS.
     "KEY_ROTATION_PERIOD": 7 * 24 * 3600,
     "JWKS_CACHE_SECONDS": 300,
     # How often a process may reload keys from the database after meeting an unknown `kid`.
     "KEY_RELOAD_MIN_INTERVAL": 5,
     # How long a process trusts its in-memory copy of the key set.
     "KEY_CACHE_SECONDS": 30,
+    # How often beat runs the rotation task (seconds); None: once per JWKS_CACHE_SECONDS.
+    "KEY_ROTATION_CHECK_SECONDS": None,
     "CLOCK_SKEW_SECONDS": 30,
     # Which applications get JWT access tokens: "all", or "agents" (registered
     # parties only, other applications keep django-oauth-toolkit's opaque tokens).
@@ -153,3 +155,18 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_reload)
+
+
+def rotation_check_seconds(options: dict[str, Any] | None = None) -> float:
+    """The beat period of the rotation task, from ``KEY_ROTATION_CHECK_SECONDS`` or
+    else one JWKS cache lifetime (so rotation runs at most that late).
+
+    ``options`` is a ``DELEGATION_IDP`` dict, for a settings module that derives its
+    ``CELERY_BEAT_SCHEDULE`` before Django is set up; by default ``idp_settings``.
+    """
+    if options is None:
+        configured, cache = idp_settings.KEY_ROTATION_CHECK_SECONDS, idp_settings.JWKS_CACHE_SECONDS
+    else:
+        configured = options.get("KEY_ROTATION_CHECK_SECONDS", DEFAULTS["KEY_ROTATION_CHECK_SECONDS"])
+        cache = options.get("JWKS_CACHE_SECONDS", DEFAULTS["JWKS_CACHE_SECONDS"])
+    return float(configured if configured is not None else cache)

@@ -1,5 +1,16 @@
 """The provider's own key set: signing, verification by ``kid``, rotation, revocation.
 
+The life of a key (``SigningKey.state``)::
+
+    next ──(one JWKS cache lifetime later)──> current ──(next takes over)──> retired ──> removed
+      └──────────────── revoked (emergency: unpublished at once, its tokens revoked) ◄─────┘
+
+* ``next``: published in the JWKS, not signing yet, so every cache has it before
+  the first token it signs exists;
+* ``current``: exactly one, signing (a partial unique index forbids two);
+* ``retired``: published, not signing, until every token it signed has expired
+  plus clock skew plus the JWKS cache lifetime, then deleted with its private key.
+
 Service functions hold the logic; management commands, admin actions and the
 thin Celery tasks call them. Private keys are decrypted only for the
 ``current`` key; verification uses the published public members.
@@ -10,20 +21,50 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
 from . import jose
-from .conf import idp_settings
-from .models import SigningKey
+from .conf import idp_settings, rotation_check_seconds
+from .models import SigningKey, TokenLineage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KeySet", "ensure_current_key", "keyset", "revoke_key", "rotate_keys"]
+__all__ = [
+    "KeySet",
+    "RotationResult",
+    "ensure_current_key",
+    "keyset",
+    "published_jwks",
+    "retention_after_retirement",
+    "revoke_key",
+    "rotate_keys",
+    "rotation_check_seconds",
+]
+
+PUBLISHED_STATES = (SigningKey.NEXT, SigningKey.CURRENT, SigningKey.RETIRED)
+# JWK members that carry private or symmetric key material (RFC 7518 section 6).
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class KeyMismatch(jose.JoseError):
+    """A decrypted private key that is not the key its row publishes."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One consistent copy of the key set, swapped in whole."""
+
+    current: jose.SigningKey | None = None
+    public: Mapping[str, jose.SigningKey] = field(default_factory=dict)
+    remove_after: Mapping[str, datetime | None] = field(default_factory=dict)
 
 
 class KeySet:
@@ -32,87 +73,134 @@ class KeySet:
     The copy is trusted for ``KEY_CACHE_SECONDS``; a ``kid`` it does not know
     triggers a reload, at most once per ``KEY_RELOAD_MIN_INTERVAL``, so a flood
     of tokens with invented ``kid`` values cannot turn into a flood of queries.
+    Since a ``next`` key is in the database a whole JWKS cache lifetime before
+    it signs, every process normally knows it long before it meets a token
+    signed with it; the reload on a miss covers emergency replacements.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.monotonic = monotonic  # replaceable in tests; wall-clock time plays no part here
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
         self._last_miss_reload = float("-inf")
-        self._current: jose.SigningKey | None = None
-        self._public: dict[str, jose.SigningKey] = {}
-        self._remove_after: dict[str, datetime | None] = {}
+        self._snapshot = _Snapshot()
+        self.loads = 0  # how many times this process read the key set (for tests and metrics)
 
     def invalidate(self) -> None:
+        """Forget the copy: the next use reads the database again."""
         with self._lock:
             self._loaded_at = float("-inf")
 
     def _load(self) -> None:
         rows = list(
-            SigningKey.objects.filter(
-                state__in=[SigningKey.NEXT, SigningKey.CURRENT, SigningKey.RETIRED]
-            ).only("kid", "alg", "state", "public_jwk", "private_key", "remove_after")
+            SigningKey.objects.filter(state__in=PUBLISHED_STATES).only(
+                "kid", "alg", "state", "public_jwk", "private_key", "remove_after"
+            )
         )
+        previous = self._snapshot.current
         public: dict[str, jose.SigningKey] = {}
         remove_after: dict[str, datetime | None] = {}
         current = None
         for row in rows:
+            if row.alg not in idp_settings.ALLOWED_ALGORITHMS:
+                continue  # never verify with an algorithm that is off the allow-list
             public[row.kid] = jose.public_key(row.public_jwk)
             remove_after[row.kid] = row.remove_after
             if row.state == SigningKey.CURRENT:
-                if self._current is not None and self._current.kid == row.kid:
-                    current = self._current  # already decrypted
-                else:
-                    current = jose.decrypt_private_key(
-                        row.private_key, row.alg, idp_settings.KEY_ENCRYPTION_KEYS
-                    )
-        self._public, self._remove_after, self._current = public, remove_after, current
-        self._loaded_at = time.monotonic()
+                current = previous if previous is not None and previous.kid == row.kid else _decrypt(row)
+        self._snapshot = _Snapshot(current=current, public=public, remove_after=remove_after)
+        self._loaded_at = self.monotonic()
+        self.loads += 1
 
-    def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > idp_settings.KEY_CACHE_SECONDS:
+    def _fresh(self) -> _Snapshot:
+        if self.monotonic() - self._loaded_at > idp_settings.KEY_CACHE_SECONDS:
             with self._lock:
-                if time.monotonic() - self._loaded_at > idp_settings.KEY_CACHE_SECONDS:
+                if self.monotonic() - self._loaded_at > idp_settings.KEY_CACHE_SECONDS:
                     self._load()
+        return self._snapshot
 
     def signing_key(self) -> jose.SigningKey:
         """The ``current`` key; creates the first key of a new site."""
-        self._fresh()
-        if self._current is None:
+        snapshot = self._fresh()
+        if snapshot.current is None:
             ensure_current_key()
             with self._lock:
                 self._load()
-        assert self._current is not None
-        return self._current
+            snapshot = self._snapshot
+        if snapshot.current is None:
+            raise jose.JoseError("no_signing_key", "no current signing key on the allow-list")
+        return snapshot.current
 
     def verification_key(self, kid: str) -> jose.SigningKey | None:
         """A published key by ``kid``, or None. Never a key named by a token itself."""
-        self._fresh()
-        key = self._public.get(kid)
+        snapshot = self._fresh()
+        key = snapshot.public.get(kid)
         if key is None:
-            now = time.monotonic()
-            if now - self._last_miss_reload >= idp_settings.KEY_RELOAD_MIN_INTERVAL:
-                with self._lock:
+            with self._lock:
+                now = self.monotonic()
+                if now - self._last_miss_reload >= idp_settings.KEY_RELOAD_MIN_INTERVAL:
                     self._last_miss_reload = now
                     self._load()
-                key = self._public.get(kid)
+                snapshot = self._snapshot
+            key = snapshot.public.get(kid)
         if key is None:
             return None
-        remove_after = self._remove_after.get(kid)
-        if remove_after is not None and remove_after <= timezone.now():
-            return None
+        if _removed(snapshot.remove_after.get(kid), timezone.now()):
+            return None  # its retention ended even if no rotation has deleted it yet
         return key
 
-    def published(self) -> list[dict]:
-        self._fresh()
+    def published(self) -> list[dict[str, Any]]:
+        """The public JWKs of this process's copy (the JWKS view reads the database instead)."""
+        snapshot = self._fresh()
         now = timezone.now()
         return [
-            key.public_jwk()
-            for kid, key in sorted(self._public.items())
-            if self._remove_after.get(kid) is None or self._remove_after[kid] > now  # type: ignore[operator]
+            _public_members(key.public_jwk())
+            for kid, key in sorted(snapshot.public.items())
+            if not _removed(snapshot.remove_after.get(kid), now)
         ]
 
 
 keyset = KeySet()
+
+
+def _removed(remove_after: datetime | None, now: datetime) -> bool:
+    return remove_after is not None and remove_after <= now
+
+
+def _decrypt(row: SigningKey) -> jose.SigningKey:
+    key = jose.decrypt_private_key(row.private_key, row.alg, idp_settings.KEY_ENCRYPTION_KEYS)
+    if key.kid != row.kid:
+        # Fernet authenticates each blob, but not which row it belongs to.
+        raise KeyMismatch("key_mismatch", "the private key does not belong to this key row")
+    return key
+
+
+def _public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in jwk.items() if k not in PRIVATE_MEMBERS}
+
+
+def published_jwks(now: datetime | None = None) -> list[dict[str, Any]]:
+    """The JWKS ``keys``, read from the database: ``next``, ``current`` and ``retired``
+    keys within their retention, public members only, ordered by ``kid``.
+
+    Read fresh (one small query) rather than from the per-process copy, so a
+    revoked key leaves every process's JWKS at once and a new ``next`` key is
+    in it from the moment it exists.
+    """
+    now = now or timezone.now()
+    rows = list(
+        SigningKey.objects.filter(state__in=PUBLISHED_STATES, alg__in=list(idp_settings.ALLOWED_ALGORITHMS))
+        .exclude(remove_after__lte=now)
+        .order_by("kid")
+        .values_list("kid", "alg", "state", "public_jwk")
+    )
+    if not any(state == SigningKey.CURRENT for _kid, _alg, state, _jwk in rows) and (
+        not SigningKey.objects.filter(state=SigningKey.CURRENT).exists()
+    ):
+        # A new site: publish the key its first token will be signed with.
+        ensure_current_key()
+        return published_jwks(now)
+    return [{**_public_members(jwk), "kid": kid, "alg": alg, "use": "sig"} for kid, alg, _state, jwk in rows]
 
 
 def _new_key(state: str, now: datetime, activates_at: datetime | None = None) -> SigningKey:
@@ -121,7 +209,7 @@ def _new_key(state: str, now: datetime, activates_at: datetime | None = None) ->
         kid=key.kid,
         alg=key.alg,
         state=state,
-        public_jwk=key.public_jwk(),
+        public_jwk=_public_members(key.public_jwk()),
         private_key=jose.encrypt_private_key(key, idp_settings.KEY_ENCRYPTION_KEYS),
         created=now,
         activates_at=activates_at or now,
@@ -132,13 +220,17 @@ def longest_token_lifetime() -> int:
     return max(int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS), int(idp_settings.EXCHANGED_TOKEN_LIFETIME))
 
 
+def _publication_margin() -> timedelta:
+    """Skew plus the JWKS cache lifetime: how long a key outlives its last token."""
+    return timedelta(seconds=idp_settings.CLOCK_SKEW_SECONDS + idp_settings.JWKS_CACHE_SECONDS)
+
+
 def retention_after_retirement() -> timedelta:
-    """How long a retired key stays published: its last token's life, skew, caches."""
-    return timedelta(
-        seconds=longest_token_lifetime()
-        + idp_settings.CLOCK_SKEW_SECONDS
-        + idp_settings.JWKS_CACHE_SECONDS
-        + idp_settings.KEY_CACHE_SECONDS
+    """How long a retired key stays published after retirement: the longest token
+    life, plus the per-process cache (a process may sign with it that much longer),
+    plus clock skew, plus the JWKS cache lifetime."""
+    return timedelta(seconds=longest_token_lifetime() + idp_settings.KEY_CACHE_SECONDS) + (
+        _publication_margin()
     )
 
 
@@ -157,41 +249,91 @@ def ensure_current_key(now: datetime | None = None) -> SigningKey:
     raise RuntimeError("could not establish a current signing key")
 
 
+def _lock_current(now: datetime) -> SigningKey:
+    """Lock the current key's row (inside a transaction); the serialisation point
+    of every change of the key set.
+
+    Under READ COMMITTED a ``SELECT ... FOR UPDATE WHERE state='current'`` that
+    waited for a concurrent rotation re-checks the row it waited for, which is
+    no longer current, and the newly promoted row was not current when the
+    statement began: it finds nothing. A new statement sees the new current key.
+    """
+    for _attempt in range(5):
+        current = SigningKey.objects.select_for_update().filter(state=SigningKey.CURRENT).first()
+        if current is not None:
+            return current
+        if not SigningKey.objects.filter(state=SigningKey.CURRENT).exists():
+            with transaction.atomic():  # a savepoint: a lost race leaves the outer transaction usable
+                try:
+                    _new_key(SigningKey.CURRENT, now)
+                except IntegrityError:
+                    pass
+    raise RuntimeError("could not lock the current signing key")
+
+
 @dataclass(frozen=True)
 class RotationResult:
     created: str | None = None
     promoted: str | None = None
     retired: str | None = None
     removed: tuple[str, ...] = ()
+    extended: tuple[str, ...] = ()
+    tokens_revoked: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.promoted or self.retired or self.removed)
+        return bool(self.created or self.promoted or self.retired or self.removed or self.extended)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "promoted": self.promoted,
+            "retired": self.retired,
+            "removed": list(self.removed),
+            "extended": list(self.extended),
+            "tokens_revoked": self.tokens_revoked,
+        }
 
 
 def rotate_keys(now: datetime | None = None, *, force: bool = False) -> RotationResult:
-    """Advance the key life cycle by one step where it is due. Idempotent.
+    """Advance the key life cycle where it is due. Idempotent; run it every
+    :func:`rotation_check_seconds` (the beat schedule does).
 
-    * no ``next`` key and the current one is due within one JWKS cache lifetime:
-      create ``next``, which starts signing one JWKS cache lifetime later;
-    * a ``next`` key whose time has come: it becomes ``current``, the old one ``retired``;
-    * a retired key past its retention: removed.
+    * no ``next`` key and the current one is due within one JWKS cache lifetime
+      (``KEY_ROTATION_PERIOD`` after it started signing): create ``next``, which
+      starts signing one JWKS cache lifetime later;
+    * a ``next`` key whose time has come: it becomes ``current``, the old one
+      ``retired`` with a removal time (:func:`retention_after_retirement`);
+    * a retired key past its removal time: deleted, unless a token it signed
+      still lives (then its removal is postponed);
+    * tokens that a process signed with a revoked key before it learnt of the
+      revocation: revoked.
 
     ``force`` schedules a new key now (published for one JWKS cache lifetime first).
-    Two concurrent calls are serialised by a row lock on the current key; the
-    partial unique index guarantees never two current keys.
+    Concurrent calls are serialised by a row lock on the current key, and the
+    partial unique index makes two current keys impossible.
     """
+    from . import lineage
+
     now = now or timezone.now()
     ensure_current_key(now)
     cache = timedelta(seconds=idp_settings.JWKS_CACHE_SECONDS)
     period = timedelta(seconds=idp_settings.KEY_ROTATION_PERIOD)
     created = promoted = retired = None
+    removed: list[str] = []
+    extended: list[str] = []
     with transaction.atomic():
-        # The lock first, then fresh reads: under READ COMMITTED the later
-        # statements see whatever a concurrent rotation committed before us.
-        current = SigningKey.objects.select_for_update().get(state=SigningKey.CURRENT)
-        upcoming = SigningKey.objects.filter(state=SigningKey.NEXT).order_by("activates_at").first()
-        if upcoming is None and (force or (current.activates_at or current.created) + period - cache <= now):
+        current = _lock_current(now)
+        # Fresh statements after the lock see what a concurrent change committed;
+        # the next rows are locked too, so a revocation of one cannot interleave.
+        upcoming = (
+            SigningKey.objects.select_for_update()
+            .filter(state=SigningKey.NEXT)
+            .order_by("activates_at")
+            .first()
+        )
+        signing_since = current.activates_at or current.created
+        if upcoming is None and (force or signing_since + period - cache <= now):
             upcoming = _new_key(SigningKey.NEXT, now, activates_at=now + cache)
             created = upcoming.kid
         if upcoming is not None and upcoming.activates_at is not None and upcoming.activates_at <= now:
@@ -202,49 +344,112 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
             upcoming.state = SigningKey.CURRENT
             upcoming.save(update_fields=["state"])
             promoted, retired = upcoming.kid, current.kid
-        expired = list(
-            SigningKey.objects.filter(state=SigningKey.RETIRED, remove_after__lte=now).values_list(
-                "kid", flat=True
-            )
-        )
-        if expired:
-            SigningKey.objects.filter(kid__in=expired).delete()
-    result = RotationResult(created=created, promoted=promoted, retired=retired, removed=tuple(expired))
+        for key in SigningKey.objects.select_for_update().filter(
+            state=SigningKey.RETIRED, remove_after__lte=now
+        ):
+            last_exp = TokenLineage.objects.filter(kid=key.kid).aggregate(last=Max("expires_at"))["last"]
+            keep_until = last_exp + _publication_margin() if last_exp is not None else None
+            if keep_until is not None and keep_until > now:
+                # A token outlives the plan (longer lifetimes configured since): keep publishing.
+                key.remove_after = keep_until
+                key.save(update_fields=["remove_after"])
+                extended.append(key.kid)
+            else:
+                removed.append(key.kid)
+        if removed:
+            SigningKey.objects.filter(kid__in=removed).delete()
+    tokens_revoked = _sweep_revoked(now, lineage)
+    result = RotationResult(
+        created=created,
+        promoted=promoted,
+        retired=retired,
+        removed=tuple(removed),
+        extended=tuple(extended),
+        tokens_revoked=tokens_revoked,
+    )
     if result.changed:
         keyset.invalidate()
         logger.info(
-            "signing keys rotated: created=%s promoted=%s retired=%s removed=%d",
+            "signing keys rotated: created=%s promoted=%s retired=%s removed=%d extended=%d",
             created,
             promoted,
             retired,
-            len(expired),
+            len(removed),
+            len(extended),
         )
     return result
 
 
-def revoke_key(kid: str, now: datetime | None = None) -> int:
+def _sweep_revoked(now: datetime, lineage: Any) -> int:
+    """Revoke live, unrevoked tokens signed by keys revoked recently (belt and braces:
+    issuance already refuses a revoked key under a shared lock on its row)."""
+    horizon = now - retention_after_retirement()
+    kids = list(
+        SigningKey.objects.filter(state=SigningKey.REVOKED, revoked_at__gte=horizon).values_list(
+            "kid", flat=True
+        )
+    )
+    if not kids:
+        return 0
+    stragglers = set(
+        TokenLineage.objects.filter(kid__in=kids, revoked_at__isnull=True, expires_at__gt=now).values_list(
+            "kid", flat=True
+        )
+    )
+    return sum(lineage.revoke_signed_by(kid, reason="key_revoked", now=now) for kid in sorted(stragglers))
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    kid: str
+    previous_state: str
+    successor: str | None
+    tokens_revoked: int
+
+
+def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
     """Emergency revocation of a compromised key.
 
-    The key leaves the JWKS at once, a new key takes over if it was signing,
-    and every token it signed is revoked. Returns the number of tokens revoked.
+    In one transaction the key leaves the JWKS (its private key is wiped) and,
+    if it was signing, a successor takes over: the published ``next`` key if
+    there is one, else a new key. Then every live token it signed is revoked,
+    with everything derived from it. Revoking a revoked key only repeats the
+    token revocation. Raises ``SigningKey.DoesNotExist`` for an unknown ``kid``.
     """
     from . import lineage
 
     now = now or timezone.now()
+    successor = None
     with transaction.atomic():
         key = SigningKey.objects.select_for_update().get(kid=kid)
-        was_current = key.state == SigningKey.CURRENT
-        key.state = SigningKey.REVOKED
-        key.revoked_at = now
-        key.save(update_fields=["state", "revoked_at"])
-        if was_current:
-            upcoming = SigningKey.objects.filter(state=SigningKey.NEXT).order_by("activates_at").first()
+        previous = key.state
+        if previous != SigningKey.REVOKED:
+            key.state = SigningKey.REVOKED
+            key.revoked_at = now
+            key.remove_after = None
+            key.private_key = b""  # the database no longer holds a compromised private key
+            key.save(update_fields=["state", "revoked_at", "remove_after", "private_key"])
+        if previous == SigningKey.CURRENT:
+            upcoming = (
+                SigningKey.objects.select_for_update()
+                .filter(state=SigningKey.NEXT)
+                .order_by("activates_at")
+                .first()
+            )
             if upcoming is not None:
                 upcoming.state = SigningKey.CURRENT
-                upcoming.save(update_fields=["state"])
+                upcoming.activates_at = now
+                upcoming.save(update_fields=["state", "activates_at"])
             else:
-                _new_key(SigningKey.CURRENT, now)
+                upcoming = _new_key(SigningKey.CURRENT, now)
+            successor = upcoming.kid
     keyset.invalidate()
-    revoked = lineage.revoke_signed_by(kid, reason="key_revoked")
-    logger.warning("signing key %s revoked; %d tokens revoked", kid, revoked)
-    return revoked
+    revoked = lineage.revoke_signed_by(kid, reason="key_revoked", now=now)
+    logger.warning("signing key %s revoked (was %s); %d tokens revoked", kid, previous, revoked)
+    return RevocationResult(kid=kid, previous_state=previous, successor=successor, tokens_revoked=revoked)
+
+
+def live_tokens_signed_by(kid: str, now: datetime | None = None) -> int:
+    """How many unexpired, unrevoked tokens ``kid`` signed (for confirmation pages)."""
+    now = now or timezone.now()
+    return TokenLineage.objects.filter(kid=kid, revoked_at__isnull=True, expires_at__gt=now).count()

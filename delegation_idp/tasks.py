@@ -11,13 +11,8 @@ from . import keys, lineage, revocation
 
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
 def rotate_keys(force: bool = False) -> dict:
-    result = keys.rotate_keys(force=force)
-    return {
-        "created": result.created,
-        "promoted": result.promoted,
-        "retired": result.retired,
-        "removed": list(result.removed),
-    }
+    """``manage.py rotate_keys``: advance the key life cycle (idempotent, safe to run twice at once)."""
+    return keys.rotate_keys(force=force).as_dict()
 
 
 @shared_task(name="delegation_idp.tasks.sweep_expired", ignore_result=True)

@@ -25,7 +25,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
 
-from . import audit, jose, throttling
+from . import audit, jose, keys, throttling
 from .conf import idp_settings
 from .keys import keyset
 from .models import TokenLineage
@@ -266,7 +266,9 @@ class JwksView(View):
     """The provider's public keys (RFC 7517), cacheable for one JWKS cache lifetime."""
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        body = json.dumps({"keys": keyset.published()}, sort_keys=True, separators=(",", ":"))
+        # Read from the database, not this process's key cache: a revoked key
+        # leaves every process's JWKS at once, a new next key enters it at once.
+        body = json.dumps({"keys": keys.published_jwks()}, sort_keys=True, separators=(",", ":"))
         etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
         cache_control = f"public, max-age={idp_settings.JWKS_CACHE_SECONDS}"
         if etag in [t.strip() for t in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from delegation_idp.conf import rotation_check_seconds
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -183,7 +185,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "var" / "celerybeat-schedule")
 )
 CELERY_BEAT_SCHEDULE = {
-    "rotate-signing-keys": {"task": "delegation_idp.tasks.rotate_keys", "schedule": 3600.0},
+    # Every KEY_ROTATION_CHECK_SECONDS (default: one JWKS cache lifetime); idempotent.
+    "rotate-signing-keys": {
+        "task": "delegation_idp.tasks.rotate_keys",
+        "schedule": rotation_check_seconds(DELEGATION_IDP),
+    },
     "sweep-expired-tokens": {"task": "delegation_idp.tasks.sweep_expired", "schedule": 3600.0},
     "publish-revocations": {"task": "delegation_idp.tasks.publish_revocations", "schedule": 60.0},
 }

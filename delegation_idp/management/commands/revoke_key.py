@@ -7,19 +7,31 @@ from delegation_idp.models import SigningKey
 
 
 class Command(BaseCommand):
-    help = "Emergency revocation of a compromised signing key: unpublish it, revoke its tokens."
+    help = (
+        "Emergency revocation of a compromised signing key: unpublish it at once, hand "
+        "signing to a successor, and revoke every token it signed (with everything derived from them)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("kid")
+        parser.add_argument("kid", help="The key's kid (RFC 7638 thumbprint), as shown in the JWKS.")
         parser.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         kid = options["kid"]
-        if not SigningKey.objects.filter(kid=kid).exclude(state=SigningKey.REVOKED).exists():
-            raise CommandError("No published key with that kid.")
+        key = SigningKey.objects.filter(kid=kid).first()
+        if key is None:
+            raise CommandError("No signing key with that kid.")
+        if key.state == SigningKey.REVOKED:
+            raise CommandError("That key is already revoked.")
         if not options["yes"]:
-            answer = input(f"Revoke key {kid} and every token it signed? [y/N] ")
+            live = keys.live_tokens_signed_by(kid)
+            prompt = f"Revoke the {key.state} key {kid} and its {live} live tokens? [y/N] "
+            try:
+                answer = input(prompt)
+            except EOFError:
+                answer = ""
             if answer.strip().lower() not in ("y", "yes"):
-                raise CommandError("Aborted.")
-        count = keys.revoke_key(kid)
-        self.stdout.write(f"revoked key {kid}; {count} tokens revoked")
+                raise CommandError("Aborted; nothing was revoked.")
+        result = keys.revoke_key(kid)
+        successor = f"; {result.successor} signs now" if result.successor else ""
+        self.stdout.write(f"revoked key {kid}; {result.tokens_revoked} tokens revoked{successor}")
