@@ -1,0 +1,113 @@
+"""The seed's chain played by real services: user -> agent1 -> agent2 -> mcp-server1 -> resource server.
+
+The provider serves in this process; agent1, agent2 (Starlette), mcp-server1
+(the official MCP SDK, streamable HTTP) and the resource server (Django REST
+framework, without the provider's models) each run as their own process on
+their own port. Every hop is a separate HTTP call with a token addressed to
+the callee, obtained by token exchange; the command prints the chain the
+resource server saw.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_application
+
+from delegation_idp.conf import idp_settings
+from delegation_idp.management.commands.demo import QuietHandler, user_token
+from example_project.demo_services import launch
+from example_project.demo_services.cast import seed_live
+
+
+class Command(BaseCommand):
+    help = (
+        "Play user -> agent1 -> agent2 -> mcp-server1 -> resource server with every party a real "
+        "HTTP service (the MCP server on the official MCP SDK), and print the chain the resource "
+        "server saw."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--addr", default=None, help="host:port of the provider (default: the issuer's)")
+        parser.add_argument("--no-serve", action="store_true", help="Stop everything after one run.")
+        parser.add_argument("--json", action="store_true", help="Print the trace as one JSON document.")
+        parser.add_argument(
+            "--redis-url",
+            default=None,
+            help="The resource server checks the Redis revocation set here (default: introspection).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        issuer = idp_settings.ISSUER
+        parts = urlsplit(issuer)
+        addr = options["addr"] or f"{parts.hostname}:{parts.port or 80}"
+        host, _, port = addr.rpartition(":")
+        call_command("migrate", verbosity=0, interactive=False)
+        ports = launch.Ports.pick()
+        cast = seed_live(mcp_url=ports.mcp_url, resource_url=ports.resource_prefix)
+        app = get_internal_wsgi_application()
+        if settings.DEBUG:
+            app = StaticFilesHandler(app)
+        httpd = ThreadedWSGIServer((host, int(port)), QuietHandler)
+        httpd.set_app(app)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="demo_live-") as logs,
+                launch.services(issuer, cast, ports, Path(logs), redis_url=options["redis_url"]) as running,
+            ):
+                try:
+                    trace = launch.ask_agent1(ports, user_token(issuer, cast))
+                except RuntimeError as exc:
+                    raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
+                self._print(trace, ports, options["json"])
+                if options["no_serve"]:
+                    return
+                self.stdout.write(
+                    f"\nServing: provider {issuer}, agent1 {ports.agent1_url}, agent2 {ports.agent2_url}, "
+                    f"MCP server {ports.mcp_url}, resource server {ports.resource_url}. Ctrl-C stops them."
+                )
+                thread.join()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def _print(self, trace: dict[str, Any], ports: launch.Ports, as_json: bool) -> None:
+        hops = launch.hops(trace)
+        seen = hops[-1]["received"] or {}
+        if as_json:
+            urls = {
+                "agent1": ports.agent1_url,
+                "agent2": ports.agent2_url,
+                "mcp-server1": ports.mcp_url,
+                "resource-server": ports.resource_url,
+            }
+            self.stdout.write(json.dumps({"hops": hops, "resource_server_saw": seen, "urls": urls}, indent=2))
+            return
+        for number, hop in enumerate(hops, start=1):
+            received = hop["received"] or {}
+            self.stdout.write(self.style.MIGRATE_HEADING(f"{number}. {hop['party']}"))
+            self.stdout.write(
+                f"   received: sub {received.get('sub')}  aud {received.get('aud')}  "
+                f"chain {' <- '.join(received.get('actors') or []) or '(the user directly)'}"
+            )
+            if hop.get("sent"):
+                self.stdout.write(f"   sent on:  a new token, aud {hop['sent'].get('aud')}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nThe resource server served {seen.get('sub')} through "
+                f"{' <- '.join(seen.get('actors') or [])}"
+            )
+        )

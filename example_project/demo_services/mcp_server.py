@@ -1,0 +1,79 @@
+"""mcp-server1 on the official MCP Python SDK (``MCPServer``, streamable HTTP).
+
+Its token verifier is :class:`delegation_idp.contrib.mcp.DelegationTokenVerifier`:
+only tokens addressed to mcp-server1 get in. Its tool ``list_tasks`` exchanges
+the token it received for one addressed to the resource server (RFC 8693, with
+an RFC 8707 ``resource``) and calls the resource server with that new token;
+the received token is never forwarded (the MCP token-passthrough rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+
+from delegation_idp.client import AsyncAgentClient, unverified_claims
+from delegation_idp.contrib.mcp import DelegationTokenVerifier, current_token, incoming_token
+from delegation_idp.contrib.validation import ResourceServerConfig, TokenValidator
+
+
+@dataclass(frozen=True)
+class McpConfig:
+    issuer: str
+    uri: str  # identity URI: the audience its tokens must name
+    public_url: str  # where it is served, e.g. http://127.0.0.1:8003/mcp
+    client_id: str
+    client_secret: str
+    resource_url: str  # the resource server's API
+
+
+def build_server(config: McpConfig) -> MCPServer:
+    validator = TokenValidator(ResourceServerConfig(issuer=config.issuer, resource=config.uri))
+    idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret)
+    server = MCPServer(
+        "mcp-server1",
+        token_verifier=DelegationTokenVerifier(validator),
+        auth=AuthSettings(
+            issuer_url=config.issuer,
+            resource_server_url=config.public_url,
+            required_scopes=["tasks.read"],
+            validate_token_resource=False,  # the verifier checks `aud` against its identity URI
+        ),
+    )
+
+    @server.tool()
+    async def list_tasks() -> dict[str, Any]:
+        """The user's tasks from the resource server, and the chain that asked for them."""
+        received, token = current_token(), incoming_token()
+        if received is None or token is None:
+            raise PermissionError("no validated token")
+        onward = await idp.exchange(token, resource=config.resource_url)
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.get(
+                config.resource_url, headers={"Authorization": f"Bearer {onward.access_token}"}
+            )
+        claims = unverified_claims(onward.access_token)
+        return {
+            "party": config.uri,
+            "received": {
+                "sub": received.subject,
+                "actors": list(received.actors),
+                "depth": received.depth,
+                "jti": received.jti,
+                "aud": list(received.audiences),
+            },
+            "sent": {"jti": claims.get("jti"), "aud": claims.get("aud")},
+            "downstream_status": response.status_code,
+            "downstream": response.json(),
+        }
+
+    return server
+
+
+def mcp_app(config: McpConfig, host: str = "127.0.0.1") -> Starlette:
+    return build_server(config).streamable_http_app(host=host)

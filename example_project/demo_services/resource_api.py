@@ -1,0 +1,55 @@
+"""The seed's resource server as a Django REST framework API.
+
+It trusts the provider's tokens through :mod:`delegation_idp.contrib.drf` and
+answers who it is serving and through which chain of agents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from delegation_idp.contrib.drf import DelegatedTokenAuthentication, HasScopes, MaxDelegationDepth
+from delegation_idp.contrib.validation import DelegatedToken
+
+TASKS = [
+    {"id": 1, "title": "Book the venue"},
+    {"id": 2, "title": "Send the invitations"},
+]
+
+
+def describe(token: DelegatedToken) -> dict[str, Any]:
+    """What a service saw in a token: no token, only its claims' meaning."""
+    return {
+        "sub": token.subject,
+        "actors": list(token.actors),
+        "depth": token.depth,
+        "client_id": token.client_id,
+        "scope": token.scope,
+        "jti": token.jti,
+        "aud": list(token.audiences),
+    }
+
+
+class TasksView(APIView):
+    """``GET``: the user's tasks, and the chain they were asked for through."""
+
+    authentication_classes = [DelegatedTokenAuthentication]
+    permission_classes = [HasScopes, MaxDelegationDepth]
+    required_scopes = ("tasks.read",)
+    max_delegation_depth = 4
+
+    def get(self, request: Request) -> Response:
+        token: DelegatedToken = request.auth
+        return Response(
+            {
+                "resource_server": token.audiences[0] if token.audiences else None,
+                "serving": token.subject,
+                "through": " <- ".join(token.actors),
+                "saw": describe(token),
+                "tasks": TASKS,
+            }
+        )
