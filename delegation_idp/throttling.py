@@ -8,6 +8,7 @@ availability of token issuance wins over rate limiting.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -28,6 +29,12 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return int(count), _PERIODS[period.strip().lower()]
 
 
+def _digest(ident: str) -> str:
+    """A fixed-size cache key part: client ids and addresses are attacker-chosen text
+    (any length, spaces, control characters), which some cache backends refuse."""
+    return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _hit(key: str, limit: int, period: int) -> int | None:
     """Count a hit; the seconds to wait if over the limit, else None."""
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
@@ -46,22 +53,33 @@ def _hit(key: str, limit: int, period: int) -> int | None:
     return None
 
 
-def check(client_id: str, address: str | None) -> int | None:
-    """Seconds to wait before retrying, or None when the request may go on."""
-    rates = idp_settings.THROTTLE_RATES or {}
+def _limit(scope: str, ident: str | None) -> int | None:
+    parsed = parse_rate((idp_settings.THROTTLE_RATES or {}).get(scope))
+    if not parsed or not ident:
+        return None
+    return _hit(f"{scope}:{_digest(ident)}", *parsed)
+
+
+def check_address(address: str | None) -> int | None:
+    """The per-address limit, counted before the body is even read, so floods of
+    malformed requests are limited too. Seconds to wait, or None."""
+    return _limit("address", address)
+
+
+def check_client(client_id: str) -> int | None:
+    """The per-client limit and the authentication-failure lockout. Seconds to wait, or None."""
     if client_id and _failures(client_id) >= idp_settings.CLIENT_AUTH_FAILURE_LIMIT:
-        return idp_settings.CLIENT_AUTH_FAILURE_WINDOW
-    for scope, ident in (("client", client_id), ("address", address)):
-        parsed = parse_rate(rates.get(scope))
-        if parsed and ident:
-            wait = _hit(f"{scope}:{ident}", *parsed)
-            if wait is not None:
-                return wait
-    return None
+        return int(idp_settings.CLIENT_AUTH_FAILURE_WINDOW)
+    return _limit("client", client_id)
+
+
+def check(client_id: str, address: str | None) -> int | None:
+    """Both limits: seconds to wait before retrying, or None when the request may go on."""
+    return check_address(address) or check_client(client_id)
 
 
 def _failure_key(client_id: str) -> str:
-    return f"delegation_idp:authfail:{client_id[:200]}"
+    return f"delegation_idp:authfail:{_digest(client_id)}"
 
 
 def _failures(client_id: str) -> int:

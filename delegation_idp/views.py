@@ -142,6 +142,10 @@ class TokenView(DOTTokenView):
     def _guarded(
         self, request: HttpRequest, record: audit.Attempt, *args: Any, **kwargs: Any
     ) -> HttpResponse:
+        # Per address first, before the body is read: floods of malformed requests count too.
+        limited = throttling.check_address(_client_ip(request))
+        if limited is not None:
+            return _throttled(record, limited)
         if request.method != "POST":
             record.deny("invalid_request", "method_not_allowed")
             return oauth_error(
@@ -184,11 +188,16 @@ class TokenView(DOTTokenView):
             return oauth_error(400, "invalid_request", "Use exactly one client authentication method.")
         client_id = basic[0] if basic else request.POST.get("client_id", "")
         record.client_id = client_id[:255]
-        limited = throttling.check(client_id, _client_ip(request))
+        limited = throttling.check_client(client_id)
         if limited is not None:
-            record.deny("slow_down", "throttled")
-            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(limited)})
+            return _throttled(record, limited)
         return super().post(request, *args, **kwargs)
+
+
+def _throttled(record: audit.Attempt, wait: int) -> HttpResponse:
+    """429 with ``Retry-After`` (RFC 6585 section 4, RFC 9110 section 10.2.3)."""
+    record.deny("slow_down", "throttled")
+    return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
 
 
 # RFC 6749 section 5.2 and RFC 8693 section 2.2.2, in plain words.

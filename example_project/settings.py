@@ -174,6 +174,12 @@ for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS"
     if os.environ.get(f"IDP_{_option}"):
         DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])
 
+# Token-endpoint throttling, shared through CACHES: IDP_THROTTLE_RATES="client=600/min,address=1200/min".
+if os.environ.get("IDP_THROTTLE_RATES"):
+    DELEGATION_IDP["THROTTLE_RATES"] = dict(
+        rate.split("=", 1) for rate in os.environ["IDP_THROTTLE_RATES"].split(",") if "=" in rate
+    )
+
 # Celery: a real broker when CELERY_BROKER_URL is set, eager in-process otherwise.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None

@@ -119,7 +119,9 @@ class TokenExchangeGrant(GrantTypeBase):
             raise errors.UnsupportedGrantTypeError(request=request)
         self._validate_shape(request)
         if record is not None:
-            record.client_id = request.client_id or ""
+            # Keep the id the view read from HTTP Basic: oauthlib knows it only after
+            # authentication, and the failure lockout is keyed by it.
+            record.client_id = request.client_id or record.client_id
             record.requested_audience = self._values(request, "audience") + self._values(request, "resource")
             record.requested_scope = request.scope or ""
         self._authenticate(request)
