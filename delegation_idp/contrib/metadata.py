@@ -33,8 +33,8 @@ def protected_resource_metadata(**overrides: Any) -> dict[str, Any]:
     scopes = list(idp_settings.RESOURCE_SCOPES_SUPPORTED or [])
     if scopes:
         data["scopes_supported"] = scopes
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return data
 
 
 class ProtectedResourceMetadataView(View):
