@@ -43,6 +43,8 @@ class World:
 
     @staticmethod
     def party(name_or_agent: Any) -> Party:
+        if isinstance(name_or_agent, Party):
+            return name_or_agent
         uri = name_or_agent.uri if isinstance(name_or_agent, Agent) else World.uri(name_or_agent)
         return Party.objects.get(uri=uri)
 
