@@ -54,6 +54,7 @@ MAX_LEEWAY = 120
 #: Largest metadata, JWKS or introspection response read from the provider (bytes).
 MAX_DOCUMENT_BYTES = 64 * 1024
 INTROSPECTION_MODES = ("never", "fallback", "always")
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
 
 
@@ -241,14 +242,13 @@ class JwksCache:
                 continue
             if member.get("alg") not in self.algorithms or member.get("kty") == "oct":
                 continue
-            if not isinstance(member.get("kid"), str):
-                continue
+            if not isinstance(member.get("kid"), str) or _PRIVATE_MEMBERS & set(member):
+                continue  # a JWKS that publishes private material is misconfigured: not trusted
             try:
                 key = jose.public_key(member)
             except Exception:  # noqa: S112 - one malformed key must not hide the others
                 continue
-            if not key.jwk.has_private:
-                keys[key.kid] = key
+            keys[key.kid] = key
         self._keys = keys
         self._fetched_at = self.clock()
         self.fetches += 1

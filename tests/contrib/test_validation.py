@@ -1,0 +1,174 @@
+"""TokenValidator on its own: no Django, a provider simulated with keys of our own."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delegation_idp import jose
+from delegation_idp.actchain import nest
+from delegation_idp.contrib.validation import (
+    MAX_DOCUMENT_BYTES,
+    ProviderUnavailable,
+    ResourceServerConfig,
+    TokenError,
+    TokenValidator,
+)
+
+ISSUER = "https://idp.example.com"
+RS = "https://rs.example.com"
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.key = jose.generate_key("ES256")
+        self.jwks_body: bytes | None = None
+        self.metadata_issuer = ISSUER
+        self.requests: list[str] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request.url.path)
+        if request.url.path == "/.well-known/oauth-authorization-server":
+            return httpx.Response(
+                200, json={"issuer": self.metadata_issuer, "jwks_uri": f"{ISSUER}/.well-known/jwks.json"}
+            )
+        if request.url.path == "/.well-known/jwks.json":
+            body = self.jwks_body or json.dumps({"keys": [self.key.public_jwk()]}).encode()
+            return httpx.Response(200, content=body)
+        return httpx.Response(404)
+
+    def token(self, **overrides) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "sub": "user@example.com",
+            "aud": RS,
+            "exp": now + 300,
+            "iat": now,
+            "jti": "j1",
+            "client_id": "c1",
+            "scope": "tasks.read",
+        }
+        claims.update(overrides)
+        return jose.sign({k: v for k, v in claims.items() if v is not None}, self.key)
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def validator(provider: FakeProvider) -> TokenValidator:
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    return TokenValidator(ResourceServerConfig(issuer=ISSUER, resource=RS), http=http)
+
+
+def test_chain_is_read_nearest_first(provider, validator):
+    actors = ("https://mcp.example.com", "https://a2.example.com", "https://a1.example.com")
+    token = validator.validate(provider.token(act=nest(actors)))
+    assert token.actors == actors
+    assert token.depth == 3 and token.actor == actors[0] and token.is_delegated
+    assert token.scopes == frozenset({"tasks.read"}) and token.has_scopes("tasks.read")
+    assert "ey" not in repr(token)  # the claims are not printed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"client_id": None}, "missing_claim"),
+        ({"jti": None}, "missing_claim"),
+        ({"aud": ["https://other.example.com"]}, "bad_aud"),
+        ({"iss": "https://idp.example.com/"}, "bad_iss"),  # exact match only
+        ({"scope": ["tasks.read"]}, "malformed"),
+        ({"act": {"sub": "x", "exp": 1}}, "bad_act"),
+    ],
+)
+def test_claims_rules(provider, validator, overrides, reason):
+    with pytest.raises(TokenError) as refused:
+        validator.validate(provider.token(**overrides))
+    assert refused.value.reason == reason
+    assert refused.value.status == 401
+
+
+def test_aud_list_containing_this_service_is_accepted(provider, validator):
+    assert validator.validate(provider.token(aud=["https://other.example.com", RS])).audiences[1] == RS
+
+
+def test_chain_deeper_than_the_limit_is_refused(provider, validator):
+    deep = nest([f"https://a{i}.example.com" for i in range(6)])
+    with pytest.raises(TokenError) as refused:
+        validator.validate(provider.token(act=deep))
+    assert refused.value.reason == "bad_act"
+
+
+def test_a_key_of_another_algorithm_family_is_never_used(provider, validator):
+    # A token signed with a key we do not publish, under the published kid.
+    other = jose.generate_key("ES256")
+    forged = jose.sign({"iss": ISSUER}, jose.SigningKey(kid=provider.key.kid, alg="ES256", jwk=other.jwk))
+    with pytest.raises(TokenError) as refused:
+        validator.validate(forged)
+    assert refused.value.reason == "bad_signature"
+
+
+def test_symmetric_and_private_keys_in_the_jwks_are_ignored(provider, validator):
+    public = provider.key.public_jwk()
+    private = json.loads(provider.key.jwk.export_private()) | {"kid": "priv", "alg": "ES256"}
+    provider.jwks_body = json.dumps(
+        {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hs", "alg": "HS256"}, private, public]}
+    ).encode()
+    assert validator.validate(provider.token()).subject == "user@example.com"
+    assert set(validator.jwks._keys) == {provider.key.kid}
+
+
+def test_metadata_naming_another_issuer_is_refused(provider, validator):
+    provider.metadata_issuer = "https://evil.example.com"
+    with pytest.raises(ProviderUnavailable) as refused:
+        validator.validate(provider.token())
+    assert refused.value.status == 503
+
+
+def test_oversized_jwks_is_not_read(provider, validator):
+    provider.jwks_body = b'{"keys": [' + b" " * (MAX_DOCUMENT_BYTES + 10) + b"]}"
+    with pytest.raises(ProviderUnavailable):
+        validator.validate(provider.token())
+
+
+def test_config_refuses_symmetric_algorithms_and_incomplete_introspection():
+    with pytest.raises(ValueError):
+        ResourceServerConfig(issuer=ISSUER, resource=RS, algorithms=("HS256",))
+    with pytest.raises(ValueError):
+        ResourceServerConfig(issuer=ISSUER, resource=RS, introspection="always")
+    config = ResourceServerConfig(
+        issuer=ISSUER, resource=RS, introspection="always", client_id="x", client_secret="s3cr3t"
+    )
+    assert "s3cr3t" not in repr(config)
+
+
+SEGMENT = r"[A-Za-z0-9_\-]{0,40}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300) | st.from_regex(rf"{SEGMENT}\.{SEGMENT}\.{SEGMENT}"))
+def test_any_garbage_is_a_token_error_and_never_a_crash(garbage):
+    provider = FakeProvider()
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    validator = TokenValidator(ResourceServerConfig(issuer=ISSUER, resource=RS), http=http)
+    with pytest.raises(TokenError):
+        validator.validate(garbage)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.from_regex(r"https://[a-z]{1,12}\.example\.com", fullmatch=True), min_size=0, max_size=5))
+def test_chain_round_trips_through_a_signed_token(actors):
+    provider = FakeProvider()
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    validator = TokenValidator(ResourceServerConfig(issuer=ISSUER, resource=RS), http=http)
+    token = validator.validate(provider.token(act=nest(actors)))
+    assert token.actors == tuple(actors)
+    assert token.depth == len(actors)
