@@ -96,11 +96,15 @@ class World:
 
 
 @pytest.fixture
-def world(db: Any, client: Any, token_endpoint: Any) -> World:
+def world(db: Any, client: Any, token_endpoint: Any) -> Any:
     from django.contrib.auth import get_user_model
 
     from delegation_idp import keys
 
+    # The process-wide key cache may still hold a key of an earlier test's
+    # rolled-back database: start and end with this test's own key set.
+    keys.keyset.invalidate()
     keys.ensure_current_key()
     user = get_user_model().objects.create_user("alice", "alice@example.com", "pw-alice-123")
-    return World(client, token_endpoint, user)
+    yield World(client, token_endpoint, user)
+    keys.keyset.invalidate()
