@@ -1,0 +1,155 @@
+"""The four hops over real HTTP: separate processes, the real MCP SDK on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.helpers import decode
+from tests.procs import cluster, manage, site_env
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT1 = "https://agent1.example.com"
+AGENT2 = "https://agent2.example.com"
+MCP = "https://mcp-server1.example.com"
+RS = "https://resource-server.example.com"
+
+
+@pytest.mark.integration
+def test_demo_live_plays_four_real_hops(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+    }
+    for name in ("CELERY_BROKER_URL", "REDIS_URL"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "demo_live", "--no-serve", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    trace = json.loads(result.stdout)
+    saw = trace["resource_server_saw"]
+    assert saw["sub"] == "user@example.com"
+    assert saw["actors"] == [MCP, AGENT2, AGENT1]  # mcp-server1 <- agent2 <- agent1
+    assert saw["aud"] == [RS]
+    hops = trace["hops"]
+    assert [h["party"] for h in hops] == [AGENT1, AGENT2, MCP, RS]
+    assert [h["received"]["actors"] for h in hops] == [[], [AGENT1], [AGENT2, AGENT1], [MCP, AGENT2, AGENT1]]
+    assert {h["received"]["sub"] for h in hops} == {"user@example.com"}
+    # Every hop sent on a new token (the next hop received exactly what was sent), never its own.
+    for sender, receiver in zip(hops, hops[1:], strict=False):
+        assert sender["sent"]["jti"] == receiver["received"]["jti"]
+        assert sender["sent"]["jti"] != sender["received"]["jti"]
+    assert hops[-1]["answer"]["through"] == f"{MCP} <- {AGENT2} <- {AGENT1}"
+    assert "eyJ" not in result.stdout  # no token is ever printed
+
+
+@pytest.fixture
+def live(tmp_path):
+    """The provider under gunicorn, the cast seeded for the live services, the four services."""
+    from example_project.demo_services import launch
+
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    env = site_env(tmp_path, issuer=issuer)
+    ports = launch.Ports.pick()
+    with cluster(tmp_path, env) as procs:
+        cast = json.loads(
+            manage(
+                env, "seed_live", "--mcp-url", ports.mcp_url, "--resource-url", ports.resource_prefix
+            ).stdout
+        )
+        procs.gunicorn(port)
+        with launch.services(issuer, cast, ports, tmp_path) as running:
+            yield issuer, cast, ports, running
+
+
+def _client(issuer, cast, name):
+    from delegation_idp.client import AgentClient
+
+    agent = cast["agents"][name]
+    return AgentClient(issuer, agent["client_id"], agent["client_secret"])
+
+
+def _initialize(url: str, token: str) -> httpx.Response:
+    """An MCP initialize request over streamable HTTP, as any client would send it first."""
+    return httpx.post(
+        url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        },
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        timeout=30,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.rfc("9728-5.1")
+def test_mcp_server_refuses_tokens_not_addressed_to_it_and_never_passes_its_token_on(live):
+    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.agents import call_mcp_tool
+
+    issuer, cast, ports, _running = live
+    user = user_token(issuer, cast)
+    to_agent2 = _client(issuer, cast, "agent1").exchange(user, audience=AGENT2).access_token
+    agent2 = _client(issuer, cast, "agent2")
+    to_mcp = agent2.exchange(to_agent2, resource=ports.mcp_url).access_token
+    assert decode(to_mcp)[1]["aud"] == MCP  # the RFC 8707 resource URL named the MCP server
+
+    # Audience: agent2's own token (aud agent2) and the user's token are refused with a challenge.
+    for foreign in (to_agent2, user):
+        response = _initialize(ports.mcp_url, foreign)
+        assert response.status_code == 401
+        challenge = response.headers["WWW-Authenticate"]
+        assert 'error="invalid_token"' in challenge
+        assert "resource_metadata=" in challenge and "/.well-known/oauth-protected-resource" in challenge
+    assert _initialize(ports.mcp_url, to_mcp).status_code == 200
+
+    # The tool, called with the real MCP SDK client, reaches the resource server with a new token.
+    result = asyncio.run(call_mcp_tool(ports.mcp_url, to_mcp, "list_tasks", {}))
+    received, sent, seen = result["received"], result["sent"], result["downstream"]["saw"]
+    assert received["jti"] == decode(to_mcp)[1]["jti"]
+    assert sent["jti"] != received["jti"]  # not the token it received
+    assert seen["jti"] == sent["jti"]  # the resource server saw only the exchanged token
+    assert seen["aud"] == [RS] and seen["sub"] == "user@example.com"
+    assert seen["actors"] == [MCP, AGENT2, AGENT1]
+    assert result["downstream_status"] == 200
+
+    # Passing the MCP server's token through would not work anyway: the resource server refuses it.
+    refused = httpx.get(ports.resource_url, headers={"Authorization": f"Bearer {to_mcp}"}, timeout=30)
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    metadata = httpx.get(f"http://127.0.0.1:{ports.resource}/.well-known/oauth-protected-resource").json()
+    assert metadata == {
+        "resource": RS,
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["tasks.read", "tasks.write"],
+    }
