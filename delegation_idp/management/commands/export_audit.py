@@ -7,8 +7,10 @@ from django.utils.dateparse import parse_date, parse_datetime
 from delegation_idp import audit
 
 
-def moment(value: str) -> datetime:
+def moment(value: str | datetime | None) -> datetime | None:
     """An ISO 8601 date or date-time; naive values are UTC."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     parsed = parse_datetime(value)
     if parsed is None:
         day = parse_date(value)
@@ -22,8 +24,8 @@ class Command(BaseCommand):
     help = "Export audit events as JSON lines (one event per line, oldest first) for SIEM pipelines."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--since", type=moment, help="Events at or after this time (ISO 8601, UTC).")
-        parser.add_argument("--until", type=moment, help="Events before this time (ISO 8601, UTC).")
+        parser.add_argument("--since", help="Events at or after this time (ISO 8601, UTC).")
+        parser.add_argument("--until", help="Events before this time (ISO 8601, UTC).")
         parser.add_argument("--decision", choices=["granted", "denied", "revoked"])
         parser.add_argument("--event", help="token, token_exchange or revocation.")
         parser.add_argument("--client", dest="client_id", help="Requesting client_id.")
@@ -33,9 +35,9 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="Write to this file instead of standard output.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        filters = {
-            k: options[k] for k in ("since", "until", "decision", "event", "client_id", "user_id", "subject")
-        }
+        filters = {k: options[k] for k in ("decision", "event", "client_id", "user_id", "subject")}
+        filters["since"] = moment(options["since"])
+        filters["until"] = moment(options["until"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be positive.")
         if options["output"]:

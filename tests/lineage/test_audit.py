@@ -1,0 +1,148 @@
+"""The append-only audit trail, the signals and the JSON-lines export (issue 5, point 4)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from delegation_idp import lineage, signals
+from delegation_idp.models import AuditEvent
+from tests.helpers import decode
+
+
+def test_every_exchange_attempt_leaves_one_event(cast, chain, exchange):
+    before = AuditEvent.objects.count()
+    refused = exchange("agent2", chain[0], cast["mcp-server1"].uri)  # not addressed to agent2
+    assert refused.status_code == 400
+    granted = exchange("agent1", chain[0], cast["agent2"].uri, scope="tasks.read")
+    assert granted.status_code == 200
+    events = list(AuditEvent.objects.order_by("id")[before:])
+    assert [e.decision for e in events] == ["denied", "granted"]
+    denied, ok = events
+    assert denied.event == "token_exchange" and denied.reason == "subject_wrong_audience"
+    assert denied.error == "invalid_request" and denied.jti == ""
+    assert denied.client_id == cast["agent2"].client_id
+    assert denied.requested_audience == [cast["mcp-server1"].uri]
+    claims = decode(granted.json()["access_token"])[1]
+    assert ok.jti == claims["jti"] and ok.parent_jti == decode(chain[0])[1]["jti"]
+    assert ok.requested_scope == "tasks.read" and ok.granted_scope == "tasks.read"
+    assert ok.requested_audience == ok.granted_audience == [cast["agent2"].uri]
+    assert ok.chain == [cast["agent1"].uri]
+    assert ok.subject == "user@example.com" and ok.user_id == str(cast.user.pk)
+    assert ok.client_ip == "127.0.0.1"
+
+
+def test_no_token_ever_reaches_the_audit_trail(chain):
+    dumped = json.dumps(list(AuditEvent.objects.values()), default=str)
+    for token in chain:
+        assert token not in dumped
+        assert token.split(".")[2] not in dumped
+
+
+def test_events_are_append_only(chain):
+    event = AuditEvent.objects.first()
+    event.reason = "tampered"
+    with pytest.raises(ValidationError):
+        event.save()
+
+
+def test_a_revocation_leaves_one_event(cast, chain, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        revoked = lineage.revoke_subtree(decode(chain[1])[1]["jti"], reason="revoked")
+    assert len(revoked) == 3
+    event = AuditEvent.objects.get(event="revocation")
+    assert event.decision == "revoked" and event.reason == "revoked"
+    assert event.jti == decode(chain[1])[1]["jti"]
+    assert event.user_id == str(cast.user.pk)
+    assert event.granted_audience == [cast["agent2"].uri]
+
+
+def test_signals_fire_with_their_arguments(cast, user_token, exchange, django_capture_on_commit_callbacks):
+    seen: dict[str, list[dict[str, Any]]] = {"exchanged": [], "denied": [], "revoked": []}
+
+    def on(kind: str) -> Any:
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            seen[kind].append(kwargs)
+
+        return receiver
+
+    receivers = [on("exchanged"), on("denied"), on("revoked")]
+    signals.token_exchanged.connect(receivers[0])
+    signals.exchange_denied.connect(receivers[1])
+    signals.token_revoked.connect(receivers[2])
+    try:
+        token = exchange("agent1", user_token, cast["agent2"].uri).json()["access_token"]
+        exchange("agent1", user_token, "https://unknown.example.com")
+        with django_capture_on_commit_callbacks(execute=True):
+            lineage.revoke_subtree(decode(user_token)[1]["jti"])
+    finally:
+        signals.token_exchanged.disconnect(receivers[0])
+        signals.exchange_denied.disconnect(receivers[1])
+        signals.token_revoked.disconnect(receivers[2])
+    [exchanged] = seen["exchanged"]
+    assert exchanged["jti"] == decode(token)[1]["jti"]
+    assert exchanged["parent_jti"] == decode(user_token)[1]["jti"]
+    assert exchanged["claims"]["act"] == {"sub": cast["agent1"].uri}
+    [denied] = seen["denied"]
+    assert denied["error"] == "invalid_target" and denied["client_id"] == cast["agent1"].client_id
+    [revoked] = seen["revoked"]
+    assert set(revoked["jtis"]) == {decode(user_token)[1]["jti"], decode(token)[1]["jti"]}
+    assert revoked["reason"] == "revoked"
+
+
+def test_a_failing_revocation_receiver_does_not_undo_or_raise(chain, django_capture_on_commit_callbacks):
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("integrator bug")
+
+    signals.token_revoked.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            revoked = lineage.revoke_subtree(decode(chain[0])[1]["jti"])
+    finally:
+        signals.token_revoked.disconnect(broken)
+    assert len(revoked) == 4
+
+
+def _export(**options: Any) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    call_command("export_audit", stdout=out, **options)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_export_writes_every_event_as_json_lines_oldest_first(cast, chain, exchange):
+    exchange("agent1", chain[0], "https://unknown.example.com")
+    rows = _export(batch_size=2)
+    assert len(rows) == AuditEvent.objects.count()
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    last = rows[-1]
+    assert last["decision"] == "denied" and last["error"] == "invalid_target"
+    assert last["created"].endswith("Z")
+    assert set(last) >= {"chain", "requested_audience", "granted_audience", "jti", "parent_jti", "client_ip"}
+
+
+def test_export_filters(cast, chain, exchange, tmp_path):
+    exchange("agent1", chain[0], "https://unknown.example.com")
+    denied = _export(decision="denied")
+    assert denied and all(r["decision"] == "denied" for r in denied)
+    mine = _export(client_id=cast["agent2"].client_id)
+    assert mine and all(r["client_id"] == cast["agent2"].client_id for r in mine)
+    assert _export(user_id=str(cast.user.pk), event="token_exchange")
+    future = (timezone.now() + timedelta(days=1)).isoformat()
+    assert _export(since=future) == []
+    assert len(_export(until=future)) == AuditEvent.objects.count()
+    assert _export(since="2000-01-01") == _export()
+    path = tmp_path / "audit.jsonl"
+    call_command("export_audit", output=str(path), stderr=io.StringIO())
+    assert len(path.read_text().splitlines()) == AuditEvent.objects.count()
+
+
+def test_export_rejects_a_bad_date(db):
+    with pytest.raises(CommandError):
+        call_command("export_audit", since="yesterday")

@@ -1,0 +1,84 @@
+"""A revocation that commits between an exchange's checks and its issuance never lets
+the new token out (issue 5, point 2). Here the interleaving is forced in one process;
+test_race_postgres.py runs real concurrent requests against PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from delegation_idp import lineage
+from delegation_idp.models import AuditEvent, Party, SigningKey, TokenLineage
+from delegation_idp.rfc8693.grant import TokenExchangeGrant
+from tests.helpers import assert_oauth_error, decode, snapshot
+
+
+@pytest.fixture
+def after_decision(monkeypatch: Any):
+    """Run ``action`` after the grant decided to allow and before it issues."""
+
+    def install(action: Any) -> None:
+        original = TokenExchangeGrant.decide
+
+        def decide(self: Any, *args: Any, **kwargs: Any) -> Any:
+            decision = original(self, *args, **kwargs)
+            action()
+            return decision
+
+        monkeypatch.setattr(TokenExchangeGrant, "decide", decide)
+
+    return install
+
+
+def _interleaved_refusal(exchange: Any, cast: Any, chain: list[str], reason: str) -> None:
+    before = snapshot()
+    response = exchange("agent2", chain[1], cast["mcp-server1"].uri)
+    assert_oauth_error(response, 400, "invalid_request")
+    after = snapshot()
+    # Nothing was issued (the revocation itself may have deleted AccessToken rows).
+    assert after[0] <= before[0] and after[1] == before[1]
+    event = AuditEvent.objects.filter(event="token_exchange").latest("id")
+    assert event.decision == "denied"
+    assert not TokenLineage.objects.filter(jti=event.jti).exists()
+
+
+def test_parent_revoked_between_check_and_issue(cast, chain, exchange, after_decision):
+    after_decision(lambda: lineage.revoke_subtree(decode(chain[0])[1]["jti"]))
+    _interleaved_refusal(exchange, cast, chain, "subject_revoked")
+
+
+def test_party_disabled_between_check_and_issue(cast, chain, exchange, after_decision):
+    # A bare UPDATE: the disablement has committed, its revocation query has not run yet.
+    target = cast["mcp-server1"].uri
+    after_decision(lambda: Party.objects.filter(uri=target).update(enabled=False))
+    _interleaved_refusal(exchange, cast, chain, "party_disabled")
+
+
+def test_user_deactivated_between_check_and_issue(cast, chain, exchange, after_decision):
+    after_decision(lambda: get_user_model().objects.filter(pk=cast.user.pk).update(is_active=False))
+    _interleaved_refusal(exchange, cast, chain, "user_inactive")
+
+
+def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decision):
+    kid = decode(chain[1])[0]["kid"]
+    after_decision(lambda: SigningKey.objects.filter(kid=kid).update(state=SigningKey.REVOKED))
+    _interleaved_refusal(exchange, cast, chain, "key_revoked")
+
+
+def test_other_grants_by_a_disabled_agent_are_revoked_on_issue(
+    cast, issue_user_token, introspect, django_capture_on_commit_callbacks
+):
+    from oauth2_provider.models import get_access_token_model
+
+    # Disabled without the receivers (a bare UPDATE): the authorization-code grant,
+    # which this app does not refuse itself, still yields no usable token.
+    Party.objects.filter(uri=cast["agent1"].uri).update(enabled=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        token = issue_user_token()
+    row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
+    assert row.revoked_at is not None and row.revocation_reason == "party_disabled"
+    assert not get_access_token_model().objects.filter(token=token).exists()
+    Party.objects.filter(uri=cast["agent1"].uri).update(enabled=True)
+    assert introspect(token, cast["agent1"]).json() == {"active": False}
