@@ -1,0 +1,58 @@
+"""RS256 (RFC 9068 section 4 requires resource servers to accept it) and EdDSA end to end."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from delegation_idp import jose, keys
+from delegation_idp.models import SigningKey
+from tests.helpers import decode
+
+
+@pytest.mark.django_db
+@pytest.mark.rfc("9068-4")
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA", "ES256"])
+def test_chain_signed_and_verified_with(alg, idp, client, cast, issue_user_token, exchange, introspect):
+    idp(SIGNING_ALGORITHM=alg)
+    SigningKey.objects.all().delete()  # a site set up with this algorithm from the start
+    keys.keyset.invalidate()
+    assert keys.ensure_current_key().alg == alg
+    tokens = [issue_user_token()]
+    for name, target in (
+        ("agent1", cast["agent2"].uri),
+        ("agent2", cast["mcp-server1"].uri),
+        ("mcp-server1", cast.resource_server),
+    ):
+        response = exchange(name, tokens[-1], target)
+        assert response.status_code == 200, response.content
+        tokens.append(response.json()["access_token"])
+    published = {k["kid"]: jose.public_key(k) for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    for token, audience in zip(
+        tokens, [cast["agent1"].uri, cast["agent2"].uri, cast["mcp-server1"].uri, cast.resource_server]
+    ):
+        header, claims = jose.verify(
+            token,
+            published.get,
+            algorithms=[alg],
+            max_bytes=8192,
+            max_header_bytes=1024,
+            max_json_depth=16,
+        )
+        assert header["alg"] == alg
+        jose.validate_claims(claims, issuer="http://testserver", now=time.time(), leeway=0, audience=audience)
+    assert introspect(tokens[1], "agent2")["active"] is True
+
+
+@pytest.mark.django_db
+def test_rotation_to_another_algorithm_keeps_old_tokens_working(clock, idp, cast, issue_user_token, exchange):
+    old = issue_user_token()
+    assert decode(old)[0]["alg"] == "ES256"
+    idp(SIGNING_ALGORITHM="RS256")
+    keys.rotate_keys(force=True)
+    clock.advance(300)
+    assert SigningKey.objects.get(kid=keys.rotate_keys().promoted).alg == "RS256"
+    response = exchange("agent1", old, cast["agent2"].uri)
+    assert response.status_code == 200, response.content
+    assert decode(response.json()["access_token"])[0]["alg"] == "RS256"
