@@ -1,3 +1,5 @@
+"""``manage.py createagent``: register a party for automation; the secret is printed once."""
+
 import json
 from typing import Any
 
@@ -18,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--contact", default="")
         parser.add_argument("--redirect-uris", default="", help="Space-separated; enables authorization code")
         parser.add_argument("--client-id", default=None)
+        parser.add_argument(
+            "--resource-prefix",
+            action="append",
+            default=[],
+            help="RFC 8707 resource URL prefix that means this party (repeatable)",
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -31,9 +39,14 @@ class Command(BaseCommand):
                 contact=options["contact"],
                 redirect_uris=options["redirect_uris"],
                 client_id=options["client_id"],
+                resource_prefixes="\n".join(options["resource_prefix"]),
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+            if hasattr(exc, "error_dict"):
+                message = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            else:
+                message = " ".join(exc.messages)
+            raise CommandError(message) from exc
         data = {
             "uri": reg.party.uri,
             "kind": reg.party.kind,
