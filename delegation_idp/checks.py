@@ -315,6 +315,17 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning
                     id="delegation_idp.E103",
                 )
             )
+    import oauthlib
+
+    if oauthlib.get_debug():
+        errors.append(
+            Error(
+                "oauthlib debug mode is on: its request objects then log bodies, tokens included.",
+                hint="Do not call oauthlib.set_debug(True) in production.",
+                id="delegation_idp.E104",
+            )
+        )
+    errors += _check_throttle_cache()
     if (
         oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
         and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
@@ -327,3 +338,28 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning
             )
         )
     return errors
+
+
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _check_throttle_cache() -> list[CheckMessage]:
+    """Throttling and the authentication-failure lockout count in the cache; a
+    process-local cache lets every worker process grant the full rate again."""
+    if not idp_settings.THROTTLE_RATES:
+        return []
+    alias = idp_settings.THROTTLE_CACHE_ALIAS
+    backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
+    if backend not in PROCESS_LOCAL_CACHES:
+        return []
+    return [
+        Warning(
+            f"Token-endpoint throttling counts in the process-local cache {alias!r}.",
+            hint="Point the cache at Redis (django.core.cache.backends.redis.RedisCache) so every "
+            "process shares one count, or set THROTTLE_CACHE_ALIAS to a shared cache.",
+            id="delegation_idp.W102",
+        )
+    ]

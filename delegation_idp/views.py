@@ -191,7 +191,18 @@ class TokenView(DOTTokenView):
         limited = throttling.check_client(client_id)
         if limited is not None:
             return _throttled(record, limited)
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except Exception:
+            # Never let an exception reach Django's error reports: their frame variables
+            # include django-oauth-toolkit's and oauthlib's copies of the raw body, which
+            # hold subject_token, actor_token and client_assertion. Logged without them.
+            logger.exception("token endpoint failed (grant_type=%r)", record.grant_type)
+            record.deny("server_error", "unhandled_exception")
+            return oauth_error(500, "server_error", "The server could not handle the request.")
+        finally:
+            # django-oauth-toolkit's post() narrows this to password and client_secret.
+            request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
 
 
 def _throttled(record: audit.Attempt, wait: int) -> HttpResponse:
