@@ -204,5 +204,15 @@ def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
     return tokens
 
 
+@pytest.fixture(autouse=True)
+def fresh_key_cache() -> Any:
+    """The key cache is per process, and each test's database is rolled back: a key
+    cached by an earlier test must not sign (the JWKS reads the database)."""
+    from delegation_idp.keys import keyset
+
+    keyset.invalidate()
+    yield
+
+
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "rfc(section): RFC section covered")
