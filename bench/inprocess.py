@@ -44,9 +44,11 @@ def measure(site: dict[str, Any], iterations: int) -> dict[str, Any]:
                 "/o/token/", body, content_type="application/x-www-form-urlencoded", **extra
             )
         statements = [q["sql"] for q in ctx.captured_queries]
-        queries = [s for s in statements if not s.upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+        control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT", "ROLLBACK")
+        queries = [s for s in statements if not s.upper().startswith(control)]
         results[name]["queries"] = len(queries)
         results[name]["statements"] = len(statements)
+        results[name]["query_sql"] = [q[:160] for q in queries]
     return results
 
 

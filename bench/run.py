@@ -145,7 +145,7 @@ def render(result: dict[str, Any]) -> str:
             workers, clients = config[1], config[3]
             lines.append(row(name, f"HTTP {workers}w {clients}c", values.get(name, {})))
     lines.append("")
-    lines.append("database queries per request (in-process, savepoints excluded):")
+    lines.append("database queries per request (in-process; transaction and savepoint statements excluded):")
     for name in DESCRIPTIONS:
         s = result["in_process"].get(name, {})
         lines.append(f"  {name:<14}{s.get('queries', '-'):>4}   ({s.get('statements', '-')} statements)")
