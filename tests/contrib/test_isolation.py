@@ -1,0 +1,45 @@
+"""delegation_idp.contrib works where the provider is not installed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import sys
+import delegation_idp.contrib.validation, delegation_idp.contrib.mcp, delegation_idp.client
+assert "django" not in sys.modules, "validation, mcp and client need no Django"
+import django
+django.setup()
+import delegation_idp.contrib.drf, delegation_idp.contrib.metadata, delegation_idp.contrib.urls
+from django.conf import settings
+assert "delegation_idp" not in settings.INSTALLED_APPS
+leaked = sorted(m for m in sys.modules if m in (
+    "delegation_idp.models", "delegation_idp.keys", "delegation_idp.lineage", "oauth2_provider.models"))
+assert not leaked, leaked
+from django.test import Client
+response = Client().get("/.well-known/oauth-protected-resource")
+assert response.status_code == 200, response.status_code
+assert response.json()["resource"] == "https://rs.example.com", response.json()
+response = Client().get("/api/tasks/")
+assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer "), response
+print("ok")
+"""
+
+
+def test_contrib_needs_neither_the_provider_app_nor_its_models():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.demo_services.resource_settings",
+        "IDP_ISSUER": "https://idp.example.com",
+        "RESOURCE_SERVER_URI": "https://rs.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
