@@ -280,9 +280,9 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.security, deploy=True)
-def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Production gates: https issuer, bounded lifetimes, secrets out of error reports."""
-    errors: list[Error | Warning] = []
+    errors: list[CheckMessage] = []
     issuer = idp_settings.ISSUER or ""
     if not settings.DEBUG and not issuer.startswith("https://"):
         errors.append(

@@ -214,7 +214,7 @@ def _alg_for(jwk_data: Mapping[str, Any]) -> str | None:
     alg = jwk_data.get("alg")
     if isinstance(alg, str):
         return alg
-    kty, crv = jwk_data.get("kty"), jwk_data.get("crv")
+    kty, crv = str(jwk_data.get("kty")), str(jwk_data.get("crv"))
     return {("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384", ("OKP", "Ed25519"): "EdDSA"}.get((kty, crv))
 
 

@@ -168,7 +168,7 @@ def _removed(remove_after: datetime | None, now: datetime) -> bool:
 
 
 def _decrypt(row: SigningKey) -> jose.SigningKey:
-    key = jose.decrypt_private_key(row.private_key, row.alg, idp_settings.KEY_ENCRYPTION_KEYS)
+    key = jose.decrypt_private_key(bytes(row.private_key), row.alg, idp_settings.KEY_ENCRYPTION_KEYS)
     if key.kid != row.kid:
         # Fernet authenticates each blob, but not which row it belongs to.
         raise KeyMismatch("key_mismatch", "the private key does not belong to this key row")

@@ -82,9 +82,9 @@ class DelegationValidator(OAuth2Validator):
                 return None
             client_id, secret = decoded.split(":", 1)
             return unquote_plus(client_id), unquote_plus(secret)
-        client_id, secret = _body_value(request, "client_id"), _body_value(request, "client_secret")
-        if client_id and secret is not None:
-            return client_id, secret
+        body_id, body_secret = _body_value(request, "client_id"), _body_value(request, "client_secret")
+        if body_id and body_secret is not None:
+            return body_id, body_secret
         return None
 
     @staticmethod

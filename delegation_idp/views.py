@@ -186,7 +186,7 @@ class TokenView(DOTTokenView):
         if basic and body_auth:
             record.deny("invalid_request", "multiple_client_authentication")
             return oauth_error(400, "invalid_request", "Use exactly one client authentication method.")
-        client_id = basic[0] if basic else request.POST.get("client_id", "")
+        client_id = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
         record.client_id = client_id[:255]
         limited = throttling.check_client(client_id)
         if limited is not None:
@@ -388,7 +388,7 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
         names = _caller_names(client)
         if claims["client_id"] not in names and not names & set(jose.audiences(claims)):
             return dict(INACTIVE)
-        data = {
+        data: dict[str, Any] = {
             "active": True,
             **{
                 k: claims[k]

@@ -174,7 +174,7 @@ class AgentFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         parties = Party.objects.filter(application__isnull=False).select_related("application")
-        return [(p.application.client_id, p.uri) for p in parties]
+        return [(p.application.client_id, p.uri) for p in parties if p.application is not None]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         return queryset.filter(client_id=self.value()) if self.value() else queryset

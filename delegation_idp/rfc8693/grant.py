@@ -88,17 +88,17 @@ class TokenExchangeGrant(GrantTypeBase):
                 headers.update(exc.headers)
                 return headers, exc.json, exc.status_code
             except ParentRevoked:
-                exc = self.invalid_request(request, "The subject token is not active.", "subject_revoked")
-                record.deny(exc.error, "subject_revoked")
-                headers.update(exc.headers)
-                return headers, exc.json, exc.status_code
+                refused = self.invalid_request(request, "The subject token is not active.", "subject_revoked")
+                record.deny(refused.error, "subject_revoked")
+                headers.update(refused.headers)
+                return headers, refused.json, refused.status_code
             except DatabaseError:
                 logger.exception("token exchange failed in the database; nothing was issued")
                 record.deny("temporarily_unavailable", "database_error")
-                exc = errors.TemporarilyUnavailableError(request=request)
-                exc.status_code = 503
+                unavailable = errors.TemporarilyUnavailableError(request=request)
+                unavailable.status_code = 503
                 headers.update({"Retry-After": "1"})
-                return headers, exc.json, 503
+                return headers, unavailable.json, 503
             token["issued_token_type"] = request.issued_token_type
             record.grant()
             record.parent_jti = request.delegation.parent_jti
