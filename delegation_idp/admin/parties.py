@@ -294,7 +294,9 @@ class PartyAdmin(admin.ModelAdmin):
 
     # -- adding: the client and its one-time secret -------------------------------
 
-    def get_form(self, request: HttpRequest, obj: Party | None = None, change: bool = False, **kwargs: Any):
+    def get_form(
+        self, request: HttpRequest, obj: Party | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None:
             kwargs["form"] = PartyAddForm
         return super().get_form(request, obj, change=change, **kwargs)
