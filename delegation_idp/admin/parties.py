@@ -89,6 +89,11 @@ class DelegationRuleInline(admin.StackedInline):
     extra = 0
     filter_horizontal = ("audiences", "upstream_actors", "groups")
     raw_id_fields = ("users",)
+
+    def get_extra(self, request: HttpRequest, obj: Party | None = None, **kwargs: Any) -> int:
+        # Registering an agent offers its first rule; a blank one is ignored.
+        return 1 if obj is None else 0
+
     fieldsets = (
         (None, {"fields": ("description", "enabled", "audiences", "max_scope")}),
         (_("Chain"), {"fields": ("allow_direct_from_user", "upstream_actors", "max_depth")}),
