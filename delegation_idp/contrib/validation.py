@@ -261,15 +261,19 @@ class JwksCache:
                 return key
         with self._lock:
             now = self.clock()
+            unavailable: ProviderUnavailable | None = None
             if now - self._fetched_at > self.cache_seconds:
                 try:
                     self._refresh()
-                except ProviderUnavailable:
+                except ProviderUnavailable as exc:
                     if not self._keys:
                         raise
                     # Keep verifying with the keys we have until the provider answers again.
                     self._fetched_at = now - self.cache_seconds + self.refresh_interval
+                    unavailable = exc
             key = self._keys.get(kid)
+            if key is None and unavailable is not None:
+                raise unavailable  # the kid may well be the provider's newest: 503, not 401
             if key is None and now - self._last_attempt >= self.refresh_interval:
                 self._refresh()
                 key = self._keys.get(kid)

@@ -172,3 +172,23 @@ def test_chain_round_trips_through_a_signed_token(actors):
     token = validator.validate(provider.token(act=nest(actors)))
     assert token.actors == tuple(actors)
     assert token.depth == len(actors)
+
+
+def test_cached_keys_keep_working_while_the_provider_is_down(provider):
+    now = [1000.0]
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    config = ResourceServerConfig(issuer=ISSUER, resource=RS, jwks_cache_seconds=60, jwks_refresh_interval=5)
+    validator = TokenValidator(config, http=http, monotonic=lambda: now[0])
+    assert validator.validate(provider.token()).subject == "user@example.com"
+    validator.jwks.http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    now[0] += 120  # the cache is stale and the provider answers 500
+    assert validator.validate(provider.token()).subject == "user@example.com"
+    # An unknown kid: no second fetch within the interval (401 unknown key), then one more
+    # attempt, which fails: 503, the client's token may be fine.
+    stranger = jose.sign({"iss": ISSUER}, jose.generate_key("ES256"))
+    with pytest.raises(TokenError) as refused:
+        validator.validate(stranger)
+    assert refused.value.reason == "unknown_kid"
+    now[0] += 6
+    with pytest.raises(ProviderUnavailable):
+        validator.validate(stranger)
