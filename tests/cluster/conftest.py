@@ -65,11 +65,9 @@ class Pinned(httpx.HTTPTransport):
     def __init__(self, base_url: str) -> None:
         super().__init__()
         self.target = httpx.URL(base_url)
-        self.sent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.url = request.url.copy_with(host=self.target.host, port=self.target.port)
-        self.sent += 1
         return super().handle_request(request)
 
 
