@@ -93,6 +93,19 @@ def introspect(url: str, agent: dict[str, str], token: str) -> dict[str, Any]:
     return response.json()
 
 
+def sign_in(procs: Any, issuer: str, cast: dict[str, Any]) -> str:
+    """The user's token for agent1 (login page, consent, code), with the servers' logs on failure."""
+    from django.core.management.base import CommandError
+
+    from delegation_idp.management.commands.demo import user_token
+
+    try:
+        return user_token(issuer, cast)
+    except CommandError as exc:
+        logs = "\n".join(procs.log(name)[-3000:] for name, _ in procs.processes)
+        raise AssertionError(f"{exc}\n{logs}") from exc
+
+
 def live_rows(database_url: str, where: str, params: tuple[Any, ...]) -> int:
     import psycopg
 
@@ -106,8 +119,6 @@ def live_rows(database_url: str, where: str, params: tuple[Any, ...]) -> int:
 
 
 def test_no_token_escapes_a_committed_revocation(tmp_path, race_database):
-    from delegation_idp.management.commands.demo import user_token
-
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = site_env(tmp_path, issuer=issuer, database_url=race_database)
@@ -115,7 +126,7 @@ def test_no_token_escapes_a_committed_revocation(tmp_path, race_database):
         cast = seed(env)
         agents = cast["agents"]
         urls = [procs.gunicorn(port, workers=2), procs.gunicorn(workers=2)]
-        root = user_token(issuer, cast)
+        root = sign_in(procs, issuer, cast)
         with httpx.Client(auth=(agents["agent1"]["client_id"], agents["agent1"]["client_secret"])) as http:
             response = http.post(
                 f"{issuer}/o/token/",
@@ -159,7 +170,7 @@ def test_no_token_escapes_a_committed_revocation(tmp_path, race_database):
 
         # Round 2: agent2 keeps exchanging a fresh child for the MCP server while the MCP
         # server is disabled (a separate process). No new token naming it stays active.
-        root2 = user_token(issuer, cast)
+        root2 = sign_in(procs, issuer, cast)
         with httpx.Client(auth=(agents["agent1"]["client_id"], agents["agent1"]["client_secret"])) as http:
             child2 = http.post(
                 f"{issuer}/o/token/",
