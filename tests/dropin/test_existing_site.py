@@ -57,5 +57,6 @@ def test_existing_site_suite_passes_on_sqlite():
 
 @pytest.mark.integration
 def test_existing_site_suite_passes_on_postgresql(postgres_url: str):
-    base = os.environ.get("TEST_DATABASE_NAME", "test_delegation_idp")
+    # Its own test database (settings append "_existing_site"), never another run's.
+    base = os.environ.get("TEST_DATABASE_NAME") or f"test_dropin_{os.getpid()}"
     assert_all_passed(*run_existing_site_suite(DATABASE_URL=postgres_url, TEST_DATABASE_NAME=base))
