@@ -22,15 +22,51 @@ from .models import DelegationRule, Party
 __all__ = ["load", "rules_for"]
 
 
+def _links(descriptor: Any, party: Party, target: str) -> dict[int, set[Any]]:
+    """``{rule id: {target values}}`` for one many-to-many field of the rules of
+    ``party``, read from the link table only (no full user, group or party rows)."""
+    field = descriptor.field
+    source, other = field.m2m_field_name(), field.m2m_reverse_field_name()
+    rows = descriptor.through.objects.filter(**{f"{source}__actor": party}).values_list(
+        f"{source}_id", f"{other}{target}"
+    )
+    links: dict[int, set[Any]] = {}
+    for rule_id, value in rows:
+        links.setdefault(rule_id, set()).add(value)
+    return links
+
+
 def rules_for(party: Party) -> list[policy.RuleView]:
     """Every rule of ``party`` as an actor, enabled or not (the evaluator checks
     ``enabled`` itself, so a disabled rule is reported as not in effect)."""
-    rows = (
-        DelegationRule.objects.filter(actor=party)
-        .select_related("actor")
-        .prefetch_related("audiences", "upstream_actors", "users", "groups")
+    rows = list(
+        DelegationRule.objects.filter(actor=party).values_list(
+            "pk", "max_scope", "max_depth", "allow_direct_from_user", "valid_from", "valid_until", "enabled"
+        )
     )
-    return [rule.as_view() for rule in rows]
+    if not rows:
+        return []
+    audiences = _links(DelegationRule.audiences, party, "__uri")
+    upstream = _links(DelegationRule.upstream_actors, party, "__uri")
+    users = _links(DelegationRule.users, party, "_id")
+    groups = _links(DelegationRule.groups, party, "_id")
+    return [
+        policy.RuleView(
+            id=pk,
+            actor=party.uri,
+            audiences=frozenset(audiences.get(pk, ())),
+            max_scope=policy.scope_set(max_scope),
+            max_depth=max_depth,
+            upstream=frozenset(upstream.get(pk, ())),
+            direct_from_user=direct,
+            user_ids=frozenset(users.get(pk, ())),
+            group_ids=frozenset(groups.get(pk, ())),
+            valid_from=valid_from,
+            valid_until=valid_until,
+            enabled=enabled,
+        )
+        for pk, max_scope, max_depth, direct, valid_from, valid_until, enabled in rows
+    ]
 
 
 def load(
