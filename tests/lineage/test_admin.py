@@ -39,7 +39,9 @@ def test_audit_list_is_read_only_and_filters(cast, chain, exchange, admin_client
     )
     user = admin_client.get(url, {"user": str(cast.user.pk)})
     assert user.context["cl"].result_count == AuditEvent.objects.filter(user_id=str(cast.user.pk)).count()
-    dated = admin_client.get(url, {"created__gte": "2000-01-01", "created__lt": "2000-01-02"})
+    dated = admin_client.get(
+        url, {"created__gte": "2000-01-01 00:00:00+00:00", "created__lt": "2000-01-02 00:00:00+00:00"}
+    )
     assert dated.context["cl"].result_count == 0
     event = AuditEvent.objects.first()
     change = admin_client.post(
