@@ -107,7 +107,7 @@ def exchange(base: str, agent: Agent, token: str) -> httpx.Response:
 
 def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site, client):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     from delegation_idp.models import Party
 
@@ -130,6 +130,7 @@ def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site
     browser.find_element(By.NAME, "_save").click()
 
     # The one-time secret page.
+    WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.ID, "client-secret"))
     client_id = browser.find_element(By.ID, "client-id").text
     secret = browser.find_element(By.ID, "client-secret").text
     assert client_id and len(secret) >= 40
@@ -165,7 +166,8 @@ def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site
     # Second run: the admin deletes the rule in the browser; the same exchange is refused.
     browser.find_element(By.ID, "id_delegation_rules-0-DELETE").click()
     browser.find_element(By.NAME, "_save").click()
-    assert "was changed successfully" in browser.page_source
+    # Wait for the next page rather than reading the one being left.
+    WebDriverWait(browser, 15).until(lambda d: "was changed successfully" in d.page_source)
     assert not party.delegation_rules.exists()
     response = exchange(base, agent, user_token)
     assert response.status_code == 400 and response.json()["error"] == "invalid_target"
