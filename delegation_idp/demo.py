@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from . import keys
+from . import client_auth, keys
 from .agents import allow, generate_secret, register_party
 from .conf import idp_settings
 from .models import DelegationRule, Party
@@ -37,11 +37,14 @@ def seed(resource_prefixes: str = "") -> dict[str, Any]:
     hashes are stored."""
     keys.ensure_current_key()
     User = get_user_model()
-    user = User.objects.filter(**{User.USERNAME_FIELD: USERNAME}).first()
+    email_field = User.get_email_field_name()
+    # Sites that sign in by email (USERNAME_FIELD is the email field) get the email as login.
+    login = EMAIL if User.USERNAME_FIELD == email_field else USERNAME
+    user = User.objects.filter(**{User.USERNAME_FIELD: login}).first()
     if user is None:
-        user = User(**{User.USERNAME_FIELD: USERNAME})
-    if hasattr(user, "email"):
-        user.email = EMAIL
+        user = User(**{User.USERNAME_FIELD: login})
+    if hasattr(user, email_field):
+        setattr(user, email_field, EMAIL)
     user.is_active = True
     user.set_password(PASSWORD)
     user.save()
@@ -60,8 +63,7 @@ def seed(resource_prefixes: str = "") -> dict[str, Any]:
             secret = reg.client_secret or secret
         else:
             app = party.application
-            app.client_secret = secret
-            app.hash_client_secret = True
+            client_auth.store_secret(app, secret)
             app.redirect_uris = redirect_uri(name)
             app.authorization_grant_type = Application.GRANT_AUTHORIZATION_CODE
             app.save()
@@ -110,7 +112,7 @@ def seed(resource_prefixes: str = "") -> dict[str, Any]:
     return {
         "issuer": idp_settings.ISSUER,
         "scope": SCOPE,
-        "user": {"username": USERNAME, "password": PASSWORD},
+        "user": {"username": login, "password": PASSWORD},
         "agents": agents,
         "resource_server": {"uri": RESOURCE_SERVER},
     }

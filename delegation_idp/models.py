@@ -103,8 +103,8 @@ class Party(models.Model):
     def clean(self) -> None:
         for prefix in self.prefixes():
             validate_identity_uri(prefix)
-        if self.kind == self.RESOURCE_SERVER and self.application_id:
-            raise ValidationError({"application": _("A resource server is an audience only.")})
+        # A resource server may link a client: it authenticates to introspection
+        # with it, and can never exchange (validators.client_may_exchange).
 
     def as_view(self) -> PartyView:
         return PartyView(uri=self.uri, enabled=self.enabled, kind=self.kind)

@@ -167,7 +167,21 @@ class DelegationValidator(OAuth2Validator):
         # AssertionError, a 500, for ours): answer for the exchange grant here.
         if grant_type == GRANT_TYPE:
             return self.client_may_exchange(client)
+        if self._party_disabled(client):
+            # A disabled agent gets no new tokens by any grant (unauthorized_client),
+            # rather than tokens that are revoked the moment they are issued.
+            return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+
+    @staticmethod
+    def _party_disabled(client: Any) -> bool:
+        from .models import Party
+
+        try:
+            party = client.delegation_party
+        except (Party.DoesNotExist, AttributeError):
+            return False
+        return party is not None and not party.enabled
 
     @staticmethod
     def client_may_exchange(client: Any) -> bool:

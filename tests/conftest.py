@@ -100,7 +100,8 @@ def cast(db: Any) -> Cast:
 
     data = seed()
     agents = {name: Agent(name=name, **values) for name, values in data["agents"].items()}
-    user = get_user_model().objects.get(username=data["user"]["username"])
+    User = get_user_model()
+    user = User.objects.get(**{User.USERNAME_FIELD: data["user"]["username"]})
     return Cast(data, agents, user, data["resource_server"]["uri"], data["scope"])
 
 

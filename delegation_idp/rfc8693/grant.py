@@ -87,9 +87,18 @@ class TokenExchangeGrant(GrantTypeBase):
                 )
                 headers.update(exc.headers)
                 return headers, exc.json, exc.status_code
-            except ParentRevoked:
-                refused = self.invalid_request(request, "The subject token is not active.", "subject_revoked")
-                record.deny(refused.error, "subject_revoked")
+            except ParentRevoked as revoked:
+                # Found inside the issuance transaction: the subject token, a party,
+                # the user or the key was revoked or disabled after validation.
+                refused = self.invalid_request(request, "The subject token is not active.", revoked.reason)
+                record.deny(refused.error, revoked.reason)
+                signals.exchange_denied.send(
+                    sender=type(self),
+                    request=request,
+                    reason=revoked.reason,
+                    error=refused.error,
+                    client_id=record.client_id,
+                )
                 headers.update(refused.headers)
                 return headers, refused.json, refused.status_code
             except DatabaseError:

@@ -149,7 +149,8 @@ def test_disabling_an_agent_revokes_its_refresh_tokens(cast, client, token_endpo
     party.save()
     assert get_refresh_token_model().objects.get(token=refresh).revoked is not None
     response = token_endpoint({"grant_type": "refresh_token", "refresh_token": refresh}, agent)
-    assert_oauth_error(response, 400, "invalid_grant")
+    # The disabled agent is refused as a client before its (revoked) refresh token is read.
+    assert_oauth_error(response, 400, "unauthorized_client")
 
 
 def test_deleting_an_agent_revokes_its_tokens(cast, forest, is_active):

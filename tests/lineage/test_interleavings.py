@@ -70,12 +70,19 @@ def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decisi
 def test_other_grants_by_a_disabled_agent_are_revoked_on_issue(
     cast, issue_user_token, introspect, django_capture_on_commit_callbacks
 ):
+    from unittest import mock
+
     from oauth2_provider.models import get_access_token_model
 
-    # Disabled without the receivers (a bare UPDATE): the authorization-code grant,
-    # which this app does not refuse itself, still yields no usable token.
+    from delegation_idp.validators import DelegationValidator
+
+    # Disabled without the receivers (a bare UPDATE), and after the validator's own
+    # check (patched to have passed): the issuance transaction still yields no usable token.
     Party.objects.filter(uri=cast["agent1"].uri).update(enabled=False)
-    with django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch.object(DelegationValidator, "_party_disabled", return_value=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         token = issue_user_token()
     row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
     assert row.revoked_at is not None and row.revocation_reason == "party_disabled"
