@@ -326,6 +326,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     errors += _check_throttle_cache()
+    errors += _check_secret_hashing()
     if (
         oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
         and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
@@ -344,6 +345,21 @@ PROCESS_LOCAL_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
 )
+
+
+def _check_secret_hashing() -> list[CheckMessage]:
+    """Without a keyed-hash key, every agent authentication runs Django's password
+    hasher (PBKDF2, about a quarter of a second of CPU) at every hop of every chain."""
+    if idp_settings.CLIENT_SECRET_HMAC_KEY:
+        return []
+    return [
+        Warning(
+            "CLIENT_SECRET_HMAC_KEY is not set: agent client secrets use the slow password hasher.",
+            hint="Set DELEGATION_IDP['CLIENT_SECRET_HMAC_KEY'] to at least 32 random bytes from the "
+            "environment (docs/performance.md).",
+            id="delegation_idp.W103",
+        )
+    ]
 
 
 def _check_throttle_cache() -> list[CheckMessage]:
