@@ -191,6 +191,34 @@ def exchange(cast: Cast, token_endpoint: Any):
 
 
 @pytest.fixture
+def clients(cast: Any) -> dict[str, Agent]:
+    """The cast's agents plus a confidential non-agent, a public client and a wrong secret."""
+    from oauth2_provider.models import get_application_model
+
+    Application = get_application_model()
+    plain = Application.objects.create(
+        name="plain",
+        client_type="confidential",
+        authorization_grant_type="client-credentials",
+        client_secret="plain-secret",
+        hash_client_secret=True,
+    )
+    public = Application.objects.create(
+        name="public",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="https://public.example.com/cb",
+        client_secret="",
+        hash_client_secret=False,
+    )
+    agents = dict(cast.agents)
+    agents["plain-client"] = Agent("plain", plain.client_id, "plain-secret", "", "")
+    agents["public-client"] = Agent("public", public.client_id, "", "", "")
+    agents["wrong-secret"] = Agent("agent1", cast["agent1"].client_id, "wrong", "", "")
+    return agents
+
+
+@pytest.fixture
 def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
     """The seed's four tokens: user -> agent1, agent1 -> agent2, agent2 -> mcp, mcp -> resource."""
     tokens = [user_token]

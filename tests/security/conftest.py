@@ -15,7 +15,6 @@ from unittest import mock
 import httpx
 import pytest
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from oauth2_provider.models import get_application_model
 
 from tests.conftest import Agent
 
@@ -68,32 +67,6 @@ def tripwires() -> Iterator[list[str]]:
         ):
             stack.enter_context(mock.patch.object(target, attribute, replacement))
         yield tripped
-
-
-@pytest.fixture
-def clients(cast: Any) -> dict[str, Agent]:
-    """The cast's agents plus a confidential non-agent, a public client and a wrong secret."""
-    Application = get_application_model()
-    plain = Application.objects.create(
-        name="plain",
-        client_type="confidential",
-        authorization_grant_type="client-credentials",
-        client_secret="plain-secret",
-        hash_client_secret=True,
-    )
-    public = Application.objects.create(
-        name="public",
-        client_type="public",
-        authorization_grant_type="authorization-code",
-        redirect_uris="https://public.example.com/cb",
-        client_secret="",
-        hash_client_secret=False,
-    )
-    agents = dict(cast.agents)
-    agents["plain-client"] = Agent("plain", plain.client_id, "plain-secret", "", "")
-    agents["public-client"] = Agent("public", public.client_id, "", "", "")
-    agents["wrong-secret"] = Agent("agent1", cast["agent1"].client_id, "wrong", "", "")
-    return agents
 
 
 class Context:
