@@ -75,7 +75,14 @@ class TokenExchangeGrant(GrantTypeBase):
                 self.validate_token_request(request)
                 with transaction.atomic():
                     token = token_handler.create_token(request, refresh_token=False)
-                    self.request_validator.save_token(token, request)
+                    try:
+                        self.request_validator.save_token(token, request)
+                    except ParentRevoked as revoked:
+                        # Found inside the issuance transaction: the subject token, a party,
+                        # the user or the key was revoked or disabled after validation.
+                        raise self.invalid_request(
+                            request, "The subject token is not active.", revoked.reason
+                        ) from revoked
             except errors.OAuth2Error as exc:
                 record.deny(exc.error, getattr(exc, "delegation_reason", "") or exc.error)
                 signals.exchange_denied.send(
@@ -87,20 +94,6 @@ class TokenExchangeGrant(GrantTypeBase):
                 )
                 headers.update(exc.headers)
                 return headers, exc.json, exc.status_code
-            except ParentRevoked as revoked:
-                # Found inside the issuance transaction: the subject token, a party,
-                # the user or the key was revoked or disabled after validation.
-                refused = self.invalid_request(request, "The subject token is not active.", revoked.reason)
-                record.deny(refused.error, revoked.reason)
-                signals.exchange_denied.send(
-                    sender=type(self),
-                    request=request,
-                    reason=revoked.reason,
-                    error=refused.error,
-                    client_id=record.client_id,
-                )
-                headers.update(refused.headers)
-                return headers, refused.json, refused.status_code
             except DatabaseError:
                 logger.exception("token exchange failed in the database; nothing was issued")
                 record.deny("temporarily_unavailable", "database_error")
