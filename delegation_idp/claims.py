@@ -94,6 +94,23 @@ def expires_in_for(request: Request, default: int) -> int:
     return max(1, min(default, int(idp_settings.EXCHANGED_TOKEN_LIFETIME), remaining))
 
 
+def _own_resources_only(request: Request, party: Any, resources: list[str]) -> None:
+    """An agent's own tokens (authorization code, refresh, client credentials) are
+    addressed to the agent itself: any other audience is reached only by token
+    exchange, through a delegation rule, with the agent recorded in ``act``."""
+    from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
+
+    own = (party.uri, *party.prefixes())
+    for resource in resources:
+        if not any(resource == p or resource.startswith(p.rstrip("/") + "/") for p in own):
+            raise CustomOAuth2Error(
+                error="invalid_target",
+                description="An agent's own token can only be addressed to the agent; "
+                "use token exchange to reach another party.",
+                request=request,
+            )
+
+
 def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]:
     client = request.client
     party = _party_of(client)
@@ -112,9 +129,10 @@ def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]
         else:
             # RFC 9068 section 2.2: without a resource owner, sub names the client.
             sub = party.uri if party is not None else client.client_id
-        resources = [r for r in (getattr(request, "resource", None) or []) if isinstance(r, str)]
-        if isinstance(getattr(request, "resource", None), str):
-            resources = [request.resource]
+        # Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last).
+        resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
+        if party is not None:
+            _own_resources_only(request, party, resources)
         audience = resources or [party.uri if party is not None else client.client_id]
         exp = now + int(request.expires_in)
     parties += audience

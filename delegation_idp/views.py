@@ -11,6 +11,7 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus, unquote_to_bytes
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -167,7 +168,11 @@ class TokenView(DOTTokenView):
         if not _form_is_clean(request.body):
             record.deny("invalid_request", "bad_encoding")
             return oauth_error(400, "invalid_request", "The body is not valid form encoding.")
-        record.grant_type = request.POST.get("grant_type", "")[:128]
+        try:
+            record.grant_type = request.POST.get("grant_type", "")[:128]
+        except SuspiciousOperation:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+            record.deny("invalid_request", "too_many_fields")
+            return oauth_error(400, "invalid_request", "The request has too many parameters.")
         if not record.grant_type:
             # RFC 6749 section 5.2: a missing required parameter is invalid_request
             # (oauthlib would route it to the authorization-code grant instead).

@@ -128,10 +128,9 @@ class TokenExchangeGrant(GrantTypeBase):
             record.requested_scope = request.scope or ""
         self._authenticate(request)
         party = self._requester(request)
-        subject_claims, parent = self.validate_subject_token(request, party)
+        subject_claims, parent, chain = self.validate_subject_token(request, party)
         if _p(request, "actor_token"):
             self.validate_actor_token(request, party)
-        chain = self._chain(request, subject_claims)
         if record is not None:
             record.subject = subject_claims["sub"]
             record.chain = [party.uri, *chain]
@@ -153,7 +152,9 @@ class TokenExchangeGrant(GrantTypeBase):
             record.reason = decision.reason.value
         request.scopes = sorted(decision.granted_scope)
         request.user = parent.user
-        request.resource = []
+        # Stored on django-oauth-toolkit's row too, so its own resource protection
+        # (validate_bearer_token) enforces the audience of exchanged tokens.
+        request.resource = list(decision.audience)
         request.issued_token_type = _p(request, "requested_token_type") or ACCESS_TOKEN_TYPE
         request.delegation = Exchange(
             subject=subject_claims["sub"],
@@ -265,10 +266,14 @@ class TokenExchangeGrant(GrantTypeBase):
         )
         return header, claims
 
-    def validate_subject_token(self, request: Request, party: Party) -> tuple[dict[str, Any], TokenLineage]:
-        """Ours, signed by a key of our set, unexpired, unrevoked, addressed to the requester."""
+    def validate_subject_token(
+        self, request: Request, party: Party
+    ) -> tuple[dict[str, Any], TokenLineage, tuple[str, ...]]:
+        """Ours, signed by a key of our set, unexpired, unrevoked, addressed to the requester,
+        and exactly the token its lineage row recorded. Returns the claims, that row and
+        the token's actor chain (nearest first)."""
         try:
-            _header, claims = self._verify(_p(request, "subject_token"))
+            header, claims = self._verify(_p(request, "subject_token"))
         except jose.JoseError as exc:
             raise self.invalid_request(
                 request, "The subject token is invalid.", f"subject_{exc.reason}"
@@ -277,15 +282,20 @@ class TokenExchangeGrant(GrantTypeBase):
             raise self.invalid_request(
                 request, "The subject token is not addressed to this client.", "subject_wrong_audience"
             )
+        chain = self._chain(request, claims)  # bounded and pure: before any database look-up
         parent = TokenLineage.objects.select_related("user").filter(jti=claims["jti"]).first()
         if parent is None:
             raise self.invalid_request(request, "The subject token is invalid.", "subject_unknown")
+        if not _matches_lineage(header, claims, parent):
+            # Signed by a key of ours, but not the token recorded under this jti: a
+            # compromised or revoked key must not launder another token's lineage.
+            raise self.invalid_request(request, "The subject token is invalid.", "subject_lineage_mismatch")
         if parent.revoked_at is not None:
             raise self.invalid_request(request, "The subject token is not active.", "subject_revoked")
         if parent.user is not None and not parent.user.is_active:
             raise self.invalid_request(request, "The subject token is not active.", "subject_user_inactive")
         self.validate_subject_claims(request, claims)
-        return claims, parent
+        return claims, parent, chain
 
     def validate_subject_claims(self, request: Request, claims: dict[str, Any]) -> None:
         """Hook for extra checks on the subject token's claims. Raise an OAuth2Error to refuse."""
@@ -326,7 +336,10 @@ class TokenExchangeGrant(GrantTypeBase):
                 request, "An audience or resource parameter is required.", "missing_parameter"
             )
         for resource in resources:
-            parts = urlsplit(resource)
+            try:
+                parts = urlsplit(resource)
+            except ValueError:  # e.g. an unbalanced IPv6 bracket
+                parts = urlsplit("")
             if not parts.scheme or not parts.netloc or parts.fragment or "#" in resource:
                 error = InvalidTargetError(
                     description="A resource must be an absolute URI without a fragment.", request=request
@@ -364,6 +377,20 @@ class TokenExchangeGrant(GrantTypeBase):
             may_act=claims.get("may_act"),
         )
         return policy.evaluate(ctx, rules, limits)
+
+
+def _matches_lineage(header: dict[str, Any], claims: dict[str, Any], parent: TokenLineage) -> bool:
+    """The verified token is the one its lineage row recorded: same key, subject,
+    client, audience, scope and actor chain."""
+    audience = [claims["aud"]] if isinstance(claims.get("aud"), str) else claims.get("aud")
+    return (
+        header.get("kid") == parent.kid
+        and claims.get("sub") == parent.subject
+        and claims.get("client_id") == parent.client_id
+        and audience == parent.audience
+        and claims.get("scope", "") == parent.scope
+        and claims.get("act") == parent.act
+    )
 
 
 def _p(request: Request, name: str) -> Any:

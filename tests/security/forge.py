@@ -107,3 +107,44 @@ def foreign_key() -> jose.SigningKey:
 
 def now() -> int:
     return int(time.time())
+
+
+def issued(token: str, **changes: Any) -> str:
+    """``token`` re-signed with ``changes`` under a fresh ``jti``, *and recorded* in the
+    lineage as if the provider had issued it: a token whose only unusual part is its
+    content (a chain or scope the policy must judge), not its provenance.
+
+    A re-signed token without a lineage row of its own is refused earlier, as
+    ``subject_lineage_mismatch``; the policy cases need tokens that get past that.
+    """
+    import secrets
+    from datetime import UTC, datetime
+
+    from delegation_idp.models import TokenLineage
+
+    original = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
+    jti = secrets.token_urlsafe(16)
+    forged = sign_raw(own_header(), claims_of(token, jti=jti, **changes))
+    claims = decode(forged)[1]
+    act = claims.get("act")
+    depth = 0
+    node = act
+    while isinstance(node, dict):
+        depth, node = depth + 1, node.get("act")
+    TokenLineage.objects.create(
+        jti=jti,
+        root_jti=jti,
+        path=jti,
+        depth=depth,
+        grant_type="test",
+        user=original.user,
+        subject=claims["sub"],
+        client_id=claims["client_id"],
+        audience=[claims["aud"]] if isinstance(claims["aud"], str) else claims["aud"],
+        scope=claims.get("scope", ""),
+        act=act,
+        kid=own_key().kid,
+        issued_at=datetime.fromtimestamp(claims["iat"], tz=UTC),
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+    )
+    return forged

@@ -961,7 +961,7 @@ AUTHORIZATION = [
         400,
         "invalid_scope",
         lambda c: Req(
-            form(forge.resign(c.user_token, scope="tasks.read tasks.write profile"), scope="profile")
+            form(forge.issued(c.user_token, scope="tasks.read tasks.write profile"), scope="profile")
         ),
         "scope_not_permitted",
     ),
@@ -1077,7 +1077,7 @@ AUTHORIZATION = [
         "impersonation-act-stripped",
         400,
         "invalid_request",
-        lambda c: Req(form(forge.resign(c.chain[1], act=None), c.uri("mcp-server1")), "agent2"),
+        lambda c: Req(form(forge.issued(c.chain[1], act=None), c.uri("mcp-server1")), "agent2"),
         "upstream_not_permitted",
     ),
     Case(
@@ -1120,7 +1120,7 @@ AUTHORIZATION = [
         400,
         "invalid_request",
         subject(
-            lambda c: forge.resign(
+            lambda c: forge.issued(
                 c.user_token, act=act_of(AGENT2, "https://mcp-server1.example.com", AGENT2, AGENT2, AGENT2)
             )
         ),
@@ -1130,21 +1130,21 @@ AUTHORIZATION = [
         "cycle",
         400,
         "invalid_request",
-        subject(lambda c: forge.resign(c.user_token, act=act_of("https://agent1.example.com"))),
+        subject(lambda c: forge.issued(c.user_token, act=act_of("https://agent1.example.com"))),
         "cycle",
     ),
     Case(
         "cycle-deeper",
         400,
         "invalid_request",
-        subject(lambda c: forge.resign(c.user_token, act=act_of(AGENT2, "https://agent1.example.com"))),
+        subject(lambda c: forge.issued(c.user_token, act=act_of(AGENT2, "https://agent1.example.com"))),
         "cycle",
     ),
     Case(
         "unknown-actor-in-chain",
         400,
         "invalid_request",
-        subject(lambda c: forge.resign(c.user_token, act=act_of("https://ghost.example.com"))),
+        subject(lambda c: forge.issued(c.user_token, act=act_of("https://ghost.example.com"))),
         "chain_actor_disabled",
     ),
     Case(
@@ -1175,7 +1175,7 @@ AUTHORIZATION = [
         400,
         "invalid_request",
         lambda c: Req(
-            form(forge.resign(c.chain[1], aud=c.uri("mcp-server1")), c.cast.resource_server), "mcp-server1"
+            form(forge.issued(c.chain[1], aud=c.uri("mcp-server1")), c.cast.resource_server), "mcp-server1"
         ),
         "upstream_not_permitted",
     ),

@@ -132,6 +132,12 @@ CASES = [
         lambda t, c: (base(resign(t, iss="http://testserver.evil")), "agent1"),
     ),
     (
+        "resigned-without-its-lineage",
+        400,
+        "invalid_request",
+        lambda t, c: (base(resign(t, scope="tasks.read tasks.write profile")), "agent1"),
+    ),
+    (
         "never-issued-jti",
         400,
         "invalid_request",
@@ -268,3 +274,18 @@ def test_subject_token_never_logged(cast, user_token, exchange, caplog):
     exchange("agent1", user_token, cast["agent2"].uri)
     assert user_token not in caplog.text
     assert user_token.split(".")[2] not in caplog.text
+
+
+def test_too_many_fields_is_a_json_invalid_request(cast, token_endpoint):
+    from urllib.parse import urlencode
+
+    body = urlencode([("grant_type", GRANT)] + [(f"f{i}", "x") for i in range(1500)])
+    before, events = snapshot(), AuditEvent.objects.count()
+    assert_oauth_error(token_endpoint(body, cast["agent1"]), 400, "invalid_request")
+    assert snapshot() == before and AuditEvent.objects.count() == events + 1
+
+
+def test_unbalanced_bracket_in_resource_is_invalid_target(cast, user_token, token_endpoint):
+    form = {k: v for k, v in base(user_token).items() if k != "audience"}
+    form["resource"] = "https://[x"
+    assert_oauth_error(token_endpoint(form, cast["agent1"]), 400, "invalid_target")

@@ -132,3 +132,25 @@ def test_opaque_tokens_for_non_agents_when_configured(service_client, token_endp
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "JWT_CLIENT_IDS": [service_client.client_id]}
     response = token_endpoint({"grant_type": "client_credentials"}, agent)
     assert verify(response.json()["access_token"])["client_id"] == service_client.client_id
+
+
+@pytest.mark.rfc("8707-2")
+def test_agent_cannot_address_its_own_token_to_another_party(cast, client, token_endpoint):
+    """Another party is reached only by token exchange, under a rule, with the agent in act."""
+    from tests.helpers import assert_oauth_error, snapshot
+
+    agent = cast["agent1"]
+    code, verifier = authorize_code(client, agent, cast.user, cast.scope)
+    before = snapshot()
+    response = token_endpoint(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": agent.redirect_uri,
+            "code_verifier": verifier,
+            "resource": cast.resource_server,
+        },
+        agent,
+    )
+    assert_oauth_error(response, 400, "invalid_target")
+    assert snapshot() == before
