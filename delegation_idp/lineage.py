@@ -163,6 +163,10 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
     blocked = issuance_blocked(issued.parties, issued.kid, user_pk)
     if blocked and exchange is not None:
         raise ChainRevoked(blocked)
+    if blocked:
+        # Any other grant: refuse inside the issuance transaction, so nothing is stored
+        # and django-oauth-toolkit answers with this error instead of a token.
+        raise _refusal(blocked)
     if exchange is not None:
         lock_parent(exchange.parent_jti)
         parent_jti, root_jti = exchange.parent_jti, exchange.root_jti
@@ -186,16 +190,23 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
         kid=issued.kid,
         issued_at=_ts(claims["iat"]),
         expires_at=_ts(claims["exp"]),
-        access_token=None if blocked else access_token,
-        revoked_at=timezone.now() if blocked else None,
-        revocation_reason=blocked,
+        access_token=access_token,
     )
-    if blocked:
-        token_pk = access_token.pk
-        logger.warning("token %s revoked on issue: %s", jti, blocked)
-        transaction.on_commit(lambda: _delete_access_tokens([token_pk]))
-        _after_commit([jti], blocked, row)
     return row
+
+
+def _refusal(reason: str) -> Exception:
+    """The OAuth error for a grant whose client, user or key was disabled meanwhile."""
+    from oauthlib.oauth2.rfc6749 import errors
+
+    logger.warning("token refused at issuance: %s", reason)
+    if reason == "party_disabled":
+        return errors.UnauthorizedClientError(description="This client is disabled.")
+    if reason == "user_inactive":
+        return errors.InvalidGrantError(description="The user is not active.")
+    unavailable = errors.TemporarilyUnavailableError(description="Signing keys are changing; retry.")
+    unavailable.status_code = 503
+    return unavailable
 
 
 # -- revocation ---------------------------------------------------------------------

@@ -67,25 +67,28 @@ def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decisi
     _interleaved_refusal(exchange, cast, chain, "key_revoked")
 
 
-def test_other_grants_by_a_disabled_agent_are_revoked_on_issue(
-    cast, issue_user_token, introspect, django_capture_on_commit_callbacks
-):
+def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, token_endpoint):
     from unittest import mock
 
-    from oauth2_provider.models import get_access_token_model
-
     from delegation_idp.validators import DelegationValidator
+    from tests.conftest import authorize_code
+    from tests.helpers import assert_oauth_error, snapshot
 
+    agent = cast["agent1"]
+    code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     # Disabled without the receivers (a bare UPDATE), and after the validator's own
-    # check (patched to have passed): the issuance transaction still yields no usable token.
-    Party.objects.filter(uri=cast["agent1"].uri).update(enabled=False)
-    with (
-        mock.patch.object(DelegationValidator, "_party_disabled", return_value=False),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        token = issue_user_token()
-    row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
-    assert row.revoked_at is not None and row.revocation_reason == "party_disabled"
-    assert not get_access_token_model().objects.filter(token=token).exists()
-    Party.objects.filter(uri=cast["agent1"].uri).update(enabled=True)
-    assert introspect(token, cast["agent1"]).json() == {"active": False}
+    # check (patched to have passed): the issuance transaction refuses, nothing is stored.
+    Party.objects.filter(uri=agent.uri).update(enabled=False)
+    before = snapshot()
+    with mock.patch.object(DelegationValidator, "_party_disabled", return_value=False):
+        response = token_endpoint(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": agent.redirect_uri,
+                "code_verifier": verifier,
+            },
+            agent,
+        )
+    assert_oauth_error(response, 400, "unauthorized_client")
+    assert snapshot() == before
