@@ -66,34 +66,38 @@ def check_address(address: str | None) -> int | None:
     return _limit("address", address)
 
 
-def check_client(client_id: str) -> int | None:
-    """The per-client limit and the authentication-failure lockout. Seconds to wait, or None."""
-    if client_id and _failures(client_id) >= idp_settings.CLIENT_AUTH_FAILURE_LIMIT:
+def check_client(client_id: str, address: str | None = None) -> int | None:
+    """The per-client limit and the authentication-failure lockout. Seconds to wait, or None.
+
+    Failures count per client id *and* source address: anyone can claim an agent's
+    client id (every token carries it), so a lockout keyed by the id alone would let
+    them lock the agent out everywhere."""
+    if client_id and _failures(client_id, address) >= idp_settings.CLIENT_AUTH_FAILURE_LIMIT:
         return int(idp_settings.CLIENT_AUTH_FAILURE_WINDOW)
     return _limit("client", client_id)
 
 
 def check(client_id: str, address: str | None) -> int | None:
     """Both limits: seconds to wait before retrying, or None when the request may go on."""
-    return check_address(address) or check_client(client_id)
+    return check_address(address) or check_client(client_id, address)
 
 
-def _failure_key(client_id: str) -> str:
-    return f"delegation_idp:authfail:{_digest(client_id)}"
+def _failure_key(client_id: str, address: str | None) -> str:
+    return f"delegation_idp:authfail:{_digest(client_id)}:{_digest(address or '')}"
 
 
-def _failures(client_id: str) -> int:
+def _failures(client_id: str, address: str | None = None) -> int:
     try:
-        return int(caches[idp_settings.THROTTLE_CACHE_ALIAS].get(_failure_key(client_id)) or 0)
+        return int(caches[idp_settings.THROTTLE_CACHE_ALIAS].get(_failure_key(client_id, address)) or 0)
     except Exception:
         return 0
 
 
-def note_auth_failure(client_id: str) -> None:
+def note_auth_failure(client_id: str, address: str | None = None) -> None:
     if not client_id:
         return
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
-    key = _failure_key(client_id)
+    key = _failure_key(client_id, address)
     try:
         if not cache.add(key, 1, timeout=idp_settings.CLIENT_AUTH_FAILURE_WINDOW):
             cache.incr(key)

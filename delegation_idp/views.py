@@ -137,7 +137,7 @@ class TokenView(DOTTokenView):
             if response.status_code != 200:
                 _describe(response)
         if response.status_code == 401:
-            throttling.note_auth_failure(record.client_id)
+            throttling.note_auth_failure(record.client_id, _client_ip(request))
         return response
 
     def _guarded(
@@ -193,7 +193,7 @@ class TokenView(DOTTokenView):
             return oauth_error(400, "invalid_request", "Use exactly one client authentication method.")
         client_id = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
         record.client_id = client_id[:255]
-        limited = throttling.check_client(client_id)
+        limited = throttling.check_client(client_id, _client_ip(request))
         if limited is not None:
             return _throttled(record, limited)
         try:
@@ -330,8 +330,26 @@ class IntrospectionView(View):
     """
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        address = _client_ip(request)
+        wait = throttling.check_address(address)
+        if wait is not None:
+            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > idp_settings.MAX_REQUEST_BYTES:
+            return oauth_error(
+                413 if length > 0 else 400, "invalid_request", "The request body is too large."
+            )
+        basic = basic_credentials(request)
+        claimed = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
+        wait = throttling.check_client(claimed, address)
+        if wait is not None:
+            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
         client = authenticate_caller(request)
         if client is None:
+            throttling.note_auth_failure(claimed, address)
             return oauth_error(
                 401,
                 "invalid_client",

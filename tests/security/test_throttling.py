@@ -108,6 +108,51 @@ def test_repeated_authentication_failures_lock_the_client_id_out(cast, clients, 
         assert token_endpoint(exchange_form(), cast["agent2"]).status_code == 400
 
 
+def test_a_lockout_does_not_follow_the_client_id_to_another_address(
+    cast, clients, token_endpoint, user_token
+):
+    """Anyone can claim an agent's client id: failures from one address must not lock
+    the agent out at its own address."""
+    with idp(CLIENT_AUTH_FAILURE_LIMIT=3, CLIENT_AUTH_FAILURE_WINDOW=120):
+        for _ in range(3):
+            response = token_endpoint(exchange_form(), clients["wrong-secret"], REMOTE_ADDR="203.0.113.9")
+            assert_oauth_error(response, 401, "invalid_client")
+        assert_throttled(token_endpoint(exchange_form(user_token), cast["agent1"], REMOTE_ADDR="203.0.113.9"))
+        assert token_endpoint(exchange_form(user_token), cast["agent1"]).status_code == 200
+
+
+def test_introspection_is_throttled_and_size_limited(cast, client, user_token):
+    agent = cast["agent1"]
+    with idp(THROTTLE_RATES={"address": "2/min"}):
+        for _ in range(2):
+            ok = client.post("/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=agent.basic)
+            assert ok.status_code == 200 and ok.json()["active"] is True
+        limited = client.post("/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=agent.basic)
+        assert_oauth_error(limited, 429, "slow_down")
+        assert int(limited["Retry-After"]) >= 1
+    big = client.post(
+        "/o/introspect/",
+        urlencode({"token": "x" * 40_000}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=agent.basic,
+    )
+    assert_oauth_error(big, 413, "invalid_request")
+
+
+def test_introspection_failures_lock_that_client_id_at_that_address(cast, client, clients, user_token):
+    with idp(CLIENT_AUTH_FAILURE_LIMIT=2, CLIENT_AUTH_FAILURE_WINDOW=60):
+        for _ in range(2):
+            bad = client.post(
+                "/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=clients["wrong-secret"].basic
+            )
+            assert bad.status_code == 401
+        limited = client.post(
+            "/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=cast["agent1"].basic
+        )
+        assert_oauth_error(limited, 429, "slow_down")
+        assert int(limited["Retry-After"]) == 60
+
+
 def test_failures_below_the_limit_do_not_lock(cast, clients, token_endpoint, user_token):
     with idp(CLIENT_AUTH_FAILURE_LIMIT=3):
         for _ in range(2):
