@@ -70,19 +70,9 @@ def jwt_enabled_for(client: Any) -> bool:
 
 
 def _party_of(client: Any) -> Any:
-    if client is None:
-        return None
-    cached = getattr(client, "_delegation_party_cache", "unset")
-    if cached != "unset":
-        return cached
-    from .models import Party
+    from .models import party_of
 
-    try:
-        party = client.delegation_party
-    except Party.DoesNotExist:
-        party = None
-    client._delegation_party_cache = party
-    return party
+    return party_of(client)
 
 
 def expires_in_for(request: Request, default: int) -> int:

@@ -110,6 +110,20 @@ class Party(models.Model):
         return PartyView(uri=self.uri, enabled=self.enabled, kind=self.kind)
 
 
+def party_of(client: Any) -> Party | None:
+    """The registered party linked to a django-oauth-toolkit application, or None.
+
+    Django caches the reverse one-to-one on the instance, misses included, so
+    repeated calls during one request cost one query at most.
+    """
+    if client is None:
+        return None
+    try:
+        return client.delegation_party  # type: ignore[no-any-return]
+    except (Party.DoesNotExist, AttributeError):
+        return None
+
+
 class DelegationRule(models.Model):
     """What one actor may pass on: to which audiences, which scopes, from whom, for whom."""
 

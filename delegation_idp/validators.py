@@ -13,6 +13,7 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from . import client_auth, lineage
+from .models import Party, party_of
 from .rfc8693 import GRANT_TYPE
 
 __all__ = ["DelegationValidator"]
@@ -109,7 +110,6 @@ class DelegationValidator(OAuth2Validator):
 
     def _authenticate_assertion(self, request: Any) -> bool:
         """RFC 7523 section 2.2: ``private_key_jwt`` for a party that registered its keys."""
-        from .models import Party
 
         assertion_type = _body_value(request, "client_assertion_type")
         assertion = _body_value(request, "client_assertion")
@@ -122,11 +122,8 @@ class DelegationValidator(OAuth2Validator):
         client = self._load_client(client_id, request)
         if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
             return False
-        try:
-            party = client.delegation_party
-        except Party.DoesNotExist:
-            return False
-        if not party.jwks:
+        party = party_of(client)
+        if party is None or not party.jwks:
             return False
         try:
             client_auth.verify_client_assertion(assertion, client.client_id, party.jwks)
@@ -140,7 +137,6 @@ class DelegationValidator(OAuth2Validator):
     def _upgrade_secret(client: Any, secret: str) -> None:
         """A registered agent whose generated secret still has a slow password hash gets
         the keyed hash after its next successful authentication (once)."""
-        from .models import Party
 
         if client is None or client_auth.is_keyed_hash(client.client_secret):
             return
@@ -150,10 +146,8 @@ class DelegationValidator(OAuth2Validator):
             identify_hasher(client.client_secret)
         except ValueError:
             return  # stored in plain: the application chose that
-        try:
-            client.delegation_party  # noqa: B018 - only agents are upgraded
-        except Party.DoesNotExist:
-            return
+        if party_of(client) is None:
+            return  # only registered agents are upgraded
         stored = client_auth.hash_secret(secret)
         type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
         client.client_secret, client.hash_client_secret = stored, False
@@ -175,26 +169,17 @@ class DelegationValidator(OAuth2Validator):
 
     @staticmethod
     def _party_disabled(client: Any) -> bool:
-        from .models import Party
-
-        try:
-            party = client.delegation_party
-        except (Party.DoesNotExist, AttributeError):
-            return False
+        party = party_of(client)
         return party is not None and not party.enabled
 
     @staticmethod
     def client_may_exchange(client: Any) -> bool:
         """A confidential client linked to a registered agent or MCP server."""
-        from .models import Party
 
         if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
             return False
-        try:
-            party = client.delegation_party
-        except Party.DoesNotExist:
-            return False
-        return party.kind in (Party.AGENT, Party.MCP_SERVER)
+        party = party_of(client)
+        return party is not None and party.kind in (Party.AGENT, Party.MCP_SERVER)
 
     def _create_access_token(
         self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None

@@ -370,13 +370,10 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 def _caller_names(client: Any) -> set[str]:
-    from .models import Party
+    from .models import party_of
 
     names = {client.client_id}
-    try:
-        party = client.delegation_party
-    except Party.DoesNotExist:
-        party = None
+    party = party_of(client)
     if party is not None:
         names.add(party.uri)
     return names
