@@ -329,9 +329,12 @@ class ForbiddenActors(_DelegationPermission):
 
 
 class DirectUserOnly(_DelegationPermission):
-    """Only the user's own token: no ``act`` chain at all."""
+    """Only the user's own token: no ``act`` chain, and a user as subject (a
+    client-credentials token names the client in ``sub``, RFC 9068 section 2.2)."""
 
     def allows(self, token: DelegatedToken, request: Request, view: Any) -> bool:
-        if not token.is_delegated:
-            return True
-        return self.deny("This resource accepts the user's own token only, not a delegated one.")
+        if token.is_delegated:
+            return self.deny("This resource accepts the user's own token only, not a delegated one.")
+        if token.subject == token.client_id:
+            return self.deny("This resource accepts a user's token only, not a client's own token.")
+        return True

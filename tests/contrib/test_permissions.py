@@ -79,6 +79,20 @@ def test_direct_user_only(client, chain, cast, resource_settings, use_validator)
     assert "not a delegated one" in response.json()["detail"]
 
 
+def test_direct_user_only_refuses_a_client_credentials_token(
+    client, cast, clients, token_endpoint, resource_settings, use_validator
+):
+    response = token_endpoint(
+        {"grant_type": "client_credentials", "scope": "tasks.read", "resource": cast.resource_server},
+        clients["plain-client"],
+    )
+    assert response.status_code == 200, response.content
+    use_validator()
+    refused = get(client, "/api/direct/", response.json()["access_token"])
+    assert refused.status_code == 403
+    assert "not a client's own token" in refused.json()["detail"]
+
+
 def test_permissions_compose(client, at_resource_server):
     assert get(client, "/api/combined/", at_resource_server).status_code == 200
 
