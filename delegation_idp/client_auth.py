@@ -22,6 +22,8 @@ Two methods, both checked by :class:`delegation_idp.validators.DelegationValidat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
@@ -62,6 +65,25 @@ ASSERTION_TYPS = frozenset({None, "jwt", "client-authentication+jwt"})
 
 
 # -- keyed-hash client secrets ---------------------------------------------------
+
+
+def parse_basic(header: str) -> tuple[str, str] | bool | None:
+    """``(client_id, secret)`` from an HTTP Basic ``Authorization`` header (RFC 6749
+    section 2.3.1: both form-encoded; RFC 9110: the scheme is case-insensitive).
+    None if the header is absent or another scheme, False if it is Basic but undecodable."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    if ":" not in decoded:
+        return False
+    client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
+    if "\0" in client_id or "\0" in secret:
+        return False
+    return client_id, secret
 
 
 def _hmac_key() -> bytes | None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.contrib.auth.hashers import identify_hasher
 from oauth2_provider.models import get_application_model
@@ -73,16 +70,11 @@ class DelegationValidator(OAuth2Validator):
     def _secret_credentials(request: Any) -> tuple[str, str] | None:
         """``(client_id, client_secret)`` from HTTP Basic (RFC 6749 section 2.3.1) or the body."""
         header = request.headers.get("HTTP_AUTHORIZATION") or request.headers.get("Authorization") or ""
-        scheme, _, value = header.partition(" ")
-        if scheme == "Basic" and value:
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                return None
-            if ":" not in decoded:
-                return None
-            client_id, secret = decoded.split(":", 1)
-            return unquote_plus(client_id), unquote_plus(secret)
+        basic = client_auth.parse_basic(header)
+        if basic is False:
+            return None
+        if isinstance(basic, tuple):
+            return basic
         body_id, body_secret = _body_value(request, "client_id"), _body_value(request, "client_secret")
         if body_id and body_secret is not None:
             return body_id, body_secret

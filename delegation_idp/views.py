@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
 import time
 from typing import Any
-from urllib.parse import unquote_plus, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -26,7 +24,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
 
-from . import audit, jose, keys, throttling
+from . import audit, client_auth, jose, keys, throttling
 from .conf import idp_settings
 from .keys import keyset
 from .models import TokenLineage
@@ -88,24 +86,8 @@ def _form_is_clean(body: bytes) -> bool:
 
 
 def basic_credentials(request: HttpRequest) -> tuple[str, str] | bool | None:
-    """``(client_id, secret)`` from HTTP Basic (RFC 6749 section 2.3.1), None if absent,
-    False if present but undecodable."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return False
-    if ":" not in decoded:
-        return False
-    client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
-    if "\0" in client_id or "\0" in secret:
-        return False
-    return client_id, secret
+    """``(client_id, secret)`` from HTTP Basic, None if absent, False if undecodable."""
+    return client_auth.parse_basic(request.META.get("HTTP_AUTHORIZATION", ""))
 
 
 @method_decorator(csrf_exempt, name="dispatch")

@@ -289,3 +289,11 @@ def test_unbalanced_bracket_in_resource_is_invalid_target(cast, user_token, toke
     form = {k: v for k, v in base(user_token).items() if k != "audience"}
     form["resource"] = "https://[x"
     assert_oauth_error(token_endpoint(form, cast["agent1"]), 400, "invalid_target")
+
+
+def test_basic_scheme_is_case_insensitive(cast, user_token, token_endpoint):
+    """RFC 9110 section 11.1: the view and the validator agree on ``basic``."""
+    agent = cast["agent1"]
+    lower = "basic " + agent.basic.split(" ", 1)[1]
+    response = token_endpoint(base(user_token), None, HTTP_AUTHORIZATION=lower)
+    assert response.status_code == 200, response.content
