@@ -294,38 +294,43 @@ class MaxDelegationDepth(_DelegationPermission):
         return type(f"MaxDelegationDepth_{depth}", (cls,), {"max_depth": depth})
 
 
-class AllowedActors(_DelegationPermission):
-    """Every actor of the chain is in ``view.allowed_actors`` (a user's own token passes)."""
+class _ActorSetPermission(_DelegationPermission):
+    """Compares the chain's actors with a set: from ``of(...)`` or the view's attribute."""
 
     actors: frozenset[str] | None = None
+    view_attribute = ""
+
+    def actor_set(self, view: Any) -> frozenset[str]:
+        if self.actors is not None:
+            return self.actors
+        return frozenset(getattr(view, self.view_attribute, ()))
+
+    @classmethod
+    def of(cls, *actors: str) -> Any:
+        """This permission with a fixed set, e.g. ``AllowedActors.of("https://agent1.example.com")``."""
+        return type(f"{cls.__name__}_", (cls,), {"actors": frozenset(actors)})
+
+
+class AllowedActors(_ActorSetPermission):
+    """Every actor of the chain is in ``view.allowed_actors`` (a user's own token passes)."""
+
+    view_attribute = "allowed_actors"
 
     def allows(self, token: DelegatedToken, request: Request, view: Any) -> bool:
-        allowed = self.actors if self.actors is not None else frozenset(getattr(view, "allowed_actors", ()))
-        if set(token.actors) <= allowed:
+        if set(token.actors) <= self.actor_set(view):
             return True
         return self.deny("An actor in the delegation chain is not allowed here.")
 
-    @classmethod
-    def of(cls, *actors: str) -> type[AllowedActors]:
-        return type("AllowedActors_", (cls,), {"actors": frozenset(actors)})
 
-
-class ForbiddenActors(_DelegationPermission):
+class ForbiddenActors(_ActorSetPermission):
     """No actor of the chain is in ``view.forbidden_actors``."""
 
-    actors: frozenset[str] | None = None
+    view_attribute = "forbidden_actors"
 
     def allows(self, token: DelegatedToken, request: Request, view: Any) -> bool:
-        forbidden = (
-            self.actors if self.actors is not None else frozenset(getattr(view, "forbidden_actors", ()))
-        )
-        if not set(token.actors) & forbidden:
+        if not set(token.actors) & self.actor_set(view):
             return True
         return self.deny("An actor in the delegation chain is forbidden here.")
-
-    @classmethod
-    def of(cls, *actors: str) -> type[ForbiddenActors]:
-        return type("ForbiddenActors_", (cls,), {"actors": frozenset(actors)})
 
 
 class DirectUserOnly(_DelegationPermission):
