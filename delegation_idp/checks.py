@@ -19,6 +19,41 @@ from .conf import idp_settings
 SYMMETRIC = {"HS256", "HS384", "HS512", "none"}
 
 
+@register(Tags.database)
+def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Warning]:
+    """The per-process policy cache needs the version triggers (migration 0002). Without
+    them the cache switches itself off (correct, but every exchange reads the policy);
+    this says so. Database checks run with ``migrate`` and ``check --database``."""
+    from django.db import DatabaseError, connections, router
+
+    from . import triggers
+    from .models import DelegationRule
+
+    if not databases or not idp_settings.POLICY_CACHE:
+        return []
+    alias = router.db_for_read(DelegationRule)
+    if alias not in databases:
+        return []
+    connection = connections[alias]
+    if connection.vendor not in triggers.VENDORS:
+        return []
+    try:
+        present = triggers.installed(connection)
+    except DatabaseError:
+        return []  # not migrated yet: migrate installs them
+    if present:
+        return []
+    return [
+        Warning(
+            f"The policy version triggers are missing on database {alias!r}: the policy cache is off "
+            "and every token exchange reads the policy from the database.",
+            hint="Re-create them: manage.py migrate delegation_idp 0001 && manage.py migrate delegation_idp "
+            "(a migration that rebuilt a policy table on SQLite drops them).",
+            id="delegation_idp.W003",
+        )
+    ]
+
+
 @register(Tags.security)
 def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """django-oauth-toolkit must be pointed at this app's server, validator,

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBJECT_RESOLVER": "delegation_idp.claims.default_subject",
     # Lifetime cap of an exchanged token; it never outlives its subject token either.
     "EXCHANGED_TOKEN_LIFETIME": 600,
+    # Keep parties and rules per process, keyed by the policy version row that database
+    # triggers change on every policy write (SQLite and PostgreSQL). False: read every request.
+    "POLICY_CACHE": True,
     # Delegation chain rules.
     "MAX_DELEGATION_DEPTH": 5,
     "ALLOW_REPEATED_ACTORS": False,

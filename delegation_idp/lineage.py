@@ -38,7 +38,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from . import signals
 from .claims import Issued
 from .conf import idp_settings
-from .models import AuditEvent, Party, SigningKey, TokenLineage
+from .models import AuditEvent, Party, PolicyVersion, SigningKey, TokenLineage
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,56 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 
 # -- issuance ---------------------------------------------------------------------
+
+
+def _subject_sql() -> tuple[str, list[str]]:
+    """The statement behind :func:`subject_record`, and the user fields it reads."""
+    quote = connection.ops.quote_name
+    User = get_user_model()
+    meta, user_meta = TokenLineage._meta, User._meta
+    columns = ", ".join(f"l.{quote(str(f.column))}" for f in meta.concrete_fields)
+    user_fields = [user_meta.pk.attname]
+    active = "1"
+    if any(f.name == "is_active" for f in user_meta.concrete_fields):
+        active = f"u.{quote(str(user_meta.get_field('is_active').column))}"
+        user_fields.append("is_active")
+    user_fk = meta.get_field("user")
+    version = (
+        f"(SELECT {quote('version')} FROM {quote(PolicyVersion._meta.db_table)} "  # noqa: S608
+        f"WHERE {quote('id')} = 1)"
+    )
+    sql = (
+        f"SELECT {columns}, {active} AS subject_user_active, "  # noqa: S608 - identifiers from model metadata
+        f"{version} AS policy_version "
+        f"FROM {quote(meta.db_table)} l LEFT JOIN {quote(user_meta.db_table)} u "
+        f"ON u.{quote(str(user_meta.pk.column))} = l.{quote(str(user_fk.column))} "
+        f"WHERE l.{quote(str(meta.get_field('jti').column))} = %s"
+    )
+    return sql, user_fields
+
+
+def subject_record(jti: str) -> TokenLineage | None:
+    """The lineage row of ``jti`` with its user, in one statement.
+
+    The user comes back as a model instance with only its primary key and
+    ``is_active`` loaded (any other field loads on first access, as with
+    ``QuerySet.only()``): all an exchange needs. The row also carries
+    ``policy_version``, the policy version row read by the same statement, which
+    saves the exchange a round trip (:func:`delegation_idp.rules.current`). A
+    raw statement over the models' own columns, because compiling the
+    equivalent ``select_related`` query costs more than running it.
+    """
+    sql, user_fields = _subject_sql()
+    rows = list(TokenLineage.objects.raw(sql, [jti]))
+    if not rows:
+        return None
+    row = rows[0]
+    active = row.subject_user_active  # type: ignore[attr-defined]
+    if row.user_id is not None:
+        User = get_user_model()
+        values = [row.user_id, bool(active)][: len(user_fields)]
+        row.user = User.from_db(row._state.db, user_fields, values)
+    return row
 
 
 def lock_parent(jti: str) -> TokenLineage:
@@ -137,11 +187,117 @@ def issuance_blocked(parties: Iterable[str], kid: str, user_pk: Any) -> str:
             return "user_inactive"
     rows = _shared_rows(SigningKey, "kid", [kid], ["state"])
     if rows and rows[0][0] == SigningKey.REVOKED:
+        return "key_revoked"
+    return ""
+
+
+# The databases on which the issuance checks run as one statement: row locks taken
+# in sub-selects (PostgreSQL), or none needed because writers are serialised (SQLite).
+ONE_STATEMENT_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+def _issuance_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str) -> tuple[str, list[Any]]:
+    """One ``UNION ALL`` over the rows an issuance relies on, each share-locked on
+    PostgreSQL (the parent's row locked for update), in the order disabling and
+    revocation lock them: parties, user, key, then the parent.
+
+    Rows come back as ``(what, text, flag)``: ``("party", uri, enabled)``,
+    ``("user", "", is_active)``, ``("key", state, None)`` and ``("parent", "", live)``
+    where ``live`` means not revoked and not expired.
+    """
+    quote = connection.ops.quote_name
+    postgres = connection.vendor == "postgresql"
+
+    def locked(sql: str, mode: str = "SHARE") -> str:
+        return f"{sql} FOR {mode}" if postgres else sql
+
+    def col(model: Any, name: str) -> str:
+        return str(quote(model._meta.get_field(name).column))
+
+    def table(model: Any) -> str:
+        return str(quote(model._meta.db_table))
+
+    null_flag = "CAST(NULL AS boolean)" if postgres else "NULL"
+    branches: list[str] = []
+    params: list[Any] = []
+    if uris:
+        placeholders = ", ".join(["%s"] * len(uris))
+        inner = locked(
+            f"SELECT {col(Party, 'uri')} AS v, {col(Party, 'enabled')} AS f FROM {table(Party)} "  # noqa: S608
+            f"WHERE {col(Party, 'uri')} IN ({placeholders}) ORDER BY {col(Party, 'uri')}"
+        )
+        branches.append(f"SELECT 'party', s.v, s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
+        params += uris
+    if user_pk is not None:
+        User = get_user_model()
+        inner = locked(
+            f"SELECT {col(User, 'is_active')} AS f FROM {table(User)} "  # noqa: S608
+            f"WHERE {col(User, User._meta.pk.name)} = %s"
+        )
+        branches.append(f"SELECT 'user', '', s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
+        params.append(user_pk)
+    inner = locked(
+        f"SELECT {col(SigningKey, 'state')} AS v FROM {table(SigningKey)} "  # noqa: S608
+        f"WHERE {col(SigningKey, 'kid')} = %s"
+    )
+    branches.append(f"SELECT 'key', s.v, {null_flag} FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
+    params.append(kid)
+    if parent_jti:
+        revoked, expires = col(TokenLineage, "revoked_at"), col(TokenLineage, "expires_at")
+        inner = locked(
+            f"SELECT ({revoked} IS NULL AND {expires} > %s) AS f FROM {table(TokenLineage)} "  # noqa: S608
+            f"WHERE {col(TokenLineage, 'jti')} = %s",
+            "UPDATE",
+        )
+        branches.append(f"SELECT 'parent', '', s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
+        params += [connection.ops.adapt_datetimefield_value(timezone.now()), parent_jti]
+    return " UNION ALL ".join(branches), params
+
+
+def _checked_in_one_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str) -> tuple[str, bool]:
+    """``(why blocked or '', parent live)`` from one statement."""
+    sql, params = _issuance_statement(uris, user_pk, kid, parent_jti)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    disabled = any(what == "party" and not flag for what, _value, flag in rows)
+    active = user_pk is None or any(what == "user" and flag for what, _value, flag in rows)
+    key_revoked = any(what == "key" and value == SigningKey.REVOKED for what, value, _flag in rows)
+    live = any(what == "parent" and flag for what, _value, flag in rows)
+    if disabled:
+        return "party_disabled", live
+    if not active:
+        return "user_inactive", live
+    return ("key_revoked" if key_revoked else ""), live
+
+
+def check_issuance(parties: Iterable[str], kid: str, user_pk: Any, parent_jti: str = "") -> None:
+    """Lock and re-check, inside the issuing transaction, everything the new token
+    relies on: its parties, its user, its signing key and (for an exchange) its parent.
+
+    Raises :class:`ChainRevoked` when a party, the user or the key was disabled
+    meanwhile, and :class:`ParentRevoked` when the parent was revoked or expired.
+    One statement on PostgreSQL and SQLite; one per table elsewhere.
+    """
+    uris = sorted(set(parties))
+    if connection.vendor in ONE_STATEMENT_VENDORS:
+        blocked, parent_live = _checked_in_one_statement(uris, user_pk, kid, parent_jti)
+    else:
+        blocked = issuance_blocked(uris, kid, user_pk)
+        parent_live = True
+        if not blocked and parent_jti:
+            try:
+                lock_parent(parent_jti)
+            except ParentRevoked:
+                parent_live = False
+    if blocked == "key_revoked":
         from .keys import keyset
 
         keyset.invalidate()  # this process still signed with it: reload at once
-        return "key_revoked"
-    return ""
+    if blocked:
+        raise ChainRevoked(blocked)
+    if parent_jti and not parent_live:
+        raise ParentRevoked(parent_jti)
 
 
 def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: str) -> TokenLineage:
@@ -160,15 +316,15 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
     # Parties, user and key first, the parent row second: the same order in which
     # disabling takes its locks (UPDATE of the party, then the lineage rows), so
     # the two never deadlock.
-    blocked = issuance_blocked(issued.parties, issued.kid, user_pk)
-    if blocked and exchange is not None:
-        raise ChainRevoked(blocked)
-    if blocked:
+    try:
+        check_issuance(issued.parties, issued.kid, user_pk, exchange.parent_jti if exchange else "")
+    except ChainRevoked as blocked:
+        if exchange is not None:
+            raise
         # Any other grant: refuse inside the issuance transaction, so nothing is stored
         # and django-oauth-toolkit answers with this error instead of a token.
-        raise _refusal(blocked)
+        raise _refusal(blocked.reason) from None
     if exchange is not None:
-        lock_parent(exchange.parent_jti)
         parent_jti, root_jti = exchange.parent_jti, exchange.root_jti
         path, depth = f"{exchange.parent_path}/{jti}", exchange.depth
     else:

@@ -181,6 +181,27 @@ class DelegationRule(models.Model):
         )
 
 
+class PolicyVersion(models.Model):
+    """One row whose ``version`` changes with every write to the policy tables.
+
+    Database triggers (installed by migration 0002 on SQLite and PostgreSQL) give
+    it a new random value whenever a party, a delegation rule or one of the rules'
+    link tables is inserted, updated or deleted: through the ORM, a bulk
+    ``QuerySet.update()``, raw SQL or another process alike. Random values, not a
+    counter, so a rolled-back change can never hand its number to a later one.
+    :mod:`delegation_idp.rules` keys its per-process policy cache on it.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = _("policy version")
+
+    def __str__(self) -> str:
+        return f"policy version {self.version}"
+
+
 class SigningKey(models.Model):
     """A key of the provider's own key set. Exactly one is ``current`` at a time."""
 

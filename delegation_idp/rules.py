@@ -2,32 +2,48 @@
 
 The token-exchange grant and the admin's "try a delegation" page both go
 through :func:`load`, so the page shows exactly what the token endpoint would
-answer. Every call reads the database afresh: there is no per-process cache,
-so a rule or party edited in the admin (or by another process) governs the
-very next request in every web worker.
+answer.
+
+Each process keeps the parties and rules it has read, keyed by the policy
+version row (:class:`~delegation_idp.models.PolicyVersion`). Every request
+reads that one row first; database triggers give it a new random value in the
+same transaction as any write to the policy tables (ORM, bulk ``update()``,
+raw SQL, another process), so a rule or party edited anywhere governs the very
+next request in every process. Where the triggers are absent (a database other
+than SQLite or PostgreSQL, or a table rebuilt without them) or
+``POLICY_CACHE`` is off, every request reads the policy afresh instead.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.db import connections, router
 from django.utils import timezone
 
-from . import policy
+from . import policy, triggers
 from .conf import idp_settings
-from .models import DelegationRule, Party
+from .models import DelegationRule, Party, PolicyVersion
 
-__all__ = ["load", "rules_for"]
+__all__ = ["PolicyStore", "current", "load", "rules_for"]
+
+logger = logging.getLogger(__name__)
+
+# A process holds at most this many parties and actors' rule lists per version
+# (requests may name parties that do not exist; those are cached as absent too).
+MAX_ENTRIES = 4096
 
 
-def _links(descriptor: Any, party: Party, target: str) -> dict[int, set[Any]]:
+def _links(descriptor: Any, party_pk: Any, target: str) -> dict[int, set[Any]]:
     """``{rule id: {target values}}`` for one many-to-many field of the rules of
     ``party``, read from the link table only (no full user, group or party rows)."""
     field = descriptor.field
     source, other = field.m2m_field_name(), field.m2m_reverse_field_name()
-    rows = descriptor.through.objects.filter(**{f"{source}__actor": party}).values_list(
+    rows = descriptor.through.objects.filter(**{f"{source}__actor_id": party_pk}).values_list(
         f"{source}_id", f"{other}{target}"
     )
     links: dict[int, set[Any]] = {}
@@ -36,21 +52,19 @@ def _links(descriptor: Any, party: Party, target: str) -> dict[int, set[Any]]:
     return links
 
 
-def rules_for(party: Party) -> list[policy.RuleView]:
-    """Every rule of ``party`` as an actor, enabled or not (the evaluator checks
-    ``enabled`` itself, so a disabled rule is reported as not in effect)."""
+def _read_rules(party: Party) -> tuple[policy.RuleView, ...]:
     rows = list(
-        DelegationRule.objects.filter(actor=party).values_list(
+        DelegationRule.objects.filter(actor_id=party.pk).values_list(
             "pk", "max_scope", "max_depth", "allow_direct_from_user", "valid_from", "valid_until", "enabled"
         )
     )
     if not rows:
-        return []
-    audiences = _links(DelegationRule.audiences, party, "__uri")
-    upstream = _links(DelegationRule.upstream_actors, party, "__uri")
-    users = _links(DelegationRule.users, party, "_id")
-    groups = _links(DelegationRule.groups, party, "_id")
-    return [
+        return ()
+    audiences = _links(DelegationRule.audiences, party.pk, "__uri")
+    upstream = _links(DelegationRule.upstream_actors, party.pk, "__uri")
+    users = _links(DelegationRule.users, party.pk, "_id")
+    groups = _links(DelegationRule.groups, party.pk, "_id")
+    return tuple(
         policy.RuleView(
             id=pk,
             actor=party.uri,
@@ -66,7 +80,144 @@ def rules_for(party: Party) -> list[policy.RuleView]:
             enabled=enabled,
         )
         for pk, max_scope, max_depth, direct, valid_from, valid_until, enabled in rows
-    ]
+    )
+
+
+class _Snapshot:
+    """What one process has read of one policy version. Entries are only added,
+    never changed; a new version gets a new, empty snapshot."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.rules: dict[tuple[Any, str], tuple[policy.RuleView, ...]] = {}
+        self.parties: dict[str, policy.PartyView | None] = {}
+        self.owners: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+
+
+class PolicyStore:
+    """The stored policy as one request sees it.
+
+    Obtain one per request with :func:`current`: it reads the version row once,
+    and answers from this process's snapshot of that version where it can.
+    """
+
+    def __init__(self, snapshot: _Snapshot | None = None) -> None:
+        self._snapshot = snapshot
+
+    @property
+    def cached(self) -> bool:
+        return self._snapshot is not None
+
+    def rules_for(self, party: Party) -> tuple[policy.RuleView, ...]:
+        """Every rule of ``party`` as an actor, enabled or not (the evaluator checks
+        ``enabled`` itself, so a disabled rule is reported as not in effect)."""
+        snap = self._snapshot
+        if snap is None:
+            return _read_rules(party)
+        key = (party.pk, party.uri)
+        found = snap.rules.get(key)
+        if found is None:
+            found = _read_rules(party)
+            if len(snap.rules) < MAX_ENTRIES:
+                snap.rules[key] = found
+        return found
+
+    def parties(self, uris: Iterable[str]) -> dict[str, policy.PartyView]:
+        """The registered parties among ``uris``, by URI (unknown ones left out)."""
+        wanted = set(uris)
+        snap = self._snapshot
+        if snap is None:
+            return {p.uri: p.as_view() for p in Party.objects.filter(uri__in=wanted)}
+        missing = wanted - snap.parties.keys()
+        if missing:
+            found = {p.uri: p.as_view() for p in Party.objects.filter(uri__in=missing)}
+            for uri in missing:
+                if len(snap.parties) < MAX_ENTRIES:
+                    snap.parties[uri] = found.get(uri)
+            known = {uri: snap.parties.get(uri, found.get(uri)) for uri in wanted}
+        else:
+            known = {uri: snap.parties[uri] for uri in wanted}
+        return {uri: view for uri, view in known.items() if view is not None}
+
+    def resource_owners(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``(uri, resource prefixes)`` of every enabled party, for RFC 8707 resource look-ups."""
+        snap = self._snapshot
+        if snap is not None and snap.owners is not None:
+            return snap.owners
+        enabled = Party.objects.filter(enabled=True).only("uri", "resource_prefixes")
+        owners = tuple((p.uri, tuple(p.prefixes())) for p in enabled)
+        if snap is not None:
+            snap.owners = owners
+        return owners
+
+
+_lock = threading.Lock()
+_snapshots: dict[str, _Snapshot] = {}
+_tracked: dict[str, bool] = {}
+
+
+def _tracked_on(alias: str) -> bool:
+    """Whether the version triggers are in place on ``alias`` (checked once per process)."""
+    tracked = _tracked.get(alias)
+    if tracked is None:
+        connection = connections[alias]
+        tracked = triggers.installed(connection)
+        with _lock:
+            _tracked[alias] = tracked
+        if not tracked and connection.vendor in triggers.VENDORS:
+            logger.warning(
+                "delegation_idp: the policy version triggers are missing on database %r; "
+                "the policy is read afresh on every request (see delegation_idp.W003)",
+                alias,
+            )
+    return tracked
+
+
+def _read_version(alias: str) -> str | None:
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {quote('version')} FROM {quote(PolicyVersion._meta.db_table)} "  # noqa: S608 - model metadata
+            f"WHERE {quote('id')} = 1"
+        )
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def current(known: tuple[str, str | None] | None = None) -> PolicyStore:
+    """A store for one request: cached by policy version where that is safe.
+
+    ``known`` is ``(database alias, version)`` when the caller already read the
+    version row (the exchange reads it with the subject token's lineage row);
+    otherwise it is read here.
+    """
+    if not idp_settings.POLICY_CACHE:
+        return PolicyStore()
+    alias = router.db_for_read(DelegationRule)
+    if not _tracked_on(alias):
+        return PolicyStore()
+    version = known[1] if known is not None and known[0] == alias else _read_version(alias)
+    if version is None:
+        return PolicyStore()
+    snap = _snapshots.get(alias)
+    if snap is None or snap.version != version:
+        snap = _Snapshot(version)
+        with _lock:
+            _snapshots[alias] = snap
+    return PolicyStore(snap)
+
+
+def forget() -> None:
+    """Drop every snapshot and re-check the triggers on next use (tests, after schema changes)."""
+    with _lock:
+        _snapshots.clear()
+        _tracked.clear()
+
+
+def rules_for(party: Party) -> list[policy.RuleView]:
+    """Every rule of ``party`` as an actor, read afresh from the database."""
+    return list(_read_rules(party))
 
 
 def load(
@@ -79,12 +230,13 @@ def load(
     user: Any = None,
     may_act: Any = None,
     now: datetime | None = None,
+    store: PolicyStore | None = None,
 ) -> tuple[policy.ExchangeContext, list[policy.RuleView], policy.Limits]:
     """The evaluator's three inputs for ``party`` acting on a token with ``chain``."""
+    store = store or current()
     targets = tuple(targets)
-    uris = {party.uri, *chain, *targets}
-    parties = {p.uri: p.as_view() for p in Party.objects.filter(uri__in=uris)}
-    rules = rules_for(party)
+    parties = store.parties({party.uri, *chain, *targets})
+    rules = list(store.rules_for(party))
     group_ids: frozenset[Any] = frozenset()
     if user is not None and any(rule.group_ids for rule in rules):
         group_ids = frozenset(user.groups.values_list("pk", flat=True))

@@ -22,7 +22,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
@@ -32,8 +32,10 @@ from ..actchain import ActChainError, build_act, chain_from_act
 from ..claims import Exchange
 from ..conf import idp_settings
 from ..keys import keyset
-from ..lineage import ParentRevoked
+from ..lineage import ParentRevoked, subject_record
 from ..models import Party, TokenLineage
+from ..rules import PolicyStore
+from ..rules import current as current_policy
 from ..rules import load as load_policy
 from .errors import InvalidTargetError
 
@@ -73,16 +75,17 @@ class TokenExchangeGrant(GrantTypeBase):
         with audit.attempt(event="token_exchange", grant_type=GRANT_TYPE) as record:
             try:
                 self.validate_token_request(request)
-                with transaction.atomic():
-                    token = token_handler.create_token(request, refresh_token=False)
-                    try:
-                        self.request_validator.save_token(token, request)
-                    except ParentRevoked as revoked:
-                        # Found inside the issuance transaction: the subject token, a party,
-                        # the user or the key was revoked or disabled after validation.
-                        raise self.invalid_request(
-                            request, "The subject token is not active.", revoked.reason
-                        ) from revoked
+                token = token_handler.create_token(request, refresh_token=False)
+                try:
+                    # django-oauth-toolkit stores the token in one transaction, in which
+                    # the lineage record re-checks everything it relies on.
+                    self.request_validator.save_token(token, request)
+                except ParentRevoked as revoked:
+                    # Found inside the issuance transaction: the subject token, a party,
+                    # the user or the key was revoked or disabled after validation.
+                    raise self.invalid_request(
+                        request, "The subject token is not active.", revoked.reason
+                    ) from revoked
             except errors.OAuth2Error as exc:
                 record.deny(exc.error, getattr(exc, "delegation_reason", "") or exc.error)
                 signals.exchange_denied.send(
@@ -283,9 +286,13 @@ class TokenExchangeGrant(GrantTypeBase):
                 request, "The subject token is not addressed to this client.", "subject_wrong_audience"
             )
         chain = self._chain(request, claims)  # bounded and pure: before any database look-up
-        parent = TokenLineage.objects.select_related("user").filter(jti=claims["jti"]).first()
+        parent = subject_record(claims["jti"])
         if parent is None:
             raise self.invalid_request(request, "The subject token is invalid.", "subject_unknown")
+        if getattr(request, "delegation_policy", None) is None:
+            # The policy version came with the lineage row: no separate round trip.
+            version = getattr(parent, "policy_version", None)
+            request.delegation_policy = current_policy(known=(parent._state.db or "default", version))
         if not _matches_lineage(header, claims, parent):
             # Signed by a key of ours, but not the token recorded under this jti: a
             # compromised or revoked key must not launder another token's lineage.
@@ -348,9 +355,9 @@ class TokenExchangeGrant(GrantTypeBase):
                 raise error
         targets: list[str] = list(audiences)
         if resources:
-            candidates = list(Party.objects.filter(enabled=True).only("uri", "resource_prefixes"))
+            owners = self.policy_store(request).resource_owners()
             for resource in resources:
-                match = _match_resource(resource, candidates)
+                match = _match_resource(resource, owners)
                 targets.append(match or resource)
         return tuple(dict.fromkeys(targets))
 
@@ -365,8 +372,6 @@ class TokenExchangeGrant(GrantTypeBase):
     ) -> policy.Decision:
         """The delegation policy's answer (:func:`delegation_idp.policy.evaluate`)."""
         requested = policy.scope_set(request.scope) if request.scope else None
-        # Read afresh on every request (no per-process cache): policy edits
-        # govern the next request in every process.
         ctx, rules, limits = load_policy(
             party,
             chain,
@@ -375,8 +380,19 @@ class TokenExchangeGrant(GrantTypeBase):
             requested_scope=requested,
             user=parent.user,
             may_act=claims.get("may_act"),
+            store=self.policy_store(request),
         )
         return policy.evaluate(ctx, rules, limits)
+
+    @staticmethod
+    def policy_store(request: Request) -> PolicyStore:
+        """The stored policy for this request: one version check, then this process's
+        snapshot of that version (:mod:`delegation_idp.rules`)."""
+        store = getattr(request, "delegation_policy", None)
+        if store is None:
+            store = current_policy()
+            request.delegation_policy = store
+        return store
 
 
 def _matches_lineage(header: dict[str, Any], claims: dict[str, Any], parent: TokenLineage) -> bool:
@@ -398,12 +414,12 @@ def _p(request: Request, name: str) -> Any:
     return getattr(request, name, None)
 
 
-def _match_resource(resource: str, parties: list[Party]) -> str | None:
+def _match_resource(resource: str, owners: tuple[tuple[str, tuple[str, ...]], ...]) -> str | None:
     """The party a resource URL belongs to: the longest matching identity URI or prefix."""
     best: tuple[int, str] | None = None
-    for party in parties:
-        for prefix in (party.uri, *party.prefixes()):
+    for uri, prefixes in owners:
+        for prefix in (uri, *prefixes):
             if resource == prefix or resource.startswith(prefix.rstrip("/") + "/"):
                 if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), party.uri)
+                    best = (len(prefix), uri)
     return best[1] if best else None

@@ -15,6 +15,15 @@ from delegation_idp.rfc8693.grant import TokenExchangeGrant
 from tests.helpers import assert_oauth_error, decode, snapshot
 
 
+@pytest.fixture(autouse=True, params=["one statement", "one query per table"])
+def issuance_check(request: Any, monkeypatch: Any) -> str:
+    """Each interleaving against both forms of the issuance re-check: the single locked
+    statement (PostgreSQL, SQLite) and the per-table fallback other databases use."""
+    if request.param != "one statement":
+        monkeypatch.setattr(lineage, "ONE_STATEMENT_VENDORS", frozenset())
+    return str(request.param)
+
+
 @pytest.fixture
 def after_decision(monkeypatch: Any):
     """Run ``action`` after the grant decided to allow and before it issues."""

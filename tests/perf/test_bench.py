@@ -23,6 +23,31 @@ def test_percentiles_are_order_statistics(latencies: list[float]) -> None:
     assert sample.throughput == len(latencies)
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.floats(min_value=0.0001, max_value=10), max_size=50),
+            st.floats(min_value=0.01, max_value=10),
+            st.dictionaries(st.sampled_from(["400", "500", "OSError"]), st.integers(1, 5), max_size=2),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_interleaved_rounds_add_up_to_one_sample(
+    rounds: list[tuple[list[float], float, dict[str, int]]],
+) -> None:
+    """The benchmark runs each scenario in short rounds; merged, they are one measurement."""
+    merged = Sample()
+    for latencies, elapsed, errors in rounds:
+        merged.merge(Sample(latencies=list(latencies), errors=dict(errors), elapsed=elapsed))
+    assert sorted(merged.latencies) == sorted(x for r in rounds for x in r[0])
+    assert math.isclose(merged.elapsed, sum(r[1] for r in rounds))
+    assert merged.ok == sum(len(r[0]) for r in rounds)
+    for key in ("400", "500", "OSError"):
+        assert merged.errors.get(key, 0) == sum(r[2].get(key, 0) for r in rounds)
+
+
 def http_result(exchange: float, unhashed: float, hashed: float, d8_ms: float, two_workers: float) -> dict:
     def s(rps: float, mean: float) -> dict:
         return {"throughput_rps": rps, "mean_ms": mean, "p50_ms": mean, "p99_ms": mean, "requests": 10}

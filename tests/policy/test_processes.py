@@ -1,4 +1,5 @@
-"""Policy edits govern the very next request in every web process: no per-process cache.
+"""Policy edits govern the very next request in every web process, although each process
+caches the policy: bulk updates from another process change the trigger-maintained version.
 
 Two gunicorn instances (one with two workers) share the site's database; a third
 process (``manage.py shell``) edits the policy between requests.
