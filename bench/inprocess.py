@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 
-def measure(site: dict[str, Any], iterations: int) -> dict[str, Any]:
+def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -19,30 +19,44 @@ def measure(site: dict[str, Any], iterations: int) -> dict[str, Any]:
     from bench.scenarios import requests
 
     client = Client()
-    results: dict[str, Any] = {}
-    for name, (body, headers) in requests(site).items():
-        extra = {"HTTP_AUTHORIZATION": headers["Authorization"]}
-        count = max(3, iterations // 20) if name == "cc_hashed" else iterations
+    reqs = requests(site)
+    names = list(reqs)
+    samples = {name: Sample() for name in names}
+
+    def post(name: str) -> Any:
+        body, headers = reqs[name]
+        return client.post(
+            "/o/token/",
+            body,
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION=headers["Authorization"],
+        )
+
+    for name in names:
         for _ in range(2):  # warm-up
-            client.post("/o/token/", body, content_type="application/x-www-form-urlencoded", **extra)
-        sample = Sample()
-        began = time.perf_counter()
-        for _ in range(count):
-            t0 = time.perf_counter()
-            response = client.post(
-                "/o/token/", body, content_type="application/x-www-form-urlencoded", **extra
-            )
-            took = time.perf_counter() - t0
-            if response.status_code == 200:
-                sample.latencies.append(took)
-            else:
-                sample.errors[str(response.status_code)] = sample.errors.get(str(response.status_code), 0) + 1
-        sample.elapsed = time.perf_counter() - began
-        results[name] = sample.summary()
+            post(name)
+    # The scenarios take turns in rounds (rotated order), as over HTTP.
+    for round_ in range(rounds):
+        turn = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in turn:
+            total = max(3, iterations // 20) if name == "cc_hashed" else iterations
+            count = max(1, total // rounds)
+            began = time.perf_counter()
+            for _ in range(count):
+                t0 = time.perf_counter()
+                response = post(name)
+                took = time.perf_counter() - t0
+                if response.status_code == 200:
+                    samples[name].latencies.append(took)
+                else:
+                    key = str(response.status_code)
+                    samples[name].errors[key] = samples[name].errors.get(key, 0) + 1
+            samples[name].elapsed += time.perf_counter() - began
+    results: dict[str, Any] = {}
+    for name in names:
+        results[name] = samples[name].summary()
         with CaptureQueriesContext(connection) as ctx:
-            response = client.post(
-                "/o/token/", body, content_type="application/x-www-form-urlencoded", **extra
-            )
+            post(name)
         statements = [q["sql"] for q in ctx.captured_queries]
         control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT", "ROLLBACK")
         queries = [s for s in statements if not s.upper().startswith(control)]
@@ -59,7 +73,8 @@ def main() -> None:
     django.setup()
     with open(sys.argv[1]) as handle:
         site = json.load(handle)
-    json.dump(measure(site, int(sys.argv[2])), sys.stdout)
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    json.dump(measure(site, int(sys.argv[2]), rounds), sys.stdout)
 
 
 if __name__ == "__main__":

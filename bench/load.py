@@ -33,6 +33,13 @@ class Sample:
         index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
         return ordered[index]
 
+    def merge(self, other: Sample) -> None:
+        """Add another run of the same scenario (the benchmark interleaves short rounds)."""
+        self.latencies.extend(other.latencies)
+        self.elapsed += other.elapsed
+        for key, count in other.errors.items():
+            self.errors[key] = self.errors.get(key, 0) + count
+
     def summary(self) -> dict[str, float | int | dict[str, int]]:
         return {
             "requests": self.ok,

@@ -36,6 +36,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each HTTP measurement")
     parser.add_argument("--iterations", type=int, default=200, help="requests per in-process measurement")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleave the scenarios in this many rounds, so drift on a shared machine "
+        "spreads over all of them instead of favouring whichever ran first",
+    )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1 s, 30 iterations)")
     parser.add_argument(
         "--database-url",
@@ -47,7 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON result")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.iterations = 1.0, 30
+        args.seconds, args.iterations, args.rounds = 1.0, 30, 1
+    args.rounds = max(1, args.rounds)
     return args
 
 
@@ -184,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 site_file = tmp / "site.json"
                 site_file.write_text(json.dumps(site))
                 print("measuring in-process ...", flush=True)
-                in_process = python_module(env, "bench.inprocess", str(site_file), str(args.iterations))
-                http = measure_http(procs, site, args.seconds)
+                in_process = python_module(
+                    env, "bench.inprocess", str(site_file), str(args.iterations), str(args.rounds)
+                )
+                http = measure_http(procs, site, args.seconds, args.rounds)
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -199,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker_class": args.worker_class,
             "seconds_per_http_measurement": args.seconds,
             "in_process_iterations": args.iterations,
+            "interleaved_rounds": args.rounds,
             "stored_secret_formats": {
                 "cc_hashed": site["baselines"]["hashed"]["stored"].split("$")[0],
                 "cc_unhashed": "plain",
@@ -218,19 +229,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure_http(procs: Any, site: dict[str, Any], seconds: float) -> dict[str, Any]:
+def measure_http(procs: Any, site: dict[str, Any], seconds: float, rounds: int) -> dict[str, Any]:
+    """Every scenario against 1 and then 2 workers, at 1 and 4 clients. Within one
+    configuration the scenarios take turns in short rounds (each round in a rotated
+    order), so the ratios compare times measured side by side."""
     http: dict[str, Any] = {}
     reqs = requests(site)
+    names = list(reqs)
     for workers in (1, 2):
         label = f"bench-gunicorn-{workers}w"
         url = procs.gunicorn(workers=workers, name=label)
         print(f"measuring over HTTP with {workers} worker(s) ...", flush=True)
         for clients in (1, 4):
-            config: dict[str, Any] = {}
-            for name, (body, headers) in reqs.items():
-                sample = load.run(f"{url}/o/token/", body, headers, clients=clients, seconds=seconds)
-                config[name] = sample.summary()
-            http[f"w{workers}c{clients}"] = config
+            samples = {name: load.Sample() for name in names}
+            for round_ in range(rounds):
+                turn = names[round_ % len(names) :] + names[: round_ % len(names)]
+                for name in turn:
+                    body, headers = reqs[name]
+                    samples[name].merge(
+                        load.run(f"{url}/o/token/", body, headers, clients=clients, seconds=seconds / rounds)
+                    )
+            http[f"w{workers}c{clients}"] = {name: samples[name].summary() for name in names}
         procs.stop(label)
     return http
 
