@@ -25,6 +25,7 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     them the cache switches itself off (correct, but every exchange reads the policy);
     this says so. Database checks run with ``migrate`` and ``check --database``."""
     from django.db import DatabaseError, connections, router
+    from django.db.migrations.recorder import MigrationRecorder
 
     from . import triggers
     from .models import DelegationRule
@@ -38,10 +39,11 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     if connection.vendor not in triggers.VENDORS:
         return []
     try:
-        present = triggers.installed(connection)
+        migration = ("delegation_idp", "0002_policyversion")
+        applied = migration in MigrationRecorder(connection).applied_migrations()
+        if not applied or triggers.installed(connection):
+            return []  # not migrated yet (migrate installs them), or in place
     except DatabaseError:
-        return []  # not migrated yet: migrate installs them
-    if present:
         return []
     return [
         Warning(

@@ -292,3 +292,13 @@ def test_cached_answers_always_equal_fresh_answers(cast: Any, edits: list[str]) 
             assert cached.parties(uris) == fresh.parties(uris)
             assert cached.resource_owners() == fresh.resource_owners()
         transaction.set_rollback(True)
+
+
+def test_the_system_check_is_quiet_before_the_migration_ran(triggers_dropped: Any) -> None:
+    """``migrate`` runs the database checks before it migrates: a new database must not warn."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from delegation_idp.checks import check_policy_triggers
+
+    MigrationRecorder.Migration.objects.filter(app="delegation_idp", name="0002_policyversion").delete()
+    assert check_policy_triggers(databases=["default"]) == []
