@@ -22,6 +22,7 @@ it finds the new token) or is seen by it (and the token is refused).
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
@@ -89,6 +91,11 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 def _subject_sql() -> tuple[str, list[str]]:
     """The statement behind :func:`subject_record`, and the user fields it reads."""
+    return _subject_sql_for(connection.vendor, settings.AUTH_USER_MODEL)
+
+
+@functools.lru_cache(maxsize=8)
+def _subject_sql_for(vendor: str, user_model: str) -> tuple[str, list[str]]:
     quote = connection.ops.quote_name
     User = get_user_model()
     meta, user_meta = TokenLineage._meta, User._meta
