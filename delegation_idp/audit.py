@@ -5,6 +5,12 @@ context variable while the request runs, so the view, the grant and the token
 generator can each add what they know. The outermost ``attempt()`` writes the
 record once, after the issuance transaction has ended, so a failed or rolled
 back exchange still leaves its audit record. Tokens themselves never reach it.
+
+A granted token exchange is the exception: its record is written inside the
+transaction that stores the token (:func:`write_issued`), so the two commit or
+roll back together. No exchanged token exists without its audit record, and
+the exchange costs one commit fewer. If that write fails, the exchange is
+refused and the outermost ``attempt()`` writes the refusal as usual.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Attempt", "attempt", "current", "export_events", "write_event"]
+__all__ = [
+    "Attempt",
+    "AuditWriteFailed",
+    "attempt",
+    "current",
+    "discard_issued_write",
+    "export_events",
+    "write_event",
+    "write_issued",
+]
 
 
 @dataclass
@@ -57,6 +72,14 @@ class Attempt:
 _current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
     "delegation_idp_attempt", default=None
 )
+# True once the running attempt was written inside its issuance transaction.
+_written: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "delegation_idp_attempt_written", default=False
+)
+
+
+class AuditWriteFailed(Exception):
+    """The audit sink failed on a granted exchange's record: the exchange is not issued."""
 
 
 def current() -> Attempt | None:
@@ -75,18 +98,52 @@ def attempt(**initial: Any) -> Iterator[Attempt]:
         return
     record = Attempt(**initial)
     token = _current.set(record)
+    written = _written.set(False)
     try:
         yield record
     finally:
         _current.reset(token)
-        if not record.decision:
-            record.deny(record.error or "server_error", record.reason or "unfinished")
-        try:
-            idp_settings.AUDIT_WRITER(**asdict(record))
-        except Exception:
-            # The audit sink failing must be loud, but it must not turn a
-            # refusal into a 500 or un-send a token that was already issued.
-            logger.exception("audit record could not be written (event=%s)", record.event)
+        already = _written.get()  # inside the issuance transaction, which committed
+        _written.reset(written)
+        if not already:
+            _write(record)
+
+
+def _write(record: Attempt) -> None:
+    if not record.decision:
+        record.deny(record.error or "server_error", record.reason or "unfinished")
+    try:
+        idp_settings.AUDIT_WRITER(**asdict(record))
+    except Exception:
+        # The audit sink failing must be loud, but it must not turn a
+        # refusal into a 500 or un-send a token that was already issued.
+        logger.exception("audit record could not be written (event=%s)", record.event)
+
+
+def write_issued(event: str) -> None:
+    """Write the running attempt as granted, now, inside the issuing transaction.
+
+    Called for token exchanges once the token and its lineage are stored. A sink
+    that raises makes the exchange fail (:class:`AuditWriteFailed`): the
+    transaction rolls back, and the caller must call :func:`discard_issued_write`.
+    """
+    record = _current.get()
+    if record is None:
+        return
+    record.event = event
+    record.grant()
+    try:
+        idp_settings.AUDIT_WRITER(**asdict(record))
+    except Exception as exc:
+        logger.exception("audit record could not be written; the exchange is refused (event=%s)", event)
+        raise AuditWriteFailed(event) from exc
+    _written.set(True)
+
+
+def discard_issued_write() -> None:
+    """The issuing transaction rolled back: its audit row with it. The outermost
+    ``attempt()`` writes the record again, with the refusal."""
+    _written.set(False)
 
 
 def write_event(**fields: Any) -> None:

@@ -37,7 +37,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
-from . import signals
+from . import audit, signals
 from .claims import Issued
 from .conf import idp_settings
 from .models import AuditEvent, Party, PolicyVersion, SigningKey, TokenLineage
@@ -355,6 +355,9 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
         expires_at=_ts(claims["exp"]),
         access_token=access_token,
     )
+    if exchange is not None:
+        # The exchange's audit record commits (or rolls back) with its token.
+        audit.write_issued("token_exchange")
     return row
 
 

@@ -76,16 +76,7 @@ class TokenExchangeGrant(GrantTypeBase):
             try:
                 self.validate_token_request(request)
                 token = token_handler.create_token(request, refresh_token=False)
-                try:
-                    # django-oauth-toolkit stores the token in one transaction, in which
-                    # the lineage record re-checks everything it relies on.
-                    self.request_validator.save_token(token, request)
-                except ParentRevoked as revoked:
-                    # Found inside the issuance transaction: the subject token, a party,
-                    # the user or the key was revoked or disabled after validation.
-                    raise self.invalid_request(
-                        request, "The subject token is not active.", revoked.reason
-                    ) from revoked
+                self._issue(request, token)
             except errors.OAuth2Error as exc:
                 record.deny(exc.error, getattr(exc, "delegation_reason", "") or exc.error)
                 signals.exchange_denied.send(
@@ -97,9 +88,10 @@ class TokenExchangeGrant(GrantTypeBase):
                 )
                 headers.update(exc.headers)
                 return headers, exc.json, exc.status_code
-            except DatabaseError:
-                logger.exception("token exchange failed in the database; nothing was issued")
-                record.deny("temporarily_unavailable", "database_error")
+            except (DatabaseError, audit.AuditWriteFailed) as exc:
+                logger.exception("token exchange failed in the database or audit sink; nothing was issued")
+                reason = "audit_unavailable" if isinstance(exc, audit.AuditWriteFailed) else "database_error"
+                record.deny("temporarily_unavailable", reason)
                 unavailable = errors.TemporarilyUnavailableError(request=request)
                 unavailable.status_code = 503
                 headers.update({"Retry-After": "1"})
@@ -115,6 +107,20 @@ class TokenExchangeGrant(GrantTypeBase):
                 claims=request.delegation_issued.claims,
             )
             return headers, json.dumps(token), 200
+
+    def _issue(self, request: Request, token: dict[str, Any]) -> None:
+        """Store the token. django-oauth-toolkit does it in one transaction, in which the
+        lineage record re-checks everything the token relies on and the exchange's audit
+        record is written (:func:`delegation_idp.audit.write_issued`)."""
+        try:
+            self.request_validator.save_token(token, request)
+        except BaseException as exc:
+            audit.discard_issued_write()  # rolled back with the token
+            if isinstance(exc, ParentRevoked):
+                # Found inside the issuance transaction: the subject token, a party,
+                # the user or the key was revoked or disabled after validation.
+                raise self.invalid_request(request, "The subject token is not active.", exc.reason) from exc
+            raise
 
     def validate_token_request(self, request: Request) -> None:
         record = audit.current()

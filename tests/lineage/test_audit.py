@@ -146,3 +146,65 @@ def test_export_filters(cast, chain, exchange, tmp_path):
 def test_export_rejects_a_bad_date(db):
     with pytest.raises(CommandError):
         call_command("export_audit", since="yesterday")
+
+
+# -- a granted exchange's record commits with its token -------------------------------
+
+
+def test_a_granted_exchange_is_audited_inside_its_issuance_transaction(cast, chain, exchange, monkeypatch):
+    """If the issuing transaction fails after the audit row was written, both roll back:
+    no token, no lineage, no 'granted' record; the refusal is recorded instead."""
+    from django.db import DatabaseError
+
+    from delegation_idp import audit
+    from tests.helpers import assert_oauth_error, snapshot
+
+    written = []
+    original = audit.write_issued
+
+    def write_then_fail(event: str) -> None:
+        original(event)
+        written.append(AuditEvent.objects.filter(decision="granted").count())
+        raise DatabaseError("the commit would have failed here")
+
+    monkeypatch.setattr(audit, "write_issued", write_then_fail)
+    before, events = snapshot(), AuditEvent.objects.count()
+    response = exchange("agent1", chain[0], cast["agent2"].uri)
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert snapshot() == before
+    assert written and written[0] >= 1  # the row existed inside the transaction ...
+    new = list(AuditEvent.objects.order_by("id")[events:])
+    assert [(e.decision, e.error, e.reason) for e in new] == [
+        ("denied", "temporarily_unavailable", "database_error")
+    ]  # ... and only the refusal survived
+
+
+def test_an_audit_sink_that_fails_refuses_the_exchange(cast, chain, exchange, settings):
+    """No exchanged token without its audit record: a failing sink means no token."""
+    from tests.helpers import assert_oauth_error, snapshot
+
+    recorded: list[dict[str, Any]] = []
+
+    def refuses_grants(**fields: Any) -> None:
+        if fields["decision"] == "granted":
+            raise OSError("audit store unreachable")
+        recorded.append(fields)
+
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "AUDIT_WRITER": refuses_grants}
+    before = snapshot()
+    response = exchange("agent1", chain[0], cast["agent2"].uri)
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert response["Retry-After"] == "1"
+    assert snapshot() == before
+    assert [(r["decision"], r["reason"]) for r in recorded] == [("denied", "audit_unavailable")]
+
+
+def test_other_grants_are_still_audited_after_their_transaction(cast, clients, token_endpoint):
+    """Client credentials and the other stock grants: one record, written by the view."""
+    before = AuditEvent.objects.count()
+    response = token_endpoint({"grant_type": "client_credentials"}, clients["plain-client"])
+    assert response.status_code == 200, response.content
+    events = list(AuditEvent.objects.order_by("id")[before:])
+    assert [(e.event, e.decision, e.grant_type) for e in events] == [
+        ("token", "granted", "client_credentials")
+    ]
