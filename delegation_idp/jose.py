@@ -13,6 +13,14 @@ objects; jwcrypto stays behind this module. The rules here follow RFC 8725
   ``alg`` must equal the algorithm of the key its ``kid`` names, and both must be
   on the allow-list;
 * duplicate JSON members are refused.
+
+Signing and verification use jwcrypto's ``JWSCore`` (the signing input, the JWA
+algorithm and the key) rather than its ``JWS`` object: this module makes every
+check the ``JWS`` object would (and stricter ones: no ``crit``, no ``b64``, one
+compact serialization), and a ``JWS`` object deep-copies jwcrypto's header
+registry each time one is made, about 0.2 ms per token on the machines this was
+measured on. The signing input is rebuilt from the decoded segments, which is
+exact because only canonical base64url is accepted.
 """
 
 from __future__ import annotations
@@ -120,12 +128,17 @@ def decrypt_private_key(blob: bytes, alg: str, keks: Iterable[str | bytes]) -> S
 
 
 def _b64decode(segment: str) -> bytes:
+    """Unpadded base64url (RFC 7515 section 2), canonical only: a spelling with the
+    unused low bits set (RFC 4648 section 3.5) would let one token take several forms."""
     if not _B64URL.match(segment):
         raise JoseError("malformed", "not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError) as exc:
         raise JoseError("malformed", "not base64url") from exc
+    if _b64encode(data) != segment:
+        raise JoseError("malformed", "not canonical base64url")
+    return data
 
 
 def _b64encode(data: bytes) -> str:
@@ -229,10 +242,10 @@ def peek_header(
 
 def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str = "at+jwt") -> str:
     """Compact JWS of ``claims`` signed with ``key``; header ``alg``, ``kid``, ``typ``."""
-    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
-    token = jws.JWS(json.dumps(claims, separators=(",", ":")).encode())
-    token.add_signature(key.jwk, alg=key.alg, protected=json.dumps(header, separators=(",", ":")))
-    return str(token.serialize(compact=True))
+    header = json.dumps({"alg": key.alg, "kid": key.kid, "typ": typ}, separators=(",", ":"))
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    signed = jws.JWSCore(key.alg, key.jwk, header, payload, algs=[key.alg]).sign()
+    return f"{signed['protected']}.{signed['payload'].decode()}.{signed['signature']}"
 
 
 def unverified_claims(token: str, *, max_bytes: int, max_json_depth: int) -> dict[str, Any]:
@@ -278,18 +291,19 @@ def verify(
         raise JoseError("unknown_kid", "no key with that kid")
     if key.alg != header["alg"]:
         raise JoseError("bad_alg", "algorithm does not match the key")
-    _, payload_segment, signature_segment = token.split(".")
-    signature = _b64decode(signature_segment)
+    header_segment, payload_segment, signature_segment = token.split(".")
     expected_len = _SIGNATURE_BYTES.get(key.alg)
+    if expected_len is not None and len(signature_segment) != (expected_len * 4 + 2) // 3:
+        raise JoseError("bad_signature", "signature has the wrong length")
+    signature = _b64decode(signature_segment)
     if expected_len is not None and len(signature) != expected_len:
         raise JoseError("bad_signature", "signature has the wrong length")
     if expected_len is None and key.alg in ("RS256", "PS256") and len(signature) * 8 < 2048:
         raise JoseError("bad_signature", "signature has the wrong length")
     payload = _b64decode(payload_segment)
     try:
-        verifier = jws.JWS()
-        verifier.deserialize(token)
-        verifier.verify(key.jwk, alg=key.alg)
+        protected = _b64decode(header_segment).decode("utf-8")  # already parsed by peek_header
+        jws.JWSCore(key.alg, key.jwk, protected, payload, algs=[key.alg]).verify(signature)
     except (JWException, ValueError, TypeError) as exc:
         raise JoseError("bad_signature", "signature does not verify") from exc
     claims = strict_json_loads(payload, max_depth=max_json_depth)

@@ -56,3 +56,63 @@ def test_rotation_to_another_algorithm_keeps_old_tokens_working(clock, idp, cast
     response = exchange("agent1", old, cast["agent2"].uri)
     assert response.status_code == 200, response.content
     assert decode(response.json()["access_token"])[0]["alg"] == "RS256"
+
+
+def _key(alg: str) -> jose.SigningKey:
+    return jose.generate_key(alg)
+
+
+def _verify(token: str, key: jose.SigningKey) -> tuple[dict, dict]:
+    return jose.verify(
+        token,
+        {key.kid: key}.get,
+        algorithms=[key.alg],
+        max_bytes=8192,
+        max_header_bytes=1024,
+        max_json_depth=16,
+    )
+
+
+@pytest.mark.rfc("7515-7.1")
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_tokens_are_standard_compact_jws_both_ways(alg: str) -> None:
+    """Signed through jwcrypto's JWS core, our tokens verify with its full JWS object, and
+    tokens made by the full JWS object verify here."""
+    import json
+
+    from jwcrypto import jws
+
+    key = _key(alg)
+    token = jose.sign({"sub": "u", "n": 1}, key)
+    theirs = jws.JWS()
+    theirs.deserialize(token)
+    theirs.verify(key.jwk, alg=alg)
+    assert json.loads(theirs.payload) == {"sub": "u", "n": 1}
+
+    made = jws.JWS(json.dumps({"sub": "v"}).encode())
+    made.add_signature(key.jwk, alg=alg, protected=json.dumps({"alg": alg, "kid": key.kid, "typ": "at+jwt"}))
+    assert _verify(made.serialize(compact=True), key)[1] == {"sub": "v"}
+
+
+def _flip_trailing_bits(segment: str) -> str:
+    """The same bytes under a non-canonical base64url spelling (unused low bits set)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused = {2: 4, 3: 2}.get(len(segment) % 4, 0)  # bits of the last character that carry nothing
+    assert unused, "segment length has no spare bits"
+    last = alphabet.index(segment[-1])
+    return segment[:-1] + alphabet[last | ((1 << unused) - 1)]
+
+
+@pytest.mark.rfc("7515-2")
+@pytest.mark.parametrize("part", [0, 1])
+def test_non_canonical_base64url_does_not_verify(part: int) -> None:
+    key = _key("ES256")
+    for extra in range(4):  # find claims whose segment lengths leave spare bits
+        token = jose.sign({"sub": "u", "pad": "x" * extra}, key)
+        segments = token.split(".")
+        if len(segments[part]) % 4 in (2, 3):
+            break
+    _verify(token, key)
+    segments[part] = _flip_trailing_bits(segments[part])
+    with pytest.raises(jose.JoseError):
+        _verify(".".join(segments), key)
