@@ -6,11 +6,14 @@ generator can each add what they know. The outermost ``attempt()`` writes the
 record once, after the issuance transaction has ended, so a failed or rolled
 back exchange still leaves its audit record. Tokens themselves never reach it.
 
-A granted token exchange is the exception: its record is written inside the
+A granted token exchange is the exception when the records go to the default
+sink on the tokens' own database: its record is then written inside the
 transaction that stores the token (:func:`write_issued`), so the two commit or
 roll back together. No exchanged token exists without its audit record, and
 the exchange costs one commit fewer. If that write fails, the exchange is
-refused and the outermost ``attempt()`` writes the refusal as usual.
+refused and the outermost ``attempt()`` writes the refusal as usual. Any other
+sink (a log, another database) is written after the transaction, as for every
+other request, since it could not roll back with the token.
 """
 
 from __future__ import annotations
@@ -120,15 +123,29 @@ def _write(record: Attempt) -> None:
         logger.exception("audit record could not be written (event=%s)", record.event)
 
 
-def write_issued(event: str) -> None:
-    """Write the running attempt as granted, now, inside the issuing transaction.
+def _transactional(access_token_model: Any) -> bool:
+    """Whether the audit sink writes in the same transaction as the tokens: the
+    default sink, and ``AuditEvent`` routed to the tokens' database."""
+    from django.db import router
+
+    from .models import AuditEvent
+
+    return bool(
+        idp_settings.AUDIT_WRITER is write_event
+        and router.db_for_write(AuditEvent) == router.db_for_write(access_token_model)
+    )
+
+
+def write_issued(event: str, access_token_model: Any) -> None:
+    """Write the running attempt as granted, now, inside the issuing transaction,
+    if the sink shares that transaction (otherwise the attempt is written after it).
 
     Called for token exchanges once the token and its lineage are stored. A sink
     that raises makes the exchange fail (:class:`AuditWriteFailed`): the
     transaction rolls back, and the caller must call :func:`discard_issued_write`.
     """
     record = _current.get()
-    if record is None:
+    if record is None or not _transactional(access_token_model):
         return
     record.event = event
     record.grant()
@@ -141,9 +158,19 @@ def write_issued(event: str) -> None:
 
 
 def discard_issued_write() -> None:
-    """The issuing transaction rolled back: its audit row with it. The outermost
-    ``attempt()`` writes the record again, with the refusal."""
-    _written.set(False)
+    """Issuance raised. If its transaction rolled back, the audit row went with it, and
+    the outermost ``attempt()`` writes the record again, with the refusal. (It may also
+    have raised after committing, from an ``on_commit`` hook: then the row stands.)"""
+    from django.db import router
+
+    from .models import AuditEvent
+
+    record = _current.get()
+    if not _written.get() or record is None:
+        return
+    stored = AuditEvent.objects.using(router.db_for_write(AuditEvent))
+    if not stored.filter(jti=record.jti, decision="granted").exists():
+        _written.set(False)
 
 
 def write_event(**fields: Any) -> None:

@@ -49,8 +49,8 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
         Warning(
             f"The policy version triggers are missing on database {alias!r}: the policy cache is off "
             "and every token exchange reads the policy from the database.",
-            hint="Re-create them: manage.py migrate delegation_idp 0001 && manage.py migrate delegation_idp "
-            "(a migration that rebuilt a policy table on SQLite drops them).",
+            hint="Re-create them with manage.py install_policy_triggers (a migration that rebuilt a "
+            "policy table on SQLite drops them; ALTER TABLE ... DISABLE TRIGGER disables them).",
             id="delegation_idp.W003",
         )
     ]

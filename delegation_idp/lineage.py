@@ -32,6 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
@@ -89,6 +90,17 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 # -- issuance ---------------------------------------------------------------------
 
 
+def _is_active_field(user_model: Any) -> Any:
+    """The concrete ``is_active`` field of the user model, wherever it is defined (a
+    multi-table-inheritance parent keeps it in its own table), or None if it has none
+    (``AbstractBaseUser`` makes every user active)."""
+    try:
+        field = user_model._meta.get_field("is_active")
+    except FieldDoesNotExist:
+        return None
+    return field if getattr(field, "concrete", False) else None
+
+
 def _subject_sql() -> tuple[str, list[str]]:
     """The statement behind :func:`subject_record`, and the user fields it reads."""
     return _subject_sql_for(connection.vendor, settings.AUTH_USER_MODEL)
@@ -101,9 +113,11 @@ def _subject_sql_for(vendor: str, user_model: str) -> tuple[str, list[str]]:
     meta, user_meta = TokenLineage._meta, User._meta
     columns = ", ".join(f"l.{quote(str(f.column))}" for f in meta.concrete_fields)
     user_fields = [user_meta.pk.attname]
-    active = "1"
-    if any(f.name == "is_active" for f in user_meta.concrete_fields):
-        active = f"u.{quote(str(user_meta.get_field('is_active').column))}"
+    active, holder = "1", user_meta
+    active_field = _is_active_field(User)
+    if active_field is not None:
+        holder = active_field.model._meta  # the table that holds the column
+        active = f"u.{quote(str(active_field.column))}"
         user_fields.append("is_active")
     user_fk = meta.get_field("user")
     version = (
@@ -113,8 +127,8 @@ def _subject_sql_for(vendor: str, user_model: str) -> tuple[str, list[str]]:
     sql = (
         f"SELECT {columns}, {active} AS subject_user_active, "  # noqa: S608 - identifiers from model metadata
         f"{version} AS policy_version "
-        f"FROM {quote(meta.db_table)} l LEFT JOIN {quote(user_meta.db_table)} u "
-        f"ON u.{quote(str(user_meta.pk.column))} = l.{quote(str(user_fk.column))} "
+        f"FROM {quote(meta.db_table)} l LEFT JOIN {quote(holder.db_table)} u "
+        f"ON u.{quote(str(holder.pk.column))} = l.{quote(str(user_fk.column))} "
         f"WHERE l.{quote(str(meta.get_field('jti').column))} = %s"
     )
     return sql, user_fields
@@ -235,14 +249,15 @@ def _issuance_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str
         )
         branches.append(f"SELECT 'party', s.v, s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
         params += uris
-    if user_pk is not None:
-        User = get_user_model()
+    active_field = _is_active_field(get_user_model()) if user_pk is not None else None
+    if active_field is not None:
+        holder = active_field.model  # with multi-table inheritance, the parent that has the column
         inner = locked(
-            f"SELECT {col(User, 'is_active')} AS f FROM {table(User)} "  # noqa: S608
-            f"WHERE {col(User, User._meta.pk.name)} = %s"
+            f"SELECT {quote(str(active_field.column))} AS f FROM {table(holder)} "  # noqa: S608
+            f"WHERE {quote(str(holder._meta.pk.column))} = %s"
         )
         branches.append(f"SELECT 'user', '', s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
-        params.append(user_pk)
+        params.append(holder._meta.pk.get_db_prep_value(user_pk, connection))  # e.g. a UUID key
     inner = locked(
         f"SELECT {col(SigningKey, 'state')} AS v FROM {table(SigningKey)} "  # noqa: S608
         f"WHERE {col(SigningKey, 'kid')} = %s"
@@ -268,7 +283,11 @@ def _checked_in_one_statement(uris: list[str], user_pk: Any, kid: str, parent_jt
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     disabled = any(what == "party" and not flag for what, _value, flag in rows)
-    active = user_pk is None or any(what == "user" and flag for what, _value, flag in rows)
+    active = (
+        user_pk is None
+        or _is_active_field(get_user_model()) is None
+        or any(what == "user" and flag for what, _value, flag in rows)
+    )
     key_revoked = any(what == "key" and value == SigningKey.REVOKED for what, value, _flag in rows)
     live = any(what == "parent" and flag for what, _value, flag in rows)
     if disabled:
@@ -357,7 +376,7 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
     )
     if exchange is not None:
         # The exchange's audit record commits (or rolls back) with its token.
-        audit.write_issued("token_exchange")
+        audit.write_issued("token_exchange", get_access_token_model())
     return row
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -34,17 +35,22 @@ __all__ = ["PolicyStore", "current", "load", "rules_for"]
 logger = logging.getLogger(__name__)
 
 # A process holds at most this many parties and actors' rule lists per version
-# (requests may name parties that do not exist; those are cached as absent too).
+# (requests may name parties that do not exist; those are cached as absent too,
+# unless longer than any party URI can be).
 MAX_ENTRIES = 4096
+# How often a process checks again that the version triggers are in place (seconds).
+TRIGGER_RECHECK_SECONDS = 60.0
 
 
-def _links(descriptor: Any, party_pk: Any, target: str) -> dict[int, set[Any]]:
+def _links(descriptor: Any, party_pk: Any, target: str, alias: str | None) -> dict[int, set[Any]]:
     """``{rule id: {target values}}`` for one many-to-many field of the rules of
     ``party``, read from the link table only (no full user, group or party rows)."""
     field = descriptor.field
     source, other = field.m2m_field_name(), field.m2m_reverse_field_name()
-    rows = descriptor.through.objects.filter(**{f"{source}__actor_id": party_pk}).values_list(
-        f"{source}_id", f"{other}{target}"
+    rows = (
+        descriptor.through.objects.using(alias)
+        .filter(**{f"{source}__actor_id": party_pk})
+        .values_list(f"{source}_id", f"{other}{target}")
     )
     links: dict[int, set[Any]] = {}
     for rule_id, value in rows:
@@ -52,18 +58,20 @@ def _links(descriptor: Any, party_pk: Any, target: str) -> dict[int, set[Any]]:
     return links
 
 
-def _read_rules(party: Party) -> tuple[policy.RuleView, ...]:
+def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView, ...]:
     rows = list(
-        DelegationRule.objects.filter(actor_id=party.pk).values_list(
+        DelegationRule.objects.using(alias)
+        .filter(actor_id=party.pk)
+        .values_list(
             "pk", "max_scope", "max_depth", "allow_direct_from_user", "valid_from", "valid_until", "enabled"
         )
     )
     if not rows:
         return ()
-    audiences = _links(DelegationRule.audiences, party.pk, "__uri")
-    upstream = _links(DelegationRule.upstream_actors, party.pk, "__uri")
-    users = _links(DelegationRule.users, party.pk, "_id")
-    groups = _links(DelegationRule.groups, party.pk, "_id")
+    audiences = _links(DelegationRule.audiences, party.pk, "__uri", alias)
+    upstream = _links(DelegationRule.upstream_actors, party.pk, "__uri", alias)
+    users = _links(DelegationRule.users, party.pk, "_id", alias)
+    groups = _links(DelegationRule.groups, party.pk, "_id", alias)
     return tuple(
         policy.RuleView(
             id=pk,
@@ -87,8 +95,9 @@ class _Snapshot:
     """What one process has read of one policy version. Entries are only added,
     never changed; a new version gets a new, empty snapshot."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, alias: str) -> None:
         self.version = version
+        self.alias = alias
         self.rules: dict[tuple[Any, str], tuple[policy.RuleView, ...]] = {}
         self.parties: dict[str, policy.PartyView | None] = {}
         self.owners: tuple[tuple[str, tuple[str, ...]], ...] | None = None
@@ -103,6 +112,10 @@ class PolicyStore:
 
     def __init__(self, snapshot: _Snapshot | None = None) -> None:
         self._snapshot = snapshot
+        # Every read of a cached store goes to the database its version came from: with
+        # read replicas, rows from a replica that lags behind the version never get filed
+        # under it (a replica applies commits in order).
+        self._alias = snapshot.alias if snapshot is not None else None
 
     @property
     def cached(self) -> bool:
@@ -117,20 +130,21 @@ class PolicyStore:
         key = (party.pk, party.uri)
         found = snap.rules.get(key)
         if found is None:
-            found = _read_rules(party)
+            found = _read_rules(party, snap.alias)
             if len(snap.rules) < MAX_ENTRIES:
                 snap.rules[key] = found
         return found
 
     def parties(self, uris: Iterable[str]) -> dict[str, policy.PartyView]:
         """The registered parties among ``uris``, by URI (unknown ones left out)."""
-        wanted = set(uris)
+        longest = Party._meta.get_field("uri").max_length or 255
+        wanted = {uri for uri in uris if len(uri) <= longest}  # longer ones name no party
         snap = self._snapshot
         if snap is None:
             return {p.uri: p.as_view() for p in Party.objects.filter(uri__in=wanted)}
         missing = wanted - snap.parties.keys()
         if missing:
-            found = {p.uri: p.as_view() for p in Party.objects.filter(uri__in=missing)}
+            found = {p.uri: p.as_view() for p in Party.objects.using(snap.alias).filter(uri__in=missing)}
             for uri in missing:
                 if len(snap.parties) < MAX_ENTRIES:
                     snap.parties[uri] = found.get(uri)
@@ -144,7 +158,7 @@ class PolicyStore:
         snap = self._snapshot
         if snap is not None and snap.owners is not None:
             return snap.owners
-        enabled = Party.objects.filter(enabled=True).only("uri", "resource_prefixes")
+        enabled = Party.objects.using(self._alias).filter(enabled=True).only("uri", "resource_prefixes")
         owners = tuple((p.uri, tuple(p.prefixes())) for p in enabled)
         if snap is not None:
             snap.owners = owners
@@ -153,17 +167,23 @@ class PolicyStore:
 
 _lock = threading.Lock()
 _snapshots: dict[str, _Snapshot] = {}
-_tracked: dict[str, bool] = {}
+_tracked: dict[str, tuple[bool, float]] = {}
 
 
 def _tracked_on(alias: str) -> bool:
-    """Whether the version triggers are in place on ``alias`` (checked once per process)."""
-    tracked = _tracked.get(alias)
-    if tracked is None:
+    """Whether the version triggers are in place and enabled on ``alias``, checked
+    again every ``TRIGGER_RECHECK_SECONDS`` (a migration that rebuilds a table on
+    SQLite, or ``ALTER TABLE ... DISABLE TRIGGER``, removes them from under a
+    running process)."""
+    now = time.monotonic()
+    tracked, checked = _tracked.get(alias, (False, -TRIGGER_RECHECK_SECONDS - 1.0))
+    if now - checked > TRIGGER_RECHECK_SECONDS:
         connection = connections[alias]
         tracked = triggers.installed(connection)
         with _lock:
-            _tracked[alias] = tracked
+            _tracked[alias] = (tracked, now)
+            if not tracked:
+                _snapshots.pop(alias, None)
         if not tracked and connection.vendor in triggers.VENDORS:
             logger.warning(
                 "delegation_idp: the policy version triggers are missing on database %r; "
@@ -202,7 +222,7 @@ def current(known: tuple[str, str | None] | None = None) -> PolicyStore:
         return PolicyStore()
     snap = _snapshots.get(alias)
     if snap is None or snap.version != version:
-        snap = _Snapshot(version)
+        snap = _Snapshot(version, alias)
         with _lock:
             _snapshots[alias] = snap
     return PolicyStore(snap)

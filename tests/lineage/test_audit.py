@@ -162,8 +162,8 @@ def test_a_granted_exchange_is_audited_inside_its_issuance_transaction(cast, cha
     written = []
     original = audit.write_issued
 
-    def write_then_fail(event: str) -> None:
-        original(event)
+    def write_then_fail(*args: Any) -> None:
+        original(*args)
         written.append(AuditEvent.objects.filter(decision="granted").count())
         raise DatabaseError("the commit would have failed here")
 
@@ -179,24 +179,42 @@ def test_a_granted_exchange_is_audited_inside_its_issuance_transaction(cast, cha
     ]  # ... and only the refusal survived
 
 
-def test_an_audit_sink_that_fails_refuses_the_exchange(cast, chain, exchange, settings):
-    """No exchanged token without its audit record: a failing sink means no token."""
+def test_an_audit_row_that_cannot_be_written_refuses_the_exchange(cast, chain, exchange, monkeypatch):
+    """No exchanged token without its audit record: if the row cannot be stored, no token."""
     from tests.helpers import assert_oauth_error, snapshot
 
+    original = AuditEvent.objects.create
     recorded: list[dict[str, Any]] = []
 
-    def refuses_grants(**fields: Any) -> None:
+    def refuses_grants(**fields: Any) -> Any:
         if fields["decision"] == "granted":
-            raise OSError("audit store unreachable")
+            raise OSError("audit table unwritable")
         recorded.append(fields)
+        return original(**fields)
 
-    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "AUDIT_WRITER": refuses_grants}
+    monkeypatch.setattr(AuditEvent.objects, "create", refuses_grants)
     before = snapshot()
     response = exchange("agent1", chain[0], cast["agent2"].uri)
     assert_oauth_error(response, 503, "temporarily_unavailable")
     assert response["Retry-After"] == "1"
     assert snapshot() == before
     assert [(r["decision"], r["reason"]) for r in recorded] == [("denied", "audit_unavailable")]
+
+
+def test_a_sink_outside_the_database_is_written_after_the_transaction(cast, chain, exchange, settings):
+    """A custom AUDIT_WRITER cannot roll back with the token: it gets the record after the
+    transaction, like every other request, and its failure never changes the answer."""
+    recorded: list[dict[str, Any]] = []
+
+    def sink(**fields: Any) -> None:
+        recorded.append(fields)
+        raise OSError("log shipper down")
+
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "AUDIT_WRITER": sink}
+    response = exchange("agent1", chain[0], cast["agent2"].uri)
+    assert response.status_code == 200, response.content
+    assert [(r["event"], r["decision"]) for r in recorded] == [("token_exchange", "granted")]
+    assert recorded[0]["jti"] == decode(response.json()["access_token"])[1]["jti"]
 
 
 def test_other_grants_are_still_audited_after_their_transaction(cast, clients, token_endpoint):

@@ -7,6 +7,7 @@ transactions are rolled back: that the other policy tests pass is part of the pr
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -302,3 +303,58 @@ def test_the_system_check_is_quiet_before_the_migration_ran(triggers_dropped: An
 
     MigrationRecorder.Migration.objects.filter(app="delegation_idp", name="0002_policyversion").delete()
     assert check_policy_triggers(databases=["default"]) == []
+
+
+def _disable_a_trigger() -> None:
+    """Take one trigger out of service the way an operator or a migration could."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses pending FK checks
+            cursor.execute('ALTER TABLE "delegation_idp_party" DISABLE TRIGGER delegation_idp_pv_party')
+        else:  # a migration that rebuilds the table on SQLite drops its triggers
+            cursor.execute("DROP TRIGGER delegation_idp_pv_party_update")
+
+
+def test_a_running_process_notices_triggers_taken_away(exchanged: Any, cast: Any, monkeypatch: Any) -> None:
+    """The check is repeated (every TRIGGER_RECHECK_SECONDS): a warm cache is dropped once
+    the triggers are gone, and edits are seen again."""
+    rules.forget()
+    assert exchanged() == (200, "")
+    assert rules.current().cached
+    _disable_a_trigger()
+    assert not triggers.installed(connection)
+    monkeypatch.setattr(rules, "TRIGGER_RECHECK_SECONDS", 0.0)
+    assert not rules.current().cached
+    Party.objects.filter(uri=cast["agent2"].uri).update(enabled=False)  # the version stays put
+    assert exchanged() == (400, "invalid_target")
+    rules.forget()
+
+
+def test_install_policy_triggers_restores_them(db: Any) -> None:
+    from delegation_idp.checks import check_policy_triggers
+
+    rules.forget()
+    _disable_a_trigger()
+    assert [m.id for m in check_policy_triggers(databases=["default"])] == ["delegation_idp.W003"]
+    out = io.StringIO()
+    call_command("install_policy_triggers", stdout=out)
+    assert "installed" in out.getvalue()
+    assert triggers.installed(connection)
+    assert check_policy_triggers(databases=["default"]) == []
+    party = Party.objects.create(uri="https://p.example.com", name="p")
+    before = version()
+    Party.objects.filter(pk=party.pk).update(contact="x")  # the trigger that was gone fires again
+    assert version() != before
+    rules.forget()
+
+
+def test_audiences_longer_than_any_party_uri_are_not_cached(
+    exchanged: Any, exchange: Any, user_token: str
+) -> None:
+    assert exchanged() == (200, "")
+    store = rules.current()
+    long_uri = "https://x.example.com/" + "a" * 400
+    response = exchange("agent1", user_token, long_uri)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_target"
+    assert store.parties([long_uri]) == {}
+    assert long_uri not in rules._snapshots[connection.alias].parties
