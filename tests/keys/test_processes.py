@@ -135,8 +135,14 @@ def test_worker_rotates_from_the_redis_queue_and_the_web_process_follows(tmp_pat
         # The provider verifies both: the old token introspects as active and still exchanges.
         assert clients["agent1"].introspect(old_token)["active"] is True
         assert clients["agent2"].introspect(new_token)["active"] is True
-        onward = clients["agent2"].exchange(new_token, audience=agents["mcp-server1"]["uri"], use_cache=False)
-        assert decode(onward.access_token)[0]["kid"] == new_kid
+        # One worker signs with the new key; each process may keep its cached key set for
+        # KEY_CACHE_SECONDS more. After that, every worker signs with the new key.
+        time.sleep(FAST["KEY_CACHE_SECONDS"] + 0.5)
+        for _ in range(6):  # several requests, so both workers answer
+            onward = clients["agent2"].exchange(
+                new_token, audience=agents["mcp-server1"]["uri"], use_cache=False
+            )
+            assert decode(onward.access_token)[0]["kid"] == new_kid
         log = procs.log("worker")
         assert log.count("delegation_idp.tasks.rotate_keys") >= 2 and "succeeded" in log
 
