@@ -177,7 +177,7 @@ def _shared_rows(model: Any, column: str, values: list[Any], fields: list[str]) 
         return []
     if connection.vendor not in ("postgresql", "mysql"):
         # SQLite serialises writers; other backends fall back to an exclusive lock.
-        queryset = model.objects.filter(**{f"{column}__in": values})
+        queryset = model._default_manager.filter(**{f"{column}__in": values})
         if connection.features.has_select_for_update:
             queryset = queryset.select_for_update()
         return list(queryset.values_list(*fields))
@@ -191,7 +191,7 @@ def _shared_rows(model: Any, column: str, values: list[Any], fields: list[str]) 
         f"WHERE {quote(key.column)} IN ({placeholders}) FOR SHARE"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, [key.get_db_prep_value(value, connection) for value in values])
         return list(cursor.fetchall())
 
 
@@ -202,8 +202,9 @@ def issuance_blocked(parties: Iterable[str], kid: str, user_pk: Any) -> str:
     for _uri, enabled in _shared_rows(Party, "uri", uris, ["uri", "enabled"]):
         if not enabled:
             return "party_disabled"
-    if user_pk is not None:
-        rows = _shared_rows(get_user_model(), "pk", [user_pk], ["is_active"])
+    active_field = _is_active_field(get_user_model()) if user_pk is not None else None
+    if active_field is not None:
+        rows = _shared_rows(active_field.model, "pk", [user_pk], ["is_active"])
         if not rows or not rows[0][0]:
             return "user_inactive"
     rows = _shared_rows(SigningKey, "kid", [kid], ["state"])
@@ -217,17 +218,19 @@ def issuance_blocked(parties: Iterable[str], kid: str, user_pk: Any) -> str:
 ONE_STATEMENT_VENDORS = frozenset({"postgresql", "sqlite"})
 
 
-def _issuance_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str) -> tuple[str, list[Any]]:
+@functools.lru_cache(maxsize=64)
+def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, with_parent: bool) -> str:
     """One ``UNION ALL`` over the rows an issuance relies on, each share-locked on
     PostgreSQL (the parent's row locked for update), in the order disabling and
-    revocation lock them: parties, user, key, then the parent.
+    revocation lock them: parties, user, key, then the parent. Built once per shape.
 
     Rows come back as ``(what, text, flag)``: ``("party", uri, enabled)``,
     ``("user", "", is_active)``, ``("key", state, None)`` and ``("parent", "", live)``
-    where ``live`` means not revoked and not expired.
+    where ``live`` means not revoked and not expired. Parameters, in order: the party
+    URIs, the user's key, the kid, then the time and the parent's jti.
     """
     quote = connection.ops.quote_name
-    postgres = connection.vendor == "postgresql"
+    postgres = vendor == "postgresql"
 
     def locked(sql: str, mode: str = "SHARE") -> str:
         return f"{sql} FOR {mode}" if postgres else sql
@@ -238,33 +241,29 @@ def _issuance_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str
     def table(model: Any) -> str:
         return str(quote(model._meta.db_table))
 
-    null_flag = "CAST(NULL AS boolean)" if postgres else "NULL"
     branches: list[str] = []
-    params: list[Any] = []
-    if uris:
-        placeholders = ", ".join(["%s"] * len(uris))
+    if parties:
+        placeholders = ", ".join(["%s"] * parties)
         inner = locked(
             f"SELECT {col(Party, 'uri')} AS v, {col(Party, 'enabled')} AS f FROM {table(Party)} "  # noqa: S608
             f"WHERE {col(Party, 'uri')} IN ({placeholders}) ORDER BY {col(Party, 'uri')}"
         )
         branches.append(f"SELECT 'party', s.v, s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
-        params += uris
-    active_field = _is_active_field(get_user_model()) if user_pk is not None else None
-    if active_field is not None:
+    if with_user:
+        active_field = _is_active_field(get_user_model())
         holder = active_field.model  # with multi-table inheritance, the parent that has the column
         inner = locked(
             f"SELECT {quote(str(active_field.column))} AS f FROM {table(holder)} "  # noqa: S608
             f"WHERE {quote(str(holder._meta.pk.column))} = %s"
         )
         branches.append(f"SELECT 'user', '', s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
-        params.append(holder._meta.pk.get_db_prep_value(user_pk, connection))  # e.g. a UUID key
     inner = locked(
         f"SELECT {col(SigningKey, 'state')} AS v FROM {table(SigningKey)} "  # noqa: S608
         f"WHERE {col(SigningKey, 'kid')} = %s"
     )
+    null_flag = "CAST(NULL AS boolean)" if postgres else "NULL"
     branches.append(f"SELECT 'key', s.v, {null_flag} FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
-    params.append(kid)
-    if parent_jti:
+    if with_parent:
         revoked, expires = col(TokenLineage, "revoked_at"), col(TokenLineage, "expires_at")
         inner = locked(
             f"SELECT ({revoked} IS NULL AND {expires} > %s) AS f FROM {table(TokenLineage)} "  # noqa: S608
@@ -272,22 +271,27 @@ def _issuance_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str
             "UPDATE",
         )
         branches.append(f"SELECT 'parent', '', s.f FROM ({inner}) s")  # noqa: S608 - identifiers from model metadata
-        params += [connection.ops.adapt_datetimefield_value(timezone.now()), parent_jti]
-    return " UNION ALL ".join(branches), params
+    return " UNION ALL ".join(branches)
 
 
 def _checked_in_one_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str) -> tuple[str, bool]:
     """``(why blocked or '', parent live)`` from one statement."""
-    sql, params = _issuance_statement(uris, user_pk, kid, parent_jti)
+    active_field = _is_active_field(get_user_model()) if user_pk is not None else None
+    sql = _issuance_sql(
+        connection.vendor, settings.AUTH_USER_MODEL, len(uris), active_field is not None, bool(parent_jti)
+    )
+    params: list[Any] = list(uris)
+    if active_field is not None:
+        params.append(active_field.model._meta.pk.get_db_prep_value(user_pk, connection))  # e.g. a UUID key
+    params.append(kid)
+    if parent_jti:
+        params += [connection.ops.adapt_datetimefield_value(timezone.now()), parent_jti]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     disabled = any(what == "party" and not flag for what, _value, flag in rows)
-    active = (
-        user_pk is None
-        or _is_active_field(get_user_model()) is None
-        or any(what == "user" and flag for what, _value, flag in rows)
-    )
+    # A user model without is_active makes every user active (AbstractBaseUser).
+    active = active_field is None or any(what == "user" and flag for what, _value, flag in rows)
     key_revoked = any(what == "key" and value == SigningKey.REVOKED for what, value, _flag in rows)
     live = any(what == "parent" and flag for what, _value, flag in rows)
     if disabled:
