@@ -21,6 +21,8 @@ from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 from . import audit, jose
 from .conf import idp_settings
 from .keys import keyset
+from .models import party_of
+from .policy import resource_under
 
 __all__ = ["Exchange", "Issued", "default_subject", "email_subject", "generate_access_token"]
 
@@ -65,14 +67,8 @@ def new_jti() -> str:
 def jwt_enabled_for(client: Any) -> bool:
     if idp_settings.JWT_ACCESS_TOKENS == "all":
         return True
-    party = _party_of(client)
+    party = party_of(client)
     return party is not None or getattr(client, "client_id", None) in idp_settings.JWT_CLIENT_IDS
-
-
-def _party_of(client: Any) -> Any:
-    from .models import party_of
-
-    return party_of(client)
 
 
 def expires_in_for(request: Request, default: int) -> int:
@@ -92,7 +88,7 @@ def _own_resources_only(request: Request, party: Any, resources: list[str]) -> N
 
     own = (party.uri, *party.prefixes())
     for resource in resources:
-        if not any(resource == p or resource.startswith(p.rstrip("/") + "/") for p in own):
+        if not any(resource_under(resource, prefix) for prefix in own):
             raise CustomOAuth2Error(
                 error="invalid_target",
                 description="An agent's own token can only be addressed to the agent; "
@@ -103,7 +99,7 @@ def _own_resources_only(request: Request, party: Any, resources: list[str]) -> N
 
 def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]:
     client = request.client
-    party = _party_of(client)
+    party = party_of(client)
     exchange: Exchange | None = getattr(request, "delegation", None)
     scope = " ".join(request.scopes or [])
     parties: list[str] = [party.uri] if party is not None else []

@@ -25,6 +25,7 @@ __all__ = [
     "RuleView",
     "evaluate",
     "explain",
+    "resource_under",
 ]
 
 
@@ -303,6 +304,12 @@ def explain(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> 
     if scope_refused:
         return Explanation(_deny(Reason.SCOPE_NOT_PERMITTED), tuple(outcomes))
     return Explanation(_deny(closest or Reason.NO_RULE), tuple(outcomes))
+
+
+def resource_under(resource: str, prefix: str) -> bool:
+    """RFC 8707: ``resource`` is the URL ``prefix`` itself or one below it, on a path
+    segment boundary (``https://rs.example.com/api`` covers ``.../api/x``, not ``.../apix``)."""
+    return resource == prefix or resource.startswith(prefix.rstrip("/") + "/")
 
 
 def scope_set(scope: str | Sequence[str] | None) -> frozenset[str]:

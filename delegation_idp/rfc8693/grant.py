@@ -425,7 +425,6 @@ def _match_resource(resource: str, owners: tuple[tuple[str, tuple[str, ...]], ..
     best: tuple[int, str] | None = None
     for uri, prefixes in owners:
         for prefix in (uri, *prefixes):
-            if resource == prefix or resource.startswith(prefix.rstrip("/") + "/"):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), uri)
+            if policy.resource_under(resource, prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), uri)
     return best[1] if best else None
