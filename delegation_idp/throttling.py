@@ -66,7 +66,7 @@ def check_address(address: str | None) -> int | None:
     return _limit("address", address)
 
 
-def check_client(client_id: str, address: str | None = None) -> int | None:
+def check_client(client_id: str, address: str | None) -> int | None:
     """The per-client limit and the authentication-failure lockout. Seconds to wait, or None.
 
     Failures count per client id *and* source address: anyone can claim an agent's
@@ -77,23 +77,18 @@ def check_client(client_id: str, address: str | None = None) -> int | None:
     return _limit("client", client_id)
 
 
-def check(client_id: str, address: str | None) -> int | None:
-    """Both limits: seconds to wait before retrying, or None when the request may go on."""
-    return check_address(address) or check_client(client_id, address)
-
-
 def _failure_key(client_id: str, address: str | None) -> str:
     return f"delegation_idp:authfail:{_digest(client_id)}:{_digest(address or '')}"
 
 
-def _failures(client_id: str, address: str | None = None) -> int:
+def _failures(client_id: str, address: str | None) -> int:
     try:
         return int(caches[idp_settings.THROTTLE_CACHE_ALIAS].get(_failure_key(client_id, address)) or 0)
     except Exception:
         return 0
 
 
-def note_auth_failure(client_id: str, address: str | None = None) -> None:
+def note_auth_failure(client_id: str, address: str | None) -> None:
     if not client_id:
         return
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]

@@ -134,15 +134,10 @@ class TokenView(DOTTokenView):
             return oauth_error(
                 405, "invalid_request", "The token endpoint accepts POST only.", {"Allow": "POST"}
             )
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > idp_settings.MAX_REQUEST_BYTES:
+        too_large = _oversized(request)
+        if too_large is not None:
             record.deny("invalid_request", "request_too_large")
-            return oauth_error(
-                413 if length > 0 else 400, "invalid_request", "The request body is too large."
-            )
+            return too_large
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             record.deny("invalid_request", "bad_content_type")
@@ -192,10 +187,22 @@ class TokenView(DOTTokenView):
             request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
 
 
-def _throttled(record: audit.Attempt, wait: int) -> HttpResponse:
+def _throttled(record: audit.Attempt | None, wait: int) -> HttpResponse:
     """429 with ``Retry-After`` (RFC 6585 section 4, RFC 9110 section 10.2.3)."""
-    record.deny("slow_down", "throttled")
+    if record is not None:
+        record.deny("slow_down", "throttled")
     return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
+
+
+def _oversized(request: HttpRequest) -> HttpResponse | None:
+    """The error for a body over ``MAX_REQUEST_BYTES`` (or a bad length), before it is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if 0 <= length <= idp_settings.MAX_REQUEST_BYTES:
+        return None
+    return oauth_error(413 if length > 0 else 400, "invalid_request", "The request body is too large.")
 
 
 # RFC 6749 section 5.2 and RFC 8693 section 2.2.2, in plain words.
@@ -315,20 +322,15 @@ class IntrospectionView(View):
         address = _client_ip(request)
         wait = throttling.check_address(address)
         if wait is not None:
-            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > idp_settings.MAX_REQUEST_BYTES:
-            return oauth_error(
-                413 if length > 0 else 400, "invalid_request", "The request body is too large."
-            )
+            return _throttled(None, wait)
+        too_large = _oversized(request)
+        if too_large is not None:
+            return too_large
         basic = basic_credentials(request)
         claimed = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
         wait = throttling.check_client(claimed, address)
         if wait is not None:
-            return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
+            return _throttled(None, wait)
         client = authenticate_caller(request)
         if client is None:
             throttling.note_auth_failure(claimed, address)
