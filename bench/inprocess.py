@@ -16,7 +16,7 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
     from django.test.utils import CaptureQueriesContext
 
     from bench.load import Sample
-    from bench.scenarios import requests
+    from bench.scenarios import interleaved, requests
 
     client = Client()
     reqs = requests(site)
@@ -36,22 +36,20 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
         for _ in range(2):  # warm-up
             post(name)
     # The scenarios take turns in rounds (rotated order), as over HTTP.
-    for round_ in range(rounds):
-        turn = names[round_ % len(names) :] + names[: round_ % len(names)]
-        for name in turn:
-            total = max(3, iterations // 20) if name == "cc_hashed" else iterations
-            count = max(1, total // rounds)
-            began = time.perf_counter()
-            for _ in range(count):
-                t0 = time.perf_counter()
-                response = post(name)
-                took = time.perf_counter() - t0
-                if response.status_code == 200:
-                    samples[name].latencies.append(took)
-                else:
-                    key = str(response.status_code)
-                    samples[name].errors[key] = samples[name].errors.get(key, 0) + 1
-            samples[name].elapsed += time.perf_counter() - began
+    for name in interleaved(names, rounds):
+        total = max(3, iterations // 20) if name == "cc_hashed" else iterations
+        count = max(1, total // rounds)
+        began = time.perf_counter()
+        for _ in range(count):
+            t0 = time.perf_counter()
+            response = post(name)
+            took = time.perf_counter() - t0
+            if response.status_code == 200:
+                samples[name].latencies.append(took)
+            else:
+                key = str(response.status_code)
+                samples[name].errors[key] = samples[name].errors.get(key, 0) + 1
+        samples[name].elapsed += time.perf_counter() - began
     results: dict[str, Any] = {}
     for name in names:
         results[name] = samples[name].summary()

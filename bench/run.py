@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.scenarios import DESCRIPTIONS, requests
+from bench.scenarios import DESCRIPTIONS, interleaved, requests
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -242,13 +242,11 @@ def measure_http(procs: Any, site: dict[str, Any], seconds: float, rounds: int) 
         print(f"measuring over HTTP with {workers} worker(s) ...", flush=True)
         for clients in (1, 4):
             samples = {name: load.Sample() for name in names}
-            for round_ in range(rounds):
-                turn = names[round_ % len(names) :] + names[: round_ % len(names)]
-                for name in turn:
-                    body, headers = reqs[name]
-                    samples[name].merge(
-                        load.run(f"{url}/o/token/", body, headers, clients=clients, seconds=seconds / rounds)
-                    )
+            for name in interleaved(names, rounds):
+                body, headers = reqs[name]
+                samples[name].merge(
+                    load.run(f"{url}/o/token/", body, headers, clients=clients, seconds=seconds / rounds)
+                )
             http[f"w{workers}c{clients}"] = {name: samples[name].summary() for name in names}
         procs.stop(label)
     return http

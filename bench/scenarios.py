@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -49,3 +50,11 @@ def requests(site: dict[str, Any]) -> dict[str, tuple[bytes, dict[str, str]]]:
             {"Authorization": _basic(agents[holder]["client_id"], agents[holder]["client_secret"])},
         )
     return out
+
+
+def interleaved(names: list[str], rounds: int) -> Iterator[str]:
+    """Every scenario once per round, each round in a rotated order, so drift on a
+    shared machine spreads over all of them instead of favouring whichever ran first."""
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        yield from names[shift:] + names[:shift]
