@@ -145,6 +145,17 @@ def authorize_code(client: Any, agent: Agent, user: Any, scope: str) -> tuple[st
     return code, verifier
 
 
+def code_form(agent: Agent, code: str, verifier: str, **extra: str) -> dict[str, str]:
+    """The token request that redeems an authorization code (RFC 6749 section 4.1.3, with PKCE)."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": agent.redirect_uri,
+        "code_verifier": verifier,
+        **extra,
+    }
+
+
 @pytest.fixture
 def issue_user_token(cast: Cast, client: Any, token_endpoint: Any):
     """A user token for an agent, obtained through the authorization-code flow."""
@@ -153,12 +164,7 @@ def issue_user_token(cast: Cast, client: Any, token_endpoint: Any):
         agent = cast[agent_name]
         code, verifier = authorize_code(client, agent, user or cast.user, scope or cast.scope)
         response = token_endpoint(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": agent.redirect_uri,
-                "code_verifier": verifier,
-            },
+            code_form(agent, code, verifier),
             agent,
         )
         assert response.status_code == 200, response.content

@@ -130,17 +130,12 @@ def test_disabling_an_agent_revokes_every_token_naming_it(agent, cast, forest, i
 
 
 def test_disabling_an_agent_revokes_its_refresh_tokens(cast, client, token_endpoint, issue_user_token):
-    from tests.conftest import authorize_code
+    from tests.conftest import authorize_code, code_form
 
     agent = cast["agent1"]
     code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     response = token_endpoint(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-        },
+        code_form(agent, code, verifier),
         agent,
     )
     refresh = response.json()["refresh_token"]

@@ -80,7 +80,7 @@ def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, 
     from unittest import mock
 
     from delegation_idp.validators import DelegationValidator
-    from tests.conftest import authorize_code
+    from tests.conftest import authorize_code, code_form
     from tests.helpers import assert_oauth_error, snapshot
 
     agent = cast["agent1"]
@@ -91,12 +91,7 @@ def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, 
     before = snapshot()
     with mock.patch.object(DelegationValidator, "_party_disabled", return_value=False):
         response = token_endpoint(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": agent.redirect_uri,
-                "code_verifier": verifier,
-            },
+            code_form(agent, code, verifier),
             agent,
         )
     assert_oauth_error(response, 400, "unauthorized_client")

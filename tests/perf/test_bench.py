@@ -83,3 +83,14 @@ def test_table_names_every_scenario_and_target() -> None:
     for name in DESCRIPTIONS:
         assert name in table
     assert "HTTP 2w 4c" in table and "MISSED" not in table
+
+
+@given(st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=5, unique=True), st.integers(1, 8))
+def test_interleaved_rounds_run_every_scenario_once_per_round_in_rotated_order(names, rounds) -> None:
+    from bench.scenarios import interleaved
+
+    order = list(interleaved(names, rounds))
+    assert len(order) == len(names) * rounds
+    per_round = [order[i * len(names) : (i + 1) * len(names)] for i in range(rounds)]
+    assert all(sorted(r) == sorted(names) for r in per_round)
+    assert [r[0] for r in per_round] == [names[i % len(names)] for i in range(rounds)]

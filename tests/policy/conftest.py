@@ -8,7 +8,7 @@ import pytest
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.models import DelegationRule, Party
-from tests.conftest import ACCESS_TOKEN_TYPE, Agent, authorize_code
+from tests.conftest import ACCESS_TOKEN_TYPE, Agent, authorize_code, code_form
 
 SCOPE = "tasks.read tasks.write"
 
@@ -72,12 +72,7 @@ class World:
     def user_token(self, agent: Agent, scope: str = SCOPE, user: Any = None) -> str:
         code, verifier = authorize_code(self.client, agent, user or self.user, scope)
         response = self.token_endpoint(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": agent.redirect_uri,
-                "code_verifier": verifier,
-            },
+            code_form(agent, code, verifier),
             agent,
         )
         assert response.status_code == 200, response.content

@@ -17,7 +17,7 @@ import pytest
 from django.test import override_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
-from tests.conftest import ACCESS_TOKEN_TYPE, IN_CI, Agent, authorize_code
+from tests.conftest import ACCESS_TOKEN_TYPE, IN_CI, Agent, authorize_code, code_form
 from tests.helpers import decode
 
 CHROMIUM = "/usr/bin/chromium"
@@ -146,12 +146,7 @@ def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site
     code, verifier = authorize_code(client, agent, user, "tasks.read")
     response = httpx.post(
         f"{base}/o/token/",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-        },
+        data=code_form(agent, code, verifier),
         auth=(client_id, secret),
         timeout=30,
     )

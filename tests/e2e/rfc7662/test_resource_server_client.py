@@ -63,18 +63,13 @@ def test_resource_server_client_cannot_exchange(cast, chain, token_endpoint, res
 
 
 def test_disabled_agent_gets_no_token_by_other_grants(cast, client, token_endpoint):
-    from tests.conftest import authorize_code
+    from tests.conftest import authorize_code, code_form
 
     agent = cast["agent1"]
     code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     Party.objects.filter(uri=agent.uri).update(enabled=False)
     response = token_endpoint(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-        },
+        code_form(agent, code, verifier),
         agent,
     )
     assert_oauth_error(response, 400, "unauthorized_client")

@@ -11,7 +11,7 @@ from delegation_idp import jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.keys import keyset
 from delegation_idp.models import TokenLineage
-from tests.conftest import authorize_code
+from tests.conftest import authorize_code, code_form
 from tests.helpers import decode
 
 REQUIRED = {"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"}
@@ -74,12 +74,7 @@ def test_refresh_grant_issues_a_new_jwt(cast, client, token_endpoint):
     agent = cast["agent1"]
     code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     first = token_endpoint(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-        },
+        code_form(agent, code, verifier),
         agent,
     ).json()
     assert "refresh_token" in first
@@ -101,13 +96,7 @@ def test_resource_indicator_becomes_the_audience(cast, client, token_endpoint):
     agent = cast["agent1"]
     code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     response = token_endpoint(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-            "resource": "https://agent1.example.com/tasks",
-        },
+        code_form(agent, code, verifier, resource="https://agent1.example.com/tasks"),
         agent,
     )
     assert response.status_code == 200, response.content
@@ -143,13 +132,7 @@ def test_agent_cannot_address_its_own_token_to_another_party(cast, client, token
     code, verifier = authorize_code(client, agent, cast.user, cast.scope)
     before = snapshot()
     response = token_endpoint(
-        {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent.redirect_uri,
-            "code_verifier": verifier,
-            "resource": cast.resource_server,
-        },
+        code_form(agent, code, verifier, resource=cast.resource_server),
         agent,
     )
     assert_oauth_error(response, 400, "invalid_target")
