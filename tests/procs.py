@@ -140,6 +140,8 @@ class Cluster:
                 "-",
                 "--timeout",
                 "60",
+                # One control socket path per user by default: instances would take it from each other.
+                "--no-control-socket",
             ],
             env,
         )

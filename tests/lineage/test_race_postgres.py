@@ -5,6 +5,7 @@ is active (issue 5, point 2)."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,6 @@ pytestmark = pytest.mark.integration
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
-DATABASE = "test_lineage_race"
 
 
 @dataclass
@@ -38,14 +38,14 @@ class Attempt:
 def race_database(postgres_url: str):
     import psycopg
 
+    # A name of its own: CI runs this suite twice at once (SQLite and PostgreSQL lanes).
+    name = f"test_lineage_race_{secrets.token_hex(4)}"
     parts = urlsplit(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    url = urlunsplit(parts._replace(path=f"/{DATABASE}"))
-    yield url
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def hammer(urls: list[str], agent: dict[str, str], subject: str, audience: str, stop: threading.Event) -> Any:
