@@ -44,7 +44,7 @@ def broker(redis_url: str):
 
 
 def counts(database: Any) -> tuple[int, int]:
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(database, timeout=60) as db:
         old = db.execute("SELECT COUNT(*) FROM delegation_idp_tokenlineage WHERE jti LIKE 'old%'").fetchone()[
             0
         ]
@@ -80,7 +80,7 @@ def test_worker_killed_mid_sweep_loses_nothing_and_the_next_run_finishes(tmp_pat
         old, live = counts(database)
         assert 0 < old < EXPIRED, "the worker was killed mid-sweep, and finished batches stayed done"
         assert live == LIVE, "nothing unexpired was deleted"
-        with sqlite3.connect(database) as db:
+        with sqlite3.connect(database, timeout=60) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
         # The next run (here sent by hand, normally by beat) finishes the job.
