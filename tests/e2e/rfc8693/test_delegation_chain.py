@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import time
 
@@ -137,7 +139,9 @@ def test_exchanged_token_is_stored_for_django_oauth_toolkit(cast, chain):
     from oauth2_provider.models import get_access_token_model
 
     AccessToken = get_access_token_model()
-    row = AccessToken.objects.get(token=chain[1])
+    # Stored hashed at rest (COMPLIANT_BCP_RFC9700_TOKEN_STORAGE): found by its checksum.
+    row = AccessToken.objects.get(token_checksum=hashlib.sha256(chain[1].encode()).hexdigest())
+    assert row.token == ""
     assert row.application.client_id == cast["agent1"].client_id
     assert row.user == cast.user
     assert row.scope == "tasks.read tasks.write"
