@@ -561,8 +561,9 @@ def revoke_code_redemption(code: str, reason: str = "code_replayed", now: dateti
         # The refresh tokens first: revoking the subtree deletes the access tokens they
         # point at, which would lose the link.
         families = list(
-            RefreshToken.objects.filter(access_token_id__in=[a for _, a in rows if a is not None])
-            .values_list("pk", "token_family")
+            RefreshToken.objects.filter(
+                access_token_id__in=[a for _, a in rows if a is not None]
+            ).values_list("pk", "token_family")
         )
         total = 0
         for jti, _access_token_id in rows:

@@ -206,7 +206,14 @@ class DelegationValidator(OAuth2Validator):
             raise self._consumed_meanwhile(request) from None
 
     def confirm_redirect_uri(
-        self, client_id: str, code: str, redirect_uri: str, client: Any, request: Any, *args: Any, **kwargs: Any
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
     ) -> bool:
         try:
             return bool(

@@ -77,9 +77,13 @@ def test_the_replay_is_audited_with_its_own_reason(
         replay(cast, token_endpoint, code, verifier)
     events = list(AuditEvent.objects.order_by("id")[before:])
     refusal = [e for e in events if e.event == "token"]
-    assert [(e.decision, e.error, e.reason) for e in refusal] == [("denied", "invalid_grant", "code_replayed")]
+    assert [(e.decision, e.error, e.reason) for e in refusal] == [
+        ("denied", "invalid_grant", "code_replayed")
+    ]
     revocation = [e for e in events if e.event == "revocation"]
-    assert [(e.reason, e.jti) for e in revocation] == [("code_replayed", decode(first["access_token"])[1]["jti"])]
+    assert [(e.reason, e.jti) for e in revocation] == [
+        ("code_replayed", decode(first["access_token"])[1]["jti"])
+    ]
 
 
 def test_only_a_hash_of_the_code_is_stored(cast, redeemed):
@@ -107,7 +111,9 @@ def test_code_hashes_are_swept_with_their_lineage(cast, redeemed):
     assert not TokenLineage.objects.exclude(code_hash=None).exists()
 
 
-def test_the_successful_redemption_looks_nothing_up(cast, client, token_endpoint, django_assert_max_num_queries):
+def test_the_successful_redemption_looks_nothing_up(
+    cast, client, token_endpoint, django_assert_max_num_queries
+):
     """Recording the hash rides on the lineage row's INSERT: the redemption makes as many
     queries as without replay detection (the replay look-up runs on refusal only)."""
     from django.test.utils import CaptureQueriesContext
@@ -117,7 +123,11 @@ def test_the_successful_redemption_looks_nothing_up(cast, client, token_endpoint
     with CaptureQueriesContext(connection) as queries:
         response = token_endpoint(code_form(agent, code, verifier), agent)
     assert response.status_code == 200
-    lookups = [q["sql"] for q in queries if "code_hash" in q["sql"] and not q["sql"].lstrip().upper().startswith("INSERT")]
+    lookups = [
+        q["sql"]
+        for q in queries
+        if "code_hash" in q["sql"] and not q["sql"].lstrip().upper().startswith("INSERT")
+    ]
     assert lookups == []
 
 

@@ -43,7 +43,9 @@ def register(grant: str, *, redirect_uri: str = "") -> Agent:
 @pytest.mark.parametrize("challenge_method", ["plain", None], ids=["plain", "omitted-means-plain"])
 def test_plain_pkce_is_refused_at_the_authorization_endpoint(cast, authorize, method, challenge_method):
     agent = cast["agent1"]
-    response = authorize(agent, method=method, code_challenge="x" * 43, code_challenge_method=challenge_method)
+    response = authorize(
+        agent, method=method, code_challenge="x" * 43, code_challenge_method=challenge_method
+    )
     assert response.status_code == 302, response.content
     assert response["Location"].startswith(agent.redirect_uri)
     params = query(response["Location"])
@@ -158,12 +160,20 @@ def grant_accepted(grant: str, cast: Any, client: Any, token_endpoint: Any) -> b
         client.force_login(cast.user)
         response = client.get(
             "/o/authorize/",
-            {"response_type": "token", "client_id": app.client_id, "redirect_uri": app.redirect_uri, "state": "s"},
+            {
+                "response_type": "token",
+                "client_id": app.client_id,
+                "redirect_uri": app.redirect_uri,
+                "state": "s",
+            },
         )
         client.logout()
         if response.status_code == 200:
             return True  # the consent page: the request was valid
-        return query(response["Location"]).get("error") not in (["unauthorized_client"], ["unsupported_response_type"])
+        return query(response["Location"]).get("error") not in (
+            ["unauthorized_client"],
+            ["unsupported_response_type"],
+        )
     forms: dict[str, tuple[str, dict[str, str]]] = {
         "authorization_code": (
             "authorization-code",
@@ -175,7 +185,10 @@ def grant_accepted(grant: str, cast: Any, client: Any, token_endpoint: Any) -> b
         DEVICE_GRANT: (DEVICE_GRANT, {"device_code": "not-a-device-code"}),
     }
     if grant == TOKEN_EXCHANGE_GRANT:
-        agent, extra = cast["agent1"], {"subject_token": "x.y.z", "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+        agent, extra = (
+            cast["agent1"],
+            {"subject_token": "x.y.z", "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"},
+        )
     else:
         kind, extra = forms[grant]
         agent = register(kind, redirect_uri="https://a.example.com/cb")
@@ -184,7 +197,15 @@ def grant_accepted(grant: str, cast: Any, client: Any, token_endpoint: Any) -> b
     return response.json().get("error") not in ("unsupported_grant_type", "unauthorized_client")
 
 
-GRANTS = ["authorization_code", "refresh_token", "client_credentials", "password", "implicit", DEVICE_GRANT, TOKEN_EXCHANGE_GRANT]
+GRANTS = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "implicit",
+    DEVICE_GRANT,
+    TOKEN_EXCHANGE_GRANT,
+]
 
 
 @pytest.mark.rfc("8414-2")
@@ -195,7 +216,9 @@ def test_metadata_says_what_the_server_does(site, cast, client, authorize, token
     data = metadata(client)
     agent = cast["agent1"]
     for method in ("plain", "S256"):
-        assert (method in data["code_challenge_methods_supported"]) == pkce_method_accepted(authorize, agent, method), method
+        assert (method in data["code_challenge_methods_supported"]) == pkce_method_accepted(
+            authorize, agent, method
+        ), method
     assert bool(data.get("authorization_response_iss_parameter_supported")) == iss_sent(authorize, agent)
     for grant in GRANTS:
         accepted = grant_accepted(grant, cast, client, token_endpoint)
