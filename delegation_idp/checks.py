@@ -316,6 +316,50 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+# RFC 9700 gates of django-oauth-toolkit whose absence this provider does not tolerate:
+# (setting, check id, what is accepted without it, why that is an error here).
+RFC9700_REQUIRED = (
+    (
+        "COMPLIANT_BCP_RFC9700_PKCE_METHOD",
+        "delegation_idp.E019",
+        "the PKCE 'plain' method is accepted",
+        "RFC 9700 section 2.1.1: 'plain' exposes the verifier in the authorization request, "
+        "which PKCE exists to keep secret.",
+    ),
+    (
+        "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT",
+        "delegation_idp.E020",
+        "the resource owner password credentials grant is accepted",
+        "RFC 9700 section 2.4: it MUST NOT be used; any client registered for it collects "
+        "users' passwords, with no consent.",
+    ),
+    (
+        "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS",
+        "delegation_idp.E021",
+        "authorization responses carry no 'iss'",
+        "RFC 9207 / RFC 9700 section 4.4: without it clients of several providers (MCP "
+        "clients among them) cannot detect mix-up attacks.",
+    ),
+)
+
+
+@register(Tags.security)
+def check_rfc9700(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """django-oauth-toolkit's RFC 9700 gates that keep the MUSTs (S256-only PKCE, no
+    password grant, RFC 9207 ``iss``) must be on. They default to off in 3.x, so a site
+    installed before this check would otherwise keep accepting what the BCP forbids.
+    The SHOULDs are django-oauth-toolkit's own ``check --deploy`` warnings."""
+    return [
+        Error(
+            f"OAUTH2_PROVIDER['{name}'] is off: {what}.",
+            hint=f"{why} Set OAUTH2_PROVIDER['{name}'] = True.",
+            id=check_id,
+        )
+        for name, check_id, what, why in RFC9700_REQUIRED
+        if not getattr(oauth2_settings, name)
+    ]
+
+
 @register(Tags.security, deploy=True)
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Production gates: https issuer, bounded lifetimes, secrets out of error reports."""

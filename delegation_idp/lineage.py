@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -50,7 +51,9 @@ __all__ = [
     "ParentRevoked",
     "SweepResult",
     "acted_for_user",
+    "code_digest",
     "record_issued",
+    "revoke_code_redemption",
     "revoke_for_party",
     "revoke_for_user",
     "revoke_signed_by",
@@ -359,6 +362,7 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
         path, depth = f"{exchange.parent_path}/{jti}", exchange.depth
     else:
         parent_jti, root_jti, path, depth = "", jti, jti, 0
+    code = getattr(request, "code", None) if grant_type == "authorization_code" else None
     row = TokenLineage.objects.create(
         jti=jti,
         parent_jti=parent_jti,
@@ -377,6 +381,7 @@ def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: s
         issued_at=_ts(claims["iat"]),
         expires_at=_ts(claims["exp"]),
         access_token=access_token,
+        code_hash=code_digest(code) if code else None,
     )
     if exchange is not None:
         # The exchange's audit record commits (or rolls back) with its token.
@@ -533,6 +538,43 @@ def _revoke_refresh_tokens(queryset: QuerySet[Any]) -> int:
         for refresh in batch:
             refresh.revoke()  # django-oauth-toolkit's own method; also deletes its access token
         count += len(batch)
+
+
+def code_digest(code: str) -> str:
+    """What is stored of an authorization code: its SHA-256, never the code."""
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def revoke_code_redemption(code: str, reason: str = "code_replayed", now: datetime | None = None) -> int:
+    """An authorization code was presented again (RFC 6749 sections 4.1.2 and 10.5): revoke
+    every token its redemption issued, their subtrees, and the refresh tokens issued with
+    them (with every refresh token rotated from those: django-oauth-toolkit's family).
+    Returns the number of lineage rows revoked; 0 for a code never redeemed."""
+    now = now or timezone.now()
+    rows = list(
+        TokenLineage.objects.filter(code_hash=code_digest(code)).values_list("jti", "access_token_id")
+    )
+    if not rows:
+        return 0
+    RefreshToken = get_refresh_token_model()
+    with transaction.atomic():
+        # The refresh tokens first: revoking the subtree deletes the access tokens they
+        # point at, which would lose the link.
+        families = list(
+            RefreshToken.objects.filter(
+                access_token_id__in=[a for _, a in rows if a is not None]
+            ).values_list("pk", "token_family")
+        )
+        total = 0
+        for jti, _access_token_id in rows:
+            total += len(revoke_subtree(jti, reason, now))
+        for pk, family in families:
+            if family:
+                RefreshToken.revoke_family(family)
+            else:
+                RefreshToken.objects.get(pk=pk).revoke()
+    logger.warning("authorization code replayed: %d tokens revoked", total)
+    return total
 
 
 def revoke_for_party(uri: str, reason: str = "party_disabled", now: datetime | None = None) -> int:

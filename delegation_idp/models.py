@@ -287,6 +287,10 @@ class TokenLineage(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
     revocation_reason = models.CharField(max_length=64, blank=True)
+    # SHA-256 (hex) of the authorization code this token was issued for, never the code:
+    # a replay of the code finds and revokes it (RFC 6749 section 10.5). Kept as long as
+    # the row (LINEAGE_RETENTION_SECONDS after expiry), swept with it.
+    code_hash = models.CharField(max_length=64, null=True, blank=True, db_index=True, editable=False)
 
     class Meta:
         verbose_name = _("token lineage record")

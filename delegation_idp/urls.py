@@ -5,8 +5,8 @@ Mount under the prefix you used for django-oauth-toolkit::
     path("o/", include("delegation_idp.urls")),
     path("", include("delegation_idp.wellknown_urls")),
 
-The token and introspection endpoints are this app's; every other route is
-django-oauth-toolkit's own.
+The authorization, token and introspection endpoints are this app's (subclasses
+of django-oauth-toolkit's views); every other route is django-oauth-toolkit's own.
 """
 
 from django.urls import path
@@ -17,6 +17,7 @@ from . import views
 app_name = "oauth2_provider"
 
 urlpatterns = [
+    path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     *dot_urls.base_urlpatterns,

@@ -6,16 +6,21 @@ import logging
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
 
-from . import client_auth, lineage
+from . import audit, client_auth, lineage
 from .models import Party, party_of
 from .rfc8693 import GRANT_TYPE
 
 __all__ = ["DelegationValidator"]
 
 logger = logging.getLogger(__name__)
+
+
+class CodeAlreadyRedeemed(Exception):
+    """Another redemption of the same authorization code consumed it first."""
 
 
 def _body_value(request: Any, name: str) -> str | None:
@@ -172,6 +177,92 @@ class DelegationValidator(OAuth2Validator):
             return False
         party = party_of(client)
         return party is not None and party.kind in (Party.AGENT, Party.MCP_SERVER)
+
+    # -- the authorization code: used once (RFC 6749 sections 4.1.2 and 10.5) ------------
+
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return True
+        # Refused (oauthlib answers invalid_grant). Only now, never on the successful
+        # path, look whether the code was redeemed before: a replay.
+        if code:
+            self._revoke_redemption(code)
+        return False
+
+    # The stock validator reads the code's row again for PKCE and the redirect URI. A
+    # concurrent redemption may have consumed it since validate_code: that is a replay.
+    def get_code_challenge(self, code: str, request: Any) -> Any:
+        try:
+            return super().get_code_challenge(code, request)
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> Any:
+        try:
+            return super().get_code_challenge_method(code, request)
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        try:
+            return bool(
+                super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
+            )
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().save_bearer_token(token, request, *args, **kwargs)
+        except CodeAlreadyRedeemed:
+            # This request's tokens rolled back; the winner's committed: a replay.
+            raise self._consumed_meanwhile(request) from None
+
+    def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = super()._save_bearer_token(token, request, *args, **kwargs)
+        if request.grant_type == "authorization_code":
+            # Consume the code inside the transaction that stores its tokens (the stock
+            # validator deletes it afterwards, in a transaction of its own): of two
+            # redemptions that both found it valid, the second DELETE waits for the first
+            # to commit, then finds nothing, and its tokens roll back.
+            deleted, _ = (
+                get_grant_model().objects.filter(code=request.code, application=request.client).delete()
+            )
+            if not deleted:
+                raise CodeAlreadyRedeemed()
+            request.delegation_code_consumed = True
+        return saved
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        if getattr(request, "delegation_code_consumed", False):
+            return  # already deleted, with the tokens it was redeemed for
+        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+
+    def _consumed_meanwhile(self, request: Any) -> Exception:
+        self._revoke_redemption(request.code)
+        return errors.InvalidGrantError(request=request)
+
+    @staticmethod
+    def _revoke_redemption(code: str) -> None:
+        """Revoke what an earlier redemption of ``code`` issued; audit the refusal as a replay."""
+        if not lineage.revoke_code_redemption(code):
+            return
+        record = audit.current()
+        if record is not None:
+            record.deny("invalid_grant", "code_replayed")
 
     def _create_access_token(
         self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None

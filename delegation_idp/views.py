@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -17,12 +17,15 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.compat import login_not_required
+from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import AuthorizationView as DOTAuthorizationView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from . import audit, client_auth, jose, keys, throttling
 from .conf import idp_settings
@@ -238,12 +241,85 @@ def _endpoint(name: str) -> str:
     return idp_settings.ISSUER.rstrip("/") + reverse(name)
 
 
+# -- the authorization endpoint (RFC 6749 section 4.1, RFC 9207, RFC 9700) ----------------
+
+
+def iss_enforced() -> bool:
+    """Whether authorization responses carry ``iss`` (RFC 9207), success and error alike."""
+    return bool(oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS)
+
+
+def plain_pkce_refused() -> bool:
+    """Whether only ``S256`` is accepted as the PKCE method (RFC 9700 section 2.1.1)."""
+    return bool(oauth2_settings.COMPLIANT_BCP_RFC9700_PKCE_METHOD)
+
+
+def with_iss(uri: str, issuer: str) -> str:
+    """``uri`` with exactly one ``iss`` (RFC 9207 section 2): in the fragment when the
+    response travels there, else in the query; any ``iss`` already present is dropped."""
+    parts = urlsplit(uri)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "iss"]
+    fragment = [(k, v) for k, v in parse_qsl(parts.fragment, keep_blank_values=True) if k != "iss"]
+    (fragment if parts.fragment else query).append(("iss", issuer))
+    return urlunsplit(parts._replace(query=urlencode(query), fragment=urlencode(fragment)))
+
+
+class AuthorizationView(DOTAuthorizationView):
+    """django-oauth-toolkit's authorization endpoint, with two RFC 9700 gates kept everywhere.
+
+    * ``iss`` (RFC 9207 section 2) goes into *every* redirect back to the client, error
+      responses included, and it is this provider's ``ISSUER``, the value its metadata
+      publishes. django-oauth-toolkit adds it to successful responses only, derived from
+      the request's host.
+    * A PKCE ``plain`` challenge (or none named, which means ``plain``; RFC 7636 section
+      4.3) is refused before the consent page, not after the user has consented.
+    """
+
+    def validate_authorization_request(self, request: HttpRequest) -> Any:
+        scopes, credentials = super().validate_authorization_request(request)
+        method = credentials.get("code_challenge_method") or "plain"
+        if credentials.get("code_challenge") and method != "S256" and plain_pkce_refused():
+            error = oauth2_errors.InvalidRequestError(
+                description='Unsupported code_challenge_method; use "S256".',
+                state=credentials.get("state"),
+            )
+            raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
+        return scopes, credentials
+
+    def redirect(self, redirect_to: str, application: Any) -> Any:
+        # Every redirect of this view is an authorization response to the client's
+        # registered redirect URI: the successful ones and the errors.
+        if iss_enforced():
+            redirect_to = with_iss(redirect_to, idp_settings.ISSUER)
+        return super().redirect(redirect_to, application)
+
+
+# -- metadata ----------------------------------------------------------------------------
+
+
+def grant_types_supported() -> list[str]:
+    """Every grant the token and authorization endpoints accept from a client registered
+    for it (RFC 8414 section 2), and none that the RFC 9700 gates refuse."""
+    grants = ["authorization_code", "client_credentials", "refresh_token", GRANT_TYPE]
+    if not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT:
+        grants.append("implicit")
+    if not oauth2_settings.COMPLIANT_BCP_RFC9700_PASSWORD_GRANT:
+        grants.append("password")
+    grants.append(DEVICE_CODE_GRANT)  # django-oauth-toolkit's device flow (RFC 8628) is mounted
+    return grants
+
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 @method_decorator(login_not_required, name="dispatch")
 class ServerMetadataView(View):
-    """RFC 8414 authorization server metadata."""
+    """RFC 8414 authorization server metadata. Each capability is read from the setting
+    that decides the behaviour, so the document cannot claim what the server does not do."""
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         scopes = list(get_scopes_backend().get_all_scopes().keys())
+        implicit = not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT
         data = {
             "issuer": idp_settings.ISSUER,
             "authorization_endpoint": _endpoint("oauth2_provider:authorize"),
@@ -252,14 +328,9 @@ class ServerMetadataView(View):
             "introspection_endpoint": _endpoint("oauth2_provider:introspect"),
             "jwks_uri": _endpoint("delegation_idp:jwks"),
             "scopes_supported": scopes,
-            "response_types_supported": ["code"],
-            "grant_types_supported": [
-                "authorization_code",
-                "client_credentials",
-                "refresh_token",
-                GRANT_TYPE,
-            ],
-            "code_challenge_methods_supported": ["S256"],
+            "response_types_supported": ["code", "token"] if implicit else ["code"],
+            "grant_types_supported": grant_types_supported(),
+            "code_challenge_methods_supported": ["S256"] if plain_pkce_refused() else ["S256", "plain"],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
@@ -268,7 +339,7 @@ class ServerMetadataView(View):
             "token_endpoint_auth_signing_alg_values_supported": list(idp_settings.ALLOWED_ALGORITHMS),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "authorization_response_iss_parameter_supported": True,
+            "authorization_response_iss_parameter_supported": iss_enforced(),
         }
         response = JsonResponse(data)
         response["Cache-Control"] = "public, max-age=3600"

@@ -3,8 +3,10 @@
 It has its own user model (email as ``USERNAME_FIELD``, no ``username``) and
 its own django-oauth-toolkit Application model, both defined before
 delegation_idp arrived. The only lines delegation_idp adds are marked
-``# delegation_idp``: the app in ``INSTALLED_APPS``, the four hooks in
-``OAUTH2_PROVIDER``, the ``DELEGATION_IDP`` setting and the URL includes.
+``# delegation_idp``: the app in ``INSTALLED_APPS``, the four hooks and two
+RFC 9700 gates in ``OAUTH2_PROVIDER``, check E020 silenced (its legacy web client
+still uses the password grant, which the metadata then lists), the ``DELEGATION_IDP``
+setting and the URL includes.
 
 Existing clients keep django-oauth-toolkit's opaque tokens
 (``JWT_ACCESS_TOKENS = "agents"``); only registered agents get JWTs.
@@ -81,6 +83,8 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "delegation_idp.validators.DelegationValidator",  # delegation_idp
     "OAUTH2_BACKEND_CLASS": "delegation_idp.backends.DelegationOAuthLibCore",  # delegation_idp
     "ACCESS_TOKEN_GENERATOR": "delegation_idp.claims.generate_access_token",  # delegation_idp
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # delegation_idp (check E019)
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,  # delegation_idp (check E021)
 }
 
 REST_FRAMEWORK = {
@@ -95,6 +99,10 @@ DELEGATION_IDP = {
     "JWT_ACCESS_TOKENS": "agents",
     "THROTTLE_RATES": {},
 }
+
+# delegation_idp: the legacy web client still uses the password grant (RFC 9700 section 2.4
+# says it MUST NOT); silenced knowingly until that client moves to the code flow.
+SILENCED_SYSTEM_CHECKS = ["delegation_idp.E020"]
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = None

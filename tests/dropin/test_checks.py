@@ -30,8 +30,29 @@ def test_the_test_site_passes_every_check(check_ids):
         checks.check_keys,
         checks.check_issuer_and_urls,
         checks.check_policy_options,
+        checks.check_rfc9700,
     ):
         assert check_ids(check) == []
+
+
+RFC9700_GATES = [
+    ("COMPLIANT_BCP_RFC9700_PKCE_METHOD", "delegation_idp.E019"),
+    ("COMPLIANT_BCP_RFC9700_PASSWORD_GRANT", "delegation_idp.E020"),
+    ("COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS", "delegation_idp.E021"),
+]
+
+
+@pytest.mark.parametrize(("name", "check_id"), RFC9700_GATES)
+def test_each_rfc9700_gate_left_off_is_an_error(check_ids, name, check_id):
+    assert check_ids(checks.check_rfc9700, oauth2={name: False}) == [check_id]
+
+
+def test_a_site_installed_without_the_rfc9700_gates_fails_the_check(check_ids, settings):
+    # django-oauth-toolkit's defaults: every gate off.
+    settings.OAUTH2_PROVIDER = {
+        k: v for k, v in settings.OAUTH2_PROVIDER.items() if not k.startswith("COMPLIANT_BCP_RFC9700_")
+    }
+    assert check_ids(checks.check_rfc9700) == [check_id for _, check_id in RFC9700_GATES]
 
 
 @pytest.mark.parametrize(("name", "check_id", "other"), HOOKS)
