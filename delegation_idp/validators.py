@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
 
 from . import client_auth, lineage
 from .models import Party, party_of
@@ -34,6 +35,31 @@ class DelegationValidator(OAuth2Validator):
     ``private_key_jwt`` (RFC 7523). Every other client is authenticated exactly
     as django-oauth-toolkit does it.
     """
+
+    # -- authorization codes redeemed concurrently -------------------------------
+    # django-oauth-toolkit reads the code's row several times while validating it. When a
+    # parallel redemption deletes the row between two reads (READ COMMITTED), the later read
+    # raises DoesNotExist, a 500; the code is spent, which RFC 6749 section 5.2 calls invalid_grant.
+
+    def confirm_redirect_uri(
+        self, client_id: Any, code: Any, redirect_uri: Any, client: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        try:
+            return bool(super().confirm_redirect_uri(client_id, code, redirect_uri, client, *args, **kwargs))
+        except get_grant_model().DoesNotExist:
+            raise errors.InvalidGrantError(description="The authorization code was already used.") from None
+
+    def get_code_challenge(self, code: Any, request: Any) -> Any:
+        try:
+            return super().get_code_challenge(code, request)
+        except get_grant_model().DoesNotExist:
+            raise errors.InvalidGrantError(request=request) from None
+
+    def get_code_challenge_method(self, code: Any, request: Any) -> Any:
+        try:
+            return super().get_code_challenge_method(code, request)
+        except get_grant_model().DoesNotExist:
+            raise errors.InvalidGrantError(request=request) from None
 
     # -- client authentication --------------------------------------------------
 

@@ -184,3 +184,28 @@ def test_a_token_issued_before_the_database_died_is_delivered(cast, client, toke
     assert (event.decision, event.jti) == ("granted", decode(token)[1]["jti"])
     assert "app_authorized" in caplog.text
     assert token not in caplog.text
+
+
+@pytest.mark.rfc("6749-5.2")
+def test_a_code_spent_by_a_parallel_redemption_mid_validation_is_invalid_grant(
+    cast, client, token_endpoint, monkeypatch
+):
+    """The code row vanishes between django-oauth-toolkit's reads of it (another request
+    redeemed it, READ COMMITTED): invalid_grant, not a 500."""
+    from oauth2_provider.models import get_grant_model
+    from oauth2_provider.oauth2_validators import OAuth2Validator
+
+    real = OAuth2Validator.validate_code
+
+    def validate_then_lose(self: Any, client_id: Any, code: Any, *args: Any, **kwargs: Any) -> bool:
+        valid = real(self, client_id, code, *args, **kwargs)
+        get_grant_model().objects.filter(code=code).delete()  # the parallel redemption
+        return bool(valid)
+
+    code, verifier = authorize_code(client, cast["agent1"], cast.user, cast.scope)
+    monkeypatch.setattr(OAuth2Validator, "validate_code", validate_then_lose)
+    before = snapshot()
+    assert_oauth_error(
+        token_endpoint(code_form(cast["agent1"], code, verifier), cast["agent1"]), 400, "invalid_grant"
+    )
+    assert snapshot() == before
