@@ -125,19 +125,22 @@ def test_concurrent_writes_never_answer_500(tmp_path, database_url):
                     with lock:
                         exchanged.append(response)
 
-        with ThreadPoolExecutor(20) as pool:
-            futures = [pool.submit(hammer, i) for i in range(20)]
-            deadline = time.monotonic() + 60
+        pool = ThreadPoolExecutor(20)
+        futures = [pool.submit(hammer, i) for i in range(20)]
+        try:
+            deadline = time.monotonic() + 120
             while sum(r.status_code == 200 for r in exchanged) < 10:
                 assert time.monotonic() < deadline, {r.status_code for r in exchanged}
                 time.sleep(0.05)
-            revoker = AgentClient(issuer, agent1["client_id"], agent1["client_secret"])
+            revoker = AgentClient(issuer, agent1["client_id"], agent1["client_secret"], timeout=60)
             revoker.REVOKE_ATTEMPTS = 20  # retried on 503 until the revocation commits
             revoker.revoke(root)
             time.sleep(1)
+        finally:
             stop.set()
-            for future in futures:
-                future.result()
+            pool.shutdown(wait=True)
+        for future in futures:
+            future.result()
         answers += exchanged
 
         statuses = sorted({r.status_code for r in answers})
