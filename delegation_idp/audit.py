@@ -14,6 +14,11 @@ the exchange costs one commit fewer. If that write fails, the exchange is
 refused and the outermost ``attempt()`` writes the refusal as usual. Any other
 sink (a log, another database) is written after the transaction, as for every
 other request, since it could not roll back with the token.
+
+When the sink fails (the database is down), the record is not lost without a trace: one
+JSON line with its event, decision, reason, error, grant type, client id, address and
+``jti`` goes to the ``delegation_idp.audit.fallback`` logger (never a token or secret).
+Route that logger somewhere durable to keep refusals made during an outage.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from typing import Any
 from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
+fallback_logger = logging.getLogger("delegation_idp.audit.fallback")
+
+# What the fallback log keeps of a record: identifiers and outcomes, nothing secret.
+FALLBACK_FIELDS = ("event", "decision", "reason", "error", "grant_type", "client_id", "client_ip", "jti")
 
 __all__ = [
     "Attempt",
@@ -39,6 +48,7 @@ __all__ = [
     "export_events",
     "write_event",
     "write_issued",
+    "write_refusal",
 ]
 
 
@@ -121,6 +131,25 @@ def _write(record: Attempt) -> None:
         # The audit sink failing must be loud, but it must not turn a
         # refusal into a 500 or un-send a token that was already issued.
         logger.exception("audit record could not be written (event=%s)", record.event)
+        log_fallback(record)
+
+
+def log_fallback(record: Attempt) -> None:
+    """The record's trace in the fallback log, for when the audit sink is down."""
+    import json
+
+    fallback_logger.warning(
+        json.dumps({name: getattr(record, name) for name in FALLBACK_FIELDS}, sort_keys=True)
+    )
+
+
+def write_refusal(**fields: Any) -> None:
+    """Write one denied record outside any running attempt (an endpoint without its own)."""
+    error = fields.pop("error", "")
+    reason = fields.pop("reason", "")
+    record = Attempt(**fields)
+    record.deny(error, reason)
+    _write(record)
 
 
 def _transactional(access_token_model: Any) -> bool:

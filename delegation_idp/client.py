@@ -15,15 +15,22 @@ Errors are :class:`OAuthError` with the server's ``error`` code; the codes of
 RFC 6749 section 5.2 and RFC 8693 section 2.2.2 have their own subclasses
 (:class:`InvalidTarget`, :class:`InvalidScope`...), so ``except InvalidTarget``
 works as well as ``err.error == "invalid_target"``.
+
+Revocation (RFC 7009) is retried while the provider answers ``503`` (section 2.2.1),
+waiting its ``Retry-After`` up to ``REVOKE_MAX_WAIT`` seconds (or a growing backoff),
+``REVOKE_ATTEMPTS`` times in all; then :class:`RevocationFailed` says the token was not
+revoked, and the client's log names its ``jti`` (never the token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +48,11 @@ __all__ = [
     "InvalidScope",
     "InvalidTarget",
     "OAuthError",
+    "RevocationFailed",
     "UnauthorizedClient",
 ]
+
+logger = logging.getLogger(__name__)
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -90,6 +100,11 @@ class InvalidTarget(OAuthError):
     """The audience or resource is unknown or not permitted (RFC 8693 section 2.2.2)."""
 
 
+class RevocationFailed(OAuthError):
+    """The token was not revoked: the provider refused, or stayed unavailable past the retries.
+    It is still active until it expires; retry later, or revoke its parent."""
+
+
 _ERRORS: dict[str, type[OAuthError]] = {
     "invalid_request": InvalidRequest,
     "invalid_client": InvalidClient,
@@ -132,6 +147,9 @@ class AgentClient:
 
     #: seconds before expiry at which a cached token is no longer handed out
     REFRESH_MARGIN = 30
+    #: revocation requests in all while the provider answers 503, and the longest wait between two
+    REVOKE_ATTEMPTS = 4
+    REVOKE_MAX_WAIT = 5.0
 
     def __init__(
         self,
@@ -149,6 +167,7 @@ class AgentClient:
         self._metadata: dict[str, Any] | None = None
         self._cache: dict[tuple[str, tuple[str, ...], str], ExchangeResult] = {}
         self._lock = threading.Lock()
+        self.sleep: Callable[[float], None] = time.sleep
 
     def __repr__(self) -> str:
         return f"AgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
@@ -211,13 +230,57 @@ class AgentClient:
         return self._post("introspection_endpoint", [("token", token)])
 
     def revoke(self, token: str) -> None:
-        response = self.http.post(
-            self.metadata["revocation_endpoint"],
-            data={"token": token, "token_type_hint": "access_token"},
-            auth=(self.client_id, self._secret),
-        )
-        if response.status_code != 200:
-            raise OAuthError("revocation_failed", "", response.status_code)
+        """RFC 7009 revocation, retried on 503; :class:`RevocationFailed` if it did not happen."""
+        url = self.metadata["revocation_endpoint"]
+        for attempt in range(1, self.REVOKE_ATTEMPTS + 1):
+            response = self.http.post(
+                url,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=(self.client_id, self._secret),
+            )
+            wait = _revocation_outcome(self, token, response, attempt)
+            if wait is None:
+                return
+            self.sleep(wait)
+
+
+def _revocation_outcome(agent: Any, token: str, response: httpx.Response, attempt: int) -> float | None:
+    """None once revoked; the wait before the next try after a 503; else RevocationFailed."""
+    if response.status_code == 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    error = str(body.get("error") or "revocation_failed")
+    jti = unverified_claims(token).get("jti", "?")
+    if response.status_code == 503 and attempt < agent.REVOKE_ATTEMPTS:
+        wait = _retry_after(response.headers.get("Retry-After"), attempt, agent.REVOKE_MAX_WAIT)
+        logger.info("revocation of jti=%s unavailable (attempt %d); retrying in %.1fs", jti, attempt, wait)
+        return wait
+    logger.warning(
+        "token jti=%s was not revoked: the provider answered %d %s after %d attempt(s)",
+        jti,
+        response.status_code,
+        error,
+        attempt,
+    )
+    raise RevocationFailed(
+        error,
+        f"the token was not revoked (HTTP {response.status_code} after {attempt} attempt(s))",
+        response.status_code,
+    )
+
+
+def _retry_after(value: str | None, attempt: int, cap: float) -> float:
+    """``Retry-After`` in seconds (RFC 9110 section 10.2.3; an HTTP date counts as the cap),
+    or an exponential backoff without it; never more than ``cap``."""
+    if value is not None and value.strip().isdigit():
+        return min(float(value.strip()), cap)
+    if value:
+        return cap
+    return min(0.5 * 2 ** (attempt - 1), cap)
 
 
 _CacheKey = tuple[str, tuple[str, ...], str]
@@ -287,6 +350,8 @@ class AsyncAgentClient:
     """
 
     REFRESH_MARGIN = AgentClient.REFRESH_MARGIN
+    REVOKE_ATTEMPTS = AgentClient.REVOKE_ATTEMPTS
+    REVOKE_MAX_WAIT = AgentClient.REVOKE_MAX_WAIT
 
     def __init__(
         self,
@@ -304,6 +369,7 @@ class AsyncAgentClient:
         self.http = http or httpx.AsyncClient(timeout=timeout)
         self._metadata: dict[str, Any] | None = None
         self._cache: dict[_CacheKey, ExchangeResult] = {}
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def __repr__(self) -> str:
         return f"AsyncAgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
@@ -364,3 +430,17 @@ class AsyncAgentClient:
 
     async def introspect(self, token: str) -> dict[str, Any]:
         return await self._post("introspection_endpoint", [("token", token)])
+
+    async def revoke(self, token: str) -> None:
+        """RFC 7009 revocation, retried on 503; :class:`RevocationFailed` if it did not happen."""
+        url = (await self.metadata())["revocation_endpoint"]
+        for attempt in range(1, self.REVOKE_ATTEMPTS + 1):
+            response = await self.http.post(
+                url,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=(self.client_id, self._secret),
+            )
+            wait = _revocation_outcome(self, token, response, attempt)
+            if wait is None:
+                return
+            await self.sleep(wait)

@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_ASSERTION_MAX_LIFETIME": 300,
     # The audit sink: a callable taking the audit record's fields; default writes the database.
     "AUDIT_WRITER": "delegation_idp.audit.write_event",
+    # Retry-After (seconds) of the 503 temporarily_unavailable that every endpoint answers when
+    # the database fails (delegation_idp.resilience).
+    "UNAVAILABLE_RETRY_AFTER": 1,
     # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.
     "HEALTH_REQUIRED_CHECKS": ["database"],
     "HEALTH_CHECK_TIMEOUT": 2,

@@ -5,7 +5,7 @@ Mount under the prefix you used for django-oauth-toolkit::
     path("o/", include("delegation_idp.urls")),
     path("", include("delegation_idp.wellknown_urls")),
 
-The authorization, token and introspection endpoints are this app's (subclasses
+The authorization, token, introspection and revocation endpoints are this app's (subclasses
 of django-oauth-toolkit's views); every other route is django-oauth-toolkit's own.
 """
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
+    path("revoke_token/", views.RevocationView.as_view(), name="revoke-token"),
     *dot_urls.base_urlpatterns,
     *dot_urls.management_urlpatterns,
 ]

@@ -1,4 +1,6 @@
-"""HTTP endpoints: the hardened token endpoint, RFC 8414 metadata, JWKS, RFC 7662 introspection."""
+"""HTTP endpoints: the hardened token endpoint, RFC 8414 metadata, JWKS, RFC 7662 introspection,
+RFC 7009 revocation. Each answers a storage error or a foreign charset as RFC 6749 JSON
+(:func:`delegation_idp.resilience.storage_guard`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import SuspiciousOperation
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -23,6 +26,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView as DOTAuthorizationView
+from oauth2_provider.views import RevokeTokenView as DOTRevokeTokenView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
@@ -31,6 +35,7 @@ from . import audit, client_auth, jose, keys, throttling
 from .conf import idp_settings
 from .keys import keyset
 from .models import TokenLineage
+from .resilience import NO_STORE, PASS_THROUGH, oauth_error, storage_guard
 from .rfc8693 import GRANT_TYPE
 
 logger = logging.getLogger(__name__)
@@ -46,18 +51,6 @@ SENSITIVE_PARAMETERS = (
     "refresh_token",
     "token",
 )
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def oauth_error(
-    status: int, error: str, description: str, headers: dict[str, str] | None = None
-) -> HttpResponse:
-    """An RFC 6749 section 5.2 error response: JSON, never cached."""
-    response = JsonResponse({"error": error, "error_description": description}, status=status)
-    for key, value in {**NO_STORE, **(headers or {})}.items():
-        response[key] = value
-    return response
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -93,6 +86,7 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | bool | None:
     return client_auth.parse_basic(request.META.get("HTTP_AUTHORIZATION", ""))
 
 
+@method_decorator(storage_guard("token", audit_every_request=True), name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 @method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
@@ -177,7 +171,9 @@ class TokenView(DOTTokenView):
         if limited is not None:
             return _throttled(record, limited)
         try:
-            return super().post(request, *args, **kwargs)
+            return self._delivered(request, *args, **kwargs)
+        except PASS_THROUGH:
+            raise  # storage_guard answers these: 503, or 400 bad_encoding
         except Exception:
             # Never let an exception reach Django's error reports: their frame variables
             # include django-oauth-toolkit's and oauthlib's copies of the raw body, which
@@ -188,6 +184,37 @@ class TokenView(DOTTokenView):
         finally:
             # django-oauth-toolkit's post() narrows this to password and client_secret.
             request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
+
+    def create_token_response(self, request: HttpRequest) -> Any:
+        # Kept, so that a 200 whose read-back fails can still be delivered (_delivered).
+        self._issued = super().create_token_response(request)
+        return self._issued
+
+    def _delivered(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """django-oauth-toolkit's ``post()``. After a 200 it reads the issued token back (to send
+        ``app_authorized``); if the database dies just then, the token is stored and audited,
+        so it is delivered rather than lost behind an error."""
+        self._issued = None
+        try:
+            return super().post(request, *args, **kwargs)
+        except DatabaseError:
+            issued = self._issued
+            if issued is None or issued[3] != 200:
+                raise
+            logger.warning(
+                "token issued but app_authorized not sent: the database failed reading it back (%s)",
+                self._issued_client(request),
+            )
+            _url, headers, body, status = issued
+            response = HttpResponse(content=body, status=status)
+            for key, value in headers.items():
+                response[key] = value
+            return response
+
+    @staticmethod
+    def _issued_client(request: HttpRequest) -> str:
+        record = audit.current()
+        return f"client_id={record.client_id!r}, jti={record.jti!r}" if record else ""
 
 
 def _throttled(record: audit.Attempt | None, wait: int) -> HttpResponse:
@@ -312,6 +339,7 @@ def grant_types_supported() -> list[str]:
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
+@method_decorator(storage_guard("metadata"), name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 class ServerMetadataView(View):
     """RFC 8414 authorization server metadata. Each capability is read from the setting
@@ -346,6 +374,7 @@ class ServerMetadataView(View):
         return response
 
 
+@method_decorator(storage_guard("jwks"), name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 class JwksView(View):
     """The provider's public keys (RFC 7517), cacheable for one JWKS cache lifetime."""
@@ -379,6 +408,7 @@ def authenticate_caller(request: HttpRequest) -> Any:
     return oauth_request.client
 
 
+@method_decorator(storage_guard("introspection"), name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 @method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
@@ -419,6 +449,13 @@ class IntrospectionView(View):
         for key, value in NO_STORE.items():
             response[key] = value
         return response
+
+
+@method_decorator(storage_guard("revocation"), name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class RevocationView(DOTRevokeTokenView):
+    """django-oauth-toolkit's RFC 7009 revocation endpoint; a storage error is ``503`` with
+    ``Retry-After`` (section 2.2.1), so the client retries instead of believing it revoked."""
 
 
 INACTIVE: dict[str, Any] = {"active": False}

@@ -3,6 +3,9 @@
 Deployment settings come from the environment:
 
 * ``DATABASE_URL``: any URL dj-database-url understands (default: SQLite file ``db.sqlite3``).
+* ``DATABASE_TIMEOUT``: seconds a request may wait on the database (SQLite's lock, PostgreSQL's
+  connect, statement and lock timeouts) before it answers 503 (default 5).
+* ``DATABASE_CONN_MAX_AGE``: persistent connection lifetime in seconds (default 60; 0: one per request).
 * ``IDP_ISSUER``: the issuer identifier (default ``http://127.0.0.1:8000``).
 * ``CELERY_BROKER_URL``: the Celery broker; unset, tasks run eagerly in-process.
 * ``REDIS_URL``: Django's cache (throttling, shared state) and the revocation set; unset, local memory.
@@ -88,10 +91,34 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=60,
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
         conn_health_checks=True,  # a persistent connection broken by a database restart is replaced
     )
 }
+_DATABASE_TIMEOUT = int(os.environ.get("DATABASE_TIMEOUT", "5"))  # seconds
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take the lock when their transaction begins (not on its first write, where a
+    # deferred transaction that cannot upgrade its lock fails at once with "database is
+    # locked"), and wait for it up to the timeout; past it the endpoints answer 503.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": _DATABASE_TIMEOUT}
+    )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that is down, hung or partitioned costs a bounded wait, then a 503:
+    # connecting (libpq connect_timeout), a statement or a lock wait on a live server
+    # (statement_timeout, lock_timeout), and unacknowledged data on a broken network
+    # (tcp_user_timeout, keepalives). Options already in DATABASE_URL win.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options.setdefault("connect_timeout", _DATABASE_TIMEOUT)
+    _options.setdefault(
+        "options",
+        f"-c statement_timeout={_DATABASE_TIMEOUT * 1000} -c lock_timeout={_DATABASE_TIMEOUT * 1000}",
+    )
+    _options.setdefault("tcp_user_timeout", _DATABASE_TIMEOUT * 1000)
+    _options.setdefault("keepalives", 1)
+    _options.setdefault("keepalives_idle", _DATABASE_TIMEOUT)
+    _options.setdefault("keepalives_interval", 1)
+    _options.setdefault("keepalives_count", 3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL")

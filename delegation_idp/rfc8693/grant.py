@@ -34,6 +34,7 @@ from ..conf import idp_settings
 from ..keys import keyset
 from ..lineage import ParentRevoked, subject_record
 from ..models import Party, TokenLineage
+from ..resilience import DATABASE_ERROR, retry_after
 from ..rules import PolicyStore
 from ..rules import current as current_policy
 from ..rules import load as load_policy
@@ -90,11 +91,11 @@ class TokenExchangeGrant(GrantTypeBase):
                 return headers, exc.json, exc.status_code
             except (DatabaseError, audit.AuditWriteFailed) as exc:
                 logger.exception("token exchange failed in the database or audit sink; nothing was issued")
-                reason = "audit_unavailable" if isinstance(exc, audit.AuditWriteFailed) else "database_error"
-                record.deny("temporarily_unavailable", reason)
+                failed = isinstance(exc, audit.AuditWriteFailed)
+                record.deny("temporarily_unavailable", "audit_unavailable" if failed else DATABASE_ERROR)
                 unavailable = errors.TemporarilyUnavailableError(request=request)
                 unavailable.status_code = 503
-                headers.update({"Retry-After": "1"})
+                headers.update({"Retry-After": retry_after()})
                 return headers, unavailable.json, 503
             token["issued_token_type"] = request.issued_token_type
             record.grant()

@@ -100,3 +100,126 @@ def test_async_client_exchanges_caches_and_raises_typed_errors():
     assert first is second and other is not first
     assert first.expires_in == 600 and first.access_token == "new"
     assert calls.count("/token") == 3  # j1 once (cached), j2 once, the refused one
+
+
+# -- revocation retried while the provider is unavailable (RFC 7009 section 2.2.1) --------
+
+
+class Flaky:
+    """A provider whose revocation endpoint answers 503 ``failures`` times (forever if None)."""
+
+    def __init__(self, failures: int | None, retry_after: str | None = "1") -> None:
+        self.failures = failures
+        self.retry_after = retry_after
+        self.revocations = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("oauth-authorization-server"):
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": "https://idp.example.com",
+                    "token_endpoint": "https://idp.example.com/o/token/",
+                    "revocation_endpoint": "https://idp.example.com/o/revoke_token/",
+                },
+            )
+        self.revocations += 1
+        if self.failures is None or self.revocations <= self.failures:
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return httpx.Response(503, json={"error": "temporarily_unavailable"}, headers=headers)
+        return httpx.Response(200)
+
+
+TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJhYmMxMjMifQ.c2lnbmF0dXJlLW9mLWEtcmVhbC10b2tlbg"
+
+
+def sync_client(provider: Flaky, sleeps: list[float]) -> AgentClient:
+    agent = AgentClient(
+        "https://idp.example.com",
+        "agent1",
+        "s3cret",
+        http=httpx.Client(transport=httpx.MockTransport(provider)),
+    )
+    agent.sleep = sleeps.append
+    return agent
+
+
+@pytest.mark.rfc("7009-2.2.1")
+def test_revocation_is_retried_after_503_honouring_retry_after():
+    provider, sleeps = Flaky(failures=2, retry_after="2"), []
+    sync_client(provider, sleeps).revoke(TOKEN)
+    assert provider.revocations == 3
+    assert sleeps == [2.0, 2.0]
+
+
+@pytest.mark.rfc("7009-2.2.1")
+def test_retry_after_is_bounded_and_backoff_applies_without_it():
+    provider, sleeps = Flaky(failures=1, retry_after="86400"), []
+    agent = sync_client(provider, sleeps)
+    agent.revoke(TOKEN)
+    assert sleeps == [agent.REVOKE_MAX_WAIT]
+    provider, sleeps = Flaky(failures=3, retry_after=None), []
+    sync_client(provider, sleeps).revoke(TOKEN)
+    assert len(sleeps) == 3 and sleeps == sorted(sleeps) and sleeps[0] > 0
+
+
+@pytest.mark.rfc("7009-2.2.1")
+def test_revocation_gives_up_with_a_typed_error_that_says_so(caplog):
+    from delegation_idp.client import RevocationFailed
+
+    provider, sleeps = Flaky(failures=None), []
+    agent = sync_client(provider, sleeps)
+    with pytest.raises(RevocationFailed) as failed:
+        agent.revoke(TOKEN)
+    assert provider.revocations == agent.REVOKE_ATTEMPTS
+    assert failed.value.status == 503 and failed.value.error == "temporarily_unavailable"
+    assert "not revoked" in str(failed.value)
+    assert "not revoked" in caplog.text and "abc123" in caplog.text  # the jti, never the token
+    assert TOKEN not in caplog.text and TOKEN not in str(failed.value)
+
+
+def test_revocation_is_not_retried_on_a_client_error():
+    from delegation_idp.client import RevocationFailed
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("oauth-authorization-server"):
+            return Flaky(0)(request)
+        refuse.calls += 1  # type: ignore[attr-defined]
+        return httpx.Response(401, json={"error": "invalid_client"})
+
+    refuse.calls = 0  # type: ignore[attr-defined]
+    agent = AgentClient(
+        "https://idp.example.com", "agent1", "wrong", http=httpx.Client(transport=httpx.MockTransport(refuse))
+    )
+    with pytest.raises(RevocationFailed) as failed:
+        agent.revoke(TOKEN)
+    assert failed.value.error == "invalid_client" and failed.value.status == 401
+    assert refuse.calls == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.rfc("7009-2.2.1")
+def test_async_revocation_retries_and_gives_up():
+    from delegation_idp.client import RevocationFailed
+
+    async def run(provider: Flaky) -> tuple[AsyncAgentClient, list[float]]:
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        http = httpx.AsyncClient(transport=httpx.MockTransport(provider))
+        async with AsyncAgentClient("https://idp.example.com", "agent1", "s3cret", http=http) as agent:
+            agent.sleep = sleep
+            try:
+                await agent.revoke(TOKEN)
+            finally:
+                await http.aclose()
+        return agent, sleeps
+
+    provider = Flaky(failures=2)
+    _agent, sleeps = asyncio.run(run(provider))
+    assert provider.revocations == 3 and sleeps == [1.0, 1.0]
+    forever = Flaky(failures=None)
+    with pytest.raises(RevocationFailed):
+        asyncio.run(run(forever))
+    assert forever.revocations == AsyncAgentClient.REVOKE_ATTEMPTS

@@ -38,6 +38,26 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
     """The user signs in at the site's own login page and authorizes agent1
     (authorization code with PKCE, RFC 7636); agent1 redeems the code."""
     agent1 = cast["agents"]["agent1"]
+    code, verifier = authorization_code(issuer, cast)
+    token = httpx.post(
+        f"{issuer}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": agent1["redirect_uri"],
+            "code_verifier": verifier,
+        },
+        auth=(agent1["client_id"], agent1["client_secret"]),
+        timeout=30,
+    )
+    if token.status_code != 200:
+        raise CommandError(f"the code was not redeemed: {token.json().get('error')}")
+    return str(token.json()["access_token"])
+
+
+def authorization_code(issuer: str, cast: dict[str, Any]) -> tuple[str, str]:
+    """The user signs in and authorizes agent1; returns the code and its PKCE verifier."""
+    agent1 = cast["agents"]["agent1"]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     with httpx.Client(base_url=issuer, follow_redirects=False, timeout=30) as browser:
@@ -78,20 +98,7 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
         params = parse_qs(urlsplit(location).query)
         if approved.status_code != 302 or params.get("state") != [state] or "code" not in params:
             raise CommandError("the authorization did not return a code")
-        token = httpx.post(
-            f"{issuer}/o/token/",
-            data={
-                "grant_type": "authorization_code",
-                "code": params["code"][0],
-                "redirect_uri": agent1["redirect_uri"],
-                "code_verifier": verifier,
-            },
-            auth=(agent1["client_id"], agent1["client_secret"]),
-            timeout=30,
-        )
-        if token.status_code != 200:
-            raise CommandError(f"the code was not redeemed: {token.json().get('error')}")
-        return str(token.json()["access_token"])
+        return params["code"][0], verifier
 
 
 def play(issuer: str, cast: dict[str, Any]) -> list[dict[str, Any]]:
