@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_CACHE_ALIAS": "default",
     "CLIENT_AUTH_FAILURE_LIMIT": 10,
     "CLIENT_AUTH_FAILURE_WINDOW": 60,
+    # Circuit breakers on the cache, the broker and the revocation set (per process): after a
+    # failure or timeout, callers take their fallback at once for this long (seconds), then
+    # one call probes. A hung Redis costs one socket timeout per process per period.
+    "BREAKER_RESET_SECONDS": 15,
     # Generated agent client secrets are stored as HMAC-SHA256 keyed with this
     # secret (256-bit random secrets need no slow hashing). None: fall back to
     # django-oauth-toolkit's password hasher.
