@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # Redis URL for the revocation set published to resource servers; None disables it.
     "REVOCATION_REDIS_URL": None,
     "REVOCATION_REDIS_PREFIX": "delegation_idp:revoked:",
+    # Longest wait (seconds) of an issuance for the row locks it re-checks (parties, user,
+    # signing key, parent) on PostgreSQL; past it the token request answers 503 and may retry.
+    # A rotation or revocation stalled while holding a lock (a frozen worker) cannot stall issuance.
+    "ISSUANCE_LOCK_TIMEOUT": 3,
     # Retention of lineage and audit records after a token expired (seconds).
     "LINEAGE_RETENTION_SECONDS": 30 * 24 * 3600,
     "SWEEP_BATCH_SIZE": 1000,
