@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # Redis URL for the revocation set published to resource servers; None disables it.
     "REVOCATION_REDIS_URL": None,
     "REVOCATION_REDIS_PREFIX": "delegation_idp:revoked:",
+    # Longest wait (seconds) of an issuance for the row locks it re-checks (parties, user,
+    # signing key, parent) on PostgreSQL; past it the token request answers 503 and may retry.
+    # A rotation or revocation stalled while holding a lock (a frozen worker) cannot stall issuance.
+    "ISSUANCE_LOCK_TIMEOUT": 3,
     # Retention of lineage and audit records after a token expired (seconds).
     "LINEAGE_RETENTION_SECONDS": 30 * 24 * 3600,
     "SWEEP_BATCH_SIZE": 1000,
@@ -76,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_CACHE_ALIAS": "default",
     "CLIENT_AUTH_FAILURE_LIMIT": 10,
     "CLIENT_AUTH_FAILURE_WINDOW": 60,
+    # Circuit breakers on the cache, the broker and the revocation set (per process): after a
+    # failure or timeout, callers take their fallback at once for this long (seconds), then
+    # one call probes. A hung Redis costs one socket timeout per process per period.
+    "BREAKER_RESET_SECONDS": 15,
     # Generated agent client secrets are stored as HMAC-SHA256 keyed with this
     # secret (256-bit random secrets need no slow hashing). None: fall back to
     # django-oauth-toolkit's password hasher.

@@ -203,14 +203,37 @@ def published_jwks(now: datetime | None = None) -> list[dict[str, Any]]:
     return [{**_public_members(jwk), "kid": kid, "alg": alg, "use": "sig"} for kid, alg, _state, jwk in rows]
 
 
-def _new_key(state: str, now: datetime, activates_at: datetime | None = None) -> SigningKey:
+@dataclass(frozen=True)
+class _Material:
+    """A new key, generated and encrypted before any row lock is taken: RSA generation
+    takes a noticeable time, and every issuance waits on the current key's row lock."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    private_key: bytes
+
+
+def _generate() -> _Material:
     key = jose.generate_key(idp_settings.SIGNING_ALGORITHM)
-    return SigningKey.objects.create(
+    return _Material(
         kid=key.kid,
         alg=key.alg,
-        state=state,
         public_jwk=_public_members(key.public_jwk()),
         private_key=jose.encrypt_private_key(key, idp_settings.KEY_ENCRYPTION_KEYS),
+    )
+
+
+def _new_key(
+    state: str, now: datetime, activates_at: datetime | None = None, material: _Material | None = None
+) -> SigningKey:
+    material = material or _generate()
+    return SigningKey.objects.create(
+        kid=material.kid,
+        alg=material.alg,
+        state=state,
+        public_jwk=material.public_jwk,
+        private_key=material.private_key,
         created=now,
         activates_at=activates_at or now,
     )
@@ -312,6 +335,11 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     ``force`` schedules a new key now (published for one JWKS cache lifetime first).
     Concurrent calls are serialised by a row lock on the current key, and the
     partial unique index makes two current keys impossible.
+
+    Every issuance share-locks the current key's row, so that lock is held only
+    for the state flip: a new key is generated and encrypted before it is taken,
+    and retired keys are removed in a transaction of their own that does not
+    lock the current key. (Issuance also bounds its wait: ``ISSUANCE_LOCK_TIMEOUT``.)
     """
     from . import lineage
 
@@ -319,6 +347,19 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     ensure_current_key(now)
     cache = timedelta(seconds=idp_settings.JWKS_CACHE_SECONDS)
     period = timedelta(seconds=idp_settings.KEY_ROTATION_PERIOD)
+
+    def due(current: SigningKey) -> bool:
+        return force or (current.activates_at or current.created) + period - cache <= now
+
+    # Unlocked look-ahead: will a new key be needed? Generate it before locking.
+    current_now = SigningKey.objects.filter(state=SigningKey.CURRENT).first()
+    material = None
+    if (
+        current_now is not None
+        and due(current_now)
+        and not SigningKey.objects.filter(state=SigningKey.NEXT).exists()
+    ):
+        material = _generate()
     created = promoted = retired = None
     removed: list[str] = []
     extended: list[str] = []
@@ -332,9 +373,9 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
             .order_by("activates_at")
             .first()
         )
-        signing_since = current.activates_at or current.created
-        if upcoming is None and (force or signing_since + period - cache <= now):
-            upcoming = _new_key(SigningKey.NEXT, now, activates_at=now + cache)
+        if upcoming is None and due(current):
+            # Without look-ahead material (a concurrent change made it needed) generate here.
+            upcoming = _new_key(SigningKey.NEXT, now, activates_at=now + cache, material=material)
             created = upcoming.kid
         if upcoming is not None and upcoming.activates_at is not None and upcoming.activates_at <= now:
             current.state = SigningKey.RETIRED
@@ -344,6 +385,9 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
             upcoming.state = SigningKey.CURRENT
             upcoming.save(update_fields=["state"])
             promoted, retired = upcoming.kid, current.kid
+    with transaction.atomic():
+        # Retired keys past their removal time: their own row locks (a concurrent
+        # revocation of one re-checks its state after the lock), not the current key's.
         for key in SigningKey.objects.select_for_update().filter(
             state=SigningKey.RETIRED, remove_after__lte=now
         ):
@@ -420,6 +464,7 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
 
     now = now or timezone.now()
     successor = None
+    material = _generate()  # a possible successor, generated before any lock is taken
     with transaction.atomic():
         key = SigningKey.objects.select_for_update().get(kid=kid)
         previous = key.state
@@ -441,7 +486,7 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
                 upcoming.activates_at = now
                 upcoming.save(update_fields=["state", "activates_at"])
             else:
-                upcoming = _new_key(SigningKey.CURRENT, now)
+                upcoming = _new_key(SigningKey.CURRENT, now, material=material)
             successor = upcoming.kid
     keyset.invalidate()
     revoked = lineage.revoke_signed_by(kid, reason="key_revoked", now=now)

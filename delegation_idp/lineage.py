@@ -231,6 +231,12 @@ def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, w
     ``("user", "", is_active)``, ``("key", state, None)`` and ``("parent", "", live)``
     where ``live`` means not revoked and not expired. Parameters, in order: the party
     URIs, the user's key, the kid, then the time and the parent's jti.
+
+    On PostgreSQL the first branch sets ``lock_timeout`` for the rest of the issuing
+    transaction (``set_config(..., true)`` is ``SET LOCAL``), in the same statement so
+    issuance keeps its query count: the branches of a ``UNION ALL`` run in order, and a
+    locking query never runs in parallel, so the timeout is in force before any lock is
+    waited for. Its first parameter is then the timeout in milliseconds.
     """
     quote = connection.ops.quote_name
     postgres = vendor == "postgresql"
@@ -245,6 +251,8 @@ def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, w
         return str(quote(model._meta.db_table))
 
     branches: list[str] = []
+    if postgres:
+        branches.append("SELECT 'lock_timeout', set_config('lock_timeout', %s, true), CAST(NULL AS boolean)")
     if parties:
         placeholders = ", ".join(["%s"] * parties)
         inner = locked(
@@ -283,7 +291,10 @@ def _checked_in_one_statement(uris: list[str], user_pk: Any, kid: str, parent_jt
     sql = _issuance_sql(
         connection.vendor, settings.AUTH_USER_MODEL, len(uris), active_field is not None, bool(parent_jti)
     )
-    params: list[Any] = list(uris)
+    params: list[Any] = []
+    if connection.vendor == "postgresql":
+        params.append(f"{max(1, int(float(idp_settings.ISSUANCE_LOCK_TIMEOUT) * 1000))}ms")
+    params += uris
     if active_field is not None:
         params.append(active_field.model._meta.pk.get_db_prep_value(user_pk, connection))  # e.g. a UUID key
     params.append(kid)

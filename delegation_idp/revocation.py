@@ -10,6 +10,10 @@ Key format (documented in ``docs/lineage.md``; ``delegation_idp.contrib`` reads 
 Keys are written right after a revocation commits (``publish``, from the
 ``token_revoked`` signal) and rewritten in full by ``publish_revocations``
 (a Celery beat task and a management command), which repairs a flushed Redis.
+The write after a revocation is on the request path: it goes through the
+revocation set's circuit breaker (:mod:`delegation_idp.breaker`) with a short
+socket timeout, so a hung Redis costs one such wait per process, and the
+revocations it skips are published by the periodic task once Redis answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from . import breaker
 from .conf import idp_settings
 from .models import TokenLineage
 
@@ -31,24 +36,31 @@ logger = logging.getLogger(__name__)
 __all__ = ["heartbeat_key", "is_revoked", "key_for", "publish", "publish_revocations", "redis_client"]
 
 HEARTBEAT_SUFFIX = "@published"
+#: socket timeouts (seconds): the periodic task's full rewrite, and the request path's write
+TASK_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 1.0
 
-_clients: dict[str, Any] = {}
+_clients: dict[tuple[str, float], Any] = {}
 _lock = threading.Lock()
 
 
-def redis_client(url: str | None = None) -> Any:
-    """A Redis client for ``REVOCATION_REDIS_URL`` (one per URL and process), or None."""
+def redis_client(url: str | None = None, *, timeout: float = TASK_TIMEOUT) -> Any:
+    """A Redis client for ``REVOCATION_REDIS_URL`` (one per URL, timeout and process), or None."""
     url = url or idp_settings.REVOCATION_REDIS_URL
     if not url:
         return None
     with _lock:
-        client = _clients.get(url)
+        client = _clients.get((url, timeout))
         if client is None:
             import redis
 
-            client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-            _clients[url] = client
+            client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            _clients[(url, timeout)] = client
         return client
+
+
+def _breaker() -> breaker.Breaker:
+    return breaker.get(breaker.REVOCATION_SET)
 
 
 def key_for(jti: str, prefix: str | None = None) -> str:
@@ -87,18 +99,23 @@ def _write(client: Any, rows: Iterable[tuple[str, datetime, str]], now: datetime
 
 
 def publish(jtis: list[str], now: datetime | None = None) -> int:
-    """Publish these revoked tokens now (best effort: the periodic task repairs misses)."""
-    client = redis_client()
+    """Publish these revoked tokens now (best effort: the periodic task repairs misses).
+
+    Raises :class:`delegation_idp.breaker.CircuitOpen` without trying while the
+    revocation set's breaker is open."""
+    client = redis_client(timeout=REQUEST_TIMEOUT)
     if client is None or not jtis:
         return 0
     now = now or timezone.now()
     size = int(idp_settings.SWEEP_BATCH_SIZE)
     total = 0
     for start in range(0, len(jtis), size):
-        rows = TokenLineage.objects.filter(
-            jti__in=jtis[start : start + size], revoked_at__isnull=False
-        ).values_list("jti", "expires_at", "revocation_reason")
-        total += _write(client, rows, now)
+        rows = list(
+            TokenLineage.objects.filter(
+                jti__in=jtis[start : start + size], revoked_at__isnull=False
+            ).values_list("jti", "expires_at", "revocation_reason")
+        )
+        total += _breaker().call(_write, client, rows, now)
     return total
 
 
@@ -133,5 +150,7 @@ def on_token_revoked(sender: Any, jtis: list[str], reason: str, **kwargs: Any) -
     """``token_revoked`` receiver: publish at once, never fail the revocation."""
     try:
         publish(list(jtis))
+    except breaker.CircuitOpen:
+        logger.info("revocation set unreachable; %d revoked tokens left to the periodic task", len(jtis))
     except Exception:
         logger.exception("could not publish %d revoked tokens to Redis; the periodic task will", len(jtis))

@@ -3,7 +3,9 @@
 Fixed windows per client id and per source address; repeated client
 authentication failures lock a client id out for the rest of the window.
 With the cache unreachable the endpoint stays open (and says so in the log):
-availability of token issuance wins over rate limiting.
+availability of token issuance wins over rate limiting. Every cache call goes
+through the cache's circuit breaker (:mod:`delegation_idp.breaker`), so a hung
+cache costs one socket timeout per process, then nothing until it answers again.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import time
 
 from django.core.cache import caches
 
+from . import breaker
 from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
+
+
+def _cache_breaker() -> breaker.Breaker:
+    return breaker.get(breaker.CACHE)
+
 
 _PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
@@ -40,14 +48,19 @@ def _hit(key: str, limit: int, period: int) -> int | None:
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
     window = int(time.time() // period)
     full_key = f"delegation_idp:throttle:{key}:{window}"
+
+    def count_hit() -> int:
+        if cache.add(full_key, 1, timeout=period + 1):
+            return 1
+        try:
+            return int(cache.incr(full_key))
+        except ValueError:  # expired between add and incr
+            return 1
+
     try:
-        added = cache.add(full_key, 1, timeout=period + 1)
-        count = 1 if added else cache.incr(full_key)
-    except ValueError:
-        count = 1
+        count = _cache_breaker().call(count_hit)
     except Exception:
-        logger.warning("throttle cache unreachable; token endpoint not rate limited")
-        return None
+        return None  # fail open; the breaker logged the opening once
     if count > limit:
         return max(1, int(period - time.time() % period))
     return None
@@ -82,8 +95,9 @@ def _failure_key(client_id: str, address: str | None) -> str:
 
 
 def _failures(client_id: str, address: str | None) -> int:
+    cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
     try:
-        return int(caches[idp_settings.THROTTLE_CACHE_ALIAS].get(_failure_key(client_id, address)) or 0)
+        return int(_cache_breaker().call(cache.get, _failure_key(client_id, address)) or 0)
     except Exception:
         return 0
 
@@ -93,8 +107,16 @@ def note_auth_failure(client_id: str, address: str | None) -> None:
         return
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
     key = _failure_key(client_id, address)
-    try:
+
+    def count_failure() -> None:
         if not cache.add(key, 1, timeout=idp_settings.CLIENT_AUTH_FAILURE_WINDOW):
-            cache.incr(key)
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=idp_settings.CLIENT_AUTH_FAILURE_WINDOW)
+
+    try:
+        _cache_breaker().call(count_failure)
     except Exception:
-        logger.warning("throttle cache unreachable; authentication failures not counted")
+        # Not counted while the cache is unreachable; the breaker logged the opening once.
+        logger.debug("authentication failure not counted: cache unreachable")

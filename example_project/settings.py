@@ -17,6 +17,9 @@ Deployment settings come from the environment:
 * ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS``.
 * ``IDP_KEY_ROTATION_PERIOD``, ``IDP_JWKS_CACHE_SECONDS``, ``IDP_KEY_CACHE_SECONDS``: key timings (s).
 * ``CELERY_BEAT_SCHEDULE_FILENAME``: where beat keeps its state (default ``var/celerybeat-schedule``).
+* ``CELERY_VISIBILITY_TIMEOUT``: seconds after which a task of a dead worker is redelivered (900).
+* ``IDP_REVOCATION_PUBLISH_SECONDS``: how often beat rewrites the Redis revocation set (60).
+* ``IDP_BREAKER_RESET_SECONDS``: how long a failing Redis is left alone before one probe (15).
 
 In production (see docs/deployment.md) set ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` and
 ``CELERY_BROKER_URL``: without them the cache is per process and tasks run in the web process.
@@ -215,7 +218,7 @@ DELEGATION_IDP = {
     "REVOCATION_REDIS_URL": REDIS_URL,
     "CLIENT_SECRET_HMAC_KEY": _client_secret_hmac_key(),
 }
-for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS"):
+for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS", "BREAKER_RESET_SECONDS"):
     if os.environ.get(f"IDP_{_option}"):
         DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])
 
@@ -232,6 +235,29 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died is delivered again within minutes, not kombu's default hour.
+# On Redis, a message taken but not yet acknowledged waits in an "unacked" set; a sweep
+# (``restore_visible``) puts it back on its queue once it is older than the visibility
+# timeout. The timeout must exceed the longest task, or a running task is delivered twice
+# (every task here is idempotent, so that is waste, not harm): rotation takes seconds, the
+# sweep and the publication work in batches (SWEEP_BATCH_SIZE) and take minutes at most on
+# large tables. 15 minutes (CELERY_VISIBILITY_TIMEOUT, seconds) leaves room.
+CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "900"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # The worker's event loop runs the sweep every unacked_restore_interval seconds and, with
+    # throttle 1, scans each time (kombu's defaults scan every 10 x 10 s). A tenth of the
+    # visibility timeout, at most a minute: a dead worker's task is back within 1.1 x the timeout.
+    "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT // 10)),
+    "unacked_restore_throttle": 1,
+    # A hung Redis (accepting connections, answering nothing) must not block a publisher or
+    # the health check forever; 5 s is far above the 1 s blocking poll of a consuming worker.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
+# A prefork child killed mid-task (OOM killer, SIGKILL): the message goes back to the queue at
+# once instead of being acknowledged as failed.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get(
     "CELERY_BEAT_SCHEDULE_FILENAME", str(BASE_DIR / "var" / "celerybeat-schedule")
 )
@@ -242,7 +268,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": rotation_check_seconds(DELEGATION_IDP),
     },
     "sweep-expired-tokens": {"task": "delegation_idp.tasks.sweep_expired", "schedule": 3600.0},
-    "publish-revocations": {"task": "delegation_idp.tasks.publish_revocations", "schedule": 60.0},
+    "publish-revocations": {
+        "task": "delegation_idp.tasks.publish_revocations",
+        "schedule": float(os.environ.get("IDP_REVOCATION_PUBLISH_SECONDS", "60")),
+    },
 }
 
 LOGGING = {

@@ -249,5 +249,16 @@ def fresh_key_cache() -> Any:
     yield
 
 
+@pytest.fixture(autouse=True)
+def closed_breakers() -> Any:
+    """Circuit breakers are per process: one opened by an earlier test's unreachable
+    Redis must not make a later test skip its cache calls."""
+    from delegation_idp import breaker
+
+    breaker.reset_all()
+    yield
+    breaker.reset_all()
+
+
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "rfc(section): RFC section covered")
