@@ -5,7 +5,8 @@ Mount under the prefix you used for django-oauth-toolkit::
     path("o/", include("delegation_idp.urls")),
     path("", include("delegation_idp.wellknown_urls")),
 
-The token and introspection endpoints are this app's; every other route is
+The token, introspection and revocation endpoints are this app's (ahead of
+django-oauth-toolkit's own routes of the same names); every other route is
 django-oauth-toolkit's own.
 """
 
@@ -19,6 +20,7 @@ app_name = "oauth2_provider"
 urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
+    path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     *dot_urls.base_urlpatterns,
     *dot_urls.management_urlpatterns,
 ]
