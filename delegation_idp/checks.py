@@ -118,6 +118,38 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+@register(Tags.security)
+def check_sign_in_lockout(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Wrong passwords are counted without configuration, but only the backend, first in
+    AUTHENTICATION_BACKENDS, refuses a locked-out sign-in (authenticate() stops at the first
+    backend that returns a user), and only the middleware tells the user why."""
+    from .signin import BACKEND, MIDDLEWARE
+
+    if not (idp_settings.SIGN_IN_FAILURE_LIMIT or idp_settings.SIGN_IN_ADDRESS_FAILURE_LIMIT):
+        return []
+    messages: list[Warning] = []
+    backends = list(getattr(settings, "AUTHENTICATION_BACKENDS", []))
+    if not backends or backends[0] != BACKEND:
+        messages.append(
+            Warning(
+                "User sign-in has no brute-force protection: the sign-in lockout backend is not "
+                "the first authentication backend.",
+                hint=f"Put {BACKEND!r} first in AUTHENTICATION_BACKENDS (docs/installation.md).",
+                id="delegation_idp.W004",
+            )
+        )
+    if MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
+        messages.append(
+            Warning(
+                "A locked-out sign-in reads as a wrong password: the sign-in lockout middleware "
+                "is not installed.",
+                hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE (docs/installation.md).",
+                id="delegation_idp.W005",
+            )
+        )
+    return messages
+
+
 @register(Tags.compatibility)
 def check_option_names(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A misspelt option is otherwise ignored silently and its default applies."""

@@ -65,6 +65,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A sign-in refused by the lockout answers 429 with a page that says so.
+    "delegation_idp.signin.SignInLockoutMiddleware",
+]
+
+# First: refuses every password check from a locked-out (username, address) or address.
+AUTHENTICATION_BACKENDS = [
+    "delegation_idp.signin.SignInLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "example_project.urls"

@@ -4,7 +4,8 @@ It has its own user model (email as ``USERNAME_FIELD``, no ``username``) and
 its own django-oauth-toolkit Application model, both defined before
 delegation_idp arrived. The only lines delegation_idp adds are marked
 ``# delegation_idp``: the app in ``INSTALLED_APPS``, the four hooks in
-``OAUTH2_PROVIDER``, the ``DELEGATION_IDP`` setting and the URL includes.
+``OAUTH2_PROVIDER``, the ``DELEGATION_IDP`` setting, the URL includes, and the
+sign-in lockout backend and middleware.
 
 Existing clients keep django-oauth-toolkit's opaque tokens
 (``JWT_ACCESS_TOKENS = "agents"``); only registered agents get JWTs.
@@ -37,6 +38,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "delegation_idp.signin.SignInLockoutMiddleware",  # delegation_idp
+]
+
+AUTHENTICATION_BACKENDS = [
+    "delegation_idp.signin.SignInLockoutBackend",  # delegation_idp
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "tests_existing_site.urls"
