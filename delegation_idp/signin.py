@@ -9,13 +9,16 @@ alone, so nobody can lock a user out from everywhere.
 
 Two settings turn it on for a site::
 
+    # a site on Django's ModelBackend: replace it (one backend, so login() needs no backend=)
+    AUTHENTICATION_BACKENDS = ["delegation_idp.signin.SignInLockoutModelBackend"]
+    # a site with other backends: put the refusing one first
     AUTHENTICATION_BACKENDS = ["delegation_idp.signin.SignInLockoutBackend", *your_backends]
     MIDDLEWARE = [..., "delegation_idp.signin.SignInLockoutMiddleware"]
 
 The backend comes first and refuses every password check from a locked-out
-(username, address) or address, before any other backend hashes the password. The
-middleware answers a refused sign-in with ``429`` and a page that says why and
-for how long. Counting needs neither: the app counts ``user_login_failed``.
+(username, address) or address, before any password is hashed. The middleware
+answers a refused sign-in with ``429`` and a page that says why and for how
+long. Counting needs neither: the app counts ``user_login_failed``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import BaseBackend
+from django.contrib.auth.backends import BaseBackend, ModelBackend
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
@@ -33,9 +36,16 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from . import throttling
 
-__all__ = ["SignInLocked", "SignInLockoutBackend", "SignInLockoutMiddleware", "locked_for"]
+__all__ = [
+    "SignInLocked",
+    "SignInLockoutBackend",
+    "SignInLockoutMiddleware",
+    "SignInLockoutModelBackend",
+    "locked_for",
+]
 
 BACKEND = "delegation_idp.signin.SignInLockoutBackend"
+MODEL_BACKEND = "delegation_idp.signin.SignInLockoutModelBackend"
 MIDDLEWARE = "delegation_idp.signin.SignInLockoutMiddleware"
 # Set on the request whose password check the backend refused: the seconds to wait.
 LOCKED_ATTRIBUTE = "delegation_idp_sign_in_locked"
@@ -75,6 +85,18 @@ class SignInLockoutBackend(BaseBackend):
         setattr(request, LOCKED_ATTRIBUTE, wait)
         # authenticate() stops at PermissionDenied and sends user_login_failed.
         raise PermissionDenied("sign-in locked out")
+
+
+class SignInLockoutModelBackend(SignInLockoutBackend, ModelBackend):
+    """Django's ``ModelBackend`` behind the sign-in lockout: the drop-in replacement for a
+    site whose only backend is ``ModelBackend`` (``login()`` and the test client's
+    ``force_login()`` keep working without a ``backend`` argument)."""
+
+    def authenticate(  # type: ignore[override]
+        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
+        SignInLockoutBackend.authenticate(self, request, username, **kwargs)
+        return ModelBackend.authenticate(self, request, username, password, **kwargs)
 
 
 class SignInLockoutMiddleware:

@@ -69,11 +69,9 @@ MIDDLEWARE = [
     "delegation_idp.signin.SignInLockoutMiddleware",
 ]
 
-# First: refuses every password check from a locked-out (username, address) or address.
-AUTHENTICATION_BACKENDS = [
-    "delegation_idp.signin.SignInLockoutBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+# Django's ModelBackend behind the sign-in lockout: every password check from a
+# locked-out (username, address) or address is refused before the password is hashed.
+AUTHENTICATION_BACKENDS = ["delegation_idp.signin.SignInLockoutModelBackend"]
 
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"

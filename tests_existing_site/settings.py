@@ -42,9 +42,8 @@ MIDDLEWARE = [
 ]
 
 AUTHENTICATION_BACKENDS = [
-    "delegation_idp.signin.SignInLockoutBackend",  # delegation_idp
-    "django.contrib.auth.backends.ModelBackend",
-]
+    "delegation_idp.signin.SignInLockoutModelBackend"
+]  # delegation_idp: was ModelBackend
 
 ROOT_URLCONF = "tests_existing_site.urls"
 TEMPLATES = [
