@@ -8,4 +8,4 @@ class DelegationIdpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401  (registers checks and signal handlers)
+        from . import checks, receivers, signin  # noqa: F401  (registers checks and signal handlers)

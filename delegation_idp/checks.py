@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import NoReverseMatch, resolve, reverse
+from django.utils.module_loading import import_string
 from oauth2_provider.settings import oauth2_settings
 
 from .conf import idp_settings
@@ -116,6 +117,43 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return errors
+
+
+@register(Tags.security)
+def check_sign_in_lockout(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Wrong passwords are counted without configuration, but only the backend, first in
+    AUTHENTICATION_BACKENDS, refuses a locked-out sign-in (authenticate() stops at the first
+    backend that returns a user), and only the middleware tells the user why."""
+    from .signin import BACKEND, MIDDLEWARE, MODEL_BACKEND, SignInLockoutBackend
+
+    if not (idp_settings.SIGN_IN_FAILURE_LIMIT or idp_settings.SIGN_IN_ADDRESS_FAILURE_LIMIT):
+        return []
+    messages: list[Warning] = []
+    backends = list(getattr(settings, "AUTHENTICATION_BACKENDS", []))
+    try:
+        first = import_string(backends[0]) if backends else None
+    except ImportError:
+        first = None
+    if not (isinstance(first, type) and issubclass(first, SignInLockoutBackend)):
+        messages.append(
+            Warning(
+                "User sign-in has no brute-force protection: the sign-in lockout backend is not "
+                "the first authentication backend.",
+                hint=f"Replace ModelBackend with {MODEL_BACKEND!r}, or put {BACKEND!r} first in "
+                "AUTHENTICATION_BACKENDS (docs/installation.md).",
+                id="delegation_idp.W004",
+            )
+        )
+    if MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
+        messages.append(
+            Warning(
+                "A locked-out sign-in reads as a wrong password: the sign-in lockout middleware "
+                "is not installed.",
+                hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE (docs/installation.md).",
+                id="delegation_idp.W005",
+            )
+        )
+    return messages
 
 
 @register(Tags.compatibility)

@@ -84,6 +84,13 @@ DEFAULTS: dict[str, Any] = {
     # failure or timeout, callers take their fallback at once for this long (seconds), then
     # one call probes. A hung Redis costs one socket timeout per process per period.
     "BREAKER_RESET_SECONDS": 15,
+    # User sign-in (every django.contrib.auth.authenticate(): the login page, the admin,
+    # the password grant): wrong passwords per (username, address) and per address within
+    # the window before that pair, or that address, is refused until the window ends.
+    # None disables either count.
+    "SIGN_IN_FAILURE_LIMIT": 5,
+    "SIGN_IN_ADDRESS_FAILURE_LIMIT": 10,
+    "SIGN_IN_FAILURE_WINDOW": 900,
     # Generated agent client secrets are stored as HMAC-SHA256 keyed with this
     # secret (256-bit random secrets need no slow hashing). None: fall back to
     # django-oauth-toolkit's password hasher.

@@ -1,7 +1,9 @@
-"""Token-endpoint throttling shared across processes through Django's cache.
+"""Throttling and lockouts shared across processes through Django's cache.
 
 Fixed windows per client id and per source address; repeated client
-authentication failures lock a client id out for the rest of the window.
+authentication failures lock a client id out (at that address) for the rest of
+the window; repeated wrong passwords lock a username at that address, and the
+address, out of user sign-in (:mod:`delegation_idp.signin`).
 With the cache unreachable the endpoint stays open (and says so in the log):
 availability of token issuance wins over rate limiting. Every cache call goes
 through the cache's circuit breaker (:mod:`delegation_idp.breaker`), so a hung
@@ -95,28 +97,95 @@ def _failure_key(client_id: str, address: str | None) -> str:
 
 
 def _failures(client_id: str, address: str | None) -> int:
+    return _count(_failure_key(client_id, address))
+
+
+def note_auth_failure(client_id: str, address: str | None) -> None:
+    """Count a failed client authentication against the identity its credentials named."""
+    if not client_id:
+        return
+    _bump(_failure_key(client_id, address), int(idp_settings.CLIENT_AUTH_FAILURE_WINDOW))
+
+
+# -- failure counters (the cache operations every lockout goes through, behind the breaker) --
+
+
+def _count(key: str) -> int:
+    """A failure counter's value; 0 with the cache unreachable (the lockout stays open)."""
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
     try:
-        return int(_cache_breaker().call(cache.get, _failure_key(client_id, address)) or 0)
+        return int(_cache_breaker().call(cache.get, key) or 0)
     except Exception:
         return 0
 
 
-def note_auth_failure(client_id: str, address: str | None) -> None:
-    if not client_id:
-        return
+def _bump(key: str, window: int) -> None:
+    """Add one to a failure counter that expires ``window`` seconds after its first failure."""
     cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
-    key = _failure_key(client_id, address)
 
     def count_failure() -> None:
-        if not cache.add(key, 1, timeout=idp_settings.CLIENT_AUTH_FAILURE_WINDOW):
+        if not cache.add(key, 1, timeout=window):
             try:
                 cache.incr(key)
             except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=idp_settings.CLIENT_AUTH_FAILURE_WINDOW)
+                cache.add(key, 1, timeout=window)
 
     try:
         _cache_breaker().call(count_failure)
     except Exception:
         # Not counted while the cache is unreachable; the breaker logged the opening once.
-        logger.debug("authentication failure not counted: cache unreachable")
+        logger.debug("failure not counted: cache unreachable")
+
+
+def _forget(key: str) -> None:
+    cache = caches[idp_settings.THROTTLE_CACHE_ALIAS]
+    try:
+        _cache_breaker().call(cache.delete, key)
+    except Exception:
+        logger.debug("sign-in failures not cleared: cache unreachable")
+
+
+# -- user sign-in (delegation_idp.signin) -------------------------------------------------
+
+
+def _sign_in_keys(username: str | None, address: str) -> tuple[str | None, str]:
+    """The (username, address) counter and the address counter. Usernames are case-folded,
+    so ``Alice`` and ``alice`` share one count wherever a backend treats them alike."""
+    per_address = f"delegation_idp:signin:address:{_digest(address)}"
+    if not username:
+        return None, per_address
+    return f"delegation_idp:signin:user:{_digest(username.casefold())}:{_digest(address)}", per_address
+
+
+def check_sign_in(username: str | None, address: str | None) -> int | None:
+    """Seconds to wait when this username at this address, or this address, has had too many
+    wrong passwords; else None.
+
+    Never keyed by the username alone: anyone can type a user's name, so a lockout that
+    followed the name would let anyone lock the user out everywhere. An attacker locks out
+    only themselves (their own address), and a user keeps signing in from their own."""
+    if not address:
+        return None
+    pair, per_address = _sign_in_keys(username, address)
+    limit, address_limit = idp_settings.SIGN_IN_FAILURE_LIMIT, idp_settings.SIGN_IN_ADDRESS_FAILURE_LIMIT
+    if (pair and limit and _count(pair) >= limit) or (address_limit and _count(per_address) >= address_limit):
+        return int(idp_settings.SIGN_IN_FAILURE_WINDOW)
+    return None
+
+
+def note_sign_in_failure(username: str | None, address: str | None) -> None:
+    """Count a wrong password for this username at this address, and for the address."""
+    if not address:
+        return  # not an online attempt (a script or a command calling authenticate())
+    window = int(idp_settings.SIGN_IN_FAILURE_WINDOW)
+    for key in _sign_in_keys(username, address):
+        if key is not None:
+            _bump(key, window)
+
+
+def clear_sign_in_failures(username: str | None, address: str | None) -> None:
+    """After a successful sign-in: that user's count at that address starts again. The
+    address count stays, so one valid account cannot reset a spraying attacker's count."""
+    pair, _per_address = _sign_in_keys(username, address or "")
+    if address and pair is not None:
+        _forget(pair)

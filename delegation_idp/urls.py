@@ -20,7 +20,7 @@ urlpatterns = [
     path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
-    path("revoke_token/", views.RevocationView.as_view(), name="revoke-token"),
+    path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     *dot_urls.base_urlpatterns,
     *dot_urls.management_urlpatterns,
 ]

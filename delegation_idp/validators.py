@@ -10,7 +10,7 @@ from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import audit, client_auth, lineage
+from . import audit, client_auth, lineage, signin, throttling
 from .models import Party, party_of
 from .rfc8693 import GRANT_TYPE
 
@@ -148,6 +148,27 @@ class DelegationValidator(OAuth2Validator):
         stored = client_auth.hash_secret(secret)
         type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
         client.client_secret, client.hash_client_secret = stored, False
+
+    # -- the password grant ------------------------------------------------------------
+
+    def validate_user(
+        self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """The sign-in lockout holds here too (:mod:`delegation_idp.signin`): a locked-out
+        username at this address, or this address, is ``429 slow_down`` with ``Retry-After``
+        before any password is checked; a wrong password counts through ``authenticate()``'s
+        ``user_login_failed``, sent with the request django-oauth-toolkit builds from this one."""
+        address = request.headers.get("REMOTE_ADDR") if request.headers else None
+        wait = signin.locked_for(username, address)
+        if wait is not None:
+            record = audit.current()
+            if record is not None:
+                record.deny(signin.SignInLocked.error, "sign_in_locked")
+            raise signin.SignInLocked(wait, request=request)
+        valid = bool(super().validate_user(username, password, client, request, *args, **kwargs))
+        if valid:
+            throttling.clear_sign_in_failures(username, address)
+        return valid
 
     # -- grants --------------------------------------------------------------------
 

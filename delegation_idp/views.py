@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
@@ -86,28 +87,185 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | bool | None:
     return client_auth.parse_basic(request.META.get("HTTP_AUTHORIZATION", ""))
 
 
-@method_decorator(storage_guard("token", audit_every_request=True), name="dispatch")
-@method_decorator(csrf_exempt, name="dispatch")
-@method_decorator(login_not_required, name="dispatch")
-@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
-class TokenView(DOTTokenView):
-    """django-oauth-toolkit's token endpoint behind input limits, throttling and audit.
+# -- the guard of every endpoint where clients authenticate ------------------------------
 
-    Every request, whatever its outcome, leaves one audit record; every error
-    is an RFC 6749 JSON error with ``Cache-Control: no-store``.
-    """
+AUTHENTICATION_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+# Refusals of the credentials themselves, counted like a failed authentication: a guess
+# wrapped in a malformed request must not escape the lockout.
+COUNTED_REFUSALS = frozenset({"client_id_mismatch", "multiple_client_authentication"})
 
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+@dataclass(frozen=True)
+class Credentials:
+    """The client a request's credentials name (before they are checked), and how."""
+
+    method: str  # one of AUTHENTICATION_METHODS
+    client_id: str
+    # Why these credentials are refused whatever they prove (a stable reason code), if they are.
+    conflict: str = ""
+
+    def refuse_conflict(self) -> None:
+        if self.conflict == "multiple_client_authentication":
+            raise Refusal(
+                400, "invalid_request", self.conflict, "Use exactly one client authentication method.", self
+            )
+        if self.conflict and self.method == "private_key_jwt":
+            # RFC 7521 section 4.2.1: an assertion that does not authenticate is invalid_client.
+            raise Refusal(401, "invalid_client", self.conflict, "Client authentication failed.", self)
+        if self.conflict:
+            raise Refusal(
+                400,
+                "invalid_request",
+                self.conflict,
+                "The client_id parameter names another client than the credentials.",
+                self,
+            )
+
+
+class Refusal(Exception):
+    """A request refused by the guard: an RFC 6749 error with a stable reason code."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        reason: str,
+        description: str,
+        credentials: Credentials | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.description = status, error, reason, description
+        self.credentials = credentials
+        self.headers = headers or {}
+
+    def response(self) -> HttpResponse:
+        return oauth_error(self.status, self.error, self.description, self.headers)
+
+
+def read_credentials(request: HttpRequest) -> Credentials:
+    """The one client identity of the request, from its credentials (RFC 6749 section 2.3):
+    the HTTP Basic user-id; else a client assertion's (unverified, size-checked) ``sub``;
+    else the body ``client_id``. A body ``client_id`` that names another client is a
+    ``conflict``, refused after the lockout check (RFC 6749 section 2.3.1, RFC 7521 section
+    4.2): the lockout and the audit record name the client whose credentials were
+    presented, never a value chosen beside them."""
+    basic = basic_credentials(request)
+    if basic is False:
+        raise Refusal(401, "invalid_client", "bad_basic_credentials", "Client authentication failed.")
+    try:
+        form = request.POST
+    except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        raise Refusal(
+            400, "invalid_request", "too_many_fields", "The request has too many parameters."
+        ) from exc
+    body_id = form.get("client_id")
+    if isinstance(basic, tuple):
+        method, client_id = "client_secret_basic", basic[0]
+    elif "client_assertion" in form:
+        claimed = client_auth.unverified_client_id(form.get("client_assertion", ""))
+        method, client_id = "private_key_jwt", claimed or body_id or ""
+    elif "client_secret" in form:
+        method, client_id = "client_secret_post", body_id or ""
+    else:
+        method, client_id = "none", body_id or ""
+    conflict = ""
+    if isinstance(basic, tuple) and ("client_secret" in form or "client_assertion" in form):
+        conflict = "multiple_client_authentication"
+    elif body_id is not None and client_id and body_id != client_id:
+        conflict = "client_id_mismatch"
+    return Credentials(method, client_id, conflict)
+
+
+class ClientAuthGuard:
+    """What the token, introspection and revocation endpoints share, in this order: the
+    per-address limit (before the body is read), POST only, the body-size limit, the
+    endpoint's own form checks (:meth:`screen`), the credentials' one identity
+    (:func:`read_credentials`), the per-client limit and the failure lockout keyed on
+    that identity and the source address; then the endpoint's answer (:meth:`answer`),
+    and after it the challenge of a 401, the failure count, ``no-store`` and one audit
+    record. Every refusal is RFC 6749 JSON."""
+
+    event = "token"
+    realm = "token"
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        with audit.attempt(event="token", client_ip=_client_ip(request)) as record:
-            response = self._guarded(request, record, *args, **kwargs)
-            if response.status_code != 200 and record.decision != "denied":
-                record.deny(_error_code(response), record.reason)
-            elif response.status_code == 200 and not record.decision:
-                record.grant()
-            if record.grant_type == GRANT_TYPE:
-                record.event = "token_exchange"
+        address = _client_ip(request)
+        with audit.attempt(event=self.event, client_ip=address) as record:
+            credentials: Credentials | None = None
+            try:
+                limited = throttling.check_address(address)
+                if limited is not None:
+                    raise _throttled_refusal(limited)
+                self.admit(request)
+                self.screen(request, record)
+                credentials = read_credentials(request)
+                record.client_id = credentials.client_id[:255]
+                limited = throttling.check_client(credentials.client_id, address)
+                if limited is not None:
+                    raise _throttled_refusal(limited)
+                credentials.refuse_conflict()
+                response = self.answer_safely(request, record, credentials, *args, **kwargs)
+            except Refusal as refusal:
+                credentials = refusal.credentials or credentials
+                if refusal.credentials is not None:
+                    record.client_id = refusal.credentials.client_id[:255]
+                record.deny(refusal.error, refusal.reason)
+                response = refusal.response()
+            self.conclude(response, record)
+        self.count_failure(response, record, credentials, address)
+        return response
+
+    def admit(self, request: HttpRequest) -> None:
+        """POST only, and the body-size limit checked before the body is read."""
+        if request.method != "POST":
+            raise Refusal(
+                405,
+                "invalid_request",
+                "method_not_allowed",
+                "This endpoint accepts POST only.",
+                headers={"Allow": "POST"},
+            )
+        too_large = _oversized(request)
+        if too_large is not None:
+            raise Refusal(
+                too_large.status_code,
+                "invalid_request",
+                "request_too_large",
+                "The request body is too large.",
+            )
+
+    def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
+        """The endpoint's own checks of the form, before any credential is read."""
+
+    def answer(
+        self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        raise NotImplementedError
+
+    def answer_safely(
+        self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        try:
+            return self.answer(request, record, credentials, *args, **kwargs)
+        except Refusal:
+            raise
+        except PASS_THROUGH:
+            raise  # storage_guard answers storage errors (503) and foreign charsets (400)
+        except Exception:
+            # Never let an exception reach Django's error reports: their frame variables
+            # include django-oauth-toolkit's and oauthlib's copies of the raw body, which
+            # hold tokens, secrets and assertions. Logged without them.
+            logger.exception("%s endpoint failed (grant_type=%r)", self.event, record.grant_type)
+            record.deny("server_error", "unhandled_exception")
+            return oauth_error(500, "server_error", "The server could not handle the request.")
+
+    def conclude(self, response: HttpResponse, record: audit.Attempt) -> None:
+        """The audit decision, ``no-store``, JSON errors with a description, and the challenge."""
+        if response.status_code != 200 and record.decision != "denied":
+            record.deny(_error_code(response), record.reason)
+        elif response.status_code == 200 and not record.decision:
+            record.grant()
         for key, value in NO_STORE.items():
             response[key] = value
         # oauthlib leaves Content-Type, and sometimes a description, out of its errors.
@@ -116,71 +274,70 @@ class TokenView(DOTTokenView):
             if response.status_code != 200:
                 _describe(response)
         if response.status_code == 401:
-            throttling.note_auth_failure(record.client_id, _client_ip(request))
-        return response
+            # RFC 6749 section 5.2: the scheme the client used. oauthlib challenges as
+            # Bearer, which never authenticates a client here. After body authentication
+            # a 401 still needs a challenge (RFC 9110 section 15.5.2): Basic, the one
+            # HTTP authentication scheme these endpoints accept.
+            response["WWW-Authenticate"] = f'Basic realm="{self.realm}"'
 
-    def _guarded(
-        self, request: HttpRequest, record: audit.Attempt, *args: Any, **kwargs: Any
-    ) -> HttpResponse:
-        # Per address first, before the body is read: floods of malformed requests count too.
-        limited = throttling.check_address(_client_ip(request))
-        if limited is not None:
-            return _throttled(record, limited)
-        if request.method != "POST":
-            record.deny("invalid_request", "method_not_allowed")
-            return oauth_error(
-                405, "invalid_request", "The token endpoint accepts POST only.", {"Allow": "POST"}
-            )
-        too_large = _oversized(request)
-        if too_large is not None:
-            record.deny("invalid_request", "request_too_large")
-            return too_large
+    @staticmethod
+    def count_failure(
+        response: HttpResponse, record: audit.Attempt, credentials: Credentials | None, address: str | None
+    ) -> None:
+        """A failed authentication counts against the identity the credentials name."""
+        if credentials is None or not credentials.client_id:
+            return
+        if response.status_code == 401 or record.reason in COUNTED_REFUSALS:
+            throttling.note_auth_failure(credentials.client_id, address)
+
+
+@method_decorator(storage_guard("token", audit_every_request=True), name="dispatch")
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class TokenView(ClientAuthGuard, DOTTokenView):
+    """django-oauth-toolkit's token endpoint behind input limits, throttling and audit.
+
+    Every request, whatever its outcome, leaves one audit record; every error
+    is an RFC 6749 JSON error with ``Cache-Control: no-store``.
+    """
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    event = "token"
+    realm = "token"
+
+    def conclude(self, response: HttpResponse, record: audit.Attempt) -> None:
+        super().conclude(response, record)
+        if record.grant_type == GRANT_TYPE:
+            record.event = "token_exchange"
+
+    def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            record.deny("invalid_request", "bad_content_type")
-            return oauth_error(400, "invalid_request", "The body must be application/x-www-form-urlencoded.")
+            raise Refusal(
+                400,
+                "invalid_request",
+                "bad_content_type",
+                "The body must be application/x-www-form-urlencoded.",
+            )
         if not _form_is_clean(request.body):
-            record.deny("invalid_request", "bad_encoding")
-            return oauth_error(400, "invalid_request", "The body is not valid form encoding.")
+            raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
         try:
             record.grant_type = request.POST.get("grant_type", "")[:128]
-        except SuspiciousOperation:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
-            record.deny("invalid_request", "too_many_fields")
-            return oauth_error(400, "invalid_request", "The request has too many parameters.")
+        except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+            raise Refusal(
+                400, "invalid_request", "too_many_fields", "The request has too many parameters."
+            ) from exc
         if not record.grant_type:
             # RFC 6749 section 5.2: a missing required parameter is invalid_request
             # (oauthlib would route it to the authorization-code grant instead).
-            record.deny("invalid_request", "missing_parameter")
-            return oauth_error(400, "invalid_request", "Missing grant_type parameter.")
-        basic = basic_credentials(request)
-        if basic is False:
-            record.deny("invalid_client", "bad_basic_credentials")
-            return oauth_error(
-                401,
-                "invalid_client",
-                "Client authentication failed.",
-                {"WWW-Authenticate": 'Basic realm="token"'},
-            )
-        body_auth = "client_secret" in request.POST or "client_assertion" in request.POST
-        if basic and body_auth:
-            record.deny("invalid_request", "multiple_client_authentication")
-            return oauth_error(400, "invalid_request", "Use exactly one client authentication method.")
-        client_id = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
-        record.client_id = client_id[:255]
-        limited = throttling.check_client(client_id, _client_ip(request))
-        if limited is not None:
-            return _throttled(record, limited)
+            raise Refusal(400, "invalid_request", "missing_parameter", "Missing grant_type parameter.")
+
+    def answer(
+        self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         try:
             return self._delivered(request, *args, **kwargs)
-        except PASS_THROUGH:
-            raise  # storage_guard answers these: 503, or 400 bad_encoding
-        except Exception:
-            # Never let an exception reach Django's error reports: their frame variables
-            # include django-oauth-toolkit's and oauthlib's copies of the raw body, which
-            # hold subject_token, actor_token and client_assertion. Logged without them.
-            logger.exception("token endpoint failed (grant_type=%r)", record.grant_type)
-            record.deny("server_error", "unhandled_exception")
-            return oauth_error(500, "server_error", "The server could not handle the request.")
         finally:
             # django-oauth-toolkit's post() narrows this to password and client_secret.
             request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
@@ -217,11 +374,32 @@ class TokenView(DOTTokenView):
         return f"client_id={record.client_id!r}, jti={record.jti!r}" if record else ""
 
 
-def _throttled(record: audit.Attempt | None, wait: int) -> HttpResponse:
+@method_decorator(storage_guard("revocation_request", audit_every_request=True), name="dispatch")
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class RevokeTokenView(ClientAuthGuard, DOTRevokeTokenView):
+    """RFC 7009 revocation: django-oauth-toolkit's endpoint behind the same guard as the
+    token endpoint, so it offers no unlimited guessing of client secrets.
+
+    An unknown or invalid token is still ``200`` (RFC 7009 section 2.2), a failed client
+    authentication ``401 invalid_client``. Revoking deletes django-oauth-toolkit's row,
+    whose ``post_delete`` receiver revokes the token's lineage subtree.
+    """
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    event = "revocation_request"
+    realm = "revocation"
+
+    def answer(
+        self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        return super().post(request, *args, **kwargs)
+
+
+def _throttled_refusal(wait: int) -> Refusal:
     """429 with ``Retry-After`` (RFC 6585 section 4, RFC 9110 section 10.2.3)."""
-    if record is not None:
-        record.deny("slow_down", "throttled")
-    return oauth_error(429, "slow_down", "Too many requests.", {"Retry-After": str(wait)})
+    return Refusal(429, "slow_down", "throttled", "Too many requests.", headers={"Retry-After": str(wait)})
 
 
 def _oversized(request: HttpRequest) -> HttpResponse | None:
@@ -408,54 +586,31 @@ def authenticate_caller(request: HttpRequest) -> Any:
     return oauth_request.client
 
 
-@method_decorator(storage_guard("introspection"), name="dispatch")
+@method_decorator(storage_guard("introspection", audit_every_request=True), name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 @method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
-class IntrospectionView(View):
-    """RFC 7662 introspection, with the nested ``act`` chain.
+class IntrospectionView(ClientAuthGuard, View):
+    """RFC 7662 introspection, with the nested ``act`` chain, behind the token endpoint's guard.
 
     Only the token's own client or one of its audiences may introspect it;
     to anyone else the token is ``{"active": false}``.
     """
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        address = _client_ip(request)
-        wait = throttling.check_address(address)
-        if wait is not None:
-            return _throttled(None, wait)
-        too_large = _oversized(request)
-        if too_large is not None:
-            return too_large
-        basic = basic_credentials(request)
-        claimed = basic[0] if isinstance(basic, tuple) else request.POST.get("client_id", "")
-        wait = throttling.check_client(claimed, address)
-        if wait is not None:
-            return _throttled(None, wait)
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    event = "introspection"
+    realm = "introspection"
+
+    def answer(
+        self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         client = authenticate_caller(request)
         if client is None:
-            throttling.note_auth_failure(claimed, address)
-            return oauth_error(
-                401,
-                "invalid_client",
-                "Client authentication failed.",
-                {"WWW-Authenticate": 'Basic realm="introspection"'},
-            )
+            raise Refusal(401, "invalid_client", "invalid_client", "Client authentication failed.")
         token = request.POST.get("token", "")
         if not token:
-            return oauth_error(400, "invalid_request", "Missing token parameter.")
-        data = introspect(token, client)
-        response = JsonResponse(data)
-        for key, value in NO_STORE.items():
-            response[key] = value
-        return response
-
-
-@method_decorator(storage_guard("revocation"), name="dispatch")
-@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
-class RevocationView(DOTRevokeTokenView):
-    """django-oauth-toolkit's RFC 7009 revocation endpoint; a storage error is ``503`` with
-    ``Retry-After`` (section 2.2.1), so the client retries instead of believing it revoked."""
+            raise Refusal(400, "invalid_request", "missing_parameter", "Missing token parameter.")
+        return JsonResponse(introspect(token, client))
 
 
 INACTIVE: dict[str, Any] = {"active": False}

@@ -71,7 +71,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A sign-in refused by the lockout answers 429 with a page that says so.
+    "delegation_idp.signin.SignInLockoutMiddleware",
 ]
+
+# Django's ModelBackend behind the sign-in lockout: every password check from a
+# locked-out (username, address) or address is refused before the password is hashed.
+AUTHENTICATION_BACKENDS = ["delegation_idp.signin.SignInLockoutModelBackend"]
 
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"

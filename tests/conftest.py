@@ -260,5 +260,15 @@ def closed_breakers() -> Any:
     breaker.reset_all()
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle_counts() -> Any:
+    """Throttle and lockout counts live in the process-local cache: one test's wrong
+    passwords or failed client authentications must not lock out the next test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "rfc(section): RFC section covered")

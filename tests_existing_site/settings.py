@@ -6,7 +6,7 @@ delegation_idp arrived. The only lines delegation_idp adds are marked
 ``# delegation_idp``: the app in ``INSTALLED_APPS``, the four hooks and two
 RFC 9700 gates in ``OAUTH2_PROVIDER``, check E020 silenced (its legacy web client
 still uses the password grant, which the metadata then lists), the ``DELEGATION_IDP``
-setting and the URL includes.
+setting, the URL includes, and the sign-in lockout backend and middleware.
 
 Existing clients keep django-oauth-toolkit's opaque tokens
 (``JWT_ACCESS_TOKENS = "agents"``); only registered agents get JWTs.
@@ -39,7 +39,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "delegation_idp.signin.SignInLockoutMiddleware",  # delegation_idp
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "delegation_idp.signin.SignInLockoutModelBackend"
+]  # delegation_idp: was ModelBackend
 
 ROOT_URLCONF = "tests_existing_site.urls"
 TEMPLATES = [

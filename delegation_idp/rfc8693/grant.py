@@ -131,9 +131,9 @@ class TokenExchangeGrant(GrantTypeBase):
             raise errors.UnsupportedGrantTypeError(request=request)
         self._validate_shape(request)
         if record is not None:
-            # Keep the id the view read from HTTP Basic: oauthlib knows it only after
-            # authentication, and the failure lockout is keyed by it.
-            record.client_id = request.client_id or record.client_id
+            # Keep the identity the view read from the credentials (delegation_idp.views.
+            # read_credentials): the audit record names the client whose credentials came.
+            record.client_id = record.client_id or request.client_id or ""
             record.requested_audience = self._values(request, "audience") + self._values(request, "resource")
             record.requested_scope = request.scope or ""
         self._authenticate(request)
