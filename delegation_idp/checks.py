@@ -309,8 +309,7 @@ def check_client_registration(app_configs: Any = None, **kwargs: Any) -> list[Ch
         if anonymous:
             errors.append(
                 Error(
-                    "Dynamic client registration admits anonymous registrants "
-                    f"({', '.join(anonymous)}).",
+                    f"Dynamic client registration admits anonymous registrants ({', '.join(anonymous)}).",
                     hint="Keep DCR_REGISTRATION_PERMISSION_CLASSES at "
                     "oauth2_provider.dcr.IsAuthenticatedDCRPermission (or a stricter class). Silence "
                     "this check only if open registration is intended.",

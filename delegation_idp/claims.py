@@ -116,9 +116,13 @@ def _allow_listed_resources_only(request: Request, client: Any, resources: list[
     tokens only to the enabled parties whose *clients* list names it (``Party.clients``);
     anything else is ``invalid_target``. The allow-list is policy: it comes from the
     per-process policy cache, whose version triggers cover its link table."""
-    allowed = current_policy().client_audiences(client.pk)
+    allowed = [
+        prefix
+        for uri, prefixes in current_policy().client_audiences(client.pk)
+        for prefix in (uri, *prefixes)
+    ]
     for resource in resources:
-        if not any(resource_under(resource, prefix) for uri, prefixes in allowed for prefix in (uri, *prefixes)):
+        if not any(resource_under(resource, prefix) for prefix in allowed):
             raise _refuse(
                 request,
                 "invalid_target",

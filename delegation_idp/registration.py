@@ -78,7 +78,7 @@ def anonymous_may_register(permission_classes: Any) -> list[str]:
     for cls in classes:
         try:
             allowed = bool(cls().has_permission(request))
-        except Exception:  # noqa: BLE001 - a class that cannot judge a bare request refuses it
+        except Exception:  # a class that cannot judge a bare request refuses it
             allowed = False
         if not allowed:
             return []

@@ -11,8 +11,9 @@ every change to a party, a rule or a rule's link table changes
   truncate optimisation is off for tables with triggers, so ``DELETE`` fires them).
 
 Other databases get no triggers, and the cache stays off there. Migration 0002
-installs them, and migration 0003 adds the one of the client allow-list; :func:`installed` tells whether they are all present and
-enabled on the right tables, and each process checks it again every minute.
+installs them, and migration 0003 adds the one of the client allow-list;
+:func:`installed` tells whether they are all present and enabled on the right
+tables, and each process checks it again every minute.
 On SQLite, a later migration that rebuilds one of these tables drops its
 triggers: such a migration must call :func:`install` again (it is idempotent),
 as ``manage.py install_policy_triggers`` does.

@@ -196,11 +196,17 @@ def test_an_agent_refuses_an_actless_token_of_another_client(cast: Any, token_en
     claims = decode(minted.json()["access_token"])[1]
     assert claims["aud"] == cast["agent1"].uri and claims["sub"] == CLIENT_NAMESPACE + USER_EMAIL
     before = snapshot()
-    response = token_endpoint(exchange_form(minted.json()["access_token"], cast["agent2"].uri), cast["agent1"])
+    response = token_endpoint(
+        exchange_form(minted.json()["access_token"], cast["agent2"].uri), cast["agent1"]
+    )
     assert_oauth_error(response, 400, "invalid_request")
     assert snapshot() == before
     event = last_event()
-    assert (event.event, event.decision, event.reason) == ("token_exchange", "denied", "subject_foreign_client")
+    assert (event.event, event.decision, event.reason) == (
+        "token_exchange",
+        "denied",
+        "subject_foreign_client",
+    )
 
 
 @pytest.mark.rfc("8693-2.1")
@@ -240,7 +246,9 @@ def test_the_allow_list_is_policy_and_an_edit_applies_at_once(cast: Any, token_e
 
 
 @pytest.mark.rfc("7662-4")
-def test_a_client_named_like_a_party_cannot_introspect_its_tokens(cast: Any, chain: list[str], client: Any) -> None:
+def test_a_client_named_like_a_party_cannot_introspect_its_tokens(
+    cast: Any, chain: list[str], client: Any
+) -> None:
     impostor, secret = application(cast["agent2"].uri)
     token = chain[1]  # requested by agent1, addressed to agent2
     assert decode(token)[1]["aud"] == cast["agent2"].uri
