@@ -56,10 +56,11 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
 def _migrations_pending(connection: Any) -> bool:
     """Whether some migration of this app is not applied on ``connection`` (the migrations
     install the triggers, each one those of the tables it creates)."""
-    from django.db.migrations.executor import MigrationExecutor
+    from django.db.migrations.loader import MigrationLoader
 
-    executor = MigrationExecutor(connection)
-    return bool(executor.migration_plan(executor.loader.graph.leaf_nodes("delegation_idp")))
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    ours = {key for key in loader.graph.nodes if key[0] == "delegation_idp"}
+    return bool(ours - set(loader.applied_migrations))
 
 
 @register(Tags.security)

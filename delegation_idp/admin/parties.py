@@ -415,6 +415,9 @@ class PartyAdmin(admin.ModelAdmin):
                 subject_scope=policy.scope_set(data["subject_scope"]),
                 requested_scope=requested,
                 user=data["username"],
+                # The page tries a delegation of a user's token (a client's own token never
+                # matches "directly from a user token").
+                from_user=True,
                 may_act=data["may_act"],
             )
             explanation = policy.explain(ctx, rules, limits)
