@@ -31,7 +31,7 @@ def application(client_id: str | None = None, **fields: Any) -> tuple[Any, str]:
     """A confidential client-credentials application that is not a registered party."""
     secret = "s3cret-" + (client_id or "generated")
     values: dict[str, Any] = {
-        "name": "legacy",
+        "name": fields.pop("name", "legacy"),
         "client_type": "confidential",
         "authorization_grant_type": "client-credentials",
         "client_secret": secret,
@@ -263,3 +263,41 @@ def test_a_client_named_like_a_party_cannot_introspect_its_tokens(
     assert introspect(impostor.client_id, secret) == {"active": False}
     agent2 = cast["agent2"]
     assert introspect(agent2.client_id, agent2.client_secret)["active"] is True  # the party itself may
+
+
+# -- other identifiers a registrant or user chooses --------------------------------------------
+
+
+@pytest.mark.rfc("6749-3.1.2")
+def test_a_redirect_uri_must_be_the_registered_one(cast: Any, client: Any) -> None:
+    from urllib.parse import urlencode
+
+    agent = cast["agent1"]
+    client.force_login(cast.user)
+    params = {
+        "response_type": "code",
+        "client_id": agent.client_id,
+        "redirect_uri": "https://agent1.example.com.evil.example/callback",
+        "scope": cast.scope,
+        "state": "xyz",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+    }
+    response = client.post(f"/o/authorize/?{urlencode(params)}", {**params, "allow": "Authorize"})
+    assert response.status_code == 400  # an error page, never a redirect carrying a code
+    assert "Location" not in response
+
+
+def test_an_application_name_is_never_an_identity(
+    cast: Any, chain: list[str], client: Any, token_endpoint: Any
+) -> None:
+    """A display name that reads like a party's URI or a user's email grants nothing."""
+    app, secret = application(name=cast["agent2"].uri)
+    form = {"token": chain[1], "client_id": app.client_id, "client_secret": secret}
+    assert client.post("/o/introspect/", form).json() == {"active": False}
+    response = token_endpoint(
+        {"grant_type": "client_credentials", "resource": cast["agent2"].uri}, as_agent(app, secret)
+    )
+    assert_oauth_error(response, 400, "invalid_target")
+    own = token_endpoint({"grant_type": "client_credentials"}, as_agent(app, secret))
+    assert decode(own.json()["access_token"])[1]["sub"] == CLIENT_NAMESPACE + app.client_id
