@@ -26,7 +26,6 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     them the cache switches itself off (correct, but every exchange reads the policy);
     this says so. Database checks run with ``migrate`` and ``check --database``."""
     from django.db import DatabaseError, connections, router
-    from django.db.migrations.recorder import MigrationRecorder
 
     from . import triggers
     from .models import DelegationRule
@@ -40,9 +39,7 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     if connection.vendor not in triggers.VENDORS:
         return []
     try:
-        migration = ("delegation_idp", "0002_policyversion")
-        applied = migration in MigrationRecorder(connection).applied_migrations()
-        if not applied or triggers.installed(connection):
+        if _migrations_pending(connection) or triggers.installed(connection):
             return []  # not migrated yet (migrate installs them), or in place
     except DatabaseError:
         return []
@@ -55,6 +52,16 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
             id="delegation_idp.W003",
         )
     ]
+
+
+def _migrations_pending(connection: Any) -> bool:
+    """Whether some migration of this app is not applied on ``connection`` (the migrations
+    install the triggers, each one those of the tables it creates)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    ours = {key for key in loader.graph.nodes if key[0] == "delegation_idp"}
+    return bool(ours - set(loader.applied_migrations))
 
 
 @register(Tags.security)
@@ -306,6 +313,64 @@ def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 "The issuer's host is not in ALLOWED_HOSTS.",
                 hint="Requests to the issuer would be refused.",
                 id="delegation_idp.W001",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, Tags.urls)
+def check_client_registration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """No user may choose a client's identity. django-oauth-toolkit's management views
+    (``/applications/register/``) let every signed-in user pick a ``client_id``, and its
+    dynamic client registration with a permission class that admits anonymous requests
+    lets anyone register; both are refused. Self-service is ``CLIENT_REGISTRATION = "dcr"``
+    with ``DCR_ENABLED`` and authenticated registrants (the server picks the client id)."""
+    from . import registration
+
+    errors: list[CheckMessage] = []
+    try:
+        reverse("oauth2_provider:register")
+    except NoReverseMatch:
+        pass
+    else:
+        errors.append(
+            Error(
+                "django-oauth-toolkit's application management views are mounted: any signed-in "
+                "user can register a client and choose its client_id.",
+                hint="Remove oauth2_provider.urls' management_urlpatterns (include delegation_idp.urls "
+                "instead of oauth2_provider.urls); for self-service registration set "
+                "DELEGATION_IDP['CLIENT_REGISTRATION'] = 'dcr' and OAUTH2_PROVIDER['DCR_ENABLED'] = True.",
+                id="delegation_idp.E022",
+            )
+        )
+    if oauth2_settings.DCR_ENABLED:
+        anonymous = registration.anonymous_may_register(oauth2_settings.DCR_REGISTRATION_PERMISSION_CLASSES)
+        if anonymous:
+            errors.append(
+                Error(
+                    f"Dynamic client registration admits anonymous registrants ({', '.join(anonymous)}).",
+                    hint="Keep DCR_REGISTRATION_PERMISSION_CLASSES at "
+                    "oauth2_provider.dcr.IsAuthenticatedDCRPermission (or a stricter class). Silence "
+                    "this check only if open registration is intended.",
+                    id="delegation_idp.E023",
+                )
+            )
+    value = idp_settings.CLIENT_REGISTRATION
+    if value not in (None, registration.DCR):
+        errors.append(
+            Error(
+                f"DELEGATION_IDP['CLIENT_REGISTRATION'] is {value!r}.",
+                hint="Use None (self-service registration off) or 'dcr'.",
+                id="delegation_idp.E024",
+            )
+        )
+    elif value == registration.DCR and not oauth2_settings.DCR_ENABLED:
+        errors.append(
+            Warning(
+                "CLIENT_REGISTRATION is 'dcr' but OAUTH2_PROVIDER['DCR_ENABLED'] is off: "
+                "registration stays closed.",
+                hint="Set OAUTH2_PROVIDER['DCR_ENABLED'] = True as well.",
+                id="delegation_idp.W006",
             )
         )
     return errors

@@ -10,6 +10,7 @@ the same transaction that stores it.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,13 +19,16 @@ from typing import Any
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
-from . import audit, jose
+from . import audit, client_subject, is_client_subject, jose
 from .conf import idp_settings
 from .keys import keyset
 from .models import party_of
 from .policy import resource_under
+from .rules import current as current_policy
 
 __all__ = ["Exchange", "Issued", "default_subject", "email_subject", "generate_access_token"]
+
+logger = logging.getLogger(__name__)
 
 
 def default_subject(user: Any) -> str:
@@ -80,21 +84,66 @@ def expires_in_for(request: Request, default: int) -> int:
     return max(1, min(default, int(idp_settings.EXCHANGED_TOKEN_LIFETIME), remaining))
 
 
+def _refuse(request: Request, error: str, reason: str, description: str) -> Exception:
+    """An OAuth error raised while the token is built (django-oauth-toolkit's backend turns
+    it into the JSON answer; nothing is stored), its reason code on the audit record."""
+    from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
+
+    record = audit.current()
+    if record is not None:
+        record.reason = reason
+    return CustomOAuth2Error(error=error, description=description, request=request)
+
+
 def _own_resources_only(request: Request, party: Any, resources: list[str]) -> None:
     """An agent's own tokens (authorization code, refresh, client credentials) are
     addressed to the agent itself: any other audience is reached only by token
     exchange, through a delegation rule, with the agent recorded in ``act``."""
-    from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
-
     own = (party.uri, *party.prefixes())
     for resource in resources:
         if not any(resource_under(resource, prefix) for prefix in own):
-            raise CustomOAuth2Error(
-                error="invalid_target",
-                description="An agent's own token can only be addressed to the agent; "
+            raise _refuse(
+                request,
+                "invalid_target",
+                "resource_not_own",
+                "An agent's own token can only be addressed to the agent; "
                 "use token exchange to reach another party.",
-                request=request,
             )
+
+
+def _allow_listed_resources_only(request: Request, client: Any, resources: list[str]) -> None:
+    """RFC 8707 section 2: an application that is not a registered party may address its
+    tokens only to the enabled parties whose *clients* list names it (``Party.clients``);
+    anything else is ``invalid_target``. The allow-list is policy: it comes from the
+    per-process policy cache, whose version triggers cover its link table."""
+    allowed = [
+        prefix
+        for uri, prefixes in current_policy().client_audiences(client.pk)
+        for prefix in (uri, *prefixes)
+    ]
+    for resource in resources:
+        if not any(resource_under(resource, prefix) for prefix in allowed):
+            raise _refuse(
+                request,
+                "invalid_target",
+                "resource_not_allowed",
+                "The requested resource is not permitted for this client.",
+            )
+
+
+def user_subject(request: Request, user: Any) -> str:
+    """``SUBJECT_RESOLVER(user)``, refused when it falls in the namespace reserved for
+    clients: a misconfigured resolver must never make a user's token read as a client's."""
+    sub = str(idp_settings.SUBJECT_RESOLVER(user))
+    if is_client_subject(sub):
+        logger.error("SUBJECT_RESOLVER returned a subject in the reserved client namespace; refused")
+        raise _refuse(
+            request,
+            "invalid_grant",
+            "subject_reserved",
+            "This user's subject identifier is reserved; the token cannot be issued.",
+        )
+    return sub
 
 
 def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]:
@@ -111,14 +160,17 @@ def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]
     else:
         user = getattr(request, "user", None)
         if user is not None and getattr(user, "pk", None) is not None:
-            sub = idp_settings.SUBJECT_RESOLVER(user)
+            sub = user_subject(request, user)
         else:
-            # RFC 9068 section 2.2: without a resource owner, sub names the client.
-            sub = party.uri if party is not None else client.client_id
+            # RFC 9068 section 2.2: without a resource owner, sub names the client, in a
+            # namespace that no user subject can take.
+            sub = client_subject(client.client_id)
         # Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last).
         resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
         if party is not None:
             _own_resources_only(request, party, resources)
+        elif resources:
+            _allow_listed_resources_only(request, client, resources)
         audience = resources or [party.uri if party is not None else client.client_id]
         exp = now + int(request.expires_in)
     parties += audience

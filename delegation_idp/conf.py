@@ -48,7 +48,12 @@ DEFAULTS: dict[str, Any] = {
     # JWT_CLIENT_IDS opts further applications in by client_id.
     "JWT_ACCESS_TOKENS": "all",
     "JWT_CLIENT_IDS": [],
-    # Maps a user to the `sub` claim. Called with the user; returns a string.
+    # Self-service client registration: None (off), or "dcr" for django-oauth-toolkit's
+    # RFC 7591 dynamic client registration at <prefix>/register/ (needs its DCR_ENABLED too),
+    # which generates every client_id. Never django-oauth-toolkit's /applications/ views.
+    "CLIENT_REGISTRATION": None,
+    # Maps a user to the `sub` claim. Called with the user; returns a string, never one
+    # starting with "urn:delegation-idp:client:" (reserved for tokens without a user).
     "SUBJECT_RESOLVER": "delegation_idp.claims.default_subject",
     # Lifetime cap of an exchanged token; it never outlives its subject token either.
     "EXCHANGED_TOKEN_LIFETIME": 600,

@@ -80,6 +80,17 @@ class Party(models.Model):
         blank=True,
         help_text=_("RFC 8707 resource URLs starting with one of these (one a line) mean this party."),
     )
+    clients = models.ManyToManyField(
+        oauth2_settings.APPLICATION_MODEL,
+        verbose_name=_("clients that may address tokens to this party"),
+        related_name="delegation_audiences",
+        blank=True,
+        help_text=_(
+            "Applications that are not registered parties and may name this party as the "
+            "RFC 8707 resource of their own tokens. Registered agents never may: they reach "
+            "other parties by token exchange only."
+        ),
+    )
     jwks = models.JSONField(
         _("client JWK set"),
         null=True,
@@ -184,9 +195,9 @@ class DelegationRule(models.Model):
 class PolicyVersion(models.Model):
     """One row whose ``version`` changes with every write to the policy tables.
 
-    Database triggers (installed by migration 0002 on SQLite and PostgreSQL) give
-    it a new random value whenever a party, a delegation rule or one of the rules'
-    link tables is inserted, updated or deleted: through the ORM, a bulk
+    Database triggers (installed by migrations 0002 and 0003 on SQLite and PostgreSQL)
+    give it a new random value whenever a party, a delegation rule, one of the rules'
+    link tables or a party's client allow-list is inserted, updated or deleted: through the ORM, a bulk
     ``QuerySet.update()``, raw SQL or another process alike. Random values, not a
     counter, so a rolled-back change can never hand its number to a later one.
     :mod:`delegation_idp.rules` keys its per-process policy cache on it.

@@ -136,6 +136,8 @@ class ExchangeContext:
     token's chain is ``(requester.uri, *chain)`` and its depth ``len(chain) + 1``.
     ``parties`` holds every registered party the decision may need to look at
     (the requester, the chain's actors and the targets), keyed by URI.
+    ``from_user`` is true only when the subject token's lineage row has a user: a
+    token without a resource owner is never "directly from a user token".
     """
 
     requester: PartyView
@@ -146,6 +148,7 @@ class ExchangeContext:
     now: datetime
     parties: Mapping[str, PartyView] = field(default_factory=dict)
     user_id: Any = None
+    from_user: bool = False
     group_ids: frozenset[Any] = frozenset()
     may_act: Mapping[str, Any] | None = None
     issuer: str = ""
@@ -206,7 +209,11 @@ def _rule_mismatch(rule: RuleView, ctx: ExchangeContext) -> Reason | None:
         return Reason.RULE_NOT_IN_EFFECT
     if not set(ctx.targets) <= rule.audiences:
         return Reason.AUDIENCE_NOT_PERMITTED
-    upstream_ok = rule.direct_from_user if not ctx.chain else ctx.chain[0] in rule.upstream
+    if ctx.chain:
+        upstream_ok = ctx.chain[0] in rule.upstream
+    else:
+        # "Directly from a user token": the subject token must have a user behind it.
+        upstream_ok = rule.direct_from_user and ctx.from_user
     if not upstream_ok:
         return Reason.UPSTREAM_NOT_PERMITTED
     if (rule.user_ids or rule.group_ids) and not (

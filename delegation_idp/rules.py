@@ -101,6 +101,7 @@ class _Snapshot:
         self.rules: dict[tuple[Any, str], tuple[policy.RuleView, ...]] = {}
         self.parties: dict[str, policy.PartyView | None] = {}
         self.owners: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+        self.client_audiences: dict[Any, tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
 
 class PolicyStore:
@@ -163,6 +164,22 @@ class PolicyStore:
         if snap is not None:
             snap.owners = owners
         return owners
+
+    def client_audiences(self, application_pk: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``(uri, resource prefixes)`` of every enabled party on the audience allow-list
+        of the application ``application_pk`` (``Party.clients``), for RFC 8707 look-ups."""
+        snap = self._snapshot
+        if snap is not None and application_pk in snap.client_audiences:
+            return snap.client_audiences[application_pk]
+        rows = (
+            Party.objects.using(self._alias)
+            .filter(enabled=True, clients__pk=application_pk)
+            .only("uri", "resource_prefixes")
+        )
+        found = tuple((p.uri, tuple(p.prefixes())) for p in rows)
+        if snap is not None and len(snap.client_audiences) < MAX_ENTRIES:
+            snap.client_audiences[application_pk] = found
+        return found
 
 
 _lock = threading.Lock()
@@ -248,11 +265,16 @@ def load(
     subject_scope: frozenset[str],
     requested_scope: frozenset[str] | None,
     user: Any = None,
+    from_user: bool | None = None,
     may_act: Any = None,
     now: datetime | None = None,
     store: PolicyStore | None = None,
 ) -> tuple[policy.ExchangeContext, list[policy.RuleView], policy.Limits]:
-    """The evaluator's three inputs for ``party`` acting on a token with ``chain``."""
+    """The evaluator's three inputs for ``party`` acting on a token with ``chain``.
+
+    ``from_user`` says whether the subject token's lineage row has a user (only then can
+    a rule "directly from a user token" match); by default, whether ``user`` is given.
+    """
     store = store or current()
     targets = tuple(targets)
     parties = store.parties({party.uri, *chain, *targets})
@@ -269,6 +291,7 @@ def load(
         now=now or timezone.now(),
         parties=parties,
         user_id=getattr(user, "pk", None),
+        from_user=(user is not None) if from_user is None else from_user,
         group_ids=group_ids,
         may_act=may_act,
         issuer=idp_settings.ISSUER,

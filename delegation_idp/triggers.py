@@ -11,8 +11,9 @@ every change to a party, a rule or a rule's link table changes
   truncate optimisation is off for tables with triggers, so ``DELETE`` fires them).
 
 Other databases get no triggers, and the cache stays off there. Migration 0002
-installs them; :func:`installed` tells whether they are all present and
-enabled on the right tables, and each process checks it again every minute.
+installs them, and migration 0003 adds the one of the client allow-list;
+:func:`installed` tells whether they are all present and enabled on the right
+tables, and each process checks it again every minute.
 On SQLite, a later migration that rebuilds one of these tables drops its
 triggers: such a migration must call :func:`install` again (it is idempotent),
 as ``manage.py install_policy_triggers`` does.
@@ -38,14 +39,31 @@ __all__ = [
 ]
 
 
+# Many-to-many fields whose link tables are policy: (model, field).
+LINK_FIELDS = (
+    ("DelegationRule", "audiences"),
+    ("DelegationRule", "upstream_actors"),
+    ("DelegationRule", "users"),
+    ("DelegationRule", "groups"),
+    ("Party", "clients"),  # the audience allow-list of applications that are not parties
+)
+
+
 def tables(apps: Any) -> list[str]:
-    """The policy tables: parties, rules and the rules' four link tables."""
+    """The policy tables: parties, rules, the rules' four link tables and the parties'
+    client allow-list. ``apps`` may be a migration's historical state, in which a link
+    table added by a later migration does not exist yet; it is left out there."""
+    from django.core.exceptions import FieldDoesNotExist
+
     party = apps.get_model("delegation_idp", "Party")
     rule = apps.get_model("delegation_idp", "DelegationRule")
-    links = [
-        rule._meta.get_field(name).remote_field.through._meta.db_table
-        for name in ("audiences", "upstream_actors", "users", "groups")
-    ]
+    links = []
+    for model, name in LINK_FIELDS:
+        try:
+            field = apps.get_model("delegation_idp", model)._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        links.append(field.remote_field.through._meta.db_table)
     return [party._meta.db_table, rule._meta.db_table, *links]
 
 

@@ -6,13 +6,18 @@ Mount under the prefix you used for django-oauth-toolkit::
     path("", include("delegation_idp.wellknown_urls")),
 
 The authorization, token, introspection and revocation endpoints are this app's (subclasses
-of django-oauth-toolkit's views); every other route is django-oauth-toolkit's own.
+of django-oauth-toolkit's views); the other routes are
+django-oauth-toolkit's own base routes. Its ``management_urlpatterns``
+(``/o/applications/...``, where any signed-in user registers a client with a
+``client_id`` of their choosing) are never mounted: self-service registration is
+RFC 7591 dynamic client registration at ``register/``, answered only when the site
+sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.registration`).
 """
 
 from django.urls import path
 from oauth2_provider import urls as dot_urls
 
-from . import views
+from . import registration, views
 
 app_name = "oauth2_provider"
 
@@ -22,5 +27,10 @@ urlpatterns = [
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     *dot_urls.base_urlpatterns,
-    *dot_urls.management_urlpatterns,
+    path("register/", registration.RegistrationView.as_view(), name="dcr-register"),
+    path(
+        "register/<str:client_id>/",
+        registration.RegistrationManagementView.as_view(),
+        name="dcr-register-management",
+    ),
 ]

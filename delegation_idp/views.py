@@ -616,14 +616,17 @@ class IntrospectionView(ClientAuthGuard, View):
 INACTIVE: dict[str, Any] = {"active": False}
 
 
-def _caller_names(client: Any) -> set[str]:
+def may_introspect(client: Any, claims: dict[str, Any]) -> bool:
+    """RFC 7662 section 4: decided by registered identity only. The caller is the token's
+    own client (the authenticated application), or a registered party named in its
+    ``aud``. A client id is never compared with ``aud``: whoever chose a client id that
+    reads like a party's URI gains nothing by it."""
     from .models import party_of
 
-    names = {client.client_id}
+    if claims.get("client_id") == client.client_id:
+        return True
     party = party_of(client)
-    if party is not None:
-        names.add(party.uri)
-    return names
+    return party is not None and party.uri in jose.audiences(claims)
 
 
 def introspect(token: str, client: Any) -> dict[str, Any]:
@@ -652,8 +655,7 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
         row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at", "expires_at").first()
         if row is None or not row.is_active:
             return dict(INACTIVE)
-        names = _caller_names(client)
-        if claims["client_id"] not in names and not names & set(jose.audiences(claims)):
+        if not may_introspect(client, claims):
             return dict(INACTIVE)
         data: dict[str, Any] = {
             "active": True,

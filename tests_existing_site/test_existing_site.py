@@ -223,3 +223,53 @@ def test_delegation_models_point_at_the_sites_swapped_models(field: str):
 
     model = apps.get_model("delegation_idp", related[0])
     assert model._meta.get_field(field).related_model is related[1]
+
+
+def test_no_user_can_register_a_client_or_pass_for_a_user(
+    client: Any, token_endpoint: Any, legacy_site: LegacySite
+) -> None:
+    """A signed-in user finds no client registration; a client whose id is a user's email
+    (registered before, or by an admin's mistake) can neither address a token to an agent
+    nor produce one that reads as that user's."""
+    from delegation_idp.demo import seed
+
+    data = seed()
+    agent1 = data["agents"]["agent1"]
+    client.force_login(legacy_site.user)
+    form = {"name": "mine", "client_id": LEGACY_EMAIL, "client_type": "confidential"}
+    assert client.get("/o/applications/register/").status_code == 404
+    assert client.post("/o/applications/register/", form).status_code == 404
+    client.logout()
+
+    Application = get_application_model()
+    secret = "look-alike-secret"
+    look_alike = Application.objects.create(
+        client_id=LEGACY_EMAIL,
+        name="Looks like Alice",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret=secret,
+        department="ops",
+    )
+    grant = {"grant_type": "client_credentials", "resource": agent1["uri"]}
+    with override_settings(DELEGATION_IDP={**idp_settings.user_settings, "JWT_CLIENT_IDS": [LEGACY_EMAIL]}):
+        refused = token_endpoint(grant, basic(LEGACY_EMAIL, secret))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"
+
+        Party.objects.get(uri=agent1["uri"]).clients.add(look_alike)  # even if an admin allows it
+        minted = token_endpoint(grant, basic(LEGACY_EMAIL, secret))
+        assert minted.status_code == 200, minted.content
+        token = minted.json()["access_token"]
+        assert decode(token)[1]["sub"] == "urn:delegation-idp:client:" + LEGACY_EMAIL
+
+        exchanged = token_endpoint(
+            {
+                "grant_type": TOKEN_EXCHANGE_GRANT,
+                "subject_token": token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "audience": data["agents"]["agent2"]["uri"],
+            },
+            basic(agent1["client_id"], agent1["client_secret"]),
+        )
+    assert exchanged.status_code == 400 and exchanged.json()["error"] == "invalid_request"
+    assert not TokenLineage.objects.filter(act__isnull=False).exists()

@@ -261,7 +261,7 @@ class PartyAdmin(admin.ModelAdmin):
     list_filter = ("kind", "enabled", HasClientFilter)
     search_fields = ("name", "uri", "contact", "application__client_id", "resource_prefixes")
     list_select_related = ("application",)
-    raw_id_fields = ("application",)
+    raw_id_fields = ("application", "clients")
     readonly_fields = ("client_id", "rules_link", "created", "updated")
     inlines = [DelegationRuleInline]
     actions = ["enable", "disable"]
@@ -270,7 +270,7 @@ class PartyAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled")}),
         (_("Client"), {"fields": ("client_id", "application", "jwks")}),
-        (_("RFC 8707 resources"), {"fields": ("resource_prefixes",)}),
+        (_("RFC 8707 resources"), {"fields": ("resource_prefixes", "clients")}),
         (_("Policy"), {"fields": ("rules_link", "created", "updated")}),
     )
     add_fieldsets = (
@@ -415,6 +415,9 @@ class PartyAdmin(admin.ModelAdmin):
                 subject_scope=policy.scope_set(data["subject_scope"]),
                 requested_scope=requested,
                 user=data["username"],
+                # The page tries a delegation of a user's token (a client's own token never
+                # matches "directly from a user token").
+                from_user=True,
                 may_act=data["may_act"],
             )
             explanation = policy.explain(ctx, rules, limits)

@@ -32,6 +32,7 @@ from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from .. import is_client_subject
 from ..conf import SETTING_NAME, idp_settings
 from .validation import DelegatedToken, ProviderUnavailable, ResourceServerConfig, TokenError, TokenValidator
 
@@ -334,12 +335,13 @@ class ForbiddenActors(_ActorSetPermission):
 
 
 class DirectUserOnly(_DelegationPermission):
-    """Only the user's own token: no ``act`` chain, and a user as subject (a
-    client-credentials token names the client in ``sub``, RFC 9068 section 2.2)."""
+    """Only the user's own token: no ``act`` chain, and a user as subject (a token
+    without a resource owner has a ``sub`` in the provider's reserved client namespace,
+    ``urn:delegation-idp:client:<client_id>``, RFC 9068 section 2.2)."""
 
     def allows(self, token: DelegatedToken, request: Request, view: Any) -> bool:
         if token.is_delegated:
             return self.deny("This resource accepts the user's own token only, not a delegated one.")
-        if token.subject == token.client_id:
+        if is_client_subject(token.subject):
             return self.deny("This resource accepts a user's token only, not a client's own token.")
         return True

@@ -27,7 +27,7 @@ from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from .. import audit, jose, policy, signals
+from .. import audit, client_subject, jose, policy, signals
 from ..actchain import ActChainError, build_act, chain_from_act
 from ..claims import Exchange
 from ..conf import idp_settings
@@ -292,6 +292,16 @@ class TokenExchangeGrant(GrantTypeBase):
             raise self.invalid_request(
                 request, "The subject token is not addressed to this client.", "subject_wrong_audience"
             )
+        if "act" not in claims and claims.get("client_id") != request.client.client_id:
+            # A token without act was issued to its client_id for itself. Held by anyone
+            # else, another client passed it on unrecorded: refused, or the chain would
+            # lose an actor. (A token with act is one of our exchanges; its client is the
+            # newest actor, recorded in act, and the lineage row checks it below.)
+            raise self.invalid_request(
+                request,
+                "The subject token was issued to another client and carries no delegation chain.",
+                "subject_foreign_client",
+            )
         chain = self._chain(request, claims)  # bounded and pure: before any database look-up
         parent = subject_record(claims["jti"])
         if parent is None:
@@ -320,9 +330,10 @@ class TokenExchangeGrant(GrantTypeBase):
             _header, claims = self._verify(_p(request, "actor_token"))
         except jose.JoseError as exc:
             raise self.invalid_request(request, "The actor token is invalid.", f"actor_{exc.reason}") from exc
-        if claims.get("client_id") != request.client.client_id or claims.get("sub") not in (
-            party.uri,
-            request.client.client_id,
+        # A token the client holds for itself: its own client_id, and the sub of a token
+        # without a resource owner (never a user's, whatever the client id looks like).
+        if claims.get("client_id") != request.client.client_id or claims.get("sub") != client_subject(
+            request.client.client_id
         ):
             raise self.invalid_request(
                 request, "The actor token does not identify this client.", "actor_mismatch"
@@ -386,6 +397,7 @@ class TokenExchangeGrant(GrantTypeBase):
             subject_scope=policy.scope_set(claims.get("scope", "")),
             requested_scope=requested,
             user=parent.user,
+            from_user=parent.user_id is not None,
             may_act=claims.get("may_act"),
             store=self.policy_store(request),
         )

@@ -3,11 +3,9 @@
 * the MCP server and the resource server get RFC 8707 resource prefixes (the
   URLs they are served at), so a client can ask for a token with
   ``resource=<URL>`` and the provider maps it to the party's identity URI;
-* the resource server gets a client at the introspection endpoint. A resource
-  server party is an audience only (no client of its own), and the provider's
-  introspection answers a token's client or audience: an introspection client
-  whose ``client_id`` is the resource server's identity URI is recognised as
-  that audience.
+* the resource server gets a client at the introspection endpoint, linked to its
+  party: the provider's introspection answers a token's own client, or the client
+  linked to a party the token is addressed to (never a client id compared with ``aud``).
 """
 
 from __future__ import annotations
@@ -23,20 +21,27 @@ from delegation_idp.demo import CAST, seed
 
 @transaction.atomic
 def register_introspection_client(uri: str) -> tuple[str, str]:
-    """(client_id, client_secret) of ``uri``'s introspection client; a new secret every call."""
+    """(client_id, client_secret) of the introspection client linked to the resource server
+    party ``uri``; a new secret every call. The provider's introspection recognises the
+    audience by that link (registered identity), never by a client id that reads like the
+    URI, so the client id is generated."""
     from delegation_idp import client_auth
+    from delegation_idp.models import Party
 
     Application = get_application_model()
+    party = Party.objects.select_related("application").get(uri=uri)
     secret = generate_secret()
-    app = Application.objects.filter(client_id=uri).first() or Application(
-        client_id=uri,
+    app = party.application or Application(
         name=f"{uri} (introspection)",
         client_type=Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
     )
     client_auth.store_secret(app, secret)
     app.save()
-    return uri, secret
+    if party.application_id != app.pk:
+        party.application = app
+        party.save(update_fields=["application", "updated"])
+    return app.client_id, secret
 
 
 def seed_live(mcp_url: str = "", resource_url: str = "") -> dict[str, Any]:

@@ -82,6 +82,13 @@ def test_direct_user_only(client, chain, cast, resource_settings, use_validator)
 def test_direct_user_only_refuses_a_client_credentials_token(
     client, cast, clients, token_endpoint, resource_settings, use_validator
 ):
+    from oauth2_provider.models import get_application_model
+
+    from delegation_idp.models import Party
+
+    # An admin lets the plain client address its own tokens to the resource server.
+    plain = get_application_model().objects.get(client_id=clients["plain-client"].client_id)
+    Party.objects.get(uri=cast.resource_server).clients.add(plain)
     response = token_endpoint(
         {"grant_type": "client_credentials", "scope": "tasks.read", "resource": cast.resource_server},
         clients["plain-client"],

@@ -187,3 +187,46 @@ def test_every_check_id_is_documented():
     docs = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     missing = sorted(i for i in ids if f"delegation_idp.{i}" not in docs and f"{i}" not in docs)
     assert not missing, f"check ids not documented: {missing}"
+
+
+# -- who may register a client ------------------------------------------------------------
+
+
+def test_the_test_site_registers_no_client_by_self_service(check_ids):
+    assert check_ids(checks.check_client_registration) == []
+
+
+def test_django_oauth_toolkits_management_views_are_reported(check_ids):
+    """They let every signed-in user register a client and choose its client_id."""
+    site = urlconf(path("o/", include((dot_urls.management_urlpatterns, "oauth2_provider"))), WELLKNOWN_URLS)
+    assert check_ids(checks.check_client_registration, ROOT_URLCONF=site) == ["delegation_idp.E022"]
+    stock = urlconf(path("o/", include("oauth2_provider.urls")), WELLKNOWN_URLS)
+    assert "delegation_idp.E022" in check_ids(checks.check_client_registration, ROOT_URLCONF=stock)
+
+
+@pytest.mark.parametrize(
+    ("classes", "expected"),
+    [
+        (("oauth2_provider.dcr.IsAuthenticatedDCRPermission",), []),
+        ((), []),  # django-oauth-toolkit refuses everyone
+        (("oauth2_provider.dcr.AllowAllDCRPermission",), ["delegation_idp.E023"]),
+        (
+            ("oauth2_provider.dcr.AllowAllDCRPermission", "oauth2_provider.dcr.IsAuthenticatedDCRPermission"),
+            [],  # every class must pass
+        ),
+    ],
+)
+def test_dynamic_registration_open_to_anonymous_registrants_is_reported(check_ids, classes, expected):
+    oauth2 = {"DCR_ENABLED": True, "DCR_REGISTRATION_PERMISSION_CLASSES": classes}
+    assert check_ids(checks.check_client_registration, idp={"CLIENT_REGISTRATION": "dcr"}, oauth2=oauth2) == (
+        expected
+    )
+
+
+def test_an_unknown_registration_mode_and_a_half_enabled_one_are_reported(check_ids):
+    assert check_ids(checks.check_client_registration, idp={"CLIENT_REGISTRATION": "open"}) == [
+        "delegation_idp.E024"
+    ]
+    assert check_ids(checks.check_client_registration, idp={"CLIENT_REGISTRATION": "dcr"}) == [
+        "delegation_idp.W006"
+    ]

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oauth2_provider.models import get_application_model
 
 from delegation_idp import rules, triggers
 from delegation_idp.models import DelegationRule, Party, PolicyVersion
@@ -93,6 +94,12 @@ def test_triggers_are_installed_by_the_migration() -> None:
             lambda c: DelegationRule.objects.all()[0].groups.add(Group.objects.create(name="g")),
             id="groups link",
         ),
+        pytest.param(
+            lambda c: Party.objects.get(uri=c.resource_server).clients.add(
+                get_application_model().objects.create(name="legacy", client_type="confidential")
+            ),
+            id="client allow-list link",
+        ),
         pytest.param(lambda c: Group.objects.create(name="unrelated"), id="unrelated table: no change"),
     ],
 )
@@ -101,6 +108,15 @@ def test_every_write_to_a_policy_table_changes_the_version(cast: Any, write: Any
     write(cast)
     changed = version() != before
     assert changed is ("unrelated" not in request.node.callspec.id)
+
+
+@pytest.mark.django_db
+def test_removing_a_client_from_an_allow_list_changes_the_version(cast: Any) -> None:
+    party = Party.objects.get(uri=cast.resource_server)
+    party.clients.add(_legacy_client())
+    before = version()
+    Party.clients.through.objects.filter(party=party).delete()  # bulk, no signals
+    assert version() != before
 
 
 @pytest.mark.django_db
@@ -244,8 +260,17 @@ EDITS = st.sampled_from(
         "enable agent2",
         "rename party",
         "new party",
+        "allow-list a client",
+        "drop the client allow-list",
     ]
 )
+
+
+def _legacy_client() -> Any:
+    Application = get_application_model()
+    return Application.objects.filter(name="legacy").first() or Application.objects.create(
+        name="legacy", client_type="confidential", authorization_grant_type="client-credentials"
+    )
 
 
 def _apply(edit: str, cast: Any, rule: DelegationRule, counter: list[int]) -> None:
@@ -268,6 +293,10 @@ def _apply(edit: str, cast: Any, rule: DelegationRule, counter: list[int]) -> No
         Party.objects.filter(pk=agent2.pk).update(enabled=True)
     elif edit == "rename party":
         Party.objects.filter(pk=agent2.pk).update(name=f"renamed {counter[0]}")
+    elif edit == "allow-list a client":
+        agent2.clients.add(_legacy_client())
+    elif edit == "drop the client allow-list":
+        agent2.clients.clear()
     else:
         counter[0] += 1
         Party.objects.create(uri=f"https://p{counter[0]}.example.com", name="p")
@@ -286,12 +315,15 @@ def test_cached_answers_always_equal_fresh_answers(cast: Any, edits: list[str]) 
         for edit in edits:
             rules.current().rules_for(agent1)  # warm the cache with the state before the edit
             rules.current().parties(uris)
+            rules.current().client_audiences(_legacy_client().pk)
             _apply(edit, cast, rule, counter)
             cached, fresh = rules.current(), rules.PolicyStore()
             assert cached.cached
             assert cached.rules_for(agent1) == fresh.rules_for(agent1)
             assert cached.parties(uris) == fresh.parties(uris)
             assert cached.resource_owners() == fresh.resource_owners()
+            legacy = _legacy_client().pk
+            assert cached.client_audiences(legacy) == fresh.client_audiences(legacy)
         transaction.set_rollback(True)
 
 

@@ -36,6 +36,7 @@ def ctx(requester: str = A2, chain: tuple[str, ...] = (A1,), targets: tuple[str,
         "now": NOW,
         "parties": PARTIES,
         "user_id": 7,
+        "from_user": True,
         "group_ids": frozenset({3}),
         "issuer": ISS,
     }
@@ -210,6 +211,16 @@ def test_direct_from_user_rule():
         LIMITS,
     )
     assert decision.allowed
+
+
+def test_direct_from_user_rule_needs_a_user_behind_the_token():
+    """A token without a resource owner (a client's own) is never "directly from a user"."""
+    decision = evaluate(
+        ctx(requester=A1, chain=(), targets=(A2,), user_id=None, from_user=False),
+        [rule(actor=A1, audiences=(A2,), upstream=frozenset(), direct_from_user=True)],
+        LIMITS,
+    )
+    assert not decision.allowed and decision.reason is Reason.UPSTREAM_NOT_PERMITTED
 
 
 def test_validity_window_is_half_open():

@@ -1078,7 +1078,8 @@ AUTHORIZATION = [
         400,
         "invalid_request",
         lambda c: Req(form(forge.issued(c.chain[1], act=None), c.uri("mcp-server1")), "agent2"),
-        "upstream_not_permitted",
+        # agent1's token without act, held by agent2: an unrecorded hop.
+        "subject_foreign_client",
     ),
     Case(
         "impersonation-id-token-requested",

@@ -61,8 +61,9 @@ def test_client_credentials_token_names_the_client(service_client, token_endpoin
     header, _ = decode(response.json()["access_token"])
     claims = verify(response.json()["access_token"])
     assert header["typ"] == "at+jwt"
-    # RFC 9068 section 2.2: without a resource owner, sub identifies the client.
-    assert claims["sub"] == service_client.client_id
+    # RFC 9068 section 2.2: without a resource owner, sub identifies the client, in a
+    # namespace that no user subject can take.
+    assert claims["sub"] == "urn:delegation-idp:client:" + service_client.client_id
     assert claims["client_id"] == service_client.client_id
     assert claims["aud"] == service_client.client_id
     assert claims["scope"] == "tasks.read"
