@@ -83,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     # Token endpoint throttling, shared through Django's cache. None disables.
     "THROTTLE_RATES": {"client": "600/min", "address": "1200/min"},
     "THROTTLE_CACHE_ALIAS": "default",
+    # Addresses or networks of the site's own proxies (load balancers): behind them, the
+    # throttles and lockouts count the address they forwarded in X-Forwarded-For, not theirs.
+    # Empty: REMOTE_ADDR, as the WSGI server gives it.
+    "TRUSTED_PROXIES": [],
     "CLIENT_AUTH_FAILURE_LIMIT": 10,
     "CLIENT_AUTH_FAILURE_WINDOW": 60,
     # Circuit breakers on the cache, the broker and the revocation set (per process): after a

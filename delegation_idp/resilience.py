@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_header_parameters
 
-from . import audit, client_auth
+from . import audit, client_auth, throttling
 from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def storage_guard(event: str, *, audit_every_request: bool = False) -> Callable[
         @functools.wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             _declare_charset(request)
-            address = request.META.get("REMOTE_ADDR") or None
+            address = throttling.client_address(request.META)
             scope = audit.attempt(event=event, client_ip=address) if audit_every_request else nullcontext()
             with scope as record:
                 try:

@@ -10,11 +10,14 @@ from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 from .claims import expires_in_for
 from .rfc8693 import GRANT_TYPE, TokenExchangeGrant
 
-__all__ = ["DelegationServer"]
+__all__ = ["DEVICE_CODE_GRANT", "DelegationServer"]
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class DelegationServer(Server):
-    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant.
+    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant, without the
+    device-code grant.
 
     Every keyword argument django-oauth-toolkit passes (``pre_token`` and the
     other device-flow hooks among them) reaches the parent server unchanged;
@@ -47,3 +50,7 @@ class DelegationServer(Server):
         )
         self.token_exchange_grant = TokenExchangeGrant(request_validator)
         self.grant_types[GRANT_TYPE] = self.token_exchange_grant
+        # The device flow (RFC 8628) is not offered: its authorization endpoint would be one
+        # more place where clients authenticate outside this app's guard (delegation_idp.urls
+        # does not mount it), so its grant is unsupported here too.
+        self.grant_types.pop(DEVICE_CODE_GRANT, None)

@@ -52,8 +52,7 @@ LOCKED_ATTRIBUTE = "delegation_idp_sign_in_locked"
 
 
 def client_address(request: Any) -> str | None:
-    meta = getattr(request, "META", None)
-    return (meta.get("REMOTE_ADDR") or None) if meta is not None else None
+    return throttling.client_address(getattr(request, "META", None))
 
 
 def _username(credentials: dict[str, Any]) -> str | None:

@@ -13,8 +13,11 @@ cache costs one socket timeout per process, then nothing until it answers again.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from django.core.cache import caches
 
@@ -26,6 +29,42 @@ logger = logging.getLogger(__name__)
 
 def _cache_breaker() -> breaker.Breaker:
     return breaker.get(breaker.CACHE)
+
+
+def _trusted(address: str, networks: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(meta: Mapping[str, Any] | None) -> str | None:
+    """The source address every throttle and lockout counts against.
+
+    ``REMOTE_ADDR``; or, when that is one of the ``TRUSTED_PROXIES`` (addresses or networks
+    of the site's own load balancers), the right-most address of ``X-Forwarded-For`` that
+    is not a trusted proxy: the one the outermost trusted proxy saw. Values to the left of
+    it were written by the client and are never believed; a value that is not an IP address
+    ends the walk at the proxy. ``meta`` is a Django request's ``META`` (or oauthlib's
+    copy of it in ``request.headers``)."""
+    if not meta:
+        return None
+    remote = str(meta.get("REMOTE_ADDR") or "") or None
+    networks = [ipaddress.ip_network(n, strict=False) for n in idp_settings.TRUSTED_PROXIES or ()]
+    if remote is None or not networks or not _trusted(remote, networks):
+        return remote
+    nearest = remote
+    for hop in reversed(str(meta.get("HTTP_X_FORWARDED_FOR") or "").split(",")):
+        hop = hop.strip()
+        try:
+            hop = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return nearest
+        if not _trusted(hop, networks):
+            return hop
+        nearest = hop
+    return nearest
 
 
 _PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}

@@ -6,8 +6,9 @@ Mount under the prefix you used for django-oauth-toolkit::
     path("", include("delegation_idp.wellknown_urls")),
 
 The authorization, token, introspection and revocation endpoints are this app's (subclasses
-of django-oauth-toolkit's views); the other routes are
-django-oauth-toolkit's own base routes. Its ``management_urlpatterns``
+of django-oauth-toolkit's views, behind one guard). django-oauth-toolkit's device-flow routes
+(RFC 8628: clients would authenticate there outside the guard) are not mounted, and its
+``management_urlpatterns``
 (``/o/applications/...``, where any signed-in user registers a client with a
 ``client_id`` of their choosing) are never mounted: self-service registration is
 RFC 7591 dynamic client registration at ``register/``, answered only when the site
@@ -15,7 +16,6 @@ sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.reg
 """
 
 from django.urls import path
-from oauth2_provider import urls as dot_urls
 
 from . import registration, views
 
@@ -26,7 +26,6 @@ urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
-    *dot_urls.base_urlpatterns,
     path("register/", registration.RegistrationView.as_view(), name="dcr-register"),
     path(
         "register/<str:client_id>/",

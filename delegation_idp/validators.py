@@ -158,7 +158,7 @@ class DelegationValidator(OAuth2Validator):
         username at this address, or this address, is ``429 slow_down`` with ``Retry-After``
         before any password is checked; a wrong password counts through ``authenticate()``'s
         ``user_login_failed``, sent with the request django-oauth-toolkit builds from this one."""
-        address = request.headers.get("REMOTE_ADDR") if request.headers else None
+        address = throttling.client_address(request.headers)
         wait = signin.locked_for(username, address)
         if wait is not None:
             record = audit.current()

@@ -38,6 +38,7 @@ from .keys import keyset
 from .models import TokenLineage
 from .resilience import NO_STORE, PASS_THROUGH, oauth_error, storage_guard
 from .rfc8693 import GRANT_TYPE
+from .server import DEVICE_CODE_GRANT
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ SENSITIVE_PARAMETERS = (
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return throttling.client_address(request.META)
 
 
 def _form_is_clean(body: bytes) -> bool:
@@ -217,7 +218,7 @@ class ClientAuthGuard:
         return response
 
     def admit(self, request: HttpRequest) -> None:
-        """POST only, and the body-size limit checked before the body is read."""
+        """POST only, no query string, and the body-size limit checked before the body is read."""
         if request.method != "POST":
             raise Refusal(
                 405,
@@ -225,6 +226,16 @@ class ClientAuthGuard:
                 "method_not_allowed",
                 "This endpoint accepts POST only.",
                 headers={"Allow": "POST"},
+            )
+        if request.META.get("QUERY_STRING"):
+            # RFC 6749 section 3.2 and RFC 7662/7009: parameters travel in the form body. A
+            # query string would carry credentials past the lockout (which reads the body)
+            # and into access logs.
+            raise Refusal(
+                400,
+                "invalid_request",
+                "query_parameters",
+                "Send the parameters in the request body, not the URL.",
             )
         too_large = _oversized(request)
         if too_large is not None:
@@ -235,8 +246,32 @@ class ClientAuthGuard:
                 "The request body is too large.",
             )
 
+    #: Body formats read here. RFC 6749, 7662 and 7009 name form encoding; introspection and
+    #: revocation also read Django's multipart forms, as django-oauth-toolkit's views did.
+    content_types: tuple[str, ...] = ("application/x-www-form-urlencoded", "multipart/form-data")
+
     def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
-        """The endpoint's own checks of the form, before any credential is read."""
+        """Checks of the form before any credential is read, at every endpoint: a body format
+        this endpoint reads, valid percent-escapes and UTF-8, and no NUL in any parameter, so
+        bad bytes are the client's error and never reach the database. Endpoints add their own."""
+        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type not in self.content_types:
+            raise Refusal(
+                400,
+                "invalid_request",
+                "bad_content_type",
+                "The body must be application/x-www-form-urlencoded.",
+            )
+        if content_type == "application/x-www-form-urlencoded" and not _form_is_clean(request.body):
+            raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
+        try:
+            fields = list(request.POST.lists())
+        except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+            raise Refusal(
+                400, "invalid_request", "too_many_fields", "The request has too many parameters."
+            ) from exc
+        if any("\0" in key or any("\0" in value for value in values) for key, values in fields):
+            raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
 
     def answer(
         self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
@@ -305,6 +340,7 @@ class TokenView(ClientAuthGuard, DOTTokenView):
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     event = "token"
     realm = "token"
+    content_types = ("application/x-www-form-urlencoded",)
 
     def conclude(self, response: HttpResponse, record: audit.Attempt) -> None:
         super().conclude(response, record)
@@ -312,16 +348,7 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             record.event = "token_exchange"
 
     def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
-        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise Refusal(
-                400,
-                "invalid_request",
-                "bad_content_type",
-                "The body must be application/x-www-form-urlencoded.",
-            )
-        if not _form_is_clean(request.body):
-            raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
+        super().screen(request, record)
         try:
             record.grant_type = request.POST.get("grant_type", "")[:128]
         except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
@@ -332,6 +359,12 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             # RFC 6749 section 5.2: a missing required parameter is invalid_request
             # (oauthlib would route it to the authorization-code grant instead).
             raise Refusal(400, "invalid_request", "missing_parameter", "Missing grant_type parameter.")
+        if record.grant_type == DEVICE_CODE_GRANT:
+            # django-oauth-toolkit's view answers the device grant before the server's grant
+            # table is consulted; the device flow is not offered here (DelegationServer).
+            raise Refusal(
+                400, "unsupported_grant_type", "grant_not_offered", "This grant type is not supported."
+            )
 
     def answer(
         self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
@@ -510,11 +543,7 @@ def grant_types_supported() -> list[str]:
         grants.append("implicit")
     if not oauth2_settings.COMPLIANT_BCP_RFC9700_PASSWORD_GRANT:
         grants.append("password")
-    grants.append(DEVICE_CODE_GRANT)  # django-oauth-toolkit's device flow (RFC 8628) is mounted
     return grants
-
-
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 @method_decorator(storage_guard("metadata"), name="dispatch")
@@ -579,7 +608,8 @@ def authenticate_caller(request: HttpRequest) -> Any:
         headers["HTTP_AUTHORIZATION"] = request.META["HTTP_AUTHORIZATION"]
         headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
     body = [(k, v) for k, v in request.POST.items() if k in ("client_id", "client_secret")]
-    oauth_request = OAuthlibRequest(request.build_absolute_uri(), "POST", body, headers)
+    # The URL without its query: credentials are read from the header and the body only.
+    oauth_request = OAuthlibRequest(request.build_absolute_uri(request.path), "POST", body, headers)
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
     if not isinstance(validator, OAuth2Validator) or not validator.authenticate_client(oauth_request):
         return None

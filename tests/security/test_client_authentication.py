@@ -287,3 +287,78 @@ def test_revocation_accepts_post_only(cast, client):
     response = client.get("/o/revoke_token/")
     assert_oauth_error(response, 405, "invalid_request")
     assert response["Allow"] == "POST"
+
+
+# -- the request shape, at every endpoint of the guard ---------------------------------
+
+
+@pytest.mark.rfc("6749-3.2")
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_parameters_in_the_query_string_are_refused(cast, client, lockout, endpoint):
+    """Credentials in the URL would skip the lockout (which reads the body) and land in
+    access logs: any query string is ``400 invalid_request``, counted against nobody, and a
+    guessing run through it still reaches the lockout of the client it names."""
+    agent = cast["agent1"]
+    statuses = []
+    for n in range(LIMIT + 2):
+        query = urlencode({"client_id": agent.client_id, "client_secret": f"guess-{n}"})
+        response = client.post(
+            f"{ENDPOINTS[endpoint]}?{query}",
+            urlencode(endpoint_form(endpoint)),
+            content_type="application/x-www-form-urlencoded",
+            REMOTE_ADDR=ATTACKER,
+        )
+        assert_oauth_error(response, 400, "invalid_request")
+        statuses.append(response.status_code)
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event is not None and event.reason == "query_parameters"
+    assert set(statuses) == {400}, statuses
+
+
+@pytest.mark.rfc("6749-5.2")
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+@pytest.mark.parametrize(
+    "body",
+    [b"token=a%00b", b"client_id=a%00b&token=x", b"token=%ZZ", b"token=%ff"],
+    ids=["nul-token", "nul-client-id", "bad-escape", "not-utf8"],
+)
+def test_a_malformed_form_is_invalid_request_at_every_endpoint(cast, client, endpoint, body):
+    """Bad bytes are the client's error (400), never a storage outage (503) on any database."""
+    form = body if endpoint != "token" else body + b"&grant_type=client_credentials"
+    response = client.post(
+        ENDPOINTS[endpoint],
+        form,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=cast["agent1"].basic,
+    )
+    assert_oauth_error(response, 400, "invalid_request")
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event is not None and event.reason == "bad_encoding"
+
+
+@pytest.mark.parametrize("endpoint", ["introspection", "revocation"])
+def test_only_form_bodies_are_read(cast, client, endpoint):
+    response = client.post(
+        ENDPOINTS[endpoint],
+        '{"token": "x"}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=cast["agent1"].basic,
+    )
+    assert_oauth_error(response, 400, "invalid_request")
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event is not None and event.reason == "bad_content_type"
+
+
+def test_no_route_authenticates_clients_outside_the_guard(client, cast):
+    """django-oauth-toolkit's device-authorization endpoint (RFC 8628) authenticates clients
+    behind none of the guard; this provider does not offer the device flow, and says so."""
+    response = client.post(
+        "/o/device-authorization/",
+        urlencode({"client_id": cast["agent1"].client_id}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=basic(cast["agent1"].client_id, "wrong"),
+    )
+    assert response.status_code == 404
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert "urn:ietf:params:oauth:grant-type:device_code" not in metadata["grant_types_supported"]
+    assert "device_authorization_endpoint" not in metadata
