@@ -131,6 +131,19 @@ def _allow_listed_resources_only(request: Request, client: Any, resources: list[
             )
 
 
+def checked_resources(request: Request, client: Any, party: Any) -> list[str]:
+    """Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last), each
+    one checked: a party's own, or on an application's allow-list. Opaque tokens carry
+    them too (django-oauth-toolkit stores them as the token's audience), so both formats
+    are checked."""
+    resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
+    if party is not None:
+        _own_resources_only(request, party, resources)
+    elif resources:
+        _allow_listed_resources_only(request, client, resources)
+    return resources
+
+
 def user_subject(request: Request, user: Any) -> str:
     """``SUBJECT_RESOLVER(user)``, refused when it falls in the namespace reserved for
     clients: a misconfigured resolver must never make a user's token read as a client's."""
@@ -165,12 +178,7 @@ def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]
             # RFC 9068 section 2.2: without a resource owner, sub names the client, in a
             # namespace that no user subject can take.
             sub = client_subject(client.client_id)
-        # Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last).
-        resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
-        if party is not None:
-            _own_resources_only(request, party, resources)
-        elif resources:
-            _allow_listed_resources_only(request, client, resources)
+        resources = checked_resources(request, client, party)
         audience = resources or [party.uri if party is not None else client.client_id]
         exp = now + int(request.expires_in)
     parties += audience
@@ -193,6 +201,8 @@ def generate_access_token(request: Request) -> str:
     """The ``ACCESS_TOKEN_GENERATOR``: a signed ``at+jwt``, or an opaque token for
     applications that keep django-oauth-toolkit's format."""
     if not jwt_enabled_for(request.client):
+        if getattr(request, "delegation", None) is None:
+            checked_resources(request, request.client, party_of(request.client))
         return random_token_generator(request)
     claims, parties = build_claims(request, int(time.time()))
     key = keyset.signing_key()

@@ -183,6 +183,26 @@ def test_a_legacy_client_cannot_address_its_token_to_an_agent(cast: Any, token_e
     assert (event.decision, event.error, event.reason) == ("denied", "invalid_target", "resource_not_allowed")
 
 
+@pytest.mark.rfc("8707-2")
+def test_the_allow_list_holds_for_an_application_that_keeps_opaque_tokens(
+    cast: Any, token_endpoint: Any, settings: Any
+) -> None:
+    """With ``JWT_ACCESS_TOKENS = "agents"`` (existing sites) a legacy application gets
+    django-oauth-toolkit's opaque tokens, whose row still carries the ``resource`` as its
+    audience: the allow-list applies to them as to JWTs."""
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "JWT_ACCESS_TOKENS": "agents"}
+    app, secret = application()
+    before = snapshot()
+    form = {"grant_type": "client_credentials", "resource": cast["agent1"].uri}
+    assert_oauth_error(token_endpoint(form, as_agent(app, secret)), 400, "invalid_target")
+    assert snapshot() == before
+    assert last_event().reason == "resource_not_allowed"
+    Party.objects.get(uri=cast["agent1"].uri).clients.add(app)  # allow-listed: granted, opaque
+    minted = token_endpoint(form, as_agent(app, secret))
+    assert minted.status_code == 200, minted.content
+    assert minted.json()["access_token"].count(".") != 2
+
+
 @pytest.mark.rfc("8693-2.1")
 def test_an_agent_refuses_an_actless_token_of_another_client(cast: Any, token_endpoint: Any) -> None:
     """Even allow-listed by an admin, the legacy client's token is its own: agent1 holding
