@@ -546,13 +546,36 @@ def _check_secret_hashing() -> list[CheckMessage]:
     ]
 
 
+REDIS_CACHES = ("django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache")
+
+
+def _socket_timeout(options: dict[str, Any]) -> bool:
+    """Whether a Redis cache's options bound both the connect and the read wait."""
+    django = options.get("socket_timeout") and options.get("socket_connect_timeout")
+    django_redis = options.get("SOCKET_TIMEOUT") and options.get("SOCKET_CONNECT_TIMEOUT")
+    return bool(django or django_redis)
+
+
 def _check_throttle_cache() -> list[CheckMessage]:
     """Throttling and the authentication-failure lockout count in the cache; a
-    process-local cache lets every worker process grant the full rate again."""
+    process-local cache lets every worker process grant the full rate again, and a Redis
+    cache without socket timeouts lets a hung Redis hold every request."""
     if not idp_settings.THROTTLE_RATES:
         return []
     alias = idp_settings.THROTTLE_CACHE_ALIAS
-    backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
+    config = getattr(settings, "CACHES", {}).get(alias, {})
+    backend = config.get("BACKEND", "")
+    if backend in REDIS_CACHES and not _socket_timeout(config.get("OPTIONS") or {}):
+        return [
+            Warning(
+                f"The throttle cache {alias!r} has no socket timeout: a hung Redis (stopped, or "
+                "behind a network that drops packets) would hold requests until the worker dies.",
+                hint="Set OPTIONS socket_timeout and socket_connect_timeout (about 1 second; "
+                "django-redis: SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT). The circuit breaker then "
+                "makes a hung Redis cost one such wait per process (docs/security.md, Faults).",
+                id="delegation_idp.W104",
+            )
+        ]
     if backend not in PROCESS_LOCAL_CACHES:
         return []
     return [

@@ -195,7 +195,7 @@ class DelegationRule(models.Model):
 class PolicyVersion(models.Model):
     """One row whose ``version`` changes with every write to the policy tables.
 
-    Database triggers (installed by migrations 0002 and 0003 on SQLite and PostgreSQL)
+    Database triggers (installed by migrations 0002 and 0004 on SQLite and PostgreSQL)
     give it a new random value whenever a party, a delegation rule, one of the rules'
     link tables or a party's client allow-list is inserted, updated or deleted: through the ORM, a bulk
     ``QuerySet.update()``, raw SQL or another process alike. Random values, not a

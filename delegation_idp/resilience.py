@@ -27,7 +27,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_header_parameters
 
-from . import audit, client_auth, throttling
+from . import audit, throttling
 from .conf import idp_settings
 
 logger = logging.getLogger(__name__)
@@ -89,16 +89,6 @@ def _is_bad_encoding(exc: BaseException) -> bool:
     return isinstance(exc, BadRequest | UnicodeDecodeError) or type(exc) is LookupError
 
 
-def _claimed_client(request: HttpRequest) -> str:
-    basic = client_auth.parse_basic(request.META.get("HTTP_AUTHORIZATION", ""))
-    if isinstance(basic, tuple):
-        return basic[0][:255]
-    try:
-        return str(request.POST.get("client_id", ""))[:255]
-    except Exception:  # the body is the problem: the id stays unknown
-        return ""
-
-
 def storage_guard(event: str, *, audit_every_request: bool = False) -> Callable[..., Any]:
     """Decorate an endpoint's ``dispatch`` (``method_decorator(storage_guard("token"), "dispatch")``).
 
@@ -135,7 +125,7 @@ def storage_guard(event: str, *, audit_every_request: bool = False) -> Callable[
                             event=event,
                             error=error,
                             reason=reason,
-                            client_id=_claimed_client(request),
+                            client_id="",  # the JWKS and the metadata take no credentials
                             client_ip=address,
                         )
                     return response

@@ -11,7 +11,7 @@ every change to a party, a rule or a rule's link table changes
   truncate optimisation is off for tables with triggers, so ``DELETE`` fires them).
 
 Other databases get no triggers, and the cache stays off there. Migration 0002
-installs them, and migration 0003 adds the one of the client allow-list;
+installs them, and migration 0004 adds the one of the client allow-list;
 :func:`installed` tells whether they are all present and enabled on the right
 tables, and each process checks it again every minute.
 On SQLite, a later migration that rebuilds one of these tables drops its

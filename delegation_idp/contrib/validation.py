@@ -36,7 +36,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from .. import jose
+from .. import breaker, jose
 from ..actchain import ActChainError, chain_from_act
 
 __all__ = [
@@ -142,6 +142,9 @@ class ResourceServerConfig:
     #: when set, a revocation set whose ``@published`` heartbeat is older than this
     #: (seconds) or missing counts as unavailable (then: introspection or 503)
     revocation_max_age: float | None = None
+    #: after a failed or timed-out look-up, the revocation set is left alone this long
+    #: (seconds) and counts as unavailable, so a hung Redis costs one wait, not one a request
+    revocation_breaker_seconds: float = 15.0
     introspection: str = "never"
     client_id: str | None = field(default=None, repr=False)
     client_secret: str | None = field(default=None, repr=False)
@@ -311,6 +314,12 @@ class TokenValidator:
         )
         self._redis = redis_client
         self._redis_lock = threading.Lock()
+        self._redis_breaker = breaker.Breaker(
+            f"revocation set of {config.resource}",
+            reset_seconds=config.revocation_breaker_seconds,
+            clock=monotonic,
+            fallback="it counts as unavailable meanwhile",
+        )
 
     def __repr__(self) -> str:
         return f"TokenValidator(issuer={self.config.issuer!r}, resource={self.config.resource!r})"
@@ -396,15 +405,22 @@ class TokenValidator:
         if client is None:
             return None
         prefix = self.config.revocation_prefix
-        try:
+
+        def look_up() -> tuple[Any, Any]:
             if self.config.revocation_max_age is None:
-                return bool(client.exists(prefix + jti))
+                return client.exists(prefix + jti), None
             pipe = client.pipeline(transaction=False)
             pipe.exists(prefix + jti)
             pipe.get(prefix + "@published")
             exists, published = pipe.execute()
-        except Exception:  # any Redis failure means "could not check"
+            return exists, published
+
+        try:
+            exists, published = self._redis_breaker.call(look_up)
+        except Exception:  # any Redis failure, or the breaker open, means "could not check"
             return None
+        if self.config.revocation_max_age is None:
+            return bool(exists)
         if exists:
             return True
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -281,3 +282,42 @@ def test_protected_resource_metadata(client, cast, resource_settings):
     assert data["authorization_servers"] == ["http://testserver"]
     assert data["bearer_methods_supported"] == ["header"]
     assert data["scopes_supported"] == ["tasks.read", "tasks.write"]
+
+
+class HungRedis:
+    """A revocation set whose every call times out, as a stopped Redis does after its
+    socket timeout; counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def exists(self, *args: Any) -> int:
+        import redis
+
+        self.calls += 1
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        return self
+
+    def get(self, *args: Any) -> Any:
+        return self
+
+    def execute(self) -> Any:
+        return self.exists()
+
+
+def test_a_hung_revocation_set_costs_one_wait_then_none_until_it_may_answer_again(
+    client, chain, resource_settings, make_validator, clock
+):
+    """The resource side's revocation-set look-up is behind a circuit breaker too: after one
+    timeout, later requests take the fallback at once instead of each waiting it out."""
+    hung = HungRedis()
+    validator = make_validator(revocation_redis_url="redis://127.0.0.1:1/0", monotonic=clock)
+    validator._redis = hung
+    delegated = validator.verify(chain[3])
+    assert [validator.is_revoked_in_redis(delegated.jti) for _ in range(5)] == [None] * 5
+    assert hung.calls == 1
+    clock.at(clock() + validator.config.revocation_breaker_seconds + 1)
+    assert validator.is_revoked_in_redis(delegated.jti) is None
+    assert hung.calls == 2  # one probe once the breaker's period is over

@@ -27,7 +27,16 @@ from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import assert_oauth_error, snapshot
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-REDIS_CACHE = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}}
+REDIS_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://x",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+UNBOUNDED_REDIS_CACHE = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
+}
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
@@ -87,6 +96,9 @@ def test_safe_production_configuration_raises_nothing():
             "delegation_idp.W101",
         ),
         ("process-local-throttle-cache", {"CACHES": LOCMEM_CACHE}, "delegation_idp.W102"),
+        # A hung Redis would hold every request for as long as the socket waits: the circuit
+        # breaker bounds only waits that end.
+        ("throttle-cache-without-socket-timeout", {"CACHES": UNBOUNDED_REDIS_CACHE}, "delegation_idp.W104"),
     ],
 )
 def test_each_deploy_gate_fires(label, changes, expected):
