@@ -233,44 +233,46 @@ class AgentClient:
         """RFC 7009 revocation, retried on 503; :class:`RevocationFailed` if it did not happen."""
         url = self.metadata["revocation_endpoint"]
         for attempt in range(1, self.REVOKE_ATTEMPTS + 1):
-            response = self.http.post(
-                url,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=(self.client_id, self._secret),
-            )
+            try:
+                response: httpx.Response | None = self.http.post(
+                    url,
+                    data={"token": token, "token_type_hint": "access_token"},
+                    auth=(self.client_id, self._secret),
+                )
+            except httpx.TransportError:  # unreachable, reset, timed out: as unavailable as a 503
+                response = None
             wait = _revocation_outcome(self, token, response, attempt)
             if wait is None:
                 return
             self.sleep(wait)
 
 
-def _revocation_outcome(agent: Any, token: str, response: httpx.Response, attempt: int) -> float | None:
-    """None once revoked; the wait before the next try after a 503; else RevocationFailed."""
-    if response.status_code == 200:
+def _revocation_outcome(
+    agent: Any, token: str, response: httpx.Response | None, attempt: int
+) -> float | None:
+    """None once revoked; the wait before the next try after a 503 or a network failure
+    (``response`` None); else RevocationFailed."""
+    if response is not None and response.status_code == 200:
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+    body: Any = {}
+    if response is not None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
     body = body if isinstance(body, dict) else {}
-    error = str(body.get("error") or "revocation_failed")
+    status = response.status_code if response is not None else 503
+    fallback = "revocation_failed" if response is not None else "temporarily_unavailable"
+    error = str(body.get("error") or fallback)
     jti = unverified_claims(token).get("jti", "?")
-    if response.status_code == 503 and attempt < agent.REVOKE_ATTEMPTS:
-        wait = _retry_after(response.headers.get("Retry-After"), attempt, agent.REVOKE_MAX_WAIT)
+    if status == 503 and attempt < agent.REVOKE_ATTEMPTS:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        wait = _retry_after(retry_after, attempt, agent.REVOKE_MAX_WAIT)
         logger.info("revocation of jti=%s unavailable (attempt %d); retrying in %.1fs", jti, attempt, wait)
         return wait
-    logger.warning(
-        "token jti=%s was not revoked: the provider answered %d %s after %d attempt(s)",
-        jti,
-        response.status_code,
-        error,
-        attempt,
-    )
-    raise RevocationFailed(
-        error,
-        f"the token was not revoked (HTTP {response.status_code} after {attempt} attempt(s))",
-        response.status_code,
-    )
+    answer = f"HTTP {status}" if response is not None else "the provider unreachable"
+    logger.warning("token jti=%s was not revoked: %s (%s) after %d attempt(s)", jti, answer, error, attempt)
+    raise RevocationFailed(error, f"the token was not revoked ({answer} after {attempt} attempt(s))", status)
 
 
 def _retry_after(value: str | None, attempt: int, cap: float) -> float:
@@ -435,11 +437,14 @@ class AsyncAgentClient:
         """RFC 7009 revocation, retried on 503; :class:`RevocationFailed` if it did not happen."""
         url = (await self.metadata())["revocation_endpoint"]
         for attempt in range(1, self.REVOKE_ATTEMPTS + 1):
-            response = await self.http.post(
-                url,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=(self.client_id, self._secret),
-            )
+            try:
+                response: httpx.Response | None = await self.http.post(
+                    url,
+                    data={"token": token, "token_type_hint": "access_token"},
+                    auth=(self.client_id, self._secret),
+                )
+            except httpx.TransportError:  # unreachable, reset, timed out: as unavailable as a 503
+                response = None
             wait = _revocation_outcome(self, token, response, attempt)
             if wait is None:
                 return

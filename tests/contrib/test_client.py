@@ -178,6 +178,37 @@ def test_revocation_gives_up_with_a_typed_error_that_says_so(caplog):
     assert TOKEN not in caplog.text and TOKEN not in str(failed.value)
 
 
+class Unreachable(Flaky):
+    """A provider whose revocation endpoint cannot be reached (connection refused) ``failures``
+    times (forever if None); its metadata still answers."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("oauth-authorization-server"):
+            return super().__call__(request)
+        self.revocations += 1
+        if self.failures is None or self.revocations <= self.failures:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200)
+
+
+def test_revocation_is_retried_when_the_provider_cannot_be_reached():
+    provider, sleeps = Unreachable(failures=2), []
+    sync_client(provider, sleeps).revoke(TOKEN)
+    assert provider.revocations == 3 and len(sleeps) == 2
+
+
+def test_an_unreachable_provider_ends_in_the_typed_error_that_says_the_token_is_live(caplog):
+    from delegation_idp.client import RevocationFailed
+
+    provider, sleeps = Unreachable(failures=None), []
+    agent = sync_client(provider, sleeps)
+    with pytest.raises(RevocationFailed) as failed:
+        agent.revoke(TOKEN)
+    assert provider.revocations == agent.REVOKE_ATTEMPTS
+    assert failed.value.error == "temporarily_unavailable" and "not revoked" in str(failed.value)
+    assert TOKEN not in caplog.text and TOKEN not in str(failed.value)
+
+
 def test_revocation_is_not_retried_on_a_client_error():
     from delegation_idp.client import RevocationFailed
 
