@@ -78,6 +78,20 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return int(count), _PERIODS[period.strip().lower()]
 
 
+def counted_address(address: str) -> str:
+    """What an address counts as: itself, or for IPv6 its /64 network, since one host is
+    handed a whole /64 and could otherwise take a fresh counter with every request."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _digest(ident: str) -> str:
     """A fixed-size cache key part: client ids and addresses are attacker-chosen text
     (any length, spaces, control characters), which some cache backends refuse."""
@@ -117,7 +131,7 @@ def _limit(scope: str, ident: str | None) -> int | None:
 def check_address(address: str | None) -> int | None:
     """The per-address limit, counted before the body is even read, so floods of
     malformed requests are limited too. Seconds to wait, or None."""
-    return _limit("address", address)
+    return _limit("address", counted_address(address) if address else address)
 
 
 def check_client(client_id: str, address: str | None) -> int | None:
@@ -132,7 +146,7 @@ def check_client(client_id: str, address: str | None) -> int | None:
 
 
 def _failure_key(client_id: str, address: str | None) -> str:
-    return f"delegation_idp:authfail:{_digest(client_id)}:{_digest(address or '')}"
+    return f"delegation_idp:authfail:{_digest(client_id)}:{_digest(counted_address(address or ''))}"
 
 
 def _failures(client_id: str, address: str | None) -> int:
@@ -190,6 +204,7 @@ def _forget(key: str) -> None:
 def _sign_in_keys(username: str | None, address: str) -> tuple[str | None, str]:
     """The (username, address) counter and the address counter. Usernames are case-folded,
     so ``Alice`` and ``alice`` share one count wherever a backend treats them alike."""
+    address = counted_address(address)
     per_address = f"delegation_idp:signin:address:{_digest(address)}"
     if not username:
         return None, per_address

@@ -83,3 +83,32 @@ def test_behind_a_trusted_proxy_one_clients_wrong_passwords_do_not_lock_out_anot
         )
         assert user.status_code == 302, user.status_code
     cache.clear()
+
+
+@pytest.mark.django_db
+def test_an_attacker_rotating_addresses_within_one_ipv6_network_is_one_address(client, cast):
+    """An IPv6 host gets a whole /64; counting each address apart would give an attacker
+    2**64 fresh lockout counters. Throttles and lockouts count an IPv6 /64 as one address."""
+    cache.clear()
+    username = cast.data["user"]["username"]
+    with idp(SIGN_IN_FAILURE_LIMIT=5, SIGN_IN_ADDRESS_FAILURE_LIMIT=10):
+        for n in range(12):
+            client.post(
+                "/accounts/login/",
+                {"username": f"{username}-{n}", "password": "wrong"},
+                REMOTE_ADDR=f"2001:db8:1:2::{n + 1:x}",
+            )
+        locked = client.post(
+            "/accounts/login/",
+            {"username": username, "password": cast.data["user"]["password"]},
+            REMOTE_ADDR="2001:db8:1:2:ffff::1",
+        )
+        assert locked.status_code == 429
+        client.logout()
+        neighbour = client.post(
+            "/accounts/login/",
+            {"username": username, "password": cast.data["user"]["password"]},
+            REMOTE_ADDR="2001:db8:1:3::1",
+        )
+        assert neighbour.status_code == 302
+    cache.clear()
