@@ -95,52 +95,49 @@ def _refuse(request: Request, error: str, reason: str, description: str) -> Exce
     return CustomOAuth2Error(error=error, description=description, request=request)
 
 
-def _own_resources_only(request: Request, party: Any, resources: list[str]) -> None:
-    """An agent's own tokens (authorization code, refresh, client credentials) are
-    addressed to the agent itself: any other audience is reached only by token
-    exchange, through a delegation rule, with the agent recorded in ``act``."""
-    own = (party.uri, *party.prefixes())
+def _only_under(request: Request, prefixes: Any, resources: list[str], reason: str, description: str) -> None:
+    """``invalid_target`` (RFC 8707 section 2) unless every resource is under one of ``prefixes``."""
     for resource in resources:
-        if not any(resource_under(resource, prefix) for prefix in own):
-            raise _refuse(
-                request,
-                "invalid_target",
-                "resource_not_own",
-                "An agent's own token can only be addressed to the agent; "
-                "use token exchange to reach another party.",
-            )
-
-
-def _allow_listed_resources_only(request: Request, client: Any, resources: list[str]) -> None:
-    """RFC 8707 section 2: an application that is not a registered party may address its
-    tokens only to the enabled parties whose *clients* list names it (``Party.clients``);
-    anything else is ``invalid_target``. The allow-list is policy: it comes from the
-    per-process policy cache, whose version triggers cover its link table."""
-    allowed = [
-        prefix
-        for uri, prefixes in current_policy().client_audiences(client.pk)
-        for prefix in (uri, *prefixes)
-    ]
-    for resource in resources:
-        if not any(resource_under(resource, prefix) for prefix in allowed):
-            raise _refuse(
-                request,
-                "invalid_target",
-                "resource_not_allowed",
-                "The requested resource is not permitted for this client.",
-            )
+        if not any(resource_under(resource, prefix) for prefix in prefixes):
+            raise _refuse(request, "invalid_target", reason, description)
 
 
 def checked_resources(request: Request, client: Any, party: Any) -> list[str]:
     """Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last), each
-    one checked: a party's own, or on an application's allow-list. Opaque tokens carry
-    them too (django-oauth-toolkit stores them as the token's audience), so both formats
-    are checked."""
+    one checked. Opaque tokens carry them too (django-oauth-toolkit stores them as the
+    token's audience), so both formats are checked.
+
+    * An agent's own tokens (authorization code, refresh, client credentials) are addressed
+      to the agent itself: any other audience is reached only by token exchange, through a
+      delegation rule, with the agent recorded in ``act``.
+    * An application that is not a registered party may address its tokens only to the
+      enabled parties whose *clients* list names it (``Party.clients``). The allow-list is
+      policy: it comes from the per-process policy cache, whose version triggers cover its
+      link table.
+    """
     resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
     if party is not None:
-        _own_resources_only(request, party, resources)
+        _only_under(
+            request,
+            (party.uri, *party.prefixes()),
+            resources,
+            "resource_not_own",
+            "An agent's own token can only be addressed to the agent; "
+            "use token exchange to reach another party.",
+        )
     elif resources:
-        _allow_listed_resources_only(request, client, resources)
+        allowed = [
+            prefix
+            for uri, prefixes in current_policy().client_audiences(client.pk)
+            for prefix in (uri, *prefixes)
+        ]
+        _only_under(
+            request,
+            allowed,
+            resources,
+            "resource_not_allowed",
+            "The requested resource is not permitted for this client.",
+        )
     return resources
 
 
