@@ -33,3 +33,11 @@ def assert_oauth_error(response: Any, status: int, error: str) -> dict[str, Any]
     assert body["error"] == error, body
     assert "access_token" not in body
     return body
+
+
+def with_idp(**options: Any) -> Any:
+    """``override_settings`` of some ``DELEGATION_IDP`` options, the others kept."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    return override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, **options})

@@ -229,3 +229,23 @@ def seed(env: dict[str, str]) -> dict[str, Any]:
     import json
 
     return dict(json.loads(manage(env, "seed_demo", "--json").stdout))
+
+
+@contextmanager
+def scratch_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database named ``<prefix>_<random>`` on the server of
+    ``postgres_url``; its URL; dropped afterwards. A name of its own for every use: CI runs
+    the suite twice at once."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,7 +4,6 @@ the Procfile's process types, and an HTTP transport pinned to one web instance."
 from __future__ import annotations
 
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.procs import ROOT, Cluster, wait_http
+from tests.procs import ROOT, Cluster, scratch_database, wait_http
 
 REDIS_DB = 7  # this area's Redis database
 
@@ -78,17 +77,8 @@ def pinned_client(base_url: str) -> httpx.Client:
 @pytest.fixture(scope="module")
 def cluster_database(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database ``test_cluster_*`` (migrated from zero by the test), dropped after."""
-    import psycopg
-
-    name = f"test_cluster_{secrets.token_hex(4)}"
-    parts = urlsplit(postgres_url)
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_url, "test_cluster") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

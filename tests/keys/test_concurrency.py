@@ -8,35 +8,24 @@ while so the others certainly wait on the row locks.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.procs import ROOT, manage, site_env
+from tests.procs import ROOT, manage, scratch_database, site_env
 
 CONTENDERS = 4
 
 
 @pytest.fixture
 def race_database(postgres_url, tmp_path):
-    import psycopg
-
-    name = f"test_keys_race_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    env = site_env(tmp_path, issuer="http://127.0.0.1:9", database_url=url)
-    manage(env, "migrate", "--no-input")
-    try:
+    with scratch_database(postgres_url, "test_keys_race") as url:
+        env = site_env(tmp_path, issuer="http://127.0.0.1:9", database_url=url)
+        manage(env, "migrate", "--no-input")
         yield url, env
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def race(env, actions, now, slow=0.0):

@@ -17,7 +17,7 @@ from delegation_idp import jose
 from delegation_idp.client import AgentClient
 from tests.conftest import free_port
 from tests.helpers import decode
-from tests.procs import ROOT, cluster, seed, site_env
+from tests.procs import ROOT, cluster, scratch_database, seed, site_env
 
 REDIS_DB = 2  # this area's Redis database
 FAST = {
@@ -31,16 +31,8 @@ FAST = {
 
 @pytest.fixture
 def site_database(postgres_url):
-    import psycopg
-
-    name = f"test_keys_site_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_url, "test_keys_site") as url:
+        yield url
 
 
 @pytest.fixture

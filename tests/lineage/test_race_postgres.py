@@ -5,20 +5,18 @@ is active (issue 5, point 2)."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
 from tests.helpers import decode
-from tests.procs import cluster, manage, seed, site_env
+from tests.procs import cluster, manage, scratch_database, seed, site_env
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +34,8 @@ class Attempt:
 
 @pytest.fixture
 def race_database(postgres_url: str):
-    import psycopg
-
-    # A name of its own: CI runs this suite twice at once (SQLite and PostgreSQL lanes).
-    name = f"test_lineage_race_{secrets.token_hex(4)}"
-    parts = urlsplit(postgres_url)
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_url, "test_lineage_race") as url:
+        yield url
 
 
 def hammer(urls: list[str], agent: dict[str, str], subject: str, audience: str, stop: threading.Event) -> Any:

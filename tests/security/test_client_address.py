@@ -5,23 +5,16 @@ the header itself, and everyone behind one load balancer is not one address."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from django.conf import settings
 from django.core.cache import cache
-from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from delegation_idp.throttling import client_address
+from tests.helpers import with_idp
 
 PROXY = "10.0.0.5"
 CLIENT_A, CLIENT_B = "203.0.113.7", "198.51.100.9"
-
-
-def idp(**options: Any) -> Any:
-    return override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, **options})
 
 
 @pytest.mark.parametrize(
@@ -42,13 +35,13 @@ def idp(**options: Any) -> Any:
     ],
 )
 def test_the_counted_address(trusted, meta, expected):
-    with idp(TRUSTED_PROXIES=trusted):
+    with with_idp(TRUSTED_PROXIES=trusted):
         assert client_address(meta) == expected
 
 
 @given(header=st.text(max_size=200), trusted=st.booleans())
 def test_any_forwarded_header_gives_an_address_the_proxy_or_header_named(header, trusted):
-    with idp(TRUSTED_PROXIES=[PROXY] if trusted else []):
+    with with_idp(TRUSTED_PROXIES=[PROXY] if trusted else []):
         address = client_address({"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": header})
     assert address == PROXY or (trusted and address in header)
 
@@ -59,7 +52,7 @@ def test_behind_a_trusted_proxy_one_clients_wrong_passwords_do_not_lock_out_anot
     address, one attacker's wrong passwords would lock every user out."""
     cache.clear()
     username = cast.data["user"]["username"]
-    with idp(TRUSTED_PROXIES=[PROXY], SIGN_IN_FAILURE_LIMIT=5, SIGN_IN_ADDRESS_FAILURE_LIMIT=10):
+    with with_idp(TRUSTED_PROXIES=[PROXY], SIGN_IN_FAILURE_LIMIT=5, SIGN_IN_ADDRESS_FAILURE_LIMIT=10):
         for n in range(20):
             client.post(
                 "/accounts/login/",
@@ -91,7 +84,7 @@ def test_an_attacker_rotating_addresses_within_one_ipv6_network_is_one_address(c
     2**64 fresh lockout counters. Throttles and lockouts count an IPv6 /64 as one address."""
     cache.clear()
     username = cast.data["user"]["username"]
-    with idp(SIGN_IN_FAILURE_LIMIT=5, SIGN_IN_ADDRESS_FAILURE_LIMIT=10):
+    with with_idp(SIGN_IN_FAILURE_LIMIT=5, SIGN_IN_ADDRESS_FAILURE_LIMIT=10):
         for n in range(12):
             client.post(
                 "/accounts/login/",

@@ -10,13 +10,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from django.core.cache import cache
-from django.test import override_settings
 
 from delegation_idp import jose
 from delegation_idp.models import AuditEvent
 from tests.conftest import ACCESS_TOKEN_TYPE
-from tests.helpers import assert_oauth_error, snapshot
+from tests.helpers import assert_oauth_error, snapshot, with_idp
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 LIMIT = 3
@@ -30,22 +28,9 @@ ENDPOINTS = {
 METHODS = ("basic", "post", "assertion", "none")
 
 
-def idp(**options: Any) -> Any:
-    from django.conf import settings
-
-    return override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, **options})
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def lockout():
-    with idp(CLIENT_AUTH_FAILURE_LIMIT=LIMIT, CLIENT_AUTH_FAILURE_WINDOW=120, THROTTLE_RATES={}):
+    with with_idp(CLIENT_AUTH_FAILURE_LIMIT=LIMIT, CLIENT_AUTH_FAILURE_WINDOW=120, THROTTLE_RATES={}):
         yield
 
 
@@ -271,7 +256,7 @@ def test_revocation_still_revokes_the_subtree(cast, chain, post):
 
 
 def test_revocation_is_address_throttled_and_size_limited(cast, post):
-    with idp(THROTTLE_RATES={"address": "2/min"}):
+    with with_idp(THROTTLE_RATES={"address": "2/min"}):
         for _ in range(2):
             assert post("revocation", {"token": "x"}, cast["agent1"].basic).status_code == 200
         limited = post("revocation", {"token": "x"}, cast["agent1"].basic)

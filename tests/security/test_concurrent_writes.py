@@ -5,13 +5,11 @@ JSON 503 with ``Retry-After`` that the client may retry."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ import pytest
 from delegation_idp.client import AgentClient
 from delegation_idp.management.commands.demo import authorization_code, user_token
 from tests.conftest import free_port
-from tests.procs import cluster, seed, site_env
+from tests.procs import cluster, scratch_database, seed, site_env
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +31,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    import psycopg
-
-    postgres_url = request.getfixturevalue("postgres_url")
-    name = f"test_writes_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(request.getfixturevalue("postgres_url"), "test_writes") as url:
+        yield url
 
 
 def acceptable(response: httpx.Response) -> bool:

@@ -9,12 +9,11 @@ from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.test import override_settings
 
 from delegation_idp import checks
 from delegation_idp.models import AuditEvent
-from tests.helpers import assert_oauth_error, snapshot
+from tests.helpers import assert_oauth_error, snapshot, with_idp
 
 ATTACKER = "203.0.113.77"
 ELSEWHERE = "198.51.100.30"
@@ -22,20 +21,9 @@ PER_USER = 5
 PER_ADDRESS = 10
 
 
-def idp(**options: Any) -> Any:
-    return override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, **options})
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture(autouse=True)
 def _limits():
-    with idp(
+    with with_idp(
         SIGN_IN_FAILURE_LIMIT=PER_USER, SIGN_IN_ADDRESS_FAILURE_LIMIT=PER_ADDRESS, SIGN_IN_FAILURE_WINDOW=900
     ):
         yield
@@ -204,7 +192,7 @@ def test_a_check_warns_when_the_middleware_is_missing():
 
 def test_no_warning_when_sign_in_lockout_is_turned_off():
     with (
-        idp(SIGN_IN_FAILURE_LIMIT=None, SIGN_IN_ADDRESS_FAILURE_LIMIT=None),
+        with_idp(SIGN_IN_FAILURE_LIMIT=None, SIGN_IN_ADDRESS_FAILURE_LIMIT=None),
         override_settings(AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"]),
     ):
         assert checks.check_sign_in_lockout(None) == []

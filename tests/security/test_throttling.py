@@ -18,22 +18,9 @@ from delegation_idp import throttling
 from delegation_idp.conf import idp_settings
 from delegation_idp.models import AuditEvent
 from tests.conftest import ACCESS_TOKEN_TYPE, free_port
-from tests.helpers import assert_oauth_error, snapshot
+from tests.helpers import assert_oauth_error, snapshot, with_idp
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-
-
-def idp(**options: Any) -> Any:
-    from django.conf import settings
-
-    return override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, **options})
-
-
-@pytest.fixture(autouse=True)
-def _clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def exchange_form(token: str = "not-a-token") -> dict[str, str]:
@@ -55,7 +42,7 @@ def assert_throttled(response: Any) -> int:
 
 
 def test_per_client_limit(cast, token_endpoint, user_token):
-    with idp(THROTTLE_RATES={"client": "3/min"}):
+    with with_idp(THROTTLE_RATES={"client": "3/min"}):
         for _ in range(3):
             assert token_endpoint(exchange_form(), cast["agent1"]).status_code == 400
         before = snapshot()
@@ -68,7 +55,7 @@ def test_per_client_limit(cast, token_endpoint, user_token):
 
 
 def test_per_address_limit_applies_before_parsing(cast, client):
-    with idp(THROTTLE_RATES={"address": "2/min"}):
+    with with_idp(THROTTLE_RATES={"address": "2/min"}):
         for _ in range(2):
             # Malformed requests count too: the address limit runs before the body is read.
             response = client.generic("POST", "/o/token/", "%zz", REMOTE_ADDR="198.51.100.7")
@@ -88,13 +75,13 @@ def test_per_address_limit_applies_before_parsing(cast, client):
 
 
 def test_throttling_is_off_without_rates(cast, token_endpoint):
-    with idp(THROTTLE_RATES={}):
+    with with_idp(THROTTLE_RATES={}):
         statuses = {token_endpoint(exchange_form(), cast["agent1"]).status_code for _ in range(20)}
     assert statuses == {400}
 
 
 def test_repeated_authentication_failures_lock_the_client_id_out(cast, clients, token_endpoint, user_token):
-    with idp(CLIENT_AUTH_FAILURE_LIMIT=3, CLIENT_AUTH_FAILURE_WINDOW=120):
+    with with_idp(CLIENT_AUTH_FAILURE_LIMIT=3, CLIENT_AUTH_FAILURE_WINDOW=120):
         for _ in range(3):
             assert_oauth_error(
                 token_endpoint(exchange_form(), clients["wrong-secret"]), 401, "invalid_client"
@@ -113,7 +100,7 @@ def test_a_lockout_does_not_follow_the_client_id_to_another_address(
 ):
     """Anyone can claim an agent's client id: failures from one address must not lock
     the agent out at its own address."""
-    with idp(CLIENT_AUTH_FAILURE_LIMIT=3, CLIENT_AUTH_FAILURE_WINDOW=120):
+    with with_idp(CLIENT_AUTH_FAILURE_LIMIT=3, CLIENT_AUTH_FAILURE_WINDOW=120):
         for _ in range(3):
             response = token_endpoint(exchange_form(), clients["wrong-secret"], REMOTE_ADDR="203.0.113.9")
             assert_oauth_error(response, 401, "invalid_client")
@@ -123,7 +110,7 @@ def test_a_lockout_does_not_follow_the_client_id_to_another_address(
 
 def test_introspection_is_throttled_and_size_limited(cast, client, user_token):
     agent = cast["agent1"]
-    with idp(THROTTLE_RATES={"address": "2/min"}):
+    with with_idp(THROTTLE_RATES={"address": "2/min"}):
         for _ in range(2):
             ok = client.post("/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=agent.basic)
             assert ok.status_code == 200 and ok.json()["active"] is True
@@ -140,7 +127,7 @@ def test_introspection_is_throttled_and_size_limited(cast, client, user_token):
 
 
 def test_introspection_failures_lock_that_client_id_at_that_address(cast, client, clients, user_token):
-    with idp(CLIENT_AUTH_FAILURE_LIMIT=2, CLIENT_AUTH_FAILURE_WINDOW=60):
+    with with_idp(CLIENT_AUTH_FAILURE_LIMIT=2, CLIENT_AUTH_FAILURE_WINDOW=60):
         for _ in range(2):
             bad = client.post(
                 "/o/introspect/", {"token": user_token}, HTTP_AUTHORIZATION=clients["wrong-secret"].basic
@@ -154,7 +141,7 @@ def test_introspection_failures_lock_that_client_id_at_that_address(cast, client
 
 
 def test_failures_below_the_limit_do_not_lock(cast, clients, token_endpoint, user_token):
-    with idp(CLIENT_AUTH_FAILURE_LIMIT=3):
+    with with_idp(CLIENT_AUTH_FAILURE_LIMIT=3):
         for _ in range(2):
             token_endpoint(exchange_form(), clients["wrong-secret"])
         assert token_endpoint(exchange_form(user_token), cast["agent1"]).status_code == 200
@@ -164,7 +151,7 @@ def test_cache_keys_are_fixed_size_whatever_the_client_id(cast, client):
     """Client ids are attacker-chosen: spaces, unicode, 10 kB. Keys stay short and valid."""
     hostile = "x" * 10_000 + " \u0430\u200b"
     raw = base64.b64encode(f"{hostile}:secret".encode()).decode()
-    with idp(THROTTLE_RATES={"client": "1/min"}, CLIENT_AUTH_FAILURE_LIMIT=1):
+    with with_idp(THROTTLE_RATES={"client": "1/min"}, CLIENT_AUTH_FAILURE_LIMIT=1):
         response = client.post(
             "/o/token/",
             urlencode(exchange_form()),
@@ -194,7 +181,7 @@ def test_cache_down_leaves_the_endpoint_open_and_says_so(cast, token_endpoint, u
         }
     }
     caplog.set_level(logging.WARNING, logger="delegation_idp")
-    with override_settings(CACHES=caches), idp(THROTTLE_RATES={"client": "1/min", "address": "1/min"}):
+    with override_settings(CACHES=caches), with_idp(THROTTLE_RATES={"client": "1/min", "address": "1/min"}):
         from django.core.cache import caches as live
 
         live["default"].close()
