@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -83,15 +84,22 @@ class SigningKey:
 
 
 def generate_key(alg: str) -> SigningKey:
-    """Generate a private key for ``alg``; its ``kid`` is the RFC 7638 thumbprint."""
+    """Generate a private key for ``alg``; its ``kid`` is the RFC 7638 thumbprint.
+
+    A key whose thumbprint begins with ``-`` (one in 64) is generated again: operators
+    pass kids on the command line (``manage.py revoke_key KID``), where a leading ``-``
+    reads as an option."""
     if alg in ("ES256", "ES384"):
-        key = jwk.JWK.generate(kty="EC", crv="P-256" if alg == "ES256" else "P-384")
+        make = functools.partial(jwk.JWK.generate, kty="EC", crv="P-256" if alg == "ES256" else "P-384")
     elif alg in ("RS256", "PS256"):
-        key = jwk.JWK.generate(kty="RSA", size=3072)
+        make = functools.partial(jwk.JWK.generate, kty="RSA", size=3072)
     elif alg == "EdDSA":
-        key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+        make = functools.partial(jwk.JWK.generate, kty="OKP", crv="Ed25519")
     else:
         raise JoseError("unsupported_algorithm", f"cannot generate a key for {alg!r}")
+    key = make()
+    while key.thumbprint().startswith("-"):
+        key = make()
     return SigningKey(kid=key.thumbprint(), alg=alg, jwk=key)
 
 

@@ -116,3 +116,12 @@ def test_non_canonical_base64url_does_not_verify(part: int) -> None:
     segments[part] = _flip_trailing_bits(segments[part])
     with pytest.raises(jose.JoseError):
         _verify(".".join(segments), key)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_generated_kids_never_begin_with_a_dash(alg):
+    """A thumbprint begins with ``-`` once in 64 keys; such a kid would read as an option to
+    ``manage.py revoke_key KID``. In 1,000 keys that happens with near certainty."""
+    kids = [jose.generate_key(alg).kid for _ in range(1000)]
+    assert not [kid for kid in kids if kid.startswith("-")]
+    assert len(set(kids)) == len(kids)

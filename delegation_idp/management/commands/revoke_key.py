@@ -13,7 +13,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("kid", help="The key's kid (RFC 7638 thumbprint), as shown in the JWKS.")
+        parser.add_argument(
+            "kid",
+            help="The key's kid (RFC 7638 thumbprint), as shown in the JWKS. New kids never begin "
+            "with '-'; for an older one that does, put -- before it.",
+        )
         parser.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
 
     def handle(self, *args: Any, **options: Any) -> None:
