@@ -4,7 +4,8 @@ Deployment settings come from the environment:
 
 * ``DATABASE_URL``: any URL dj-database-url understands (default: SQLite file ``db.sqlite3``).
 * ``DATABASE_TIMEOUT``: seconds a request may wait on the database (SQLite's lock, PostgreSQL's
-  connect, statement and lock timeouts) before it answers 503 (default 5).
+  connect, statement and lock timeouts) before it answers 503 (default 5; 0: no limit, for
+  ``migrate`` and other long commands).
 * ``DATABASE_CONN_MAX_AGE``: persistent connection lifetime in seconds (default 60; 0: one per request).
 * ``IDP_ISSUER``: the issuer identifier (default ``http://127.0.0.1:8000``).
 * ``CELERY_BROKER_URL``: the Celery broker; unset, tasks run eagerly in-process.
@@ -110,7 +111,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # deferred transaction that cannot upgrade its lock fails at once with "database is
     # locked"), and wait for it up to the timeout; past it the endpoints answer 503.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": _DATABASE_TIMEOUT}
+        {"transaction_mode": "IMMEDIATE", "timeout": _DATABASE_TIMEOUT or 86400}  # 0: no limit
     )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that is down, hung or partitioned costs a bounded wait, then a 503:
