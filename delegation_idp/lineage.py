@@ -42,7 +42,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from . import audit, signals
 from .claims import Issued
 from .conf import idp_settings
-from .models import AuditEvent, Party, PolicyVersion, SigningKey, TokenLineage
+from .models import AuditEvent, OpaqueRedemption, Party, PolicyVersion, SigningKey, TokenLineage
 
 logger = logging.getLogger(__name__)
 
@@ -562,11 +562,12 @@ def revoke_code_redemption(code: str, reason: str = "code_replayed", now: dateti
     them (with every refresh token rotated from those: django-oauth-toolkit's family).
     Returns the number of lineage rows revoked; 0 for a code never redeemed."""
     now = now or timezone.now()
-    rows = list(
-        TokenLineage.objects.filter(code_hash=code_digest(code)).values_list("jti", "access_token_id")
-    )
+    digest = code_digest(code)
+    rows = list(TokenLineage.objects.filter(code_hash=digest).values_list("jti", "access_token_id"))
+    opaque = list(OpaqueRedemption.objects.filter(code_hash=digest))
+    revoked_opaque = _revoke_opaque_redemptions(opaque) if opaque else 0
     if not rows:
-        return 0
+        return revoked_opaque
     RefreshToken = get_refresh_token_model()
     with transaction.atomic():
         # The refresh tokens first: revoking the subtree deletes the access tokens they
@@ -586,6 +587,29 @@ def revoke_code_redemption(code: str, reason: str = "code_replayed", now: dateti
                 RefreshToken.objects.get(pk=pk).revoke()
     logger.warning("authorization code replayed: %d tokens revoked", total)
     return total
+
+
+def record_opaque_redemption(code: str, access_token: Any, refresh_token: Any) -> None:
+    """Remember, by the code's hash, the opaque tokens an authorization code was redeemed for."""
+    OpaqueRedemption.objects.create(
+        code_hash=code_digest(code),
+        access_token=access_token,
+        token_family=getattr(refresh_token, "token_family", None),
+        expires_at=access_token.expires,
+    )
+
+
+def _revoke_opaque_redemptions(redemptions: list[OpaqueRedemption]) -> int:
+    """django-oauth-toolkit's own revocation of each redemption's access token and its
+    refresh-token family (every token rotated from it included)."""
+    RefreshToken = get_refresh_token_model()
+    AccessToken = get_access_token_model()
+    with transaction.atomic():
+        for redemption in redemptions:
+            RefreshToken.revoke_family(redemption.token_family)  # a no-op without a family
+            AccessToken.objects.filter(pk=redemption.access_token_id).delete()
+    logger.warning("authorization code replayed: opaque tokens of %d redemption(s) revoked", len(redemptions))
+    return len(redemptions)
 
 
 def revoke_for_party(uri: str, reason: str = "party_disabled", now: datetime | None = None) -> int:
@@ -733,7 +757,8 @@ def sweep_expired(now: datetime | None = None, batch_size: int | None = None) ->
 
     * django-oauth-toolkit ``AccessToken`` rows expired (plus clock skew) that no
       refresh token points to; their lineage records stay;
-    * lineage records expired more than ``LINEAGE_RETENTION_SECONDS`` ago;
+    * lineage records (and the code redemptions of opaque tokens) expired more than
+      ``LINEAGE_RETENTION_SECONDS`` ago;
     * audit events older than ``AUDIT_RETENTION_SECONDS`` (if set).
     """
     now = now or timezone.now()
@@ -747,6 +772,7 @@ def sweep_expired(now: datetime | None = None, batch_size: int | None = None) ->
     tokens = _delete_in_batches(expired_tokens, size, cascade_off=True)
     retention = timedelta(seconds=idp_settings.LINEAGE_RETENTION_SECONDS)
     lineage = _delete_in_batches(TokenLineage.objects.filter(expires_at__lt=now - retention), size)
+    lineage += _delete_in_batches(OpaqueRedemption.objects.filter(expires_at__lt=now - retention), size)
     audit = 0
     if idp_settings.AUDIT_RETENTION_SECONDS is not None:
         cutoff = now - timedelta(seconds=idp_settings.AUDIT_RETENTION_SECONDS)

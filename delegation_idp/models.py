@@ -254,6 +254,30 @@ class SigningKey(models.Model):
         return self.state in (self.NEXT, self.CURRENT, self.RETIRED)
 
 
+class OpaqueRedemption(models.Model):
+    """An authorization code redeemed for one of django-oauth-toolkit's opaque access tokens
+    (an application outside ``JWT_ACCESS_TOKENS``), which has no lineage row to carry the
+    code's hash: a replay of the code finds it here and revokes the access token and its
+    refresh-token family (RFC 6749 section 10.5). Swept with the lineage records."""
+
+    code_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    access_token = models.ForeignKey(
+        oauth2_settings.ACCESS_TOKEN_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    token_family = models.UUIDField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("opaque token's code redemption")
+
+    def __str__(self) -> str:
+        return f"code {self.code_hash[:12]}…"
+
+
 class TokenLineage(models.Model):
     """One issued access token and where it came from.
 

@@ -263,6 +263,12 @@ class DelegationValidator(OAuth2Validator):
             if not deleted:
                 raise CodeAlreadyRedeemed()
             request.delegation_code_consumed = True
+            opaque = getattr(request, "delegation_opaque_token", None)
+            if opaque is not None:
+                # No lineage row carries the code's hash for an opaque token: remember it here.
+                lineage.record_opaque_redemption(
+                    request.code, opaque, getattr(request, "delegation_refresh_token", None)
+                )
         return saved
 
     def invalidate_authorization_code(
@@ -294,7 +300,18 @@ class DelegationValidator(OAuth2Validator):
         issued = getattr(request, "delegation_issued", None)
         if issued is not None and issued.claims.get("jti"):
             lineage.record_issued(request, issued, access_token, request.grant_type or "")
+        elif request.grant_type == "authorization_code":
+            request.delegation_opaque_token = access_token
         return access_token
+
+    def _create_refresh_token(
+        self, request: Any, refresh_token_code: Any, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        refresh_token = super()._create_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        request.delegation_refresh_token = refresh_token
+        return refresh_token
 
 
 def _is_cimd(client: Any) -> bool:

@@ -229,3 +229,56 @@ def test_simultaneous_redemptions_leave_at_most_one_token(cast, client, monkeypa
     live = TokenLineage.objects.filter(revoked_at__isnull=True)
     assert live.count() <= 1
     assert not get_refresh_token_model().objects.filter(revoked__isnull=True).exists() or live.count() == 1
+
+
+@pytest.mark.rfc("6749-4.1.2")
+@pytest.mark.rfc("6749-10.5")
+def test_a_replayed_code_revokes_an_opaque_token_and_its_refresh_token(
+    cast, client, token_endpoint, settings
+):
+    """An application that keeps django-oauth-toolkit's opaque tokens (``JWT_ACCESS_TOKENS =
+    "agents"``, the existing-site setting) has no lineage row: its redemption is remembered
+    by the code's hash all the same, and a replay revokes what it issued."""
+    from oauth2_provider.models import get_access_token_model, get_application_model
+
+    from tests.conftest import Agent
+
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "JWT_ACCESS_TOKENS": "agents"}
+    app = get_application_model().objects.create(
+        name="legacy web app",
+        client_type="confidential",
+        authorization_grant_type="authorization-code",
+        client_secret="legacy-secret",
+        redirect_uris="https://legacy.example.com/cb",
+        algorithm="",
+    )
+    legacy = Agent("legacy", app.client_id, "legacy-secret", "", "https://legacy.example.com/cb")
+    code, verifier = authorize_code(client, legacy, cast.user, "tasks.read")
+    first = token_endpoint(code_form(legacy, code, verifier), legacy)
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["access_token"].count(".") != 2  # opaque
+    AccessToken = get_access_token_model()
+    checksum = hashlib.sha256(body["access_token"].encode()).hexdigest()
+    assert AccessToken.objects.filter(token_checksum=checksum).exists()
+
+    assert_oauth_error(token_endpoint(code_form(legacy, code, verifier), legacy), 400, "invalid_grant")
+    event = AuditEvent.objects.filter(event="token").order_by("-id").first()
+    assert event is not None and (event.error, event.reason) == ("invalid_grant", "code_replayed")
+
+    assert not AccessToken.objects.filter(token_checksum=checksum).exists()
+    refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    refreshed = token_endpoint(refresh, legacy)
+    assert_oauth_error(refreshed, 400, "invalid_grant")
+
+
+def test_opaque_redemptions_are_swept_with_the_lineage(db):
+    from delegation_idp.models import OpaqueRedemption
+
+    now = timezone.now()
+    old = OpaqueRedemption.objects.create(code_hash="a" * 64, expires_at=now - timedelta(days=400))
+    recent = OpaqueRedemption.objects.create(code_hash="b" * 64, expires_at=now)
+    lineage.sweep_expired(now=now)
+    assert list(OpaqueRedemption.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not OpaqueRedemption.objects.filter(pk=old.pk).exists()
+    assert "a" * 12 in str(old) and "a" * 13 not in str(old)  # a prefix of the hash, never more
