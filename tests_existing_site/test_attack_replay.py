@@ -386,6 +386,42 @@ def test_a_replayed_code_revokes_what_its_first_use_issued(cast, client, post):
     assert_oauth_error(refreshed, 400, "invalid_grant")
 
 
+def test_a_replayed_code_revokes_a_legacy_applications_opaque_tokens(cast, client, post):
+    """The site's own web application keeps opaque tokens (``JWT_ACCESS_TOKENS = "agents"``):
+    a replay of its code revokes its access token and refresh token all the same."""
+    app = get_application_model().objects.create(
+        name="legacy web app (code flow)",
+        client_type="confidential",
+        authorization_grant_type="authorization-code",
+        client_secret="legacy-code-secret",
+        redirect_uris="https://legacy.example.com/cb",
+    )
+    credentials = basic(app.client_id, "legacy-code-secret")
+    response = authorize(
+        client, cast, client_id=app.client_id, redirect_uri="https://legacy.example.com/cb", scope="read"
+    )
+    code = location(response)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "https://legacy.example.com/cb",
+        "code_verifier": response.verifier,
+    }
+    first = post("/o/token/", form, credentials)
+    assert first.status_code == 200, first.content
+    token, refresh_token = first.json()["access_token"], first.json()["refresh_token"]
+    assert token.count(".") != 2  # django-oauth-toolkit's opaque token
+    checksum = hashlib.sha256(token.encode()).hexdigest()
+    assert get_access_token_model().objects.filter(token_checksum=checksum).exists()
+
+    assert_oauth_error(post("/o/token/", form, credentials), 400, "invalid_grant")
+    assert last_audit("token") == ("denied", "invalid_grant", "code_replayed")
+    assert not get_access_token_model().objects.filter(token_checksum=checksum).exists()
+    refresh = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    refreshed = post("/o/token/", refresh, credentials)
+    assert_oauth_error(refreshed, 400, "invalid_grant")
+
+
 # -- a foreign charset (W12) -------------------------------------------------------------------
 
 
