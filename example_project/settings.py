@@ -113,11 +113,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": _DATABASE_TIMEOUT or 86400}  # 0: no limit
     )
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _DATABASE_TIMEOUT:
     # A database that is down, hung or partitioned costs a bounded wait, then a 503:
     # connecting (libpq connect_timeout), a statement or a lock wait on a live server
     # (statement_timeout, lock_timeout), and unacknowledged data on a broken network
-    # (tcp_user_timeout, keepalives). Options already in DATABASE_URL win.
+    # (tcp_user_timeout, keepalives). Options already in DATABASE_URL win. DATABASE_TIMEOUT=0
+    # (migrations and other long commands) sets none of them: libpq's and the server's defaults.
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options.setdefault("connect_timeout", _DATABASE_TIMEOUT)
     _options.setdefault(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.procs import ROOT, Cluster, scratch_database, wait_http
+from tests.procs import ROOT, Cluster, scratch_database, seed, wait_http
 
 REDIS_DB = 7  # this area's Redis database
 
@@ -51,6 +51,26 @@ def wait_log(procs: Cluster, name: str, needle: str, timeout: float = 90) -> Non
             return
         time.sleep(0.2)
     raise AssertionError(f"{name} never logged {needle!r}:\n{procs.log(name)[-3000:]}")
+
+
+def start_layout(
+    procs: Cluster, env: dict[str, str], ports: dict[str, int]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Procfile's production layout on ``env``: the release step (migrate from zero),
+    the seed's cast, one web instance per port, a worker and beat. Returns the cast and
+    the instances' base URLs by name."""
+    start(procs, "release", "release", env)
+    deadline = time.monotonic() + 240
+    while procs.processes[-1][1].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert procs.processes[-1][1].returncode == 0, procs.log("release")
+    cast = seed(env)
+    web = {name: start_web(procs, f"web-{name}", port, env) for name, port in ports.items()}
+    start(procs, "worker", "worker", env)
+    start(procs, "beat", "beat", env)
+    wait_log(procs, "worker", "ready")
+    wait_log(procs, "beat", "beat: Starting")
+    return cast, web
 
 
 class Pinned(httpx.HTTPTransport):

@@ -22,10 +22,10 @@ from jwcrypto import jwk, jwt
 
 from delegation_idp.client import AgentClient, OAuthError
 from delegation_idp.management.commands.demo import user_token
-from tests.cluster.conftest import pinned_client, start, start_web, wait_log
+from tests.cluster.conftest import pinned_client, start_layout, start_web
 from tests.conftest import free_port
 from tests.helpers import decode
-from tests.procs import Cluster, cluster, seed, site_env
+from tests.procs import Cluster, cluster, site_env
 
 pytestmark = pytest.mark.integration
 
@@ -86,20 +86,8 @@ def site(
         CELERY_BEAT_SCHEDULE_FILENAME=str(tmp_path / "celerybeat-schedule"),
     )
     with cluster(tmp_path, env, migrate=False) as procs:
-        start(procs, "release", "release", env)  # the Procfile's release step: migrate from zero
-        deadline = time.monotonic() + 240
-        while procs.processes[-1][1].poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert procs.processes[-1][1].returncode == 0, procs.log("release")
-        cast = seed(env)
-        running = Site(procs, env, cast, issuer, cluster_redis, ports=ports)
-        for name, port in ports.items():
-            running.web[name] = start_web(procs, f"web-{name}", port, env)
-        start(procs, "worker", "worker", env)
-        start(procs, "beat", "beat", env)
-        wait_log(procs, "worker", "ready")
-        wait_log(procs, "beat", "beat: Starting")
-        yield running
+        cast, web = start_layout(procs, env, ports)
+        yield Site(procs, env, cast, issuer, cluster_redis, web=web, ports=ports)
     assert procs.processes, "the cluster started processes"
     assert all(proc.poll() is not None for _, proc in procs.processes), "a process outlived the cluster"
 

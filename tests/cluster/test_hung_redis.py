@@ -23,12 +23,12 @@ import pytest
 import redis
 
 from delegation_idp.management.commands.demo import user_token
-from tests.cluster.conftest import start, start_web, wait_log
+from tests.cluster.conftest import start_layout
 from tests.cluster.private_redis import PrivateRedis, module_private_redis  # noqa: F401
 from tests.cluster.test_cluster import Site
 from tests.conftest import free_port
 from tests.helpers import decode
-from tests.procs import cluster, seed, site_env
+from tests.procs import cluster, site_env
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +64,8 @@ def site(
         CELERY_BEAT_SCHEDULE_FILENAME=str(tmp_path / "celerybeat-schedule"),
     )
     with cluster(tmp_path, env, migrate=False) as procs:
-        start(procs, "release", "release", env)
-        deadline = time.monotonic() + 240
-        while procs.processes[-1][1].poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert procs.processes[-1][1].returncode == 0, procs.log("release")
-        cast = seed(env)
-        running = Site(procs, env, cast, issuer, url, ports=ports)
-        for name, port in ports.items():
-            running.web[name] = start_web(procs, f"web-{name}", port, env)
-        start(procs, "worker", "worker", env)
-        start(procs, "beat", "beat", env)
-        wait_log(procs, "worker", "ready")
-        wait_log(procs, "beat", "beat: Starting")
-        yield running
+        cast, web = start_layout(procs, env, ports)
+        yield Site(procs, env, cast, issuer, url, web=web, ports=ports)
 
 
 @dataclass
