@@ -150,16 +150,12 @@ def read_credentials(request: HttpRequest) -> Credentials:
     else the body ``client_id``. A body ``client_id`` that names another client is a
     ``conflict``, refused after the lockout check (RFC 6749 section 2.3.1, RFC 7521 section
     4.2): the lockout and the audit record name the client whose credentials were
-    presented, never a value chosen beside them."""
+    presented, never a value chosen beside them. Called after :meth:`ClientAuthGuard.screen`
+    has parsed the form."""
     basic = basic_credentials(request)
     if basic is False:
         raise Refusal(401, "invalid_client", "bad_basic_credentials", "Client authentication failed.")
-    try:
-        form = request.POST
-    except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
-        raise Refusal(
-            400, "invalid_request", "too_many_fields", "The request has too many parameters."
-        ) from exc
+    form = request.POST
     body_id = form.get("client_id")
     if isinstance(basic, tuple):
         method, client_id = "client_secret_basic", basic[0]
@@ -239,12 +235,7 @@ class ClientAuthGuard:
             )
         too_large = _oversized(request)
         if too_large is not None:
-            raise Refusal(
-                too_large.status_code,
-                "invalid_request",
-                "request_too_large",
-                "The request body is too large.",
-            )
+            raise Refusal(too_large, "invalid_request", "request_too_large", "The request body is too large.")
 
     #: Body formats read here. RFC 6749, 7662 and 7009 name form encoding; introspection and
     #: revocation also read Django's multipart forms, as django-oauth-toolkit's views did.
@@ -262,15 +253,17 @@ class ClientAuthGuard:
                 "bad_content_type",
                 "The body must be application/x-www-form-urlencoded.",
             )
-        if content_type == "application/x-www-form-urlencoded" and not _form_is_clean(request.body):
+        urlencoded = content_type == "application/x-www-form-urlencoded"
+        if urlencoded and not _form_is_clean(request.body):  # escapes, UTF-8 and NUL, unparsed
             raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
         try:
-            fields = list(request.POST.lists())
+            form = request.POST  # parsed once here; Django keeps it for everything after
         except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
             raise Refusal(
                 400, "invalid_request", "too_many_fields", "The request has too many parameters."
             ) from exc
-        if any("\0" in key or any("\0" in value for value in values) for key, values in fields):
+        # A multipart form is checked for NUL once parsed (the urlencoded body was, above).
+        if not urlencoded and any("\0" in k or any("\0" in v for v in vs) for k, vs in form.lists()):
             raise Refusal(400, "invalid_request", "bad_encoding", "The body is not valid form encoding.")
 
     def answer(
@@ -348,13 +341,8 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             record.event = "token_exchange"
 
     def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
-        super().screen(request, record)
-        try:
-            record.grant_type = request.POST.get("grant_type", "")[:128]
-        except SuspiciousOperation as exc:  # e.g. more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
-            raise Refusal(
-                400, "invalid_request", "too_many_fields", "The request has too many parameters."
-            ) from exc
+        super().screen(request, record)  # parsed the form
+        record.grant_type = request.POST.get("grant_type", "")[:128]
         if not record.grant_type:
             # RFC 6749 section 5.2: a missing required parameter is invalid_request
             # (oauthlib would route it to the authorization-code grant instead).
@@ -435,15 +423,16 @@ def _throttled_refusal(wait: int) -> Refusal:
     return Refusal(429, "slow_down", "throttled", "Too many requests.", headers={"Retry-After": str(wait)})
 
 
-def _oversized(request: HttpRequest) -> HttpResponse | None:
-    """The error for a body over ``MAX_REQUEST_BYTES`` (or a bad length), before it is read."""
+def _oversized(request: HttpRequest) -> int | None:
+    """The status for a body over ``MAX_REQUEST_BYTES`` (413) or with a bad length (400),
+    decided before it is read; None when it may be read."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = -1
     if 0 <= length <= idp_settings.MAX_REQUEST_BYTES:
         return None
-    return oauth_error(413 if length > 0 else 400, "invalid_request", "The request body is too large.")
+    return 413 if length > 0 else 400
 
 
 # RFC 6749 section 5.2 and RFC 8693 section 2.2.2, in plain words.

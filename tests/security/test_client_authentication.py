@@ -347,3 +347,12 @@ def test_no_route_authenticates_clients_outside_the_guard(client, cast):
     metadata = client.get("/.well-known/oauth-authorization-server").json()
     assert "urn:ietf:params:oauth:grant-type:device_code" not in metadata["grant_types_supported"]
     assert "device_authorization_endpoint" not in metadata
+
+
+@pytest.mark.parametrize("endpoint", ["introspection", "revocation"])
+def test_a_nul_in_a_multipart_form_is_invalid_request(cast, client, endpoint):
+    """Multipart forms are read here too; a NUL in one is refused like one in a urlencoded body."""
+    response = client.post(ENDPOINTS[endpoint], {"token": "a\0b"}, HTTP_AUTHORIZATION=cast["agent1"].basic)
+    assert_oauth_error(response, 400, "invalid_request")
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event is not None and event.reason == "bad_encoding"
