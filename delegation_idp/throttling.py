@@ -12,6 +12,7 @@ cache costs one socket timeout per process, then nothing until it answers again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -31,7 +32,13 @@ def _cache_breaker() -> breaker.Breaker:
     return breaker.get(breaker.CACHE)
 
 
-def _trusted(address: str, networks: list[Any]) -> bool:
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[Any, ...]:
+    """``TRUSTED_PROXIES`` parsed once per value, not on every request."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in proxies)
+
+
+def _trusted(address: str, networks: tuple[Any, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:
@@ -51,7 +58,7 @@ def client_address(meta: Mapping[str, Any] | None) -> str | None:
     if not meta:
         return None
     remote = str(meta.get("REMOTE_ADDR") or "") or None
-    networks = [ipaddress.ip_network(n, strict=False) for n in idp_settings.TRUSTED_PROXIES or ()]
+    networks = _networks(tuple(idp_settings.TRUSTED_PROXIES or ()))
     if remote is None or not networks or not _trusted(remote, networks):
         return remote
     nearest = remote
