@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from delegation_idp.client import AgentClient
-from delegation_idp.management.commands.demo import authorization_code, user_token
+from delegation_idp.management.commands.demo import authorization_code, redemption_form, user_token
 from tests.conftest import free_port
 from tests.procs import cluster, scratch_database, seed, site_env
 
@@ -66,15 +66,7 @@ def test_concurrent_writes_never_answer_500(tmp_path, database_url):
             def redeem(_: int, code: str = code, verifier: str = verifier, start: Any = start) -> Any:
                 with httpx.Client(timeout=60, auth=(agent1["client_id"], agent1["client_secret"])) as http:
                     start.wait()
-                    return http.post(
-                        f"{issuer}/o/token/",
-                        data={
-                            "grant_type": "authorization_code",
-                            "code": code,
-                            "redirect_uri": agent1["redirect_uri"],
-                            "code_verifier": verifier,
-                        },
-                    )
+                    return http.post(f"{issuer}/o/token/", data=redemption_form(agent1, code, verifier))
 
             with ThreadPoolExecutor(8) as pool:
                 round_answers = list(pool.map(redeem, range(8)))

@@ -41,18 +41,24 @@ def user_token(issuer: str, cast: dict[str, Any]) -> str:
     code, verifier = authorization_code(issuer, cast)
     token = httpx.post(
         f"{issuer}/o/token/",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": agent1["redirect_uri"],
-            "code_verifier": verifier,
-        },
+        data=redemption_form(agent1, code, verifier),
         auth=(agent1["client_id"], agent1["client_secret"]),
         timeout=30,
     )
     if token.status_code != 200:
         raise CommandError(f"the code was not redeemed: {token.json().get('error')}")
     return str(token.json()["access_token"])
+
+
+def redemption_form(agent: dict[str, Any], code: str, verifier: str) -> dict[str, str]:
+    """The token request that redeems ``agent``'s authorization code (RFC 6749 section
+    4.1.3, with the PKCE verifier of RFC 7636)."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": agent["redirect_uri"],
+        "code_verifier": verifier,
+    }
 
 
 def authorization_code(issuer: str, cast: dict[str, Any]) -> tuple[str, str]:
