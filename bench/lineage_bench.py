@@ -70,7 +70,7 @@ def bench_revoke(descendants: int = 10_000) -> dict[str, Any]:
     from django.utils import timezone
     from oauth2_provider.models import get_access_token_model, get_application_model
 
-    from delegation_idp import lineage
+    from delegation_idp.lineage import revocation
     from delegation_idp.models import TokenLineage
 
     Application = get_application_model()
@@ -130,7 +130,7 @@ def bench_revoke(descendants: int = 10_000) -> dict[str, Any]:
         batch_size=2000,
     )
     started = time.perf_counter()
-    revoked = lineage.revoke_subtree("r", reason="bench")
+    revoked = revocation.revoke_subtree("r", reason="bench")
     seconds = time.perf_counter() - started
     assert len(revoked) == len(nodes)
     assert not AccessToken.objects.filter(application=app).exists()
@@ -142,7 +142,7 @@ def bench_revoke(descendants: int = 10_000) -> dict[str, Any]:
 def bench_sweep(size: int, batch_size: int) -> dict[str, Any]:
     from django.utils import timezone
 
-    from delegation_idp import lineage
+    from delegation_idp.lineage import retention
     from delegation_idp.models import TokenLineage
 
     now = timezone.now()
@@ -150,7 +150,7 @@ def bench_sweep(size: int, batch_size: int) -> dict[str, Any]:
     TokenLineage.objects.bulk_create(_rows(f"live{size}-", 100, now, expired=False), batch_size=5000)
     tracemalloc.start()
     started = time.perf_counter()
-    result = lineage.sweep_expired(batch_size=batch_size)
+    result = retention.sweep_expired(batch_size=batch_size)
     seconds = time.perf_counter() - started
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

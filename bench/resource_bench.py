@@ -61,7 +61,7 @@ def timed(fn: Any, tokens: list[str], iterations: int) -> list[float]:
 
 def issue_tokens(issuer: str, cast: dict[str, Any], count: int) -> list[str]:
     from delegation_idp.client import AgentClient
-    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.management.commands.demo import user_token
 
     agents = {n: AgentClient(issuer, a["client_id"], a["client_secret"]) for n, a in cast["agents"].items()}
     token = user_token(issuer, cast)
@@ -88,8 +88,8 @@ def measure(issuer: str, cast: dict[str, Any], tokens: list[str], iterations: in
     import httpx
     from rest_framework.test import APIRequestFactory
 
-    from delegation_idp.contrib import drf
-    from delegation_idp.contrib.validation import TokenValidator, _basic
+    from delegation_idp.resource_server import drf
+    from delegation_idp.resource_server.validation import TokenValidator, _basic
 
     factory = APIRequestFactory()
     auth = drf.DelegatedTokenAuthentication()

@@ -43,9 +43,10 @@ def build() -> dict[str, Any]:
     from django.test import Client
     from oauth2_provider.models import get_application_model
 
-    from delegation_idp import TOKEN_EXCHANGE_GRANT, keys
-    from delegation_idp.agents import allow, register_party
+    from delegation_idp import TOKEN_EXCHANGE_GRANT
     from delegation_idp.models import Party
+    from delegation_idp.provider import keys
+    from delegation_idp.provider.agents import allow, register_party
     from tests.conftest import ACCESS_TOKEN_TYPE, Agent, authorize_code
 
     keys.ensure_current_key()

@@ -8,4 +8,8 @@ class DelegationIdpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, receivers, signin  # noqa: F401  (registers checks and signal handlers)
+        from delegation_idp import checks  # noqa: F401  (registers the system checks)
+        from delegation_idp.lineage import receivers
+        from delegation_idp.provider import signin  # noqa: F401  (connects the sign-in lockout)
+
+        receivers.connect()

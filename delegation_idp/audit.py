@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from typing import Any
 
-from .conf import idp_settings
+from delegation_idp.conf import idp_settings
 
 logger = logging.getLogger(__name__)
 fallback_logger = logging.getLogger("delegation_idp.audit.fallback")
@@ -157,7 +157,7 @@ def _transactional(access_token_model: Any) -> bool:
     default sink, and ``AuditEvent`` routed to the tokens' database."""
     from django.db import router
 
-    from .models import AuditEvent
+    from delegation_idp.models import AuditEvent
 
     return bool(
         idp_settings.AUDIT_WRITER is write_event
@@ -192,7 +192,7 @@ def discard_issued_write() -> None:
     have raised after committing, from an ``on_commit`` hook: then the row stands.)"""
     from django.db import router
 
-    from .models import AuditEvent
+    from delegation_idp.models import AuditEvent
 
     record = _current.get()
     if not _written.get() or record is None:
@@ -204,7 +204,7 @@ def discard_issued_write() -> None:
 
 def write_event(**fields: Any) -> None:
     """The default audit sink: one ``AuditEvent`` row."""
-    from .models import AuditEvent
+    from delegation_idp.models import AuditEvent
 
     AuditEvent.objects.create(**{k: v if v is not None else None for k, v in fields.items()})
 
@@ -250,7 +250,7 @@ def export_events(
     """
     import json
 
-    from .models import AuditEvent
+    from delegation_idp.models import AuditEvent
 
     events = AuditEvent.objects.order_by("pk")
     if since is not None:

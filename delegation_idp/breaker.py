@@ -15,7 +15,7 @@ never the call itself, so concurrent callers are not serialised behind a slow on
 would queue every thread of a process behind one hung call and cannot be tested with
 an injected clock; this module is the small part of it that is needed here.
 
-Standard library only: ``delegation_idp.contrib`` (a resource server without the app
+Standard library only: ``delegation_idp.resource_server`` (a resource server without the app
 installed) uses it too.
 """
 
@@ -154,7 +154,7 @@ _registry_lock = threading.Lock()
 
 def _default_reset() -> float:
     try:
-        from .conf import idp_settings
+        from delegation_idp.conf import idp_settings
 
         return float(idp_settings.BREAKER_RESET_SECONDS)
     except Exception:  # settings not configured (a bare resource server): the default

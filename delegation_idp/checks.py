@@ -15,7 +15,23 @@ from django.urls import NoReverseMatch, resolve, reverse
 from django.utils.module_loading import import_string
 from oauth2_provider.settings import oauth2_settings
 
-from .conf import idp_settings
+from delegation_idp.conf import DEFAULTS, SETTING_NAME, idp_settings
+from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
+from delegation_idp.models import DelegationRule
+from delegation_idp.provider import policy_triggers as triggers
+from delegation_idp.provider import registration
+from delegation_idp.provider.backends import DelegationOAuthLibCore
+from delegation_idp.provider.server import DelegationServer
+from delegation_idp.provider.signin import (
+    BACKEND,
+    MIDDLEWARE,
+    MODEL_BACKEND,
+    SignInLockoutBackend,
+    SignInLockoutMiddleware,
+)
+from delegation_idp.provider.tokens import generate_access_token
+from delegation_idp.provider.validators import DelegationValidator
+from delegation_idp.provider.views import ServerMetadataView, TokenView
 
 SYMMETRIC = {"HS256", "HS384", "HS512", "none"}
 
@@ -26,9 +42,6 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     them the cache switches itself off (correct, but every exchange reads the policy);
     this says so. Database checks run with ``migrate`` and ``check --database``."""
     from django.db import DatabaseError, connections, router
-
-    from . import triggers
-    from .models import DelegationRule
 
     if not databases or not idp_settings.POLICY_CACHE:
         return []
@@ -68,24 +81,20 @@ def _migrations_pending(connection: Any) -> bool:
 def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """django-oauth-toolkit must be pointed at this app's server, validator,
     backend and token generator, or the grant is missing or tokens are not JWTs."""
-    from .backends import DelegationOAuthLibCore
-    from .claims import generate_access_token
-    from .server import DelegationServer
-    from .validators import DelegationValidator
 
     errors: list[Error] = []
     hooks = [
-        ("OAUTH2_SERVER_CLASS", DelegationServer, "delegation_idp.server.DelegationServer", "E001"),
+        ("OAUTH2_SERVER_CLASS", DelegationServer, "delegation_idp.provider.server.DelegationServer", "E001"),
         (
             "OAUTH2_VALIDATOR_CLASS",
             DelegationValidator,
-            "delegation_idp.validators.DelegationValidator",
+            "delegation_idp.provider.validators.DelegationValidator",
             "E002",
         ),
         (
             "OAUTH2_BACKEND_CLASS",
             DelegationOAuthLibCore,
-            "delegation_idp.backends.DelegationOAuthLibCore",
+            "delegation_idp.provider.backends.DelegationOAuthLibCore",
             "E003",
         ),
     ]
@@ -119,11 +128,20 @@ def check_hooks(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         errors.append(
             Error(
                 "OAUTH2_PROVIDER['ACCESS_TOKEN_GENERATOR'] is not delegation_idp's JWT generator.",
-                hint="Set it to 'delegation_idp.claims.generate_access_token'.",
+                hint="Set it to 'delegation_idp.provider.tokens.generate_access_token'.",
                 id="delegation_idp.E004",
             )
         )
     return errors
+
+
+def _is_lockout_middleware(path: str) -> bool:
+    """Whether a MIDDLEWARE entry is the sign-in lockout middleware, by any of its dotted paths."""
+    try:
+        middleware = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(middleware, type) and issubclass(middleware, SignInLockoutMiddleware)
 
 
 @register(Tags.security)
@@ -131,7 +149,6 @@ def check_sign_in_lockout(app_configs: Any = None, **kwargs: Any) -> list[Warnin
     """Wrong passwords are counted without configuration, but only the backend, first in
     AUTHENTICATION_BACKENDS, refuses a locked-out sign-in (authenticate() stops at the first
     backend that returns a user), and only the middleware tells the user why."""
-    from .signin import BACKEND, MIDDLEWARE, MODEL_BACKEND, SignInLockoutBackend
 
     if not (idp_settings.SIGN_IN_FAILURE_LIMIT or idp_settings.SIGN_IN_ADDRESS_FAILURE_LIMIT):
         return []
@@ -151,7 +168,7 @@ def check_sign_in_lockout(app_configs: Any = None, **kwargs: Any) -> list[Warnin
                 id="delegation_idp.W004",
             )
         )
-    if MIDDLEWARE not in list(getattr(settings, "MIDDLEWARE", None) or []):
+    if not any(_is_lockout_middleware(entry) for entry in getattr(settings, "MIDDLEWARE", None) or []):
         messages.append(
             Warning(
                 "A locked-out sign-in reads as a wrong password: the sign-in lockout middleware "
@@ -166,7 +183,6 @@ def check_sign_in_lockout(app_configs: Any = None, **kwargs: Any) -> list[Warnin
 @register(Tags.compatibility)
 def check_option_names(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """A misspelt option is otherwise ignored silently and its default applies."""
-    from .conf import DEFAULTS, SETTING_NAME
 
     unknown = sorted(set(idp_settings.user_settings) - set(DEFAULTS))
     return [
@@ -219,7 +235,6 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 def check_issuer_and_urls(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The issuer is an absolute URL whose metadata lives at this site's root, and the
     token endpoint is this app's view (it carries the limits and the audit trail)."""
-    from .views import ServerMetadataView, TokenView
 
     issuer = idp_settings.ISSUER
     errors: list[CheckMessage] = []
@@ -325,7 +340,6 @@ def check_client_registration(app_configs: Any = None, **kwargs: Any) -> list[Ch
     dynamic client registration with a permission class that admits anonymous requests
     lets anyone register; both are refused. Self-service is ``CLIENT_REGISTRATION = "dcr"``
     with ``DCR_ENABLED`` and authenticated registrants (the server picks the client id)."""
-    from . import registration
 
     errors: list[CheckMessage] = []
     try:
@@ -389,7 +403,6 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="delegation_idp.E013",
             )
         )
-    from .jose import ASYMMETRIC_ALGORITHMS
 
     if not algorithms <= ASYMMETRIC_ALGORITHMS | SYMMETRIC:
         errors.append(

@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_REGISTRATION": None,
     # Maps a user to the `sub` claim. Called with the user; returns a string, never one
     # starting with "urn:delegation-idp:client:" (reserved for tokens without a user).
-    "SUBJECT_RESOLVER": "delegation_idp.claims.default_subject",
+    "SUBJECT_RESOLVER": "delegation_idp.provider.tokens.default_subject",
     # Lifetime cap of an exchanged token; it never outlives its subject token either.
     "EXCHANGED_TOKEN_LIFETIME": 600,
     # Keep parties and rules per process, keyed by the policy version row that database
@@ -109,12 +109,12 @@ DEFAULTS: dict[str, Any] = {
     # The audit sink: a callable taking the audit record's fields; default writes the database.
     "AUDIT_WRITER": "delegation_idp.audit.write_event",
     # Retry-After (seconds) of the 503 temporarily_unavailable that every endpoint answers when
-    # the database fails (delegation_idp.resilience).
+    # the database fails (delegation_idp.provider.resilience).
     "UNAVAILABLE_RETRY_AFTER": 1,
     # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.
     "HEALTH_REQUIRED_CHECKS": ["database"],
     "HEALTH_CHECK_TIMEOUT": 2,
-    # Resource-server side (delegation_idp.contrib); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
+    # Resource-server side (delegation_idp.resource_server); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
     # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
     # This service's identity URI: a token's `aud` must contain it.
     "RESOURCE_SERVER_URI": None,
@@ -178,8 +178,8 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
         from django.apps import apps
 
         if not apps.is_installed("delegation_idp"):
-            return  # a resource server using only delegation_idp.contrib has no key set
-        from . import keys  # the key cache depends on these options
+            return  # a resource server using only delegation_idp.resource_server has no key set
+        from delegation_idp.provider import keys  # the key cache depends on these options
 
         keys.keyset.invalidate()
 

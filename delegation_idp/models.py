@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
-from .policy import PartyView, RuleView, scope_set
+from delegation_idp.core.policy import PartyView, RuleView, scope_set
 
 
 def validate_identity_uri(value: str) -> None:
@@ -200,7 +200,7 @@ class PolicyVersion(models.Model):
     link tables or a party's client allow-list is inserted, updated or deleted: through the ORM, a bulk
     ``QuerySet.update()``, raw SQL or another process alike. Random values, not a
     counter, so a rolled-back change can never hand its number to a later one.
-    :mod:`delegation_idp.rules` keys its per-process policy cache on it.
+    :mod:`delegation_idp.provider.policy_store` keys its per-process policy cache on it.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
@@ -340,7 +340,7 @@ class TokenLineage(models.Model):
 
     @property
     def chain(self) -> tuple[str, ...]:
-        from .actchain import chain_from_act
+        from delegation_idp.core.actchain import chain_from_act
 
         return chain_from_act(self.act, max_depth=64) if self.act else ()
 

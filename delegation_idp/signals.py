@@ -3,6 +3,8 @@
 * ``token_exchanged(sender, request, jti, parent_jti, claims)``: after a token exchange commits.
 * ``exchange_denied(sender, request, reason, error, client_id)``: a token exchange was refused.
 * ``token_revoked(sender, jtis, reason)``: tokens were revoked (a subtree, a user, a party, a key).
+* ``signing_key_revoked(sender, kid, now)``: a signing key was revoked; lineage's receiver revokes
+  every live token it signed and returns how many.
 """
 
 from django.dispatch import Signal
@@ -10,3 +12,4 @@ from django.dispatch import Signal
 token_exchanged = Signal()
 exchange_denied = Signal()
 token_revoked = Signal()
+signing_key_revoked = Signal()

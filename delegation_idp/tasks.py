@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import keys, lineage, revocation
+from delegation_idp.lineage import publication, retention
+from delegation_idp.provider import keys
 
 
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
@@ -18,11 +19,11 @@ def rotate_keys(force: bool = False) -> dict:
 @shared_task(name="delegation_idp.tasks.sweep_expired", ignore_result=True)
 def sweep_expired(batch_size: int | None = None) -> dict:
     """``manage.py sweep_tokens``: expired tokens and records past retention, in batches."""
-    result = lineage.sweep_expired(batch_size=batch_size)
+    result = retention.sweep_expired(batch_size=batch_size)
     return {"access_tokens": result.access_tokens, "lineage": result.lineage, "audit": result.audit}
 
 
 @shared_task(name="delegation_idp.tasks.publish_revocations", ignore_result=True)
 def publish_revocations(batch_size: int | None = None) -> dict:
     """``manage.py publish_revocations``: rewrite the Redis revocation set."""
-    return {"published": revocation.publish_revocations(batch_size=batch_size)}
+    return {"published": publication.publish_revocations(batch_size=batch_size)}

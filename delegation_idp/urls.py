@@ -12,12 +12,12 @@ of django-oauth-toolkit's views, behind one guard). django-oauth-toolkit's devic
 (``/o/applications/...``, where any signed-in user registers a client with a
 ``client_id`` of their choosing) are never mounted: self-service registration is
 RFC 7591 dynamic client registration at ``register/``, answered only when the site
-sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.registration`).
+sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.provider.registration`).
 """
 
 from django.urls import path
 
-from . import registration, views
+from delegation_idp.provider import registration, views
 
 app_name = "oauth2_provider"
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from delegation_idp.provider import views
 
 app_name = "delegation_idp"
 

@@ -73,12 +73,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A sign-in refused by the lockout answers 429 with a page that says so.
-    "delegation_idp.signin.SignInLockoutMiddleware",
+    "delegation_idp.provider.signin.SignInLockoutMiddleware",
 ]
 
 # Django's ModelBackend behind the sign-in lockout: every password check from a
 # locked-out (username, address) or address is refused before the password is hashed.
-AUTHENTICATION_BACKENDS = ["delegation_idp.signin.SignInLockoutModelBackend"]
+AUTHENTICATION_BACKENDS = ["delegation_idp.provider.signin.SignInLockoutModelBackend"]
 
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"
@@ -186,10 +186,10 @@ def _client_secret_hmac_key() -> str | None:
 
 
 OAUTH2_PROVIDER = {
-    "OAUTH2_SERVER_CLASS": "delegation_idp.server.DelegationServer",
-    "OAUTH2_VALIDATOR_CLASS": "delegation_idp.validators.DelegationValidator",
-    "OAUTH2_BACKEND_CLASS": "delegation_idp.backends.DelegationOAuthLibCore",
-    "ACCESS_TOKEN_GENERATOR": "delegation_idp.claims.generate_access_token",
+    "OAUTH2_SERVER_CLASS": "delegation_idp.provider.server.DelegationServer",
+    "OAUTH2_VALIDATOR_CLASS": "delegation_idp.provider.validators.DelegationValidator",
+    "OAUTH2_BACKEND_CLASS": "delegation_idp.provider.backends.DelegationOAuthLibCore",
+    "ACCESS_TOKEN_GENERATOR": "delegation_idp.provider.tokens.generate_access_token",
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "PKCE_REQUIRED": True,
     "SCOPES": {
@@ -222,7 +222,7 @@ OAUTH2_PROVIDER = {
 DELEGATION_IDP = {
     "ISSUER": ISSUER,
     "KEY_ENCRYPTION_KEYS": _key_encryption_keys(),
-    "SUBJECT_RESOLVER": "delegation_idp.claims.email_subject",
+    "SUBJECT_RESOLVER": "delegation_idp.provider.tokens.email_subject",
     "REVOCATION_REDIS_URL": REDIS_URL,
     "CLIENT_SECRET_HMAC_KEY": _client_secret_hmac_key(),
 }

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from delegation_idp.health import HealthView
+from delegation_idp.provider.health import HealthView
 
 urlpatterns = [
     path("health/", HealthView.as_view(), name="health"),

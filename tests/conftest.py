@@ -96,7 +96,7 @@ def cast(db: Any) -> Cast:
     """The seed's cast: user -> agent1 -> agent2 -> mcp-server1 -> resource server."""
     from django.contrib.auth import get_user_model
 
-    from delegation_idp.demo import seed
+    from example_project.demo_services.seed import seed
 
     data = seed()
     agents = {name: Agent(name=name, **values) for name, values in data["agents"].items()}
@@ -243,7 +243,7 @@ def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
 def fresh_key_cache() -> Any:
     """The key cache is per process, and each test's database is rolled back: a key
     cached by an earlier test must not sign (the JWKS reads the database)."""
-    from delegation_idp.keys import keyset
+    from delegation_idp.provider.keys import keyset
 
     keyset.invalidate()
     yield

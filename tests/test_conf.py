@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from delegation_idp import claims, conf
+from delegation_idp import conf
 from delegation_idp.conf import DEFAULTS, IMPORT_STRINGS, SETTING_NAME, IdpSettings, idp_settings
+from delegation_idp.provider import tokens as claims
 
 PACKAGE = Path(conf.__file__).resolve().parent
 
@@ -78,7 +79,7 @@ def test_other_settings_changing_keeps_the_cache(settings):
 
 
 def test_reload_drops_the_signing_key_cache(settings, monkeypatch):
-    from delegation_idp import keys
+    from delegation_idp.provider import keys
 
     calls = []
     monkeypatch.setattr(keys.keyset, "invalidate", lambda: calls.append(1))

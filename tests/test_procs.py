@@ -9,7 +9,7 @@ from tests.procs import cluster, seed, site_env
 
 @pytest.mark.integration
 def test_gunicorn_instance_serves_metadata_and_exchanges(tmp_path):
-    from delegation_idp.management.commands.demo import play
+    from example_project.demo_services.management.commands.demo import play
 
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"

@@ -89,7 +89,7 @@ def _stock_token(client: Client, data: dict[str, str]) -> dict[str, Any]:
 def legacy_site(transactional_db: Any) -> LegacySite:
     from django.contrib.auth import get_user_model
 
-    from delegation_idp import keys
+    from delegation_idp.provider import keys
 
     migrate("delegation_idp", None)
     keys.keyset.invalidate()

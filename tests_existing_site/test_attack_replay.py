@@ -79,7 +79,7 @@ def _clean_cache():
 
 @pytest.fixture
 def cast(db: Any) -> Cast:
-    from delegation_idp.demo import seed
+    from example_project.demo_services.seed import seed
 
     data = seed()
     legacy_user = User.objects.create_user(LEGACY_EMAIL, LEGACY_PASSWORD)

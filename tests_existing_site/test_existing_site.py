@@ -137,7 +137,7 @@ def test_revoking_an_old_token_still_works(client: Any, legacy_site: LegacySite)
 
 
 def test_seed_chain_works_for_a_new_agent(client: Any, token_endpoint: Any, legacy_site: LegacySite):
-    from delegation_idp.demo import seed
+    from example_project.demo_services.seed import seed
 
     data = seed()
     agents = data["agents"]
@@ -231,7 +231,7 @@ def test_no_user_can_register_a_client_or_pass_for_a_user(
     """A signed-in user finds no client registration; a client whose id is a user's email
     (registered before, or by an admin's mistake) can neither address a token to an agent
     nor produce one that reads as that user's."""
-    from delegation_idp.demo import seed
+    from example_project.demo_services.seed import seed
 
     data = seed()
     agent1 = data["agents"]["agent1"]

@@ -10,8 +10,8 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import keys
-from ..models import SigningKey
+from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 
 
 @admin.register(SigningKey)

@@ -21,8 +21,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .. import lineage
-from ..models import AuditEvent, Party, TokenLineage
+from delegation_idp.lineage import queries, revocation
+from delegation_idp.models import AuditEvent, Party, TokenLineage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -101,7 +101,7 @@ class TokenLineageAdmin(ReadOnlyAdmin):
         now = timezone.now()
         nodes = [
             {"row": node, "status": _status(node, now), "indent": node.depth * 2, "chain": node.chain}
-            for node in lineage.tree(row.jti)
+            for node in queries.tree(row.jti)
         ]
         context = {
             **self.admin_site.each_context(request),
@@ -119,7 +119,7 @@ class TokenLineageAdmin(ReadOnlyAdmin):
         if not self.has_revoke_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            revoked = lineage.revoke_subtree(row.jti, reason="admin")
+            revoked = revocation.revoke_subtree(row.jti, reason="admin")
             self.message_user(
                 request,
                 _("Revoked %(n)d tokens (the subtree of %(jti)s).") % {"n": len(revoked), "jti": row.jti},
@@ -129,7 +129,7 @@ class TokenLineageAdmin(ReadOnlyAdmin):
         now = timezone.now()
         affected = [
             {"row": node, "status": _status(node, now), "indent": (node.depth - row.depth) * 2}
-            for node in lineage.subtree(row.jti)
+            for node in queries.subtree(row.jti)
         ]
         context = {
             **self.admin_site.each_context(request),
@@ -160,7 +160,7 @@ class TokenLineageAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "title": _("Who has acted on behalf of %(user)s") % {"user": user.get_username()},
             "subject_user": user,
-            "acted": lineage.acted_for_user(user.pk),
+            "acted": queries.acted_for_user(user.pk),
             "denied": denied,
         }
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/acted.html", context)

@@ -26,10 +26,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .. import policy
-from ..agents import register_party
-from ..models import DelegationRule, Party, validate_identity_uri
-from ..rules import load as load_policy
+from delegation_idp.core import policy
+from delegation_idp.models import DelegationRule, Party, validate_identity_uri
+from delegation_idp.provider.agents import register_party
+from delegation_idp.provider.policy_store import load as load_policy
 
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}

@@ -1,96 +1,15 @@
-"""A token verifier for MCP servers built on the official ``mcp`` SDK.
+"""Deprecated: moved to :mod:`delegation_idp.resource_server.mcp`.
 
-The MCP authorization specification asks an MCP server to accept only tokens
-issued for itself (audience validation) and never to pass a token it received
-on to another service (no token passthrough). With this verifier the SDK's
-bearer middleware refuses any token that :class:`TokenValidator` refuses,
-including one addressed to another party; a tool that needs to call onwards
-exchanges the token it received for a new one (RFC 8693)::
-
-    from mcp.server.auth.settings import AuthSettings
-    from mcp.server.mcpserver import MCPServer
-
-    validator = TokenValidator(ResourceServerConfig(issuer=..., resource="https://mcp-server1.example.com"))
-    server = MCPServer(
-        "mcp-server1",
-        token_verifier=DelegationTokenVerifier(validator),
-        auth=AuthSettings(
-            issuer_url=issuer,
-            resource_server_url="https://mcp.example.com/mcp",
-            required_scopes=["tasks.read"],
-            validate_token_resource=False,  # the verifier checks `aud` itself
-        ),
-    )
-
-    @server.tool()
-    async def list_tasks() -> dict:
-        token = current_token()          # the DelegatedToken of this request
-        onward = await agent.exchange(incoming_token(), resource="https://api.example.com/tasks")
-        ...
-
-Needs the ``mcp`` extra (``pip install delegation-idp[mcp]``).
+The old dotted path stays importable (it is named in the mcp SDK's token verifier) and
+warns once per process; it will be removed in a later release.
 """
 
-from __future__ import annotations
+from typing import Any
 
-import logging
+from delegation_idp._shims import moved
 
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken
-from pydantic import ConfigDict
-
-from .validation import DelegatedToken, TokenError, TokenValidator
-
-__all__ = ["DelegatedAccessToken", "DelegationTokenVerifier", "current_token", "incoming_token"]
-
-logger = logging.getLogger(__name__)
+_target = moved(__name__, "delegation_idp.resource_server.mcp")
 
 
-class DelegatedAccessToken(AccessToken):
-    """The SDK's ``AccessToken`` with the validated :class:`DelegatedToken` attached."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    delegated: DelegatedToken
-
-    def __repr__(self) -> str:  # the SDK's model would print the token itself
-        return f"DelegatedAccessToken(subject={self.subject!r}, actors={list(self.delegated.actors)!r})"
-
-    __str__ = __repr__
-
-
-class DelegationTokenVerifier:
-    """``mcp.server.auth.provider.TokenVerifier`` backed by :class:`TokenValidator`."""
-
-    def __init__(self, validator: TokenValidator) -> None:
-        self.validator = validator
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            delegated = await self.validator.avalidate(token)
-        except TokenError as exc:
-            # The reason code only: never the token.
-            logger.info("MCP bearer token refused: %s", exc.reason)
-            return None
-        return DelegatedAccessToken(
-            token=token,
-            client_id=delegated.client_id,
-            scopes=sorted(delegated.scopes),
-            expires_at=delegated.expires_at,
-            resource=self.validator.config.resource,
-            subject=delegated.subject,
-            claims=dict(delegated.claims),
-            delegated=delegated,
-        )
-
-
-def current_token() -> DelegatedToken | None:
-    """The validated token of the MCP request being handled, or None."""
-    access = get_access_token()
-    return access.delegated if isinstance(access, DelegatedAccessToken) else None
-
-
-def incoming_token() -> str | None:
-    """The raw token of the MCP request being handled: to exchange, never to forward."""
-    access = get_access_token()
-    return access.token if access is not None else None
+def __getattr__(name: str) -> Any:
+    return getattr(_target, name)

@@ -1,20 +1,19 @@
-"""Mount at the resource server's root: ``path("", include("delegation_idp.contrib.urls"))``.
+"""Deprecated: moved to :mod:`delegation_idp.resource_server.urls`.
 
-The metadata is served at ``/.well-known/oauth-protected-resource`` and, for a
-resource identifier with a path, at that path appended (RFC 9728 section 3.1).
+The old dotted path stays importable (it is named in URL confs) and
+warns once per process; it will be removed in a later release.
 """
 
-from django.urls import path, re_path
+from typing import Any
 
-from .metadata import ProtectedResourceMetadataView
+from delegation_idp._shims import moved
 
-app_name = "delegation_idp_contrib"
+_target = moved(__name__, "delegation_idp.resource_server.urls")
 
-urlpatterns = [
-    path(".well-known/oauth-protected-resource", ProtectedResourceMetadataView.as_view(), name="metadata"),
-    re_path(
-        r"^\.well-known/oauth-protected-resource/.+$",
-        ProtectedResourceMetadataView.as_view(),
-        name="metadata-path",
-    ),
-]
+
+def __getattr__(name: str) -> Any:
+    return getattr(_target, name)
+
+
+app_name = getattr(_target, "app_name", None)
+urlpatterns = _target.urlpatterns

@@ -1,10 +1,10 @@
-"""The policy version row and the triggers that change it (see delegation_idp.triggers)."""
+"""The policy version row and the triggers that change it (see delegation_idp.provider.policy_triggers)."""
 
 import secrets
 
 from django.db import migrations, models
 
-from delegation_idp import triggers
+from delegation_idp.provider import policy_triggers as triggers
 
 
 def forwards(apps, schema_editor):

@@ -1,10 +1,10 @@
 """The audience allow-list of applications that are not registered parties (RFC 8707),
-and the policy version trigger on its link table (see delegation_idp.triggers)."""
+and the policy version trigger on its link table (see delegation_idp.provider.policy_triggers)."""
 
 from django.db import migrations, models
 from oauth2_provider.settings import oauth2_settings
 
-from delegation_idp import triggers
+from delegation_idp.provider import policy_triggers as triggers
 
 
 def forwards(apps, schema_editor):

@@ -2,11 +2,11 @@
 
 The grant (:class:`TokenExchangeGrant`), its token-type identifiers and its
 errors, plugged into django-oauth-toolkit through ``OAUTH2_SERVER_CLASS``
-(:class:`delegation_idp.server.DelegationServer`).
+(:class:`delegation_idp.provider.server.DelegationServer`).
 """
 
-from .errors import InvalidTargetError
-from .grant import (
+from delegation_idp.rfc8693.errors import InvalidTargetError
+from delegation_idp.rfc8693.grant import (
     ACCESS_TOKEN_TYPE,
     GRANT_TYPE,
     ID_TOKEN_TYPE,

@@ -27,18 +27,19 @@ from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from .. import audit, client_subject, jose, policy, signals
-from ..actchain import ActChainError, build_act, chain_from_act
-from ..claims import Exchange
-from ..conf import idp_settings
-from ..keys import keyset
-from ..lineage import ParentRevoked, subject_record
-from ..models import Party, TokenLineage
-from ..resilience import DATABASE_ERROR, retry_after
-from ..rules import PolicyStore
-from ..rules import current as current_policy
-from ..rules import load as load_policy
-from .errors import InvalidTargetError
+from delegation_idp import audit, client_subject, jose, signals
+from delegation_idp.conf import idp_settings
+from delegation_idp.core import policy
+from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act
+from delegation_idp.lineage.issuance import ParentRevoked, subject_record
+from delegation_idp.models import Party, TokenLineage
+from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.policy_store import PolicyStore
+from delegation_idp.provider.policy_store import current as current_policy
+from delegation_idp.provider.policy_store import load as load_policy
+from delegation_idp.provider.resilience import DATABASE_ERROR, retry_after
+from delegation_idp.provider.tokens import Exchange
+from delegation_idp.rfc8693.errors import InvalidTargetError
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class TokenExchangeGrant(GrantTypeBase):
             raise errors.UnsupportedGrantTypeError(request=request)
         self._validate_shape(request)
         if record is not None:
-            # Keep the identity the view read from the credentials (delegation_idp.views.
+            # Keep the identity the view read from the credentials (delegation_idp.provider.views.
             # read_credentials): the audit record names the client whose credentials came.
             record.client_id = record.client_id or request.client_id or ""
             record.requested_audience = self._values(request, "audience") + self._values(request, "resource")
@@ -388,7 +389,7 @@ class TokenExchangeGrant(GrantTypeBase):
         claims: dict[str, Any],
         parent: TokenLineage,
     ) -> policy.Decision:
-        """The delegation policy's answer (:func:`delegation_idp.policy.evaluate`)."""
+        """The delegation policy's answer (:func:`delegation_idp.core.policy.evaluate`)."""
         requested = policy.scope_set(request.scope) if request.scope else None
         ctx, rules, limits = load_policy(
             party,
@@ -406,7 +407,7 @@ class TokenExchangeGrant(GrantTypeBase):
     @staticmethod
     def policy_store(request: Request) -> PolicyStore:
         """The stored policy for this request: one version check, then this process's
-        snapshot of that version (:mod:`delegation_idp.rules`)."""
+        snapshot of that version (:mod:`delegation_idp.provider.policy_store`)."""
         store = getattr(request, "delegation_policy", None)
         if store is None:
             store = current_policy()

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from delegation_idp.client import AsyncAgentClient, OAuthError, unverified_claims
-from delegation_idp.contrib.validation import (
+from delegation_idp.resource_server.validation import (
     DelegatedToken,
     ResourceServerConfig,
     TokenError,

@@ -15,8 +15,8 @@ from typing import Any
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from delegation_idp.agents import generate_secret
-from delegation_idp.demo import CAST, seed
+from delegation_idp.provider.agents import generate_secret
+from example_project.demo_services.seed import CAST, seed
 
 
 @transaction.atomic
@@ -25,8 +25,8 @@ def register_introspection_client(uri: str) -> tuple[str, str]:
     party ``uri``; a new secret every call. The provider's introspection recognises the
     audience by that link (registered identity), never by a client id that reads like the
     URI, so the client id is generated."""
-    from delegation_idp import client_auth
     from delegation_idp.models import Party
+    from delegation_idp.provider import client_auth
 
     Application = get_application_model()
     party = Party.objects.select_related("application").get(uri=uri)

@@ -1,6 +1,6 @@
 """mcp-server1 on the official MCP Python SDK (``MCPServer``, streamable HTTP).
 
-Its token verifier is :class:`delegation_idp.contrib.mcp.DelegationTokenVerifier`:
+Its token verifier is :class:`delegation_idp.resource_server.mcp.DelegationTokenVerifier`:
 only tokens addressed to mcp-server1 get in. Its tool ``list_tasks`` exchanges
 the token it received for one addressed to the resource server (RFC 8693, with
 an RFC 8707 ``resource``) and calls the resource server with that new token;
@@ -18,8 +18,8 @@ from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 
 from delegation_idp.client import AsyncAgentClient, unverified_claims
-from delegation_idp.contrib.mcp import DelegationTokenVerifier, current_token, incoming_token
-from delegation_idp.contrib.validation import ResourceServerConfig, TokenValidator
+from delegation_idp.resource_server.mcp import DelegationTokenVerifier, current_token, incoming_token
+from delegation_idp.resource_server.validation import ResourceServerConfig, TokenValidator
 
 
 @dataclass(frozen=True)

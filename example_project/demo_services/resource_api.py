@@ -1,6 +1,6 @@
 """The seed's resource server as a Django REST framework API.
 
-It trusts the provider's tokens through :mod:`delegation_idp.contrib.drf` and
+It trusts the provider's tokens through :mod:`delegation_idp.resource_server.drf` and
 answers who it is serving and through which chain of agents.
 """
 
@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from delegation_idp.contrib.drf import DelegatedTokenAuthentication, HasScopes, MaxDelegationDepth
-from delegation_idp.contrib.validation import DelegatedToken
+from delegation_idp.resource_server.drf import DelegatedTokenAuthentication, HasScopes, MaxDelegationDepth
+from delegation_idp.resource_server.validation import DelegatedToken
 
 TASKS = [
     {"id": 1, "title": "Book the venue"},

@@ -1,6 +1,6 @@
 """Settings of the seed's resource server: a Django REST framework API that is not
 the identity site. It has no database and does not install ``delegation_idp``:
-only ``delegation_idp.contrib`` is used, which needs none of the provider's models.
+only ``delegation_idp.resource_server`` is used, which needs none of the provider's models.
 
 Environment: ``IDP_ISSUER``, ``RESOURCE_SERVER_URI``, and for revocation either
 ``REDIS_URL`` (the published revocation set) or ``RESOURCE_INTROSPECTION`` with
@@ -18,8 +18,8 @@ ROOT_URLCONF = "example_project.demo_services.resource_urls"
 DATABASES: dict = {}
 USE_TZ = True
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["delegation_idp.contrib.drf.DelegatedTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["delegation_idp.contrib.drf.HasScopes"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["delegation_idp.resource_server.drf.DelegatedTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["delegation_idp.resource_server.drf.HasScopes"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }

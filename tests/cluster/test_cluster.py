@@ -21,7 +21,7 @@ import pytest
 from jwcrypto import jwk, jwt
 
 from delegation_idp.client import AgentClient, OAuthError
-from delegation_idp.management.commands.demo import user_token
+from example_project.demo_services.management.commands.demo import user_token
 from tests.cluster.conftest import pinned_client, start_layout, start_web
 from tests.conftest import free_port
 from tests.helpers import decode

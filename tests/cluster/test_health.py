@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from delegation_idp import health
+from delegation_idp.provider import health
 
 
 def _fail() -> dict:
@@ -56,7 +56,7 @@ def test_required_checks_come_from_settings(client, db, monkeypatch, settings):
 
 def test_failure_details_never_reach_the_response_or_log(client, db, monkeypatch, caplog):
     monkeypatch.setitem(health.CHECKS, "broker", _fail)
-    with caplog.at_level("WARNING", logger="delegation_idp.health"):
+    with caplog.at_level("WARNING", logger="delegation_idp.provider.health"):
         response = client.get(reverse("health"))
     assert b"hunter2" not in response.content and b"10.0.0.9" not in response.content
     assert "hunter2" not in caplog.text

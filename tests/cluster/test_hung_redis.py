@@ -22,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from delegation_idp.management.commands.demo import user_token
+from example_project.demo_services.management.commands.demo import user_token
 from tests.cluster.conftest import start_layout
 from tests.cluster.private_redis import PrivateRedis, module_private_redis  # noqa: F401
 from tests.cluster.test_cluster import Site

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from delegation_idp.management.commands.demo import user_token
+from example_project.demo_services.management.commands.demo import user_token
 from tests.cluster.private_postgres import PrivatePostgres, private_postgres  # noqa: F401 - fixture
 from tests.conftest import free_port
 from tests.procs import Cluster, cluster, manage, seed, site_env

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from delegation_idp.contrib import drf
-from delegation_idp.contrib.validation import ResourceServerConfig, TokenValidator
+from delegation_idp.resource_server import drf
+from delegation_idp.resource_server.validation import ResourceServerConfig, TokenValidator
 
 ISSUER = "http://testserver"
 

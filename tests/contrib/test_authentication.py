@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from delegation_idp.contrib.validation import MAX_LEEWAY
+from delegation_idp.resource_server.validation import MAX_LEEWAY
 from tests.helpers import decode
 
 pytestmark = [pytest.mark.urls("tests.contrib.urls")]
@@ -137,8 +137,8 @@ def test_token_from_another_issuer(
 def test_unknown_kid_refreshes_the_jwks_once_per_interval(
     client, chain, cast, exchange, provider, clock, resource_settings, use_validator
 ):
-    from delegation_idp import keys
     from delegation_idp.conf import idp_settings
+    from delegation_idp.provider import keys
 
     validator = use_validator(jwks_refresh_interval=5, jwks_cache_seconds=3600)
     assert call(client, chain[3]).status_code == 200
@@ -236,7 +236,7 @@ def test_revoked_token_refused_via_redis(
     use_validator,
     django_capture_on_commit_callbacks,
 ):
-    from delegation_idp import revocation
+    from delegation_idp.lineage import publication
 
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "REVOCATION_REDIS_URL": rs_redis_url}
     use_validator(revocation_redis_url=rs_redis_url)
@@ -248,13 +248,13 @@ def test_revoked_token_refused_via_redis(
             HTTP_AUTHORIZATION=cast["agent1"].basic,
         )
     assert response.status_code == 200
-    revocation.publish_revocations()  # the periodic full publication, as beat runs it
+    publication.publish_revocations()  # the periodic full publication, as beat runs it
     jti = decode(chain[3])[1]["jti"]
     import redis
 
     store = redis.Redis.from_url(rs_redis_url)
-    assert store.exists(revocation.key_for(jti)) == 1
-    assert 0 < store.ttl(revocation.key_for(jti)) <= 3600 + 60
+    assert store.exists(publication.key_for(jti)) == 1
+    assert 0 < store.ttl(publication.key_for(jti)) <= 3600 + 60
     assert_invalid_token(call(client, chain[3]), "revoked")
 
 

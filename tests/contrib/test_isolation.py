@@ -1,4 +1,4 @@
-"""delegation_idp.contrib works where the provider is not installed."""
+"""delegation_idp.resource_server works where the provider is not installed."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-import delegation_idp.contrib.validation, delegation_idp.contrib.mcp, delegation_idp.client
+import delegation_idp.resource_server.validation, delegation_idp.resource_server.mcp, delegation_idp.client
 assert "django" not in sys.modules, "validation, mcp and client need no Django"
 import django
 django.setup()
-import delegation_idp.contrib.drf, delegation_idp.contrib.metadata, delegation_idp.contrib.urls
+import delegation_idp.resource_server.drf
+import delegation_idp.resource_server.metadata
+import delegation_idp.resource_server.urls
 from django.conf import settings
 assert "delegation_idp" not in settings.INSTALLED_APPS
-leaked = sorted(m for m in sys.modules if m in (
-    "delegation_idp.models", "delegation_idp.keys", "delegation_idp.lineage", "oauth2_provider.models"))
+leaked = sorted(m for m in sys.modules if m in ("delegation_idp.models", "oauth2_provider.models")
+    or m.startswith(("delegation_idp.provider", "delegation_idp.lineage", "delegation_idp.rfc8693")))
 assert not leaked, leaked
 from django.test import Client
 response = Client().get("/.well-known/oauth-protected-resource")

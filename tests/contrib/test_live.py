@@ -113,8 +113,8 @@ def _initialize(url: str, token: str) -> httpx.Response:
 @pytest.mark.integration
 @pytest.mark.rfc("9728-5.1")
 def test_mcp_server_refuses_tokens_not_addressed_to_it_and_never_passes_its_token_on(live):
-    from delegation_idp.management.commands.demo import user_token
     from example_project.demo_services.agents import call_mcp_tool
+    from example_project.demo_services.management.commands.demo import user_token
 
     issuer, cast, ports, _running = live
     user = user_token(issuer, cast)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from delegation_idp import jose
-from delegation_idp.actchain import nest
-from delegation_idp.contrib.validation import (
+from delegation_idp.core.actchain import nest
+from delegation_idp.resource_server.validation import (
     MAX_DOCUMENT_BYTES,
     ProviderUnavailable,
     ResourceServerConfig,

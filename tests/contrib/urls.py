@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from delegation_idp.contrib import drf
+from delegation_idp.resource_server import drf
 from example_project.demo_services.resource_api import describe
 from example_project.urls import urlpatterns as site
 
@@ -39,6 +39,6 @@ urlpatterns = [
     ),
     path("api/no-agent2/", api("NoAgent2", [drf.ForbiddenActors.of("https://agent2.example.com")])),
     path("api/combined/", api("Combined", [drf.HasScopes & drf.MaxDelegationDepth.of(3)])),
-    path("", include("delegation_idp.contrib.urls")),
+    path("", include("delegation_idp.resource_server.urls")),
     *site,
 ]

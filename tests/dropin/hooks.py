@@ -2,7 +2,7 @@
 
 from django.views.debug import ExceptionReporter
 
-from delegation_idp.server import DelegationServer
+from delegation_idp.provider.server import DelegationServer
 
 
 class MyServer(DelegationServer):

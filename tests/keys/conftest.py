@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from delegation_idp.keys import keyset
+from delegation_idp.provider.keys import keyset
 
 START = datetime(2030, 1, 6, 12, 0, 0, tzinfo=UTC)
 

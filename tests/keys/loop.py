@@ -25,7 +25,7 @@ def main() -> None:
     django.setup()
     from delegation_idp import jose
     from delegation_idp.client import AgentClient
-    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.management.commands.demo import user_token
 
     issuer, cast, seconds = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
     agents = cast["agents"]

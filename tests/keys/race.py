@@ -22,8 +22,8 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from delegation_idp import keys
     from delegation_idp.models import SigningKey
+    from delegation_idp.provider import keys
 
     action, at, now = sys.argv[1], float(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
     slow = float(os.environ.get("RACE_SLOW", "0"))

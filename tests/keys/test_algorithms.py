@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from delegation_idp import jose, keys
+from delegation_idp import jose
 from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 from tests.helpers import decode
 
 

@@ -8,8 +8,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
-from delegation_idp import jose, keys
+from delegation_idp import jose
 from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 from tests.settings import TEST_KEK
 
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from delegation_idp import jose, keys
+from delegation_idp import jose
 from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 from tests.helpers import assert_oauth_error, decode
 
 PUBLIC = {"EC": {"kty", "crv", "x", "y"}, "RSA": {"kty", "n", "e"}, "OKP": {"kty", "crv", "x"}}

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from delegation_idp import keys
 from delegation_idp.models import AuditEvent, SigningKey, TokenLineage
+from delegation_idp.provider import keys
 from tests.helpers import assert_oauth_error, decode
 
 CACHE = 300  # JWKS_CACHE_SECONDS default

@@ -85,7 +85,7 @@ def until(predicate, timeout=60.0, what="condition"):
 def test_worker_rotates_from_the_redis_queue_and_the_web_process_follows(tmp_path, site_database, broker):
     from celery import Celery
 
-    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.management.commands.demo import user_token
 
     port, queue = free_port(), f"keys-{secrets.token_hex(4)}"
     issuer = f"http://127.0.0.1:{port}"

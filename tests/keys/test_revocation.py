@@ -9,8 +9,8 @@ from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from delegation_idp import keys
 from delegation_idp.models import SigningKey, TokenLineage
+from delegation_idp.provider import keys
 from tests.helpers import assert_oauth_error, decode
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from delegation_idp import jose, keys
+from delegation_idp import jose
 from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 from tests.helpers import assert_oauth_error
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

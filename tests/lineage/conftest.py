@@ -79,6 +79,6 @@ def lineage_redis_url(redis_url: str) -> str:
 def fresh_keyset() -> None:
     """Each test's database is rolled back, so a key cached by an earlier test may not
     exist in this one: start every test from the database's key set."""
-    from delegation_idp.keys import keyset
+    from delegation_idp.provider.keys import keyset
 
     keyset.invalidate()

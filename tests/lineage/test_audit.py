@@ -12,7 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from delegation_idp import lineage, signals
+from delegation_idp import signals
+from delegation_idp.lineage import revocation
 from delegation_idp.models import AuditEvent
 from tests.helpers import decode
 
@@ -55,7 +56,7 @@ def test_events_are_append_only(chain):
 
 def test_a_revocation_leaves_one_event(cast, chain, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        revoked = lineage.revoke_subtree(decode(chain[1])[1]["jti"], reason="revoked")
+        revoked = revocation.revoke_subtree(decode(chain[1])[1]["jti"], reason="revoked")
     assert len(revoked) == 3
     event = AuditEvent.objects.get(event="revocation")
     assert event.decision == "revoked" and event.reason == "revoked"
@@ -81,7 +82,7 @@ def test_signals_fire_with_their_arguments(cast, user_token, exchange, django_ca
         token = exchange("agent1", user_token, cast["agent2"].uri).json()["access_token"]
         exchange("agent1", user_token, "https://unknown.example.com")
         with django_capture_on_commit_callbacks(execute=True):
-            lineage.revoke_subtree(decode(user_token)[1]["jti"])
+            revocation.revoke_subtree(decode(user_token)[1]["jti"])
     finally:
         signals.token_exchanged.disconnect(receivers[0])
         signals.exchange_denied.disconnect(receivers[1])
@@ -104,7 +105,7 @@ def test_a_failing_revocation_receiver_does_not_undo_or_raise(chain, django_capt
     signals.token_revoked.connect(broken)
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            revoked = lineage.revoke_subtree(decode(chain[0])[1]["jti"])
+            revoked = revocation.revoke_subtree(decode(chain[0])[1]["jti"])
     finally:
         signals.token_revoked.disconnect(broken)
     assert len(revoked) == 4

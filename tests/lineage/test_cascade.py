@@ -9,8 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
-from delegation_idp import keys, lineage
+from delegation_idp.lineage import revocation
 from delegation_idp.models import Party, TokenLineage
+from delegation_idp.provider import keys
 from tests.helpers import assert_oauth_error, decode
 
 # Who exchanges a token with this audience, and for which next hop.
@@ -64,7 +65,7 @@ def test_revoking_at_each_depth_revokes_exactly_the_subtree(
         response = revoke_endpoint(forest[target], agent_for(forest[target]))
         assert response.status_code == 200
     else:
-        revoked = lineage.revoke_subtree(jti(forest[target]))
+        revoked = revocation.revoke_subtree(jti(forest[target]))
         assert {jti(forest[n]) for n in descendants_of(target)} == set(revoked)
 
     expected_dead = descendants_of(target)
@@ -93,10 +94,10 @@ def test_revoking_at_each_depth_revokes_exactly_the_subtree(
 
 
 def test_revoking_twice_is_idempotent(forest):
-    first = lineage.revoke_subtree(jti(forest["t1"]))
+    first = revocation.revoke_subtree(jti(forest["t1"]))
     assert len(first) == len(descendants_of("t1"))
-    assert lineage.revoke_subtree(jti(forest["t1"])) == []
-    assert lineage.revoke_subtree("unknown-jti") == []
+    assert revocation.revoke_subtree(jti(forest["t1"])) == []
+    assert revocation.revoke_subtree("unknown-jti") == []
 
 
 @pytest.mark.parametrize("agent", ["agent1", "agent2", "mcp-server1"])

@@ -16,9 +16,9 @@ from django.db import connection
 from django.utils import timezone
 from oauth2_provider.models import get_refresh_token_model
 
-from delegation_idp import lineage
+from delegation_idp.lineage import retention
 from delegation_idp.models import AuditEvent, TokenLineage
-from delegation_idp.validators import DelegationValidator
+from delegation_idp.provider.validators import DelegationValidator
 from tests.conftest import authorize_code, code_form
 from tests.helpers import assert_oauth_error, decode
 
@@ -107,7 +107,7 @@ def test_code_hashes_are_swept_with_their_lineage(cast, redeemed):
     jti = decode(first["access_token"])[1]["jti"]
     assert TokenLineage.objects.filter(jti=jti).exclude(code_hash=None).exists()
     later = timezone.now() + timedelta(days=400)
-    lineage.sweep_expired(now=later)
+    retention.sweep_expired(now=later)
     assert not TokenLineage.objects.exclude(code_hash=None).exists()
 
 
@@ -140,7 +140,7 @@ def _view_redemption(agent: Any, code: str, verifier: str) -> Any:
 
     from django.test import RequestFactory
 
-    from delegation_idp.views import TokenView
+    from delegation_idp.provider.views import TokenView
 
     request = RequestFactory().post(
         "/o/token/",
@@ -278,7 +278,7 @@ def test_opaque_redemptions_are_swept_with_the_lineage(db):
     now = timezone.now()
     old = OpaqueRedemption.objects.create(code_hash="a" * 64, expires_at=now - timedelta(days=400))
     recent = OpaqueRedemption.objects.create(code_hash="b" * 64, expires_at=now)
-    lineage.sweep_expired(now=now)
+    retention.sweep_expired(now=now)
     assert list(OpaqueRedemption.objects.values_list("pk", flat=True)) == [recent.pk]
     assert not OpaqueRedemption.objects.filter(pk=old.pk).exists()
     assert "a" * 12 in str(old) and "a" * 13 not in str(old)  # a prefix of the hash, never more

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from delegation_idp import lineage
+from delegation_idp.lineage import issuance, revocation
 from delegation_idp.models import AuditEvent, Party, SigningKey, TokenLineage
 from delegation_idp.rfc8693.grant import TokenExchangeGrant
 from tests.helpers import assert_oauth_error, decode, snapshot
@@ -20,7 +20,7 @@ def issuance_check(request: Any, monkeypatch: Any) -> str:
     """Each interleaving against both forms of the issuance re-check: the single locked
     statement (PostgreSQL, SQLite) and the per-table fallback other databases use."""
     if request.param != "one statement":
-        monkeypatch.setattr(lineage, "ONE_STATEMENT_VENDORS", frozenset())
+        monkeypatch.setattr(issuance, "ONE_STATEMENT_VENDORS", frozenset())
     return str(request.param)
 
 
@@ -54,7 +54,7 @@ def _interleaved_refusal(exchange: Any, cast: Any, chain: list[str], reason: str
 
 
 def test_parent_revoked_between_check_and_issue(cast, chain, exchange, after_decision):
-    after_decision(lambda: lineage.revoke_subtree(decode(chain[0])[1]["jti"]))
+    after_decision(lambda: revocation.revoke_subtree(decode(chain[0])[1]["jti"]))
     _interleaved_refusal(exchange, cast, chain, "subject_revoked")
 
 
@@ -79,7 +79,7 @@ def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decisi
 def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, token_endpoint):
     from unittest import mock
 
-    from delegation_idp.validators import DelegationValidator
+    from delegation_idp.provider.validators import DelegationValidator
     from tests.conftest import authorize_code, code_form
     from tests.helpers import assert_oauth_error, snapshot
 

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oauth2_provider.models import get_application_model
 
-from delegation_idp import jose, lineage
+from delegation_idp import jose
+from delegation_idp.lineage import revocation
 from delegation_idp.models import TokenLineage
 from tests.conftest import Agent
 from tests.helpers import assert_oauth_error, decode
@@ -80,7 +81,7 @@ def test_a_client_that_is_no_party_sees_inactive(chain, introspect):
 
 @pytest.mark.rfc("7662-2.2")
 def test_revoked_tokens_are_inactive(cast, chain, introspect, agent_for):
-    lineage.revoke_subtree(decode(chain[2])[1]["jti"])
+    revocation.revoke_subtree(decode(chain[2])[1]["jti"])
     assert introspect(chain[1], agent_for(chain[1])).json()["active"] is True
     for token in chain[2:]:
         assert introspect(token, agent_for(token)).json() == {"active": False}
@@ -90,7 +91,7 @@ def test_revoked_tokens_are_inactive(cast, chain, introspect, agent_for):
 def test_expired_tokens_are_inactive(chain, introspect, agent_for, monkeypatch):
     token = chain[1]
     exp = decode(token)[1]["exp"]
-    monkeypatch.setattr("delegation_idp.views.time.time", lambda: exp + 1)
+    monkeypatch.setattr("delegation_idp.provider.views.time.time", lambda: exp + 1)
     assert introspect(token, agent_for(token)).json() == {"active": False}
 
 
@@ -120,7 +121,7 @@ def test_a_token_signed_by_a_foreign_key_is_inactive(cast, chain, introspect):
 
 
 def test_unknown_jti_with_a_valid_signature_is_inactive(cast, chain, introspect):
-    from delegation_idp.keys import keyset
+    from delegation_idp.provider.keys import keyset
 
     claims = {**decode(chain[0])[1], "jti": "never-issued-jti-000000"}
     token = jose.sign(claims, keyset.signing_key())

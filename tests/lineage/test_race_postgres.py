@@ -87,7 +87,7 @@ def sign_in(procs: Any, issuer: str, cast: dict[str, Any]) -> str:
     """The user's token for agent1 (login page, consent, code), with the servers' logs on failure."""
     from django.core.management.base import CommandError
 
-    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.management.commands.demo import user_token
 
     try:
         return user_token(issuer, cast)

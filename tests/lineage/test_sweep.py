@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oauth2_provider.models import get_access_token_model
 
-from delegation_idp import lineage, tasks
+from delegation_idp import tasks
+from delegation_idp.lineage import retention, revocation
 from delegation_idp.models import AuditEvent, TokenLineage
 from tests.helpers import decode
 
@@ -43,7 +44,7 @@ def test_sweep_deletes_lineage_past_retention_only(db, settings):
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "LINEAGE_RETENTION_SECONDS": 3600}
     make_rows(7, expired_for=timedelta(hours=2), prefix="old")
     make_rows(3, expired_for=timedelta(minutes=30), prefix="recent")
-    result = lineage.sweep_expired(batch_size=2)
+    result = retention.sweep_expired(batch_size=2)
     assert result.lineage == 7
     assert set(TokenLineage.objects.values_list("jti", flat=True)) == {"recent0", "recent1", "recent2"}
 
@@ -54,7 +55,7 @@ def test_sweep_queries_grow_with_batches_not_rows(db, settings):
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "LINEAGE_RETENTION_SECONDS": 0}
     make_rows(50, expired_for=timedelta(hours=1))
     with CaptureQueriesContext(connection) as queries:
-        assert lineage.sweep_expired(batch_size=10).lineage == 50
+        assert retention.sweep_expired(batch_size=10).lineage == 50
     lineage_queries = [q for q in queries.captured_queries if "tokenlineage" in q["sql"]]
     # One SELECT of primary keys and one DELETE per batch of 10, plus the empty last SELECT.
     assert len(lineage_queries) <= 2 * 5 + 2
@@ -65,7 +66,7 @@ def test_sweep_deletes_expired_access_tokens_and_keeps_their_lineage(cast, chain
     AccessToken = get_access_token_model()
     past = timezone.now() - timedelta(hours=1)
     AccessToken.objects.filter(token__in=chain[1:]).update(expires=past)
-    result = lineage.sweep_expired()
+    result = retention.sweep_expired()
     assert result.access_tokens == 3
     assert not AccessToken.objects.filter(token__in=chain[1:]).exists()
     assert AccessToken.objects.filter(token=chain[0]).exists()
@@ -78,7 +79,7 @@ def test_sweep_deletes_expired_access_tokens_and_keeps_their_lineage(cast, chain
 def test_sweep_keeps_access_tokens_bound_to_a_refresh_token(cast, user_token):
     AccessToken = get_access_token_model()
     AccessToken.objects.filter(token=user_token).update(expires=timezone.now() - timedelta(hours=1))
-    assert lineage.sweep_expired().access_tokens == 0
+    assert retention.sweep_expired().access_tokens == 0
     assert AccessToken.objects.filter(token=user_token).exists()
 
 
@@ -86,9 +87,9 @@ def test_sweep_audit_retention(db, settings):
     AuditEvent.objects.create(event="token", decision="granted")
     old = AuditEvent.objects.create(event="token", decision="denied")
     AuditEvent.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=400))
-    assert lineage.sweep_expired().audit == 0  # kept forever by default
+    assert retention.sweep_expired().audit == 0  # kept forever by default
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "AUDIT_RETENTION_SECONDS": 365 * 24 * 3600}
-    assert lineage.sweep_expired().audit == 1
+    assert retention.sweep_expired().audit == 1
     assert AuditEvent.objects.count() == 1
 
 
@@ -169,7 +170,7 @@ def test_revoke_subtree_revokes_exactly_the_descendants(db, parents, data):
     target = data.draw(st.integers(0, len(parents) - 1))
     with transaction.atomic():
         paths = build(parents)
-        revoked = set(lineage.revoke_subtree(f"n{target}"))
+        revoked = set(revocation.revoke_subtree(f"n{target}"))
         mine = paths[target]
         expected = {f"n{i}" for i, p in enumerate(paths) if p == mine or p.startswith(mine + "/")}
         assert revoked == expected

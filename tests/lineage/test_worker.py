@@ -32,7 +32,7 @@ def wait_for(condition: Any, timeout: float = 60, what: str = "") -> None:
 
 
 def test_sweep_and_publication_run_in_a_real_worker(tmp_path, lineage_redis_url):
-    from delegation_idp.management.commands.demo import user_token
+    from example_project.demo_services.management.commands.demo import user_token
 
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from delegation_idp import jose
-from delegation_idp.client_auth import ASSERTION_TYPE
+from delegation_idp.provider.client_auth import ASSERTION_TYPE
 
 
 @pytest.fixture

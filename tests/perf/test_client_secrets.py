@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from oauth2_provider import oauth2_validators
 from oauth2_provider.models import get_application_model
 
-from delegation_idp import client_auth
-from delegation_idp.agents import register_party
+from delegation_idp.provider import client_auth
+from delegation_idp.provider.agents import register_party
 from tests.helpers import assert_oauth_error, decode
 
 Application = get_application_model()

@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT, jose
-from delegation_idp.client_auth import (
+from delegation_idp.models import ClientAssertionJti
+from delegation_idp.provider.client_auth import (
     AssertionRefused,
     check_assertion_claims,
     purge_used_assertions,
 )
-from delegation_idp.models import ClientAssertionJti
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import assert_oauth_error, decode, snapshot
 
@@ -122,7 +122,7 @@ def test_bad_assertions_are_refused(
     case: str,
     caplog: Any,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="delegation_idp.validators")
+    caplog.set_level(logging.INFO, logger="delegation_idp.provider.validators")
     now = int(time.time())
     other_client = cast["agent2"].client_id
     extra: dict[str, str] = {}

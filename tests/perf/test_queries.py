@@ -72,8 +72,8 @@ def test_query_count_does_not_grow_with_the_policy(
     """No N+1: more rules, audiences, users and groups cost no extra query."""
     from django.contrib.auth.models import Group
 
-    from delegation_idp.agents import allow
     from delegation_idp.models import Party
+    from delegation_idp.provider.agents import allow
 
     agent1 = Party.objects.get(uri=cast["agent1"].uri)
     others = [Party.objects.create(uri=f"https://extra{i}.example.com", name=f"x{i}") for i in range(6)]

@@ -27,7 +27,7 @@ class World:
         return f"https://{name}.example.com"
 
     def agent(self, name: str, kind: str = Party.AGENT) -> Agent:
-        from delegation_idp.agents import register_party
+        from delegation_idp.provider.agents import register_party
 
         uri = self.uri(name)
         reg = register_party(uri, name, kind, redirect_uris=f"{uri}/callback")
@@ -37,7 +37,7 @@ class World:
         return agent
 
     def resource(self, name: str) -> Party:
-        from delegation_idp.agents import register_party
+        from delegation_idp.provider.agents import register_party
 
         return register_party(self.uri(name), name, Party.RESOURCE_SERVER).party
 
@@ -94,7 +94,7 @@ class World:
 def world(db: Any, client: Any, token_endpoint: Any) -> Any:
     from django.contrib.auth import get_user_model
 
-    from delegation_idp import keys
+    from delegation_idp.provider import keys
 
     # The process-wide key cache may still hold a key of an earlier test's
     # rolled-back database: start and end with this test's own key set.

@@ -68,9 +68,9 @@ def browser():
 @pytest.fixture
 def site(live_server, transactional_db, settings, django_user_model):
     """The live site, with the issuer equal to its own URL."""
-    from delegation_idp import keys
-    from delegation_idp.agents import register_party
     from delegation_idp.models import Party
+    from delegation_idp.provider import keys
+    from delegation_idp.provider.agents import register_party
 
     with override_settings(DELEGATION_IDP={**settings.DELEGATION_IDP, "ISSUER": live_server.url}):
         keys.keyset.invalidate()

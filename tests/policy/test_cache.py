@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oauth2_provider.models import get_application_model
 
-from delegation_idp import rules, triggers
 from delegation_idp.models import DelegationRule, Party, PolicyVersion
+from delegation_idp.provider import policy_store as rules
+from delegation_idp.provider import policy_triggers as triggers
 
 POLICY_TABLES = ("delegation_idp_party", "delegation_idp_delegationrule")
 
@@ -223,7 +224,7 @@ def test_without_its_triggers_the_cache_switches_itself_off(
     triggers_dropped: Any, exchanged: Any, rule: DelegationRule, caplog: Any
 ) -> None:
     assert not triggers.installed(connection)
-    with caplog.at_level(logging.WARNING, logger="delegation_idp.rules"):
+    with caplog.at_level(logging.WARNING, logger="delegation_idp.provider.policy_store"):
         assert not rules.current().cached
     assert "delegation_idp.W003" in caplog.text
     assert exchanged() == (200, "")

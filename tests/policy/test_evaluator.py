@@ -1,4 +1,4 @@
-"""The pure evaluator (delegation_idp.policy): every rule and every reason code, no database."""
+"""The pure evaluator (delegation_idp.core.policy): every rule and every reason code, no database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from delegation_idp.policy import (
+from delegation_idp.core.policy import (
     DESCRIPTION,
     OAUTH_ERROR,
     ExchangeContext,

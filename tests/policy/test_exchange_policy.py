@@ -15,8 +15,8 @@ from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from delegation_idp import jose
-from delegation_idp.keys import keyset
 from delegation_idp.models import AuditEvent, DelegationRule, Party
+from delegation_idp.provider.keys import keyset
 from tests.helpers import assert_oauth_error, decode, snapshot
 
 from .conftest import SCOPE

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
-from delegation_idp.management.commands.demo import user_token
+from example_project.demo_services.management.commands.demo import user_token
 from tests.conftest import ACCESS_TOKEN_TYPE, free_port
 from tests.procs import cluster, manage, seed, site_env
 

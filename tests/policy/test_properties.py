@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from delegation_idp.policy import ExchangeContext, Limits, PartyView, Reason, RuleView, evaluate
+from delegation_idp.core.policy import ExchangeContext, Limits, PartyView, Reason, RuleView, evaluate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 AGENTS = tuple(f"https://a{i}.example.com" for i in range(6))

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from delegation_idp import jose
-from delegation_idp.keys import keyset
+from delegation_idp.provider.keys import keyset
 from tests.helpers import decode
 
 

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from delegation_idp.management.commands.demo import authorization_code, user_token
+from example_project.demo_services.management.commands.demo import authorization_code, user_token
 from tests.conftest import free_port
 from tests.helpers import decode
 from tests.procs import cluster, manage, seed, site_env

@@ -15,8 +15,8 @@ import pytest
 from oauth2_provider.models import get_application_model
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
-from delegation_idp.agents import allow, register_party
 from delegation_idp.models import AuditEvent, Party
+from delegation_idp.provider.agents import allow, register_party
 from tests.conftest import ACCESS_TOKEN_TYPE, Agent, authorize_code, code_form
 from tests.helpers import assert_oauth_error, decode, snapshot
 

@@ -21,7 +21,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from delegation_idp import checks
 from delegation_idp.models import AuditEvent
-from delegation_idp.views import TokenView
+from delegation_idp.provider.views import TokenView
 from tests import procs
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import assert_oauth_error, snapshot

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from hypothesis import given
 from hypothesis import strategies as st
 
-from delegation_idp.throttling import client_address
+from delegation_idp.provider.throttling import client_address
 from tests.helpers import with_idp
 
 PROXY = "10.0.0.5"

@@ -15,7 +15,11 @@ import httpx
 import pytest
 
 from delegation_idp.client import AgentClient
-from delegation_idp.management.commands.demo import authorization_code, redemption_form, user_token
+from example_project.demo_services.management.commands.demo import (
+    authorization_code,
+    redemption_form,
+    user_token,
+)
 from tests.conftest import free_port
 from tests.procs import cluster, scratch_database, seed, site_env
 

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import OperationalError
 from django.test import override_settings
 
-from delegation_idp import claims, lineage
+from delegation_idp.lineage import issuance
 from delegation_idp.models import AuditEvent, TokenLineage
+from delegation_idp.provider import tokens as claims
 from tests.conftest import free_port
 from tests.helpers import assert_oauth_error, decode, snapshot
 
@@ -92,7 +93,7 @@ def test_database_error_while_recording_lineage_rolls_everything_back(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(lineage, "record_issued", fail)
+    monkeypatch.setattr(issuance, "record_issued", fail)
     before, events = snapshot(), AuditEvent.objects.count()
     response = exchange("agent1", user_token, cast["agent2"].uri)
     assert_nothing_issued_but_audited(response, before, events)

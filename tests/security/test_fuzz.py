@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from delegation_idp import policy
-from delegation_idp.actchain import ActChainError, build_act, chain_from_act, nest
+from delegation_idp.core import policy
+from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act, nest
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import decode, snapshot
 

@@ -140,7 +140,7 @@ def test_revocation_publishes_once_redis_answers_and_waits_once_while_hung(
     jti = decode(tokens[3])[1]["jti"]
     assert store.exists(f"delegation_idp:revoked:{jti}"), "the revocation set is written again"
     # What was skipped while hung, the periodic task republishes.
-    from delegation_idp.revocation import publish_revocations
+    from delegation_idp.lineage.publication import publish_revocations
 
     publish_revocations()
     for token in tokens[:3]:

@@ -19,11 +19,11 @@ import pytest
 from django.test import RequestFactory, override_settings
 
 from delegation_idp import jose
-from delegation_idp.actchain import ActChainError, chain_from_act
 from delegation_idp.conf import DEFAULTS, idp_settings
-from delegation_idp.keys import keyset
+from delegation_idp.core.actchain import ActChainError, chain_from_act
 from delegation_idp.models import AuditEvent
-from delegation_idp.views import TokenView
+from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.views import TokenView
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import snapshot
 

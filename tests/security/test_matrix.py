@@ -183,7 +183,7 @@ def disable_with_signal(name: str) -> Callable[[Context], Req]:
 
 
 def revoked_ancestor(c: Context) -> Req:
-    from delegation_idp.lineage import revoke_subtree
+    from delegation_idp.lineage.revocation import revoke_subtree
 
     tokens = c.chain
     revoke_subtree(decode(tokens[0])[1]["jti"])
@@ -204,7 +204,7 @@ def inactive_user(c: Context) -> Req:
 
 
 def act_of(*actors: str) -> dict[str, Any]:
-    from delegation_idp.actchain import nest
+    from delegation_idp.core.actchain import nest
 
     result = nest(actors)
     assert result is not None

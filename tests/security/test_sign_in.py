@@ -170,14 +170,18 @@ def test_the_login_page_and_the_password_grant_share_one_count(login, password_g
 
 
 def test_the_example_site_is_configured():
-    assert settings.AUTHENTICATION_BACKENDS == ["delegation_idp.signin.SignInLockoutModelBackend"]
-    assert "delegation_idp.signin.SignInLockoutMiddleware" in settings.MIDDLEWARE
+    assert settings.AUTHENTICATION_BACKENDS == ["delegation_idp.provider.signin.SignInLockoutModelBackend"]
+    assert "delegation_idp.provider.signin.SignInLockoutMiddleware" in settings.MIDDLEWARE
     assert not [m for m in checks.check_sign_in_lockout(None) if m.id.startswith("delegation_idp.")]
 
 
 def test_a_check_warns_when_the_backend_is_missing_or_not_first():
     model = "django.contrib.auth.backends.ModelBackend"
-    for backends in ([model], [model, "delegation_idp.signin.SignInLockoutBackend"], ["no.such.Backend"]):
+    for backends in (
+        [model],
+        [model, "delegation_idp.provider.signin.SignInLockoutBackend"],
+        ["no.such.Backend"],
+    ):
         with override_settings(AUTHENTICATION_BACKENDS=backends):
             ids = [m.id for m in checks.check_sign_in_lockout(None)]
         assert "delegation_idp.W004" in ids

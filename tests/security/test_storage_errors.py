@@ -142,7 +142,7 @@ def test_revocation_answers_503_when_the_database_is_down(cast, user_token, form
 
 @pytest.mark.rfc("7517-5")
 def test_jwks_answers_503_when_the_database_is_down(client, db):
-    from delegation_idp.keys import keyset
+    from delegation_idp.provider.keys import keyset
 
     keyset.invalidate()
     with database_down():

@@ -59,7 +59,12 @@ def test_rotation_of_a_killed_worker_is_redelivered_within_the_visibility_timeou
     database = tmp_path / "site.sqlite3"
     app = Celery("redelivery-test", broker=broker)
     with cluster(tmp_path, env) as procs:
-        manage(env, "shell", "-c", "from delegation_idp.keys import ensure_current_key; ensure_current_key()")
+        manage(
+            env,
+            "shell",
+            "-c",
+            "from delegation_idp.provider.keys import ensure_current_key; ensure_current_key()",
+        )
         procs.celery_worker(name="worker")
         app.send_task("delegation_idp.tasks.rotate_keys", kwargs={"force": True})
         wait_for(lambda: "slow key generation started" in procs.log("worker"), 60, "the rotation to start")

@@ -14,9 +14,9 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from delegation_idp import throttling
 from delegation_idp.conf import idp_settings
 from delegation_idp.models import AuditEvent
+from delegation_idp.provider import throttling
 from tests.conftest import ACCESS_TOKEN_TYPE, free_port
 from tests.helpers import assert_oauth_error, snapshot, with_idp
 

@@ -6,8 +6,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from delegation_idp.agents import register_party
 from delegation_idp.models import Party
+from delegation_idp.provider.agents import register_party
 
 
 class Command(BaseCommand):

@@ -4,7 +4,8 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from delegation_idp import rules, triggers
+from delegation_idp.provider import policy_store as rules
+from delegation_idp.provider import policy_triggers as triggers
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from delegation_idp import revocation
 from delegation_idp.conf import idp_settings
+from delegation_idp.lineage import publication
 
 
 class Command(BaseCommand):
@@ -15,5 +15,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not idp_settings.REVOCATION_REDIS_URL:
             raise CommandError("REVOCATION_REDIS_URL is not set; nothing to publish to.")
-        count = revocation.publish_revocations(batch_size=options["batch_size"])
+        count = publication.publish_revocations(batch_size=options["batch_size"])
         self.stdout.write(f"published={count}")

@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from delegation_idp import keys
 from delegation_idp.models import SigningKey
+from delegation_idp.provider import keys
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from delegation_idp import keys
+from delegation_idp.provider import keys
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from delegation_idp import lineage
+from delegation_idp.lineage import retention
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be positive.")
-        result = lineage.sweep_expired(batch_size=options["batch_size"])
+        result = retention.sweep_expired(batch_size=options["batch_size"])
         self.stdout.write(
             f"access_tokens={result.access_tokens} lineage={result.lineage} audit={result.audit}"
         )

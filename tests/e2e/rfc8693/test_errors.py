@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from delegation_idp import jose
-from delegation_idp.keys import keyset
 from delegation_idp.models import AuditEvent
+from delegation_idp.provider.keys import keyset
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import assert_oauth_error, decode, snapshot
 
@@ -227,7 +227,7 @@ def test_refusal(case, cast, user_token, token_endpoint, clients):
 
 
 def test_revoked_subject_token_is_refused(cast, user_token, exchange):
-    from delegation_idp.lineage import revoke_subtree
+    from delegation_idp.lineage.revocation import revoke_subtree
 
     revoke_subtree(decode(user_token)[1]["jti"])
     before = snapshot()

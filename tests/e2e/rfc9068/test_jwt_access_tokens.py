@@ -9,8 +9,8 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from delegation_idp import jose
 from delegation_idp.conf import idp_settings
-from delegation_idp.keys import keyset
 from delegation_idp.models import TokenLineage
+from delegation_idp.provider.keys import keyset
 from tests.conftest import authorize_code, code_form
 from tests.helpers import decode
 

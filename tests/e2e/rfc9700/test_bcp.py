@@ -10,8 +10,8 @@ import pytest
 from oauth2_provider.models import get_application_model, get_grant_model
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
-from delegation_idp.demo import PASSWORD
 from delegation_idp.models import AuditEvent
+from example_project.demo_services.seed import PASSWORD
 from tests.conftest import Agent
 from tests.helpers import assert_oauth_error, snapshot
 

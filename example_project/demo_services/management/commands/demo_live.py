@@ -24,9 +24,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_application
 
 from delegation_idp.conf import idp_settings
-from delegation_idp.management.commands.demo import QuietHandler, user_token
 from example_project.demo_services import launch
 from example_project.demo_services.cast import seed_live
+from example_project.demo_services.management.commands.demo import QuietHandler, user_token
 
 
 class Command(BaseCommand):

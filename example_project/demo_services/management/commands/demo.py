@@ -21,7 +21,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler,
 
 from delegation_idp.client import AgentClient, unverified_claims
 from delegation_idp.conf import idp_settings
-from delegation_idp.demo import SCOPE, seed
+from example_project.demo_services.seed import SCOPE, seed
 
 
 class QuietHandler(WSGIRequestHandler):

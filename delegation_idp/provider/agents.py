@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from . import client_auth
-from .models import DelegationRule, Party
+from delegation_idp.models import DelegationRule, Party
+from delegation_idp.provider import client_auth
 
 __all__ = ["Registration", "allow", "register_party"]
 

@@ -1,11 +1,6 @@
-"""Token lineage: where every issued token came from, and revocation that cascades.
+"""Issuance: the lineage row of every token issued, and the re-check that makes it race-free.
 
-A revocation marks the lineage rows of a token and of its whole subtree and
-deletes their django-oauth-toolkit ``AccessToken`` rows, so both this app's
-checks and django-oauth-toolkit's own resource protection refuse them at
-once. Ancestors and siblings are never touched.
-
-Race with an exchange: the exchange locks its parent's row (``SELECT ... FOR
+Race with a revocation: the exchange locks its parent's row (``SELECT ... FOR
 UPDATE``) and re-checks it inside the transaction that stores the child. A
 revocation first locks the subtree, which waits for any exchange holding a
 lock in it, then marks the subtree in a new statement that sees the children
@@ -17,53 +12,37 @@ issuing transaction also takes a shared lock on the rows of the parties, the
 user and the signing key it relies on and re-checks them; the disabling
 ``UPDATE`` either waits for that transaction (and the revocation that follows
 it finds the new token) or is seen by it (and the token is refused).
+
+Every vendor-specific statement of lineage lives in this module, built once per
+shape from the models' own metadata: the one-statement subject look-up, the
+one-statement re-check (row locks in sub-selects on PostgreSQL) and the
+``FOR SHARE`` fallback for other databases.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db import connection
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model
 
-from . import audit, signals
-from .claims import Issued
-from .conf import idp_settings
-from .models import AuditEvent, OpaqueRedemption, Party, PolicyVersion, SigningKey, TokenLineage
+from delegation_idp import audit
+from delegation_idp.conf import idp_settings
+from delegation_idp.models import OpaqueRedemption, Party, PolicyVersion, SigningKey, TokenLineage
+from delegation_idp.provider.tokens import Issued
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ChainRevoked",
-    "ParentRevoked",
-    "SweepResult",
-    "acted_for_user",
-    "code_digest",
-    "record_issued",
-    "revoke_code_redemption",
-    "revoke_for_party",
-    "revoke_for_user",
-    "revoke_signed_by",
-    "revoke_subtree",
-    "sweep_expired",
-    "tree",
-]
 
-# Rows per UPDATE/DELETE statement: keeps parameter lists far below every
-# database's limit, whatever the size of a subtree.
 CHUNK = 1000
 
 
@@ -85,12 +64,9 @@ def _ts(value: int) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
 
 
-def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# -- issuance ---------------------------------------------------------------------
 
 
 def _is_active_field(user_model: Any) -> Any:
@@ -144,7 +120,7 @@ def subject_record(jti: str) -> TokenLineage | None:
     ``is_active`` loaded (any other field loads on first access, as with
     ``QuerySet.only()``): all an exchange needs. The row also carries
     ``policy_version``, the policy version row read by the same statement, which
-    saves the exchange a round trip (:func:`delegation_idp.rules.current`). A
+    saves the exchange a round trip (:func:`delegation_idp.provider.policy_store.current`). A
     raw statement over the models' own columns, because compiling the
     equivalent ``select_related`` query costs more than running it.
     """
@@ -335,7 +311,7 @@ def check_issuance(parties: Iterable[str], kid: str, user_pk: Any, parent_jti: s
             except ParentRevoked:
                 parent_live = False
     if blocked == "key_revoked":
-        from .keys import keyset
+        from delegation_idp.provider.keys import keyset
 
         keyset.invalidate()  # this process still signed with it: reload at once
     if blocked:
@@ -414,179 +390,9 @@ def _refusal(reason: str) -> Exception:
     return unavailable
 
 
-# -- revocation ---------------------------------------------------------------------
-
-# Set while this module deletes AccessToken rows itself, so the post_delete
-# receiver does not look each one up again.
-_cascading: contextvars.ContextVar[bool] = contextvars.ContextVar("delegation_idp_cascading", default=False)
-
-
-@contextmanager
-def cascading() -> Iterator[None]:
-    token = _cascading.set(True)
-    try:
-        yield
-    finally:
-        _cascading.reset(token)
-
-
-def _delete_access_tokens(pks: list[Any]) -> None:
-    AccessToken = get_access_token_model()
-    with cascading():
-        for chunk in _chunks(pks):
-            AccessToken.objects.filter(pk__in=chunk).delete()
-
-
-def _mark(queryset: QuerySet[TokenLineage], reason: str, now: datetime) -> list[str]:
-    """Mark every unrevoked row of ``queryset`` and drop its ``AccessToken`` rows."""
-    rows = list(queryset.filter(revoked_at__isnull=True).values_list("pk", "jti", "access_token_id"))
-    if not rows:
-        return []
-    for chunk in _chunks([pk for pk, _, _ in rows]):
-        TokenLineage.objects.filter(pk__in=chunk).update(
-            revoked_at=now, revocation_reason=reason[:64], access_token=None
-        )
-    _delete_access_tokens([tid for _, _, tid in rows if tid is not None])
-    return [jti for _, jti, _ in rows]
-
-
-def _subtree_q(path: str) -> Q:
-    return Q(path=path) | Q(path__startswith=path + "/")
-
-
-def _after_commit(jtis: list[str], reason: str, top: TokenLineage | None) -> None:
-    """Once the revocation commits: one audit event, then the ``token_revoked`` signal
-    (its receivers publish to Redis). A failing receiver is logged, never raised:
-    the revocation has already committed."""
-    if not jtis:
-        return
-
-    def publish() -> None:
-        if top is not None:
-            write_revocation_event(top, reason, len(jtis))
-        for receiver, result in signals.token_revoked.send_robust(
-            sender=TokenLineage, jtis=jtis, reason=reason
-        ):
-            if isinstance(result, Exception):
-                logger.error("token_revoked receiver %r failed: %r", receiver, result)
-
-    transaction.on_commit(publish)
-
-
-def write_revocation_event(top: TokenLineage, reason: str, count: int) -> None:
-    """The audit record of one revocation: the token at the top of the revoked subtree."""
-    try:
-        idp_settings.AUDIT_WRITER(
-            event="revocation",
-            decision=AuditEvent.REVOKED,
-            reason=reason[:64],
-            error="",
-            grant_type=top.grant_type,
-            client_id=top.client_id,
-            user_id=str(top.user_id or ""),
-            subject=top.subject,
-            chain=list(top.chain),
-            requested_audience=[],
-            requested_scope="",
-            granted_audience=list(top.audience),
-            granted_scope=top.scope,
-            jti=top.jti,
-            parent_jti=top.parent_jti,
-            client_ip=None,
-        )
-    except Exception:
-        logger.exception("audit record of a revocation could not be written (%d tokens)", count)
-
-
-def revoke_subtree(jti: str, reason: str = "revoked", now: datetime | None = None) -> list[str]:
-    """Revoke a token and everything derived from it. Returns the revoked ``jti`` values."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        node = TokenLineage.objects.select_for_update().filter(jti=jti).first()
-        if node is None:
-            return []
-        subtree = TokenLineage.objects.filter(_subtree_q(node.path))
-        # Lock first (waits for exchanges that hold a row of the subtree), then
-        # mark in a new statement that sees what they committed.
-        list(subtree.select_for_update().values_list("pk", flat=True))
-        revoked = _mark(subtree, reason, now)
-        _after_commit(revoked, reason, node)
-    return revoked
-
-
-def _revoke_roots(matching: QuerySet[TokenLineage], reason: str, now: datetime) -> int:
-    """Revoke the subtrees of every live row in ``matching``."""
-    total = 0
-    paths = list(matching.filter(revoked_at__isnull=True).values_list("path", flat=True))
-    # Subtrees of rows already inside another matched subtree are covered by it.
-    paths.sort(key=len)
-    roots: list[str] = []
-    covered: set[str] = set()
-    for path in paths:
-        parts = path.split("/")
-        if any("/".join(parts[:i]) in covered for i in range(1, len(parts) + 1)):
-            continue
-        roots.append(path)
-        covered.add(path)
-    with transaction.atomic():
-        for path in roots:
-            subtree = TokenLineage.objects.filter(_subtree_q(path))
-            list(subtree.select_for_update().values_list("pk", flat=True))
-            revoked = _mark(subtree, reason, now)
-            top = TokenLineage.objects.filter(path=path).first()
-            _after_commit(revoked, reason, top)
-            total += len(revoked)
-    return total
-
-
-def _revoke_refresh_tokens(queryset: QuerySet[Any]) -> int:
-    """django-oauth-toolkit refresh tokens could mint new roots: revoke them too."""
-    count = 0
-    while True:
-        batch = list(queryset.filter(revoked__isnull=True).order_by("pk")[:CHUNK])
-        if not batch:
-            return count
-        for refresh in batch:
-            refresh.revoke()  # django-oauth-toolkit's own method; also deletes its access token
-        count += len(batch)
-
-
 def code_digest(code: str) -> str:
     """What is stored of an authorization code: its SHA-256, never the code."""
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
-
-
-def revoke_code_redemption(code: str, reason: str = "code_replayed", now: datetime | None = None) -> int:
-    """An authorization code was presented again (RFC 6749 sections 4.1.2 and 10.5): revoke
-    every token its redemption issued, their subtrees, and the refresh tokens issued with
-    them (with every refresh token rotated from those: django-oauth-toolkit's family).
-    Returns the number of lineage rows revoked; 0 for a code never redeemed."""
-    now = now or timezone.now()
-    digest = code_digest(code)
-    rows = list(TokenLineage.objects.filter(code_hash=digest).values_list("jti", "access_token_id"))
-    opaque = list(OpaqueRedemption.objects.filter(code_hash=digest))
-    revoked_opaque = _revoke_opaque_redemptions(opaque) if opaque else 0
-    if not rows:
-        return revoked_opaque
-    RefreshToken = get_refresh_token_model()
-    with transaction.atomic():
-        # The refresh tokens first: revoking the subtree deletes the access tokens they
-        # point at, which would lose the link.
-        families = list(
-            RefreshToken.objects.filter(
-                access_token_id__in=[a for _, a in rows if a is not None]
-            ).values_list("pk", "token_family")
-        )
-        total = 0
-        for jti, _access_token_id in rows:
-            total += len(revoke_subtree(jti, reason, now))
-        for pk, family in families:
-            if family:
-                RefreshToken.revoke_family(family)
-            else:
-                RefreshToken.objects.get(pk=pk).revoke()
-    logger.warning("authorization code replayed: %d tokens revoked", total)
-    return total
 
 
 def record_opaque_redemption(code: str, access_token: Any, refresh_token: Any) -> None:
@@ -597,186 +403,3 @@ def record_opaque_redemption(code: str, access_token: Any, refresh_token: Any) -
         token_family=getattr(refresh_token, "token_family", None),
         expires_at=access_token.expires,
     )
-
-
-def _revoke_opaque_redemptions(redemptions: list[OpaqueRedemption]) -> int:
-    """django-oauth-toolkit's own revocation of each redemption's access token and its
-    refresh-token family (every token rotated from it included)."""
-    RefreshToken = get_refresh_token_model()
-    AccessToken = get_access_token_model()
-    with transaction.atomic():
-        for redemption in redemptions:
-            RefreshToken.revoke_family(redemption.token_family)  # a no-op without a family
-            AccessToken.objects.filter(pk=redemption.access_token_id).delete()
-    logger.warning("authorization code replayed: opaque tokens of %d redemption(s) revoked", len(redemptions))
-    return len(redemptions)
-
-
-def revoke_for_party(uri: str, reason: str = "party_disabled", now: datetime | None = None) -> int:
-    """Every live token in which ``uri`` is the client, an audience or any actor."""
-    now = now or timezone.now()
-    matching = TokenLineage.objects.filter(parties__contains=f"|{uri}|", expires_at__gt=now)
-    total = _revoke_roots(matching, reason, now)
-    application_id = Party.objects.filter(uri=uri).values_list("application_id", flat=True).first()
-    if application_id is not None:
-        _revoke_refresh_tokens(get_refresh_token_model().objects.filter(application_id=application_id))
-    return total
-
-
-def revoke_for_user(user_pk: Any, reason: str = "user_deactivated", now: datetime | None = None) -> int:
-    """Every live token of the user, and their refresh tokens."""
-    now = now or timezone.now()
-    matching = TokenLineage.objects.filter(user_id=user_pk, expires_at__gt=now)
-    total = _revoke_roots(matching, reason, now)
-    _revoke_refresh_tokens(get_refresh_token_model().objects.filter(user_id=user_pk))
-    return total
-
-
-def revoke_signed_by(kid: str, reason: str = "key_revoked", now: datetime | None = None) -> int:
-    """Every live token signed by ``kid``, with their subtrees."""
-    now = now or timezone.now()
-    matching = TokenLineage.objects.filter(kid=kid, expires_at__gt=now)
-    return _revoke_roots(matching, reason, now)
-
-
-def revoke_access_token_row(access_token_pk: Any, reason: str = "revoked") -> list[str]:
-    """Called when django-oauth-toolkit deletes an ``AccessToken`` (RFC 7009 revocation,
-    ``AccessToken.revoke()``); expired rows deleted by ``cleartokens`` are left alone."""
-    if _cascading.get():
-        return []
-    row = (
-        TokenLineage.objects.filter(access_token_id=access_token_pk, revoked_at__isnull=True)
-        .only("jti", "expires_at")
-        .first()
-    )
-    if row is None:
-        return []
-    if row.expires_at <= timezone.now():
-        TokenLineage.objects.filter(pk=row.pk).update(access_token=None)
-        return []
-    return revoke_subtree(row.jti, reason)
-
-
-# -- reading ------------------------------------------------------------------------
-
-
-def subtree(jti: str) -> Iterable[TokenLineage]:
-    node = TokenLineage.objects.filter(jti=jti).first()
-    if node is None:
-        return []
-    return TokenLineage.objects.filter(_subtree_q(node.path)).order_by("depth", "issued_at")
-
-
-def tree(jti: str) -> list[TokenLineage]:
-    """The whole tree ``jti`` belongs to, from the root token down, in depth-first order."""
-    node = TokenLineage.objects.filter(jti=jti).only("root_jti").first()
-    if node is None:
-        return []
-    rows = list(TokenLineage.objects.filter(root_jti=node.root_jti).order_by("path"))
-    return rows
-
-
-@dataclass(frozen=True)
-class ActedFor:
-    """One actor chain that held tokens for a user (newest actor first)."""
-
-    chain: tuple[str, ...]
-    client_id: str
-    tokens: int
-    first: datetime
-    last: datetime
-    live: int
-
-
-def acted_for_user(user_pk: Any, now: datetime | None = None) -> list[ActedFor]:
-    """Who has acted on this user's behalf: every distinct chain, newest use first."""
-    now = now or timezone.now()
-    grouped: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
-    rows = (
-        TokenLineage.objects.filter(user_id=user_pk)
-        .values("act", "client_id")
-        .annotate(
-            n=Count("pk"),
-            first=Min("issued_at"),
-            last=Max("issued_at"),
-            live=Count("pk", filter=Q(revoked_at__isnull=True, expires_at__gt=now)),
-        )
-        .order_by()
-    )
-    from .actchain import chain_from_act
-
-    for row in rows:
-        chain = chain_from_act(row["act"], max_depth=64) if row["act"] else ()
-        key = (chain, row["client_id"])
-        entry = grouped.setdefault(key, {"n": 0, "first": row["first"], "last": row["last"], "live": 0})
-        entry["n"] += row["n"]
-        entry["live"] += row["live"]
-        entry["first"] = min(entry["first"], row["first"])
-        entry["last"] = max(entry["last"], row["last"])
-    result = [
-        ActedFor(
-            chain=chain, client_id=client_id, tokens=e["n"], first=e["first"], last=e["last"], live=e["live"]
-        )
-        for (chain, client_id), e in grouped.items()
-    ]
-    return sorted(result, key=lambda a: a.last, reverse=True)
-
-
-# -- sweeps --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    access_tokens: int = 0
-    lineage: int = 0
-    audit: int = 0
-
-
-def _delete_in_batches(queryset: QuerySet[Any], batch_size: int, *, cascade_off: bool = False) -> int:
-    """Delete ``queryset`` one batch of primary keys at a time, each batch its own transaction."""
-    model = queryset.model
-    deleted = 0
-    while True:
-        pks = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
-        if not pks:
-            return deleted
-        with transaction.atomic():
-            if model is get_access_token_model():
-                # Unlink lineage first: its FK has no database constraint.
-                TokenLineage.objects.filter(access_token_id__in=pks).update(access_token=None)
-            if cascade_off:
-                with cascading():
-                    model.objects.filter(pk__in=pks).delete()
-            else:
-                model.objects.filter(pk__in=pks).delete()
-        deleted += len(pks)
-
-
-def sweep_expired(now: datetime | None = None, batch_size: int | None = None) -> SweepResult:
-    """Delete expired tokens and records past retention, in bounded batches.
-
-    * django-oauth-toolkit ``AccessToken`` rows expired (plus clock skew) that no
-      refresh token points to; their lineage records stay;
-    * lineage records (and the code redemptions of opaque tokens) expired more than
-      ``LINEAGE_RETENTION_SECONDS`` ago;
-    * audit events older than ``AUDIT_RETENTION_SECONDS`` (if set).
-    """
-    now = now or timezone.now()
-    size = int(batch_size or idp_settings.SWEEP_BATCH_SIZE)
-    AccessToken = get_access_token_model()
-    RefreshToken = get_refresh_token_model()
-    skew = timedelta(seconds=idp_settings.CLOCK_SKEW_SECONDS)
-    expired_tokens = AccessToken.objects.filter(expires__lt=now - skew).exclude(
-        pk__in=RefreshToken.objects.filter(access_token__isnull=False).values("access_token_id")
-    )
-    tokens = _delete_in_batches(expired_tokens, size, cascade_off=True)
-    retention = timedelta(seconds=idp_settings.LINEAGE_RETENTION_SECONDS)
-    lineage = _delete_in_batches(TokenLineage.objects.filter(expires_at__lt=now - retention), size)
-    lineage += _delete_in_batches(OpaqueRedemption.objects.filter(expires_at__lt=now - retention), size)
-    audit = 0
-    if idp_settings.AUDIT_RETENTION_SECONDS is not None:
-        cutoff = now - timedelta(seconds=idp_settings.AUDIT_RETENTION_SECONDS)
-        audit = _delete_in_batches(AuditEvent.objects.filter(created__lt=cutoff), size)
-    if tokens or lineage or audit:
-        logger.info("swept %d access tokens, %d lineage records, %d audit events", tokens, lineage, audit)
-    return SweepResult(access_tokens=tokens, lineage=lineage, audit=audit)

@@ -22,7 +22,7 @@ from oauth2_provider.views import (
     DynamicClientRegistrationView,
 )
 
-from .conf import idp_settings
+from delegation_idp.conf import idp_settings
 
 __all__ = ["DCR", "RegistrationManagementView", "RegistrationView", "anonymous_may_register", "enabled"]
 

@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
-from . import jose
-from .conf import idp_settings, rotation_check_seconds
-from .models import SigningKey, TokenLineage
+from delegation_idp import jose, signals
+from delegation_idp.conf import SETTING_NAME, idp_settings, rotation_check_seconds
+from delegation_idp.models import SigningKey, TokenLineage
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +342,6 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     and retired keys are removed in a transaction of their own that does not
     lock the current key. (Issuance also bounds its wait: ``ISSUANCE_LOCK_TIMEOUT``.)
     """
-    from . import lineage
 
     now = now or timezone.now()
     ensure_current_key(now)
@@ -402,7 +402,7 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
                 removed.append(key.kid)
         if removed:
             SigningKey.objects.filter(kid__in=removed).delete()
-    tokens_revoked = _sweep_revoked(now, lineage)
+    tokens_revoked = _sweep_revoked(now)
     result = RotationResult(
         created=created,
         promoted=promoted,
@@ -424,7 +424,7 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     return result
 
 
-def _sweep_revoked(now: datetime, lineage: Any) -> int:
+def _sweep_revoked(now: datetime) -> int:
     """Revoke live, unrevoked tokens signed by keys revoked recently (belt and braces:
     issuance already refuses a revoked key under a shared lock on its row)."""
     horizon = now - retention_after_retirement()
@@ -440,7 +440,15 @@ def _sweep_revoked(now: datetime, lineage: Any) -> int:
             "kid", flat=True
         )
     )
-    return sum(lineage.revoke_signed_by(kid, reason="key_revoked", now=now) for kid in sorted(stragglers))
+    return sum(_announce_revoked(kid, now) for kid in sorted(stragglers))
+
+
+def _announce_revoked(kid: str, now: datetime) -> int:
+    """Send ``signing_key_revoked``; lineage's receiver revokes every live token ``kid``
+    signed and answers how many. Receivers' errors propagate: a key revocation that
+    could not revoke its tokens must not look done."""
+    results = signals.signing_key_revoked.send(sender=SigningKey, kid=kid, now=now)
+    return sum(result for _receiver, result in results if isinstance(result, int))
 
 
 @dataclass(frozen=True)
@@ -460,8 +468,6 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
     with everything derived from it. Revoking a revoked key only repeats the
     token revocation. Raises ``SigningKey.DoesNotExist`` for an unknown ``kid``.
     """
-    from . import lineage
-
     now = now or timezone.now()
     successor = None
     material = _generate()  # a possible successor, generated before any lock is taken
@@ -489,7 +495,7 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
                 upcoming = _new_key(SigningKey.CURRENT, now, material=material)
             successor = upcoming.kid
     keyset.invalidate()
-    revoked = lineage.revoke_signed_by(kid, reason="key_revoked", now=now)
+    revoked = _announce_revoked(kid, now)
     logger.warning("signing key %s revoked (was %s); %d tokens revoked", kid, previous, revoked)
     return RevocationResult(kid=kid, previous_state=previous, successor=successor, tokens_revoked=revoked)
 
@@ -498,3 +504,12 @@ def live_tokens_signed_by(kid: str, now: datetime | None = None) -> int:
     """How many unexpired, unrevoked tokens ``kid`` signed (for confirmation pages)."""
     now = now or timezone.now()
     return TokenLineage.objects.filter(kid=kid, revoked_at__isnull=True, expires_at__gt=now).count()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """The key cache depends on ``DELEGATION_IDP`` (the settings object reloads itself)."""
+    if setting == SETTING_NAME:
+        keyset.invalidate()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="delegation_idp_keyset_settings")

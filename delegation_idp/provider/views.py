@@ -1,6 +1,6 @@
 """HTTP endpoints: the hardened token endpoint, RFC 8414 metadata, JWKS, RFC 7662 introspection,
 RFC 7009 revocation. Each answers a storage error or a foreign charset as RFC 6749 JSON
-(:func:`delegation_idp.resilience.storage_guard`)."""
+(:func:`delegation_idp.provider.resilience.storage_guard`)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
-from . import audit, client_auth, jose, keys, throttling
-from .conf import idp_settings
-from .keys import keyset
-from .models import TokenLineage
-from .resilience import NO_STORE, PASS_THROUGH, oauth_error, storage_guard
-from .rfc8693 import GRANT_TYPE
-from .server import DEVICE_CODE_GRANT
+from delegation_idp import audit, jose
+from delegation_idp.conf import idp_settings
+from delegation_idp.models import TokenLineage
+from delegation_idp.provider import client_auth, keys, throttling
+from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.resilience import NO_STORE, PASS_THROUGH, oauth_error, storage_guard
+from delegation_idp.provider.server import DEVICE_CODE_GRANT
+from delegation_idp.rfc8693 import GRANT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -640,7 +641,7 @@ def may_introspect(client: Any, claims: dict[str, Any]) -> bool:
     own client (the authenticated application), or a registered party named in its
     ``aud``. A client id is never compared with ``aud``: whoever chose a client id that
     reads like a party's URI gains nothing by it."""
-    from .models import party_of
+    from delegation_idp.models import party_of
 
     if claims.get("client_id") == client.client_id:
         return True

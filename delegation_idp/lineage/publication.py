@@ -1,6 +1,6 @@
 """The revocation set published to Redis, so resource servers check revocation in O(1).
 
-Key format (documented in ``docs/lineage.md``; ``delegation_idp.contrib`` reads it):
+Key format (documented in ``docs/lineage.md``; ``delegation_idp.resource_server`` reads it):
 
 * ``<REVOCATION_REDIS_PREFIX><jti>`` = the revocation reason, expiring with the
   token (remaining lifetime plus ``CLOCK_SKEW_SECONDS``, at least one second);
@@ -27,9 +27,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import breaker
-from .conf import idp_settings
-from .models import TokenLineage
+from delegation_idp import breaker
+from delegation_idp.conf import idp_settings
+from delegation_idp.models import TokenLineage
 
 logger = logging.getLogger(__name__)
 

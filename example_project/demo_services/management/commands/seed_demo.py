@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from delegation_idp.demo import seed
+from example_project.demo_services.seed import seed
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Fast, secure client authentication for registered agents.
 
-Two methods, both checked by :class:`delegation_idp.validators.DelegationValidator`:
+Two methods, both checked by :class:`delegation_idp.provider.validators.DelegationValidator`:
 
 * **Keyed-hash client secrets.** The secrets this app generates for agents are
   256 bits of randomness, so they need no slow password hashing (PBKDF2 with a
@@ -38,8 +38,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import jose
-from .conf import idp_settings
+from delegation_idp import jose
+from delegation_idp.conf import idp_settings
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -314,7 +314,7 @@ def verify_client_assertion(assertion: str, client_id: str, jwks: Any, now: floa
 
 def spend_jti(checked: AssertionClaims) -> None:
     """Record the assertion's ``jti``; a second use is refused (the unique constraint decides)."""
-    from .models import ClientAssertionJti
+    from delegation_idp.models import ClientAssertionJti
 
     try:
         with transaction.atomic():
@@ -329,7 +329,7 @@ def spend_jti(checked: AssertionClaims) -> None:
 
 def purge_used_assertions(now: datetime | None = None) -> int:
     """Forget the ``jti`` of assertions that have expired (they can no longer be replayed)."""
-    from .models import ClientAssertionJti
+    from delegation_idp.models import ClientAssertionJti
 
     deleted, _ = ClientAssertionJti.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return int(deleted)

@@ -9,10 +9,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from . import client_auth, keys
-from .agents import allow, generate_secret, register_party
-from .conf import idp_settings
-from .models import DelegationRule, Party
+from delegation_idp.conf import idp_settings
+from delegation_idp.models import DelegationRule, Party
+from delegation_idp.provider import client_auth, keys
+from delegation_idp.provider.agents import allow, generate_secret, register_party
 
 SCOPE = "tasks.read tasks.write"
 USERNAME = "user"

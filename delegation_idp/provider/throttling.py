@@ -3,7 +3,7 @@
 Fixed windows per client id and per source address; repeated client
 authentication failures lock a client id out (at that address) for the rest of
 the window; repeated wrong passwords lock a username at that address, and the
-address, out of user sign-in (:mod:`delegation_idp.signin`).
+address, out of user sign-in (:mod:`delegation_idp.provider.signin`).
 With the cache unreachable the endpoint stays open (and says so in the log):
 availability of token issuance wins over rate limiting. Every cache call goes
 through the cache's circuit breaker (:mod:`delegation_idp.breaker`), so a hung
@@ -22,8 +22,8 @@ from typing import Any
 
 from django.core.cache import caches
 
-from . import breaker
-from .conf import idp_settings
+from delegation_idp import breaker
+from delegation_idp.conf import idp_settings
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _forget(key: str) -> None:
         logger.debug("sign-in failures not cleared: cache unreachable")
 
 
-# -- user sign-in (delegation_idp.signin) -------------------------------------------------
+# -- user sign-in (delegation_idp.provider.signin) -------------------------------------------------
 
 
 def _sign_in_keys(username: str | None, address: str) -> tuple[str | None, str]:

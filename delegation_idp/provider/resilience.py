@@ -27,8 +27,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_header_parameters
 
-from . import audit, throttling
-from .conf import idp_settings
+from delegation_idp import audit
+from delegation_idp.conf import idp_settings
+from delegation_idp.provider import throttling
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Database triggers that change the policy version on every write to the policy tables.
 
-The per-process policy cache (:mod:`delegation_idp.rules`) is only correct if
+The per-process policy cache (:mod:`delegation_idp.provider.policy_store`) is only correct if
 every change to a party, a rule or a rule's link table changes
 ``PolicyVersion.version`` in the same transaction. Django's signals miss bulk
 ``QuerySet.update()``, raw SQL and other programs, so the database does it:

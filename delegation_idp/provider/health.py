@@ -42,8 +42,8 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from oauth2_provider.compat import login_not_required
 
-from . import breaker
-from .conf import idp_settings
+from delegation_idp import breaker
+from delegation_idp.conf import idp_settings
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from typing import Any
 from django.db import connections, router
 from django.utils import timezone
 
-from . import policy, triggers
-from .conf import idp_settings
-from .models import DelegationRule, Party, PolicyVersion
+from delegation_idp.conf import idp_settings
+from delegation_idp.core import policy
+from delegation_idp.models import DelegationRule, Party, PolicyVersion
+from delegation_idp.provider import policy_triggers as triggers
 
 __all__ = ["PolicyStore", "current", "load", "rules_for"]
 

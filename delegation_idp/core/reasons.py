@@ -1,0 +1,382 @@
+"""The catalogue of reason codes: why a request was allowed or refused.
+
+Every refusal anywhere in the app (request shape, client authentication, a
+presented token, delegation policy, issuance, the service itself) has exactly
+one member here, and each member carries the OAuth error it is answered with
+(RFC 6749 section 5.2, RFC 8693 section 2.2.2, RFC 8707 section 2), the HTTP
+status and the public ``error_description``. The audit trail stores the code,
+the ``exchange_denied`` signal sends the member, the admin's dry-run page and
+``docs/reasons.md`` show this table; nothing else defines a reason.
+
+Descriptions are public: they never say which parties, users or keys exist. An
+unknown audience and a forbidden one read the same, by design.
+
+Pure: the standard library only.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Family", "Reason"]
+
+
+class Family(enum.StrEnum):
+    """Where in the handling of a request a reason arises."""
+
+    REQUEST = "request"  # the HTTP request and its parameters
+    CLIENT = "client"  # client authentication and the client's standing
+    TOKEN = "token"  # a token presented in the request (subject, actor, grant)
+    POLICY = "policy"  # the delegation policy's decision
+    ISSUANCE = "issuance"  # the re-check inside the issuing transaction
+    SERVICE = "service"  # the server itself (storage, limits, failures)
+
+
+# HTTP status of each OAuth error code; a member may override it.
+_STATUS = {
+    "": 200,
+    "invalid_client": 401,
+    "slow_down": 429,
+    "server_error": 500,
+    "temporarily_unavailable": 503,
+}
+
+_FORBIDDEN_TARGET = "The requested audience or resource is not permitted for this client."
+_INVALID_SUBJECT = "The subject token is invalid."
+_INACTIVE_SUBJECT = "The subject token is not active."
+_INVALID_ACTOR = "The actor token is invalid."
+_AUTH_FAILED = "Client authentication failed."
+
+
+class Reason(enum.StrEnum):
+    """A stable reason code, with its OAuth error, HTTP status and public description."""
+
+    error: str
+    status: int
+    description: str
+    family: Family
+
+    def __new__(cls, code: str, error: str, description: str, family: Family, status: int = 0) -> Reason:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.error = error
+        member.status = status or _STATUS.get(error, 400)
+        member.description = description
+        member.family = family
+        return member
+
+    @property
+    def allowed(self) -> bool:
+        return self is Reason.ALLOWED
+
+    ALLOWED = "allowed", "", "Allowed.", Family.POLICY
+
+    # -- the request --------------------------------------------------------------------
+    METHOD_NOT_ALLOWED = (
+        "method_not_allowed",
+        "invalid_request",
+        "This endpoint accepts POST only.",
+        Family.REQUEST,
+        405,
+    )
+    QUERY_PARAMETERS = (
+        "query_parameters",
+        "invalid_request",
+        "Send the parameters in the request body, not the URL.",
+        Family.REQUEST,
+    )
+    REQUEST_TOO_LARGE = (
+        "request_too_large",
+        "invalid_request",
+        "The request body is too large.",
+        Family.REQUEST,
+        413,
+    )
+    BAD_CONTENT_LENGTH = (
+        "bad_content_length",
+        "invalid_request",
+        "The Content-Length header is not a length.",
+        Family.REQUEST,
+    )
+    BAD_CONTENT_TYPE = (
+        "bad_content_type",
+        "invalid_request",
+        "The body must be application/x-www-form-urlencoded.",
+        Family.REQUEST,
+    )
+    BAD_ENCODING = "bad_encoding", "invalid_request", "The body is not valid form encoding.", Family.REQUEST
+    TOO_MANY_FIELDS = "too_many_fields", "invalid_request", "The request has too many parameters.", Family.REQUEST
+    MISSING_PARAMETER = "missing_parameter", "invalid_request", "A required parameter is missing.", Family.REQUEST
+    EMPTY_PARAMETER = "empty_parameter", "invalid_request", "A parameter is empty.", Family.REQUEST
+    REPEATED_PARAMETER = "repeated_parameter", "invalid_request", "A parameter is repeated.", Family.REQUEST
+    UNSUPPORTED_TOKEN_TYPE = (
+        "unsupported_token_type",
+        "invalid_request",
+        "This token type is not accepted.",
+        Family.REQUEST,
+    )
+    UNSUPPORTED_GRANT_TYPE = (
+        "unsupported_grant_type",
+        "unsupported_grant_type",
+        "This grant type is not supported.",
+        Family.REQUEST,
+    )
+    GRANT_NOT_OFFERED = (
+        "grant_not_offered",
+        "unsupported_grant_type",
+        "This grant type is not supported.",
+        Family.REQUEST,
+    )
+    RESOURCE_MALFORMED = (
+        "resource_malformed",
+        "invalid_target",
+        "A resource must be an absolute URI without a fragment.",
+        Family.REQUEST,
+    )
+    INVALID_REQUEST = (
+        "invalid_request",
+        "invalid_request",
+        "The request is missing a parameter, repeats one, or is otherwise malformed.",
+        Family.REQUEST,
+    )
+    INVALID_TARGET = (
+        "invalid_target",
+        "invalid_target",
+        "The requested audience or resource is not permitted.",
+        Family.REQUEST,
+    )
+    INVALID_SCOPE = (
+        "invalid_scope",
+        "invalid_scope",
+        "The requested scope is invalid or exceeds what was granted.",
+        Family.REQUEST,
+    )
+
+    # -- client authentication and the client's standing -------------------------------
+    INVALID_CLIENT = "invalid_client", "invalid_client", _AUTH_FAILED, Family.CLIENT
+    BAD_BASIC_CREDENTIALS = "bad_basic_credentials", "invalid_client", _AUTH_FAILED, Family.CLIENT
+    ASSERTION_CLIENT_MISMATCH = (
+        "assertion_client_mismatch",
+        "invalid_client",
+        _AUTH_FAILED,
+        Family.CLIENT,
+    )
+    MULTIPLE_CLIENT_AUTHENTICATION = (
+        "multiple_client_authentication",
+        "invalid_request",
+        "Use exactly one client authentication method.",
+        Family.CLIENT,
+    )
+    CLIENT_ID_MISMATCH = (
+        "client_id_mismatch",
+        "invalid_request",
+        "The client_id parameter names another client than the credentials.",
+        Family.CLIENT,
+    )
+    PUBLIC_CLIENT = (
+        "public_client",
+        "unauthorized_client",
+        "Public clients may not exchange tokens.",
+        Family.CLIENT,
+    )
+    UNAUTHORIZED_CLIENT = (
+        "unauthorized_client",
+        "unauthorized_client",
+        "This client may not use this grant type.",
+        Family.CLIENT,
+    )
+    NOT_AN_AGENT = (
+        "not_an_agent",
+        "unauthorized_client",
+        "This client is not registered as an agent that may exchange tokens.",
+        Family.CLIENT,
+    )
+    ACTOR_DISABLED = "actor_disabled", "unauthorized_client", "This client is disabled.", Family.CLIENT
+    THROTTLED = "throttled", "slow_down", "Too many requests.", Family.CLIENT
+    SIGN_IN_LOCKED = "sign_in_locked", "slow_down", "Too many failed sign-ins; retry later.", Family.CLIENT
+
+    # -- a presented token ---------------------------------------------------------------
+    SUBJECT_MALFORMED = "subject_malformed", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_TOO_LARGE = "subject_too_large", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_TOO_DEEP = "subject_too_deep", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_DUPLICATE_MEMBER = "subject_duplicate_member", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_FORBIDDEN_HEADER = "subject_forbidden_header", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_TYP = "subject_bad_typ", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_ALG = "subject_bad_alg", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_KID = "subject_bad_kid", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_UNKNOWN_KID = "subject_unknown_kid", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_SIGNATURE = "subject_bad_signature", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_ISS = "subject_bad_iss", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_BAD_AUD = "subject_bad_aud", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_MISSING_CLAIM = "subject_missing_claim", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_EXPIRED = "subject_expired", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_NOT_YET_VALID = "subject_not_yet_valid", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_UNKNOWN = "subject_unknown", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_LINEAGE_MISMATCH = "subject_lineage_mismatch", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
+    SUBJECT_MALFORMED_ACT = (
+        "subject_malformed_act",
+        "invalid_request",
+        "The subject token's delegation chain is not acceptable.",
+        Family.TOKEN,
+    )
+    SUBJECT_WRONG_AUDIENCE = (
+        "subject_wrong_audience",
+        "invalid_request",
+        "The subject token is not addressed to this client.",
+        Family.TOKEN,
+    )
+    SUBJECT_FOREIGN_CLIENT = (
+        "subject_foreign_client",
+        "invalid_request",
+        "The subject token was issued to another client and carries no delegation chain.",
+        Family.TOKEN,
+    )
+    SUBJECT_REVOKED = "subject_revoked", "invalid_request", _INACTIVE_SUBJECT, Family.TOKEN
+    SUBJECT_USER_INACTIVE = "subject_user_inactive", "invalid_request", _INACTIVE_SUBJECT, Family.TOKEN
+    SUBJECT_CLAIMS_REFUSED = (
+        "subject_claims_refused",
+        "invalid_request",
+        "The subject token does not satisfy this server's requirements.",
+        Family.TOKEN,
+    )
+    ACTOR_MALFORMED = "actor_malformed", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_TOO_LARGE = "actor_too_large", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_TOO_DEEP = "actor_too_deep", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_DUPLICATE_MEMBER = "actor_duplicate_member", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_FORBIDDEN_HEADER = "actor_forbidden_header", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_TYP = "actor_bad_typ", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_ALG = "actor_bad_alg", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_KID = "actor_bad_kid", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_UNKNOWN_KID = "actor_unknown_kid", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_SIGNATURE = "actor_bad_signature", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_ISS = "actor_bad_iss", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_BAD_AUD = "actor_bad_aud", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_MISSING_CLAIM = "actor_missing_claim", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_EXPIRED = "actor_expired", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_NOT_YET_VALID = "actor_not_yet_valid", "invalid_request", _INVALID_ACTOR, Family.TOKEN
+    ACTOR_MISMATCH = (
+        "actor_mismatch",
+        "invalid_request",
+        "The actor token does not identify this client.",
+        Family.TOKEN,
+    )
+    ACTOR_REVOKED = "actor_revoked", "invalid_request", "The actor token is not active.", Family.TOKEN
+    INVALID_GRANT = "invalid_grant", "invalid_grant", "The grant is invalid, expired or revoked.", Family.TOKEN
+    CODE_REPLAYED = "code_replayed", "invalid_grant", "The grant is invalid, expired or revoked.", Family.TOKEN
+
+    # -- the delegation policy -----------------------------------------------------------
+    CHAIN_ACTOR_DISABLED = (
+        "chain_actor_disabled",
+        "invalid_request",
+        "An actor earlier in the delegation chain is disabled.",
+        Family.POLICY,
+    )
+    MAY_ACT_MISMATCH = (
+        "may_act_mismatch",
+        "invalid_request",
+        "The subject token does not allow this client to act for its subject.",
+        Family.POLICY,
+    )
+    DEPTH_EXCEEDED = (
+        "depth_exceeded",
+        "invalid_request",
+        "The delegation chain would exceed its permitted depth.",
+        Family.POLICY,
+    )
+    CYCLE = "cycle", "invalid_request", "This client already appears in the delegation chain.", Family.POLICY
+    TARGET_UNKNOWN = "target_unknown", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    NO_RULE = "no_rule", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    AUDIENCE_NOT_PERMITTED = "audience_not_permitted", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    RULE_NOT_IN_EFFECT = "rule_not_in_effect", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    UPSTREAM_NOT_PERMITTED = (
+        "upstream_not_permitted",
+        "invalid_request",
+        "This client may not continue a delegation chain from the previous actor.",
+        Family.POLICY,
+    )
+    USER_NOT_PERMITTED = (
+        "user_not_permitted",
+        "invalid_request",
+        "This client may not act for this user.",
+        Family.POLICY,
+    )
+    SCOPE_EXCEEDS_SUBJECT = (
+        "scope_exceeds_subject",
+        "invalid_scope",
+        "The requested scope exceeds the scope of the subject token.",
+        Family.POLICY,
+    )
+    SCOPE_NOT_PERMITTED = (
+        "scope_not_permitted",
+        "invalid_scope",
+        "The requested scope is not permitted for this delegation.",
+        Family.POLICY,
+    )
+    RESOURCE_NOT_OWN = (
+        "resource_not_own",
+        "invalid_target",
+        "An agent's own token can only be addressed to the agent; use token exchange to reach another party.",
+        Family.POLICY,
+    )
+    RESOURCE_NOT_ALLOWED = (
+        "resource_not_allowed",
+        "invalid_target",
+        "The requested resource is not permitted for this client.",
+        Family.POLICY,
+    )
+    SUBJECT_RESERVED = (
+        "subject_reserved",
+        "invalid_grant",
+        "This user's subject identifier is reserved; the token cannot be issued.",
+        Family.POLICY,
+    )
+
+    # -- the re-check inside the issuing transaction -------------------------------------
+    PARTY_DISABLED = (
+        "party_disabled",
+        "invalid_request",
+        "A party of this delegation was disabled; the token cannot be issued.",
+        Family.ISSUANCE,
+    )
+    CLIENT_DISABLED = "client_disabled", "unauthorized_client", "This client is disabled.", Family.ISSUANCE
+    USER_INACTIVE = "user_inactive", "invalid_grant", "The user is not active.", Family.ISSUANCE
+    KEY_REVOKED = "key_revoked", "temporarily_unavailable", "Signing keys are changing; retry.", Family.ISSUANCE
+
+    # -- the service ---------------------------------------------------------------------
+    DATABASE_ERROR = (
+        "database_error",
+        "temporarily_unavailable",
+        "The service is temporarily unavailable; retry later.",
+        Family.SERVICE,
+    )
+    AUDIT_UNAVAILABLE = (
+        "audit_unavailable",
+        "temporarily_unavailable",
+        "The service is temporarily unavailable; retry later.",
+        Family.SERVICE,
+    )
+    UNHANDLED_EXCEPTION = (
+        "unhandled_exception",
+        "server_error",
+        "The server could not handle the request.",
+        Family.SERVICE,
+    )
+    UNFINISHED = "unfinished", "server_error", "The server could not handle the request.", Family.SERVICE
+
+    @classmethod
+    def for_token_error(cls, role: str, jose_reason: str) -> Reason:
+        """The member for a presented token (``role`` is ``subject`` or ``actor``) that the JOSE
+        layer refused with ``jose_reason``; ``<role>_malformed`` for a code it does not list."""
+        try:
+            return cls(f"{role}_{jose_reason}")
+        except ValueError:
+            return cls(f"{role}_malformed")
+
+    @classmethod
+    def for_error(cls, error: str) -> Reason:
+        """The generic member of an OAuth error code (for errors raised by django-oauth-toolkit
+        or oauthlib, which carry no reason of their own)."""
+        for member in cls:
+            if member.error == error and (member.value == error or member.family is Family.SERVICE):
+                return member
+        return next((member for member in cls if member.error == error), cls.INVALID_REQUEST)

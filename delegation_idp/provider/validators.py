@@ -1,0 +1,322 @@
+"""The request validator for django-oauth-toolkit's ``OAUTH2_VALIDATOR_CLASS`` setting."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth.hashers import identify_hasher
+from oauth2_provider.models import get_application_model, get_grant_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
+
+from delegation_idp import audit
+from delegation_idp.lineage import issuance, revocation
+from delegation_idp.models import Party, party_of
+from delegation_idp.provider import client_auth, signin, throttling
+from delegation_idp.rfc8693 import GRANT_TYPE
+
+__all__ = ["DelegationValidator"]
+
+logger = logging.getLogger(__name__)
+
+
+class CodeAlreadyRedeemed(Exception):
+    """Another redemption of the same authorization code consumed it first."""
+
+
+def _body_value(request: Any, name: str) -> str | None:
+    """A form-body parameter (never one from the query string), or None."""
+    for key, value in getattr(request, "decoded_body", None) or []:
+        if key == name:
+            return str(value)
+    return None
+
+
+class DelegationValidator(OAuth2Validator):
+    """django-oauth-toolkit's validator, aware of the token-exchange grant and of lineage.
+
+    Client authentication adds two fast methods for registered agents
+    (:mod:`delegation_idp.provider.client_auth`): keyed-hash client secrets and
+    ``private_key_jwt`` (RFC 7523). Every other client is authenticated exactly
+    as django-oauth-toolkit does it.
+    """
+
+    # -- client authentication --------------------------------------------------
+
+    def client_authentication_required(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if _body_value(request, "client_assertion_type") is not None:
+            return True
+        return bool(super().client_authentication_required(request, *args, **kwargs))
+
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        if (
+            _body_value(request, "client_assertion_type") is not None
+            or _body_value(request, "client_assertion") is not None
+        ):
+            # An assertion was offered: it alone decides (no fallback to a secret).
+            return self._authenticate_assertion(request)
+        credentials = self._secret_credentials(request)
+        if credentials is not None:
+            client = self._load_client(credentials[0], request)
+            if client is not None and client_auth.is_keyed_hash(client.client_secret):
+                return client_auth.verify_secret(credentials[1], client.client_secret)
+        authenticated = bool(super().authenticate_client(request, *args, **kwargs))
+        if authenticated and credentials is not None:
+            self._upgrade_secret(request.client, credentials[1])
+        return authenticated
+
+    def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
+        # Never let the stock method compare a keyed hash as if it were a plain
+        # secret: presenting the stored value itself must not authenticate.
+        if client_auth.is_keyed_hash(stored_secret):
+            return client_auth.verify_secret(provided_secret, stored_secret)
+        return bool(super()._check_secret(provided_secret, stored_secret))
+
+    @staticmethod
+    def _secret_credentials(request: Any) -> tuple[str, str] | None:
+        """``(client_id, client_secret)`` from HTTP Basic (RFC 6749 section 2.3.1) or the body."""
+        header = request.headers.get("HTTP_AUTHORIZATION") or request.headers.get("Authorization") or ""
+        basic = client_auth.parse_basic(header)
+        if basic is False:
+            return None
+        if isinstance(basic, tuple):
+            return basic
+        body_id, body_secret = _body_value(request, "client_id"), _body_value(request, "client_secret")
+        if body_id and body_secret is not None:
+            return body_id, body_secret
+        return None
+
+    @staticmethod
+    def _load_client(client_id: str, request: Any) -> Any:
+        """The application with its party, in one query; left on ``request.client``.
+
+        Applications registered through a client ID metadata document are left
+        to django-oauth-toolkit, which may need to refresh them.
+        """
+        Application = get_application_model()
+        current = getattr(request, "client", None)
+        if isinstance(current, Application) and current.client_id == client_id:
+            return current
+        try:
+            client = Application.objects.select_related("delegation_party").get(client_id=client_id)
+        except (Application.DoesNotExist, ValueError):
+            return None
+        if _is_cimd(client) or not client.is_usable(request):
+            return None
+        request.client = client
+        return client
+
+    def _authenticate_assertion(self, request: Any) -> bool:
+        """RFC 7523 section 2.2: ``private_key_jwt`` for a party that registered its keys."""
+
+        assertion_type = _body_value(request, "client_assertion_type")
+        assertion = _body_value(request, "client_assertion")
+        if assertion_type != client_auth.ASSERTION_TYPE or not assertion:
+            return False
+        client_id = client_auth.unverified_client_id(assertion)
+        declared = _body_value(request, "client_id")
+        if client_id is None or (declared is not None and declared != client_id):
+            return False
+        client = self._load_client(client_id, request)
+        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+            return False
+        party = party_of(client)
+        if party is None or not party.jwks:
+            return False
+        try:
+            client_auth.verify_client_assertion(assertion, client.client_id, party.jwks)
+        except client_auth.AssertionRefused as refused:
+            logger.info("client assertion refused for %s: %s", client.client_id, refused.reason)
+            return False
+        request.client_id = client.client_id
+        return True
+
+    @staticmethod
+    def _upgrade_secret(client: Any, secret: str) -> None:
+        """A registered agent whose generated secret still has a slow password hash gets
+        the keyed hash after its next successful authentication (once)."""
+
+        if client is None or client_auth.is_keyed_hash(client.client_secret):
+            return
+        if not client_auth.may_store_keyed(secret) or getattr(client, "algorithm", "") == "HS256":
+            return
+        try:
+            identify_hasher(client.client_secret)
+        except ValueError:
+            return  # stored in plain: the application chose that
+        if party_of(client) is None:
+            return  # only registered agents are upgraded
+        stored = client_auth.hash_secret(secret)
+        type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
+        client.client_secret, client.hash_client_secret = stored, False
+
+    # -- the password grant ------------------------------------------------------------
+
+    def validate_user(
+        self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """The sign-in lockout holds here too (:mod:`delegation_idp.provider.signin`): a locked-out
+        username at this address, or this address, is ``429 slow_down`` with ``Retry-After``
+        before any password is checked; a wrong password counts through ``authenticate()``'s
+        ``user_login_failed``, sent with the request django-oauth-toolkit builds from this one."""
+        address = throttling.client_address(request.headers)
+        wait = signin.locked_for(username, address)
+        if wait is not None:
+            record = audit.current()
+            if record is not None:
+                record.deny(signin.SignInLocked.error, "sign_in_locked")
+            raise signin.SignInLocked(wait, request=request)
+        valid = bool(super().validate_user(username, password, client, request, *args, **kwargs))
+        if valid:
+            throttling.clear_sign_in_failures(username, address)
+        return valid
+
+    # -- grants --------------------------------------------------------------------
+
+    def validate_grant_type(
+        self, client_id: str, grant_type: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        # The stock method asserts the grant is in its own mapping (an
+        # AssertionError, a 500, for ours): answer for the exchange grant here.
+        if grant_type == GRANT_TYPE:
+            return self.client_may_exchange(client)
+        if self._party_disabled(client):
+            # A disabled agent gets no new tokens by any grant (unauthorized_client),
+            # rather than tokens that are revoked the moment they are issued.
+            return False
+        return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+
+    @staticmethod
+    def _party_disabled(client: Any) -> bool:
+        party = party_of(client)
+        return party is not None and not party.enabled
+
+    @staticmethod
+    def client_may_exchange(client: Any) -> bool:
+        """A confidential client linked to a registered agent or MCP server."""
+
+        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+            return False
+        party = party_of(client)
+        return party is not None and party.kind in (Party.AGENT, Party.MCP_SERVER)
+
+    # -- the authorization code: used once (RFC 6749 sections 4.1.2 and 10.5) ------------
+
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return True
+        # Refused (oauthlib answers invalid_grant). Only now, never on the successful
+        # path, look whether the code was redeemed before: a replay.
+        if code:
+            self._revoke_redemption(code)
+        return False
+
+    # The stock validator reads the code's row again for PKCE and the redirect URI. A
+    # concurrent redemption may have consumed it since validate_code: that is a replay.
+    def get_code_challenge(self, code: str, request: Any) -> Any:
+        try:
+            return super().get_code_challenge(code, request)
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> Any:
+        try:
+            return super().get_code_challenge_method(code, request)
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        try:
+            return bool(
+                super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
+            )
+        except get_grant_model().DoesNotExist:
+            raise self._consumed_meanwhile(request) from None
+
+    def save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().save_bearer_token(token, request, *args, **kwargs)
+        except CodeAlreadyRedeemed:
+            # This request's tokens rolled back; the winner's committed: a replay.
+            raise self._consumed_meanwhile(request) from None
+
+    def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = super()._save_bearer_token(token, request, *args, **kwargs)
+        if request.grant_type == "authorization_code":
+            # Consume the code inside the transaction that stores its tokens (the stock
+            # validator deletes it afterwards, in a transaction of its own): of two
+            # redemptions that both found it valid, the second DELETE waits for the first
+            # to commit, then finds nothing, and its tokens roll back.
+            deleted, _ = (
+                get_grant_model().objects.filter(code=request.code, application=request.client).delete()
+            )
+            if not deleted:
+                raise CodeAlreadyRedeemed()
+            request.delegation_code_consumed = True
+            opaque = getattr(request, "delegation_opaque_token", None)
+            if opaque is not None:
+                # No lineage row carries the code's hash for an opaque token: remember it here.
+                issuance.record_opaque_redemption(
+                    request.code, opaque, getattr(request, "delegation_refresh_token", None)
+                )
+        return saved
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        if getattr(request, "delegation_code_consumed", False):
+            return  # already deleted, with the tokens it was redeemed for
+        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+
+    def _consumed_meanwhile(self, request: Any) -> Exception:
+        self._revoke_redemption(request.code)
+        return errors.InvalidGrantError(request=request)
+
+    @staticmethod
+    def _revoke_redemption(code: str) -> None:
+        """Revoke what an earlier redemption of ``code`` issued; audit the refusal as a replay."""
+        if not revocation.revoke_code_redemption(code):
+            return
+        record = audit.current()
+        if record is not None:
+            record.deny("invalid_grant", "code_replayed")
+
+    def _create_access_token(
+        self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None
+    ) -> Any:
+        access_token = super()._create_access_token(
+            expires, request, token, source_refresh_token=source_refresh_token
+        )
+        issued = getattr(request, "delegation_issued", None)
+        if issued is not None and issued.claims.get("jti"):
+            issuance.record_issued(request, issued, access_token, request.grant_type or "")
+        elif request.grant_type == "authorization_code":
+            request.delegation_opaque_token = access_token
+        return access_token
+
+    def _create_refresh_token(
+        self, request: Any, refresh_token_code: Any, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        refresh_token = super()._create_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        request.delegation_refresh_token = refresh_token
+        return refresh_token
+
+
+def _is_cimd(client: Any) -> bool:
+    source = getattr(client, "registration_source", None)
+    cimd = getattr(getattr(type(client), "RegistrationSource", None), "CIMD", None)
+    return cimd is not None and source == cimd

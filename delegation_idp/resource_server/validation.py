@@ -1,0 +1,474 @@
+"""Validating the provider's access tokens where they arrive (RFC 9068 section 4).
+
+No Django here: a resource server, an MCP server or an agent builds a
+:class:`TokenValidator` from a :class:`ResourceServerConfig` and calls
+:meth:`TokenValidator.validate`, which returns a :class:`DelegatedToken` or
+raises :class:`TokenError`. The rules:
+
+* sizes first (RFC 8725 section 3.12), then the header through
+  :mod:`delegation_idp.jose`, the project's only JOSE module: compact JWS,
+  ``typ`` ``at+jwt``, ``alg`` on the allow-list and equal to the algorithm of the
+  published key that ``kid`` names;
+* keys come only from the provider's JWKS, found through its RFC 8414 metadata
+  (``jwks_uri``), cached for ``jwks_cache_seconds``; a ``kid`` the cache does
+  not know refreshes it, at most once per ``jwks_refresh_interval``, so tokens
+  with invented ``kid`` values cannot turn into a flood of fetches;
+* ``iss`` exactly the configured issuer, ``aud`` containing this service's URI,
+  ``exp``/``nbf``/``iat`` with a leeway capped at :data:`MAX_LEEWAY`;
+* the ``act`` chain is read with :func:`delegation_idp.core.actchain.chain_from_act`
+  (bounded depth);
+* revocation: the provider publishes revoked ``jti`` values to Redis under
+  ``revocation_prefix + jti`` (with a TTL until the token's expiry), and
+  answers RFC 7662 introspection. ``introspection`` is ``"never"``,
+  ``"fallback"`` (when Redis is not configured or not reachable) or ``"always"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+
+from delegation_idp import breaker, jose
+from delegation_idp.core.actchain import ActChainError, chain_from_act
+
+__all__ = [
+    "MAX_LEEWAY",
+    "DelegatedToken",
+    "JwksCache",
+    "ProviderUnavailable",
+    "ResourceServerConfig",
+    "TokenError",
+    "TokenValidator",
+]
+
+#: Largest clock-skew allowance accepted, whatever the configuration says (seconds).
+MAX_LEEWAY = 120
+#: Largest metadata, JWKS or introspection response read from the provider (bytes).
+MAX_DOCUMENT_BYTES = 64 * 1024
+INTROSPECTION_MODES = ("never", "fallback", "always")
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
+
+
+class TokenError(Exception):
+    """A bearer token this service refuses (RFC 6750 section 3.1 ``invalid_token``).
+
+    ``reason`` is a stable code for logs and tests; ``description`` is safe to
+    show to the caller. Neither ever contains the token.
+    """
+
+    status = 401
+    error = "invalid_token"
+
+    def __init__(self, reason: str, description: str = "The access token is invalid."):
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+
+
+class ProviderUnavailable(TokenError):
+    """The provider's keys, metadata or revocation answer could not be had; the
+    token is refused (fail closed) with 503, not 401: the client did nothing wrong."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+
+@dataclass(frozen=True)
+class DelegatedToken:
+    """A validated access token, as a resource server sees it.
+
+    ``actors`` is the ``act`` chain, nearest (most recent) actor first: for the
+    seed's last hop ``("https://mcp-server1.example.com",
+    "https://agent2.example.com", "https://agent1.example.com")``.
+    """
+
+    subject: str
+    scopes: frozenset[str]
+    jti: str
+    client_id: str
+    actors: tuple[str, ...]
+    issuer: str
+    audiences: tuple[str, ...]
+    expires_at: int
+    claims: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def depth(self) -> int:
+        """How many actors stand between the user and this request (0: the user's own token)."""
+        return len(self.actors)
+
+    @property
+    def is_delegated(self) -> bool:
+        return bool(self.actors)
+
+    @property
+    def actor(self) -> str | None:
+        """The nearest actor: the party that called this service, or None for a direct user token."""
+        return self.actors[0] if self.actors else None
+
+    @property
+    def scope(self) -> str:
+        return " ".join(sorted(self.scopes))
+
+    def has_scopes(self, *required: str) -> bool:
+        return set(required) <= self.scopes
+
+
+@dataclass(frozen=True)
+class ResourceServerConfig:
+    """What a receiving service needs to know. ``resource`` is its own identity URI."""
+
+    issuer: str
+    resource: str
+    algorithms: tuple[str, ...] = ("ES256", "RS256", "EdDSA")
+    leeway: float = 30
+    jwks_cache_seconds: float = 300
+    jwks_refresh_interval: float = 5
+    max_token_bytes: int = 8192
+    max_header_bytes: int = 1024
+    max_json_depth: int = 16
+    max_delegation_depth: int = 5
+    revocation_redis_url: str | None = None
+    revocation_prefix: str = "delegation_idp:revoked:"
+    #: when set, a revocation set whose ``@published`` heartbeat is older than this
+    #: (seconds) or missing counts as unavailable (then: introspection or 503)
+    revocation_max_age: float | None = None
+    #: after a failed or timed-out look-up, the revocation set is left alone this long
+    #: (seconds) and counts as unavailable, so a hung Redis costs one wait, not one a request
+    revocation_breaker_seconds: float = 15.0
+    introspection: str = "never"
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    http_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.issuer or not self.resource:
+            raise ValueError("a resource server needs the provider's issuer and its own URI")
+        if self.introspection not in INTROSPECTION_MODES:
+            raise ValueError(f"introspection must be one of {INTROSPECTION_MODES}")
+        if self.introspection != "never" and not (self.client_id and self.client_secret):
+            raise ValueError("introspection needs the resource server's client_id and client_secret")
+        if set(self.algorithms) - jose.ASYMMETRIC_ALGORITHMS:
+            raise ValueError("only asymmetric algorithms may be allowed")
+
+    @property
+    def effective_leeway(self) -> float:
+        return min(max(float(self.leeway), 0.0), MAX_LEEWAY)
+
+
+def _read_json(http: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    """A bounded JSON document from the provider: at most MAX_DOCUMENT_BYTES are read."""
+    try:
+        with http.stream(method, url, **kwargs) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise ProviderUnavailable(
+                        "provider_document_too_large", "The provider's answer is too large."
+                    )
+            status = response.status_code
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailable("provider_unreachable", "The token provider cannot be reached.") from exc
+    try:
+        return status, jose.strict_json_loads(bytes(body), max_depth=8)
+    except jose.JoseError as exc:
+        raise ProviderUnavailable(
+            "provider_document_malformed", "The provider's answer is not JSON."
+        ) from exc
+
+
+class JwksCache:
+    """The provider's published keys, fetched through its RFC 8414 metadata.
+
+    Thread-safe. Fresh for ``cache_seconds``; an unknown ``kid`` refreshes it at
+    most once per ``refresh_interval``. Only asymmetric signing keys with an
+    allowed ``alg`` are kept: the algorithm always comes from the key.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        http: httpx.Client,
+        *,
+        algorithms: tuple[str, ...],
+        cache_seconds: float,
+        refresh_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuer = issuer
+        self.http = http
+        self.algorithms = frozenset(algorithms)
+        self.cache_seconds = cache_seconds
+        self.refresh_interval = refresh_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, jose.SigningKey] = {}
+        self._metadata: dict[str, Any] | None = None
+        self._fetched_at = float("-inf")
+        self._last_attempt = float("-inf")
+        #: how many times the JWKS was fetched (for tests and benchmarks)
+        self.fetches = 0
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            url = self.issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+            status, data = _read_json(self.http, "GET", url)
+            if status != 200 or not isinstance(data, dict):
+                raise ProviderUnavailable("metadata_unavailable", "The provider's metadata is unavailable.")
+            # RFC 8414 section 3.3: the issuer in the document must be the one we trust.
+            if data.get("issuer") != self.issuer or not isinstance(data.get("jwks_uri"), str):
+                raise ProviderUnavailable(
+                    "metadata_mismatch", "The provider's metadata names another issuer."
+                )
+            self._metadata = data
+        return self._metadata
+
+    def _refresh(self) -> None:
+        self._last_attempt = self.clock()
+        status, data = _read_json(self.http, "GET", self.metadata["jwks_uri"])
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ProviderUnavailable("jwks_unavailable", "The provider's keys are unavailable.")
+        keys: dict[str, jose.SigningKey] = {}
+        for member in data["keys"]:
+            if not isinstance(member, dict) or member.get("use", "sig") != "sig":
+                continue
+            if member.get("alg") not in self.algorithms or member.get("kty") == "oct":
+                continue
+            if not isinstance(member.get("kid"), str) or _PRIVATE_MEMBERS & set(member):
+                continue  # a JWKS that publishes private material is misconfigured: not trusted
+            try:
+                key = jose.public_key(member)
+            except Exception:  # noqa: S112 - one malformed key must not hide the others
+                continue
+            keys[key.kid] = key
+        self._keys = keys
+        self._fetched_at = self.clock()
+        self.fetches += 1
+
+    def get(self, kid: str) -> jose.SigningKey | None:
+        """The published key named ``kid``, or None. Never a key the token names by URL."""
+        if self.clock() - self._fetched_at <= self.cache_seconds:
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        with self._lock:
+            now = self.clock()
+            unavailable: ProviderUnavailable | None = None
+            if now - self._fetched_at > self.cache_seconds:
+                try:
+                    self._refresh()
+                except ProviderUnavailable as exc:
+                    if not self._keys:
+                        raise
+                    # Keep verifying with the keys we have until the provider answers again.
+                    self._fetched_at = now - self.cache_seconds + self.refresh_interval
+                    unavailable = exc
+            key = self._keys.get(kid)
+            if key is None and unavailable is not None:
+                raise unavailable  # the kid may well be the provider's newest: 503, not 401
+            if key is None and now - self._last_attempt >= self.refresh_interval:
+                self._refresh()
+                key = self._keys.get(kid)
+            return key
+
+
+def _basic(client_id: str, secret: str) -> str:
+    """HTTP Basic credentials, form-encoded first (RFC 6749 section 2.3.1)."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class TokenValidator:
+    """Validates bearer tokens for one service. Safe to share between threads."""
+
+    def __init__(
+        self,
+        config: ResourceServerConfig,
+        *,
+        http: httpx.Client | None = None,
+        redis_client: Any = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.http = http or httpx.Client(timeout=config.http_timeout)
+        self.clock = clock
+        self.jwks = JwksCache(
+            config.issuer,
+            self.http,
+            algorithms=config.algorithms,
+            cache_seconds=config.jwks_cache_seconds,
+            refresh_interval=config.jwks_refresh_interval,
+            clock=monotonic,
+        )
+        self._redis = redis_client
+        self._redis_lock = threading.Lock()
+        self._redis_breaker = breaker.Breaker(
+            f"revocation set of {config.resource}",
+            reset_seconds=config.revocation_breaker_seconds,
+            clock=monotonic,
+            fallback="it counts as unavailable meanwhile",
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenValidator(issuer={self.config.issuer!r}, resource={self.config.resource!r})"
+
+    # -- the checks ---------------------------------------------------------------
+
+    def verify(self, token: str) -> DelegatedToken:
+        """Signature, header and claims only: everything that needs no network
+        once the provider's keys are cached."""
+        if not isinstance(token, str) or not token:
+            raise TokenError("missing", "No access token was presented.")
+        if len(token) > self.config.max_token_bytes:
+            raise TokenError("too_large", "The access token is too large.")
+        try:
+            _header, claims = jose.verify(
+                token,
+                self.jwks.get,
+                algorithms=self.config.algorithms,
+                max_bytes=self.config.max_token_bytes,
+                max_header_bytes=self.config.max_header_bytes,
+                max_json_depth=self.config.max_json_depth,
+            )
+            jose.validate_claims(
+                claims,
+                issuer=self.config.issuer,
+                now=self.clock(),
+                leeway=self.config.effective_leeway,
+                audience=self.config.resource,
+                required=REQUIRED_CLAIMS,
+            )
+        except jose.JoseError as exc:
+            raise TokenError(
+                exc.reason, _DESCRIPTIONS.get(exc.reason, "The access token is invalid.")
+            ) from exc
+        try:
+            actors = chain_from_act(claims.get("act"), max_depth=self.config.max_delegation_depth)
+        except ActChainError as exc:
+            raise TokenError("bad_act", "The delegation chain is malformed or too deep.") from exc
+        scope = claims.get("scope", "")
+        client_id = claims.get("client_id")
+        if not isinstance(scope, str) or not isinstance(client_id, str):
+            raise TokenError("malformed", "The access token is invalid.")
+        return DelegatedToken(
+            subject=claims["sub"],
+            scopes=frozenset(scope.split()),
+            jti=claims["jti"],
+            client_id=client_id,
+            actors=actors,
+            issuer=claims["iss"],
+            audiences=tuple(jose.audiences(claims)),
+            expires_at=int(claims["exp"]),
+            claims=MappingProxyType(dict(claims)),
+        )
+
+    def validate(self, token: str) -> DelegatedToken:
+        """:meth:`verify`, then the revocation check."""
+        delegated = self.verify(token)
+        self.check_revocation(token, delegated)
+        return delegated
+
+    async def avalidate(self, token: str) -> DelegatedToken:
+        """:meth:`validate` for async code: the blocking work runs in a worker thread."""
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.validate, token)
+
+    # -- revocation -----------------------------------------------------------------
+
+    def _redis_client(self) -> Any:
+        if self._redis is None and self.config.revocation_redis_url:
+            with self._redis_lock:
+                if self._redis is None:
+                    import redis
+
+                    self._redis = redis.Redis.from_url(
+                        self.config.revocation_redis_url, socket_timeout=1, socket_connect_timeout=1
+                    )
+        return self._redis
+
+    def is_revoked_in_redis(self, jti: str) -> bool | None:
+        """True or False from the published revocation set; None when there is none to ask."""
+        client = self._redis_client()
+        if client is None:
+            return None
+        prefix = self.config.revocation_prefix
+
+        def look_up() -> tuple[Any, Any]:
+            if self.config.revocation_max_age is None:
+                return client.exists(prefix + jti), None
+            pipe = client.pipeline(transaction=False)
+            pipe.exists(prefix + jti)
+            pipe.get(prefix + "@published")
+            exists, published = pipe.execute()
+            return exists, published
+
+        try:
+            exists, published = self._redis_breaker.call(look_up)
+        except Exception:  # any Redis failure, or the breaker open, means "could not check"
+            return None
+        if self.config.revocation_max_age is None:
+            return bool(exists)
+        if exists:
+            return True
+        try:
+            age = self.clock() - float(published)
+        except (TypeError, ValueError):
+            return None
+        return False if age <= self.config.revocation_max_age else None
+
+    def check_revocation(self, token: str, delegated: DelegatedToken) -> None:
+        mode = self.config.introspection
+        revoked = self.is_revoked_in_redis(delegated.jti)
+        if revoked:
+            raise TokenError("revoked", "The access token has been revoked.")
+        if mode == "always" or (mode == "fallback" and revoked is None):
+            if not self.introspect(token, delegated):
+                raise TokenError("revoked", "The access token is not active.")
+        elif revoked is None and self.config.revocation_redis_url:
+            raise ProviderUnavailable("revocation_unavailable", "Revocation cannot be checked right now.")
+
+    def introspect(self, token: str, delegated: DelegatedToken) -> bool:
+        """RFC 7662: is the token active, as the provider sees it right now?"""
+        assert self.config.client_id and self.config.client_secret
+        endpoint = self.jwks.metadata.get("introspection_endpoint")
+        if not isinstance(endpoint, str):
+            raise ProviderUnavailable("no_introspection", "The provider offers no introspection.")
+        try:
+            status, data = _read_json(
+                self.http,
+                "POST",
+                endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                headers={"Authorization": _basic(self.config.client_id, self.config.client_secret)},
+            )
+        except ProviderUnavailable as exc:
+            raise ProviderUnavailable("introspection_failed", "Revocation cannot be checked.") from exc
+        if status != 200 or not isinstance(data, dict):
+            raise ProviderUnavailable("introspection_failed", "Revocation cannot be checked.")
+        return data.get("active") is True and data.get("jti") == delegated.jti
+
+
+_DESCRIPTIONS = {
+    "expired": "The access token expired.",
+    "not_yet_valid": "The access token is not valid yet.",
+    "bad_aud": "The access token is not addressed to this service.",
+    "bad_iss": "The access token was not issued by the trusted provider.",
+    "unknown_kid": "The access token is signed with an unknown key.",
+    "bad_signature": "The access token's signature does not verify.",
+    "bad_typ": "The token is not an access token (typ at+jwt).",
+    "bad_alg": "The access token's algorithm is not allowed.",
+    "too_large": "The access token is too large.",
+}
