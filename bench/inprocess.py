@@ -1,5 +1,8 @@
-"""In-process measurements (Django's test client, no HTTP, no gunicorn) and queries per
-exchange; run as ``python -m bench.inprocess SITE_JSON ITERATIONS`` by bench.run."""
+"""In-process measurements of the project's scenarios (Django's test client, no HTTP, no
+gunicorn) and their database queries; run as
+``python -m bench.inprocess SITE_JSON ITERATIONS ROUNDS NAME ...`` by bench.run, once per
+project server (its ``BENCH_JWT_ACCESS_TOKENS`` in the environment) with that server's scenarios.
+The stock site is measured over HTTP only."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import time
 from typing import Any
 
 
-def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str, Any]:
+def measure(
+    site: dict[str, Any], iterations: int, rounds: int = 1, names: list[str] | None = None
+) -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -20,7 +25,7 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
 
     client = Client()
     reqs = requests(site)
-    names = list(reqs)
+    names = list(reqs) if names is None else names
     samples = {name: Sample() for name in names}
 
     def post(name: str) -> Any:
@@ -37,8 +42,7 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
             post(name)
     # The scenarios take turns in rounds (rotated order), as over HTTP.
     for name in interleaved(names, rounds):
-        total = max(3, iterations // 20) if name == "cc_hashed" else iterations
-        count = max(1, total // rounds)
+        count = max(1, iterations // rounds)
         began = time.perf_counter()
         for _ in range(count):
             t0 = time.perf_counter()
@@ -72,7 +76,8 @@ def main() -> None:
     with open(sys.argv[1]) as handle:
         site = json.load(handle)
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    json.dump(measure(site, int(sys.argv[2]), rounds), sys.stdout)
+    names = sys.argv[4:] or None
+    json.dump(measure(site, int(sys.argv[2]), rounds, names), sys.stdout)
 
 
 if __name__ == "__main__":
