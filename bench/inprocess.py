@@ -1,8 +1,8 @@
-"""In-process measurements of the project's scenarios (Django's test client, no HTTP, no
-gunicorn) and their database queries; run as
-``python -m bench.inprocess SITE_JSON ITERATIONS ROUNDS NAME ...`` by bench.run, once per
-project server (its ``BENCH_JWT_ACCESS_TOKENS`` in the environment) with that server's scenarios.
-The stock site is measured over HTTP only."""
+"""In-process measurements (Django's test client, no HTTP, no gunicorn) and database queries
+per request; run as ``python -m bench.inprocess CASTS_JSON ITERATIONS ROUNDS NAME ...`` by
+bench.run, once per server of bench.scenarios.SERVERS (with that server's settings and
+environment) for its scenarios. CASTS_JSON holds ``{"site": ..., "stock": ...}``, the casts
+bench.site and bench.stock_site printed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from typing import Any
 
 
 def measure(
-    site: dict[str, Any], iterations: int, rounds: int = 1, names: list[str] | None = None
+    site: dict[str, Any],
+    iterations: int,
+    rounds: int = 1,
+    names: list[str] | None = None,
+    stock: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
@@ -24,7 +28,7 @@ def measure(
     from bench.scenarios import interleaved, requests
 
     client = Client()
-    reqs = requests(site)
+    reqs = requests(site, stock)
     names = list(reqs) if names is None else names
     samples = {name: Sample() for name in names}
 
@@ -74,10 +78,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     with open(sys.argv[1]) as handle:
-        site = json.load(handle)
+        casts = json.load(handle)
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     names = sys.argv[4:] or None
-    json.dump(measure(site, int(sys.argv[2]), rounds, names), sys.stdout)
+    json.dump(measure(casts["site"], int(sys.argv[2]), rounds, names, casts.get("stock")), sys.stdout)
 
 
 if __name__ == "__main__":

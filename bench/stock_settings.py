@@ -25,7 +25,10 @@ from bench.dbconf import SQLITE_OPTIONS
 
 DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+ALLOWED_HOSTS = [
+    *(h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h),
+    "testserver",  # bench.inprocess (Django's test client), as bench/settings.py allows it
+]
 
 INSTALLED_APPS = [
     "django.contrib.auth",

@@ -132,22 +132,25 @@ def test_information_ratios_have_no_target() -> None:
         "exchange_d1": {"mean_ms": 6.0},
         "exchange_d8": {"mean_ms": 6.6},
         "project_cc_all": {"mean_ms": 5.0},
+        "project_cc_agents": {"mean_ms": 4.5},
+        "stock_unhashed": {"mean_ms": 3.0},
     }
     rows = compute_ratios(http, inproc)
     assert all(r["target"] == "" and r["met"] is None for r in rows[len(TARGETS) :])
     v = values(rows)
-    assert v['project CC "all" (JWT) / stock CC unhashed, no middleware (mean latency)'] == 1.2
-    assert v["exchange d1 / stock CC unhashed, startproject middleware (throughput)"] == 1.5
-    assert (
-        v['project CC "agents" (opaque) / stock CC unhashed, startproject middleware (mean latency)'] == 0.88
-    )
-    assert v['project CC "all" (JWT) / stock CC unhashed, startproject middleware (mean latency)'] == 0.96
-    assert v["stock CC unhashed: startproject middleware / none (mean latency)"] == 1.25
-    assert v["exchange d1: 2 workers / 1 worker (throughput, 4 clients)"] == 1.5
-    assert v["stock CC unhashed: 2 workers / 1 worker (throughput, 4 clients)"] == 1.0
-    assert v["exchange d1 / stock CC unhashed, no middleware (throughput, 2 workers, 4 clients)"] == 1.8
-    assert v['in-process: exchange d1 / project CC "all" (mean latency)'] == 1.2
-    assert v["in-process: exchange depth 8 / depth 1 (mean latency)"] == 1.1
+    assert v["project_cc_all / stock_unhashed (mean latency)"] == 1.2
+    assert v["exchange_d1 / stock_unhashed_mw (throughput)"] == 1.5
+    assert v["project_cc_agents / stock_unhashed_mw (mean latency)"] == 0.88
+    assert v["project_cc_all / stock_unhashed_mw (mean latency)"] == 0.96
+    assert v["stock_unhashed_mw / stock_unhashed (mean latency)"] == 1.25
+    assert v["exchange_d1, 4 clients: 2 workers / 1 worker (throughput)"] == 1.5
+    assert v["stock_unhashed, 4 clients: 2 workers / 1 worker (throughput)"] == 1.0
+    assert v["exchange_d1 / stock_unhashed (throughput, 2 workers, 4 clients)"] == 1.8
+    assert v["in-process: exchange_d1 / project_cc_all (mean latency)"] == 1.2
+    assert v["in-process: exchange_d8 / exchange_d1 (mean latency)"] == 1.1
+    one_after_the_other = "in-process, one site after the other: "
+    assert v[one_after_the_other + "project_cc_agents / stock_unhashed (mean latency)"] == 1.5
+    assert v[one_after_the_other + "exchange_d1 / stock_unhashed (mean latency)"] == 2.0
 
 
 def test_targets_compare_at_one_worker_and_one_client_only() -> None:
