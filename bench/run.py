@@ -45,6 +45,8 @@ RESULTS = ROOT / "bench" / "results"
 
 # The gunicorn command line of every instance, project and stock alike (tests/procs.py's
 # Cluster.gunicorn flags): request lines logged to the instance's log, no control socket.
+# Not example_project/gunicorn.conf.py: its max_requests would recycle a worker mid-run, and
+# the faster site's sooner (more requests in the same time), handing it cold starts.
 GUNICORN_FLAGS = ["--access-logfile", "-", "--timeout", "60", "--no-control-socket"]
 
 # The scenarios also measured at 4 clients on 1 and 2 workers (information, no target).
