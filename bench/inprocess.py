@@ -1,5 +1,8 @@
-"""In-process measurements (Django's test client, no HTTP, no gunicorn) and queries per
-exchange; run as ``python -m bench.inprocess SITE_JSON ITERATIONS`` by bench.run."""
+"""In-process measurements (Django's test client, no HTTP, no gunicorn) and database queries
+per request; run as ``python -m bench.inprocess CASTS_JSON ITERATIONS ROUNDS NAME ...`` by
+bench.run, once per server of bench.scenarios.SERVERS (with that server's settings and
+environment) for its scenarios. CASTS_JSON holds ``{"site": ..., "stock": ...}``, the casts
+bench.site and bench.stock_site printed."""
 
 from __future__ import annotations
 
@@ -10,7 +13,13 @@ import time
 from typing import Any
 
 
-def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str, Any]:
+def measure(
+    site: dict[str, Any],
+    iterations: int,
+    rounds: int = 1,
+    names: list[str] | None = None,
+    stock: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -19,8 +28,8 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
     from bench.scenarios import interleaved, requests
 
     client = Client()
-    reqs = requests(site)
-    names = list(reqs)
+    reqs = requests(site, stock)
+    names = list(reqs) if names is None else names
     samples = {name: Sample() for name in names}
 
     def post(name: str) -> Any:
@@ -37,8 +46,7 @@ def measure(site: dict[str, Any], iterations: int, rounds: int = 1) -> dict[str,
             post(name)
     # The scenarios take turns in rounds (rotated order), as over HTTP.
     for name in interleaved(names, rounds):
-        total = max(3, iterations // 20) if name == "cc_hashed" else iterations
-        count = max(1, total // rounds)
+        count = max(1, iterations // rounds)
         began = time.perf_counter()
         for _ in range(count):
             t0 = time.perf_counter()
@@ -70,9 +78,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     with open(sys.argv[1]) as handle:
-        site = json.load(handle)
+        casts = json.load(handle)
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    json.dump(measure(site, int(sys.argv[2]), rounds), sys.stdout)
+    names = sys.argv[4:] or None
+    json.dump(measure(casts["site"], int(sys.argv[2]), rounds, names, casts.get("stock")), sys.stdout)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -40,7 +41,7 @@ class Sample:
         for key, count in other.errors.items():
             self.errors[key] = self.errors.get(key, 0) + count
 
-    def summary(self) -> dict[str, float | int | dict[str, int]]:
+    def summary(self) -> dict[str, Any]:
         return {
             "requests": self.ok,
             "errors": dict(self.errors),
@@ -125,3 +126,18 @@ def run(
         thread.join()
     sample.elapsed = time.perf_counter() - began
     return sample
+
+
+def request_once(
+    url: str, method: str = "POST", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One request on a new connection: (status, body). For the checks before measuring."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=120)
+    try:
+        sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})} if body else headers
+        conn.request(method, parts.path or "/", body=body, headers=sent or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

@@ -1,10 +1,11 @@
 """Build the benchmark's cast in a fresh database; run as ``python -m bench.site`` by bench.run.
 
-Prints JSON: the two client-credentials baseline clients (a non-agent
-application with django-oauth-toolkit's default PBKDF2-hashed secret, and one
-with an unhashed secret), nine agents ``a1`` ... ``a9`` whose rules form one
-chain, and the subject tokens the exchanges start from: ``user_token`` (held by
-a1, no ``act``) and ``depth7_token`` (held by a8, seven actors deep).
+Prints JSON: ``baselines["unhashed"]``, a non-agent client-credentials application with
+an unhashed secret (the stock django-oauth-toolkit baseline is another site:
+bench/stock_site.py), nine agents ``a1`` ... ``a9`` whose rules form one chain, and the
+subject tokens the exchanges start from: ``user_token`` (held by a1, no ``act``) and
+``depth7_token`` (held by a8, seven actors deep). Built with ``JWT_ACCESS_TOKENS="all"``
+(bench/settings.py's default), so both subject tokens are JWTs.
 """
 
 from __future__ import annotations
@@ -53,22 +54,18 @@ def build() -> dict[str, Any]:
     Application = get_application_model()
     user = get_user_model().objects.create_user("bench", "bench@example.com", secrets.token_urlsafe(16))
 
-    baselines = {}
-    for name, hashed in (("hashed", True), ("unhashed", False)):
-        secret = secrets.token_urlsafe(32)
-        app = Application.objects.create(
-            name=f"bench {name}",
-            client_type=Application.CLIENT_CONFIDENTIAL,
-            authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
-            client_secret=secret,
-            hash_client_secret=hashed,
-        )
-        app.refresh_from_db()
-        baselines[name] = {
-            "client_id": app.client_id,
-            "client_secret": secret,
-            "stored": app.client_secret[:24],
-        }
+    secret = secrets.token_urlsafe(32)
+    app = Application.objects.create(
+        name="bench unhashed",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret=secret,
+        hash_client_secret=False,
+    )
+    app.refresh_from_db()
+    if app.client_secret != secret:
+        raise SystemExit("bench setup: the unhashed baseline's secret was not stored as it is")
+    baselines = {"unhashed": {"client_id": app.client_id, "client_secret": secret, "stored": "plain"}}
 
     agents: dict[str, dict[str, str]] = {}
     parties: list[Party] = []
