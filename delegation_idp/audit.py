@@ -24,14 +24,22 @@ Route that logger somewhere durable to keep refusals made during an outage.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC
 from typing import Any
 
+from django.db import router
+
+from delegation_idp import sql
 from delegation_idp.conf import idp_settings
+from delegation_idp.core.reasons import Reason
+from delegation_idp.core.types import Issuance
+from delegation_idp.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 fallback_logger = logging.getLogger("delegation_idp.audit.fallback")
@@ -46,6 +54,7 @@ __all__ = [
     "current",
     "discard_issued_write",
     "export_events",
+    "note_issued",
     "write_event",
     "write_issued",
     "write_refusal",
@@ -71,16 +80,28 @@ class Attempt:
     parent_jti: str = ""
     client_ip: str | None = None
 
-    def deny(self, error: str, reason: str = "") -> None:
+    def deny(self, error: str, reason: Reason | str = "") -> None:
+        """Denied with ``error``, for ``reason`` (a catalogue member; a bare error code
+        stands for the catalogue's generic member of that error)."""
         self.decision = "denied"
         self.error = error
-        self.reason = reason or self.reason or error
+        self.reason = str(reason or self.reason or Reason.for_error(error))
+
+    def refuse(self, reason: Reason) -> None:
+        """Denied for a reason of the catalogue, with its OAuth error."""
+        self.deny(reason.error, reason)
+
+    def fields(self) -> dict[str, Any]:
+        """The record as the audit sink's keyword arguments (a shallow copy of every field)."""
+        return {name: getattr(self, name) for name in FIELDS}
 
     def grant(self) -> None:
         self.decision = "granted"
         self.error = ""
         self.reason = self.reason if self.reason and self.reason != "allowed" else "allowed"
 
+
+FIELDS = tuple(f.name for f in dataclass_fields(Attempt))
 
 _current: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
     "delegation_idp_attempt", default=None
@@ -126,7 +147,7 @@ def _write(record: Attempt) -> None:
     if not record.decision:
         record.deny(record.error or "server_error", record.reason or "unfinished")
     try:
-        idp_settings.AUDIT_WRITER(**asdict(record))
+        idp_settings.AUDIT_WRITER(**record.fields())
     except Exception:
         # The audit sink failing must be loud, but it must not turn a
         # refusal into a 500 or un-send a token that was already issued.
@@ -134,10 +155,19 @@ def _write(record: Attempt) -> None:
         log_fallback(record)
 
 
+def note_issued(issuance: Issuance) -> None:
+    """What the running attempt issued (django-oauth-toolkit's grants; the exchange fills its
+    record itself): the token's ``jti``, subject, scope and audiences, never the token."""
+    record = _current.get()
+    if record is None:
+        return
+    claims = issuance.claims
+    record.jti, record.subject = issuance.jti, str(claims["sub"])
+    record.granted_scope, record.granted_audience = str(claims.get("scope", "")), issuance.audience
+
+
 def log_fallback(record: Attempt) -> None:
     """The record's trace in the fallback log, for when the audit sink is down."""
-    import json
-
     fallback_logger.warning(
         json.dumps({name: getattr(record, name) for name in FALLBACK_FIELDS}, sort_keys=True)
     )
@@ -152,61 +182,51 @@ def write_refusal(**fields: Any) -> None:
     _write(record)
 
 
-def _transactional(access_token_model: Any) -> bool:
-    """Whether the audit sink writes in the same transaction as the tokens: the
-    default sink, and ``AuditEvent`` routed to the tokens' database."""
-    from django.db import router
-
-    from delegation_idp.models import AuditEvent
-
+def _transactional(model: Any) -> bool:
+    """Whether the audit sink writes in the same transaction as rows of ``model``: the
+    default sink, with ``AuditEvent`` routed to the same database."""
     return bool(
         idp_settings.AUDIT_WRITER is write_event
-        and router.db_for_write(AuditEvent) == router.db_for_write(access_token_model)
+        and router.db_for_write(AuditEvent) == router.db_for_write(model)
     )
 
 
-def write_issued(event: str, access_token_model: Any) -> None:
-    """Write the running attempt as granted, now, inside the issuing transaction,
-    if the sink shares that transaction (otherwise the attempt is written after it).
+def write_issued(record: Attempt, model: Any) -> None:
+    """Write ``record`` as granted, now, inside the issuing transaction of rows of
+    ``model``, if the sink shares that transaction (otherwise it is written after it,
+    by the outermost :func:`attempt`).
 
-    Called for token exchanges once the token and its lineage are stored. A sink
-    that raises makes the exchange fail (:class:`AuditWriteFailed`): the
-    transaction rolls back, and the caller must call :func:`discard_issued_write`.
+    Called for token exchanges once the token's lineage is stored. A sink that raises
+    makes the exchange fail (:class:`AuditWriteFailed`): the transaction rolls back,
+    and the caller must call :func:`discard_issued_write`.
     """
-    record = _current.get()
-    if record is None or not _transactional(access_token_model):
+    if not _transactional(model):
         return
-    record.event = event
     record.grant()
     try:
-        idp_settings.AUDIT_WRITER(**asdict(record))
+        idp_settings.AUDIT_WRITER(**record.fields())
     except Exception as exc:
-        logger.exception("audit record could not be written; the exchange is refused (event=%s)", event)
-        raise AuditWriteFailed(event) from exc
+        logger.exception(
+            "audit record could not be written; the exchange is refused (event=%s)", record.event
+        )
+        raise AuditWriteFailed(record.event) from exc
     _written.set(True)
 
 
-def discard_issued_write() -> None:
+def discard_issued_write(record: Attempt) -> None:
     """Issuance raised. If its transaction rolled back, the audit row went with it, and
     the outermost ``attempt()`` writes the record again, with the refusal. (It may also
     have raised after committing, from an ``on_commit`` hook: then the row stands.)"""
-    from django.db import router
-
-    from delegation_idp.models import AuditEvent
-
-    record = _current.get()
-    if not _written.get() or record is None:
+    if not _written.get():
         return
     stored = AuditEvent.objects.using(router.db_for_write(AuditEvent))
-    if not stored.filter(jti=record.jti, decision="granted").exists():
+    if not stored.filter(jti=record.jti, decision=AuditEvent.GRANTED).exists():
         _written.set(False)
 
 
 def write_event(**fields: Any) -> None:
-    """The default audit sink: one ``AuditEvent`` row."""
-    from delegation_idp.models import AuditEvent
-
-    AuditEvent.objects.create(**{k: v if v is not None else None for k, v in fields.items()})
+    """The default audit sink: one ``AuditEvent`` row (append-only: inserted, never saved)."""
+    sql.insert(AuditEvent, fields, using=router.db_for_write(AuditEvent))
 
 
 EXPORT_FIELDS = (
@@ -248,10 +268,6 @@ def export_events(
     Pages by primary key (events are append-only, so the key follows time), so
     memory stays flat however large the table is. Returns the number written.
     """
-    import json
-
-    from delegation_idp.models import AuditEvent
-
     events = AuditEvent.objects.order_by("pk")
     if since is not None:
         events = events.filter(created__gte=since)

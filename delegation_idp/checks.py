@@ -21,6 +21,7 @@ from delegation_idp.models import DelegationRule
 from delegation_idp.provider import policy_triggers as triggers
 from delegation_idp.provider import registration
 from delegation_idp.provider.backends import DelegationOAuthLibCore
+from delegation_idp.provider.discovery import ServerMetadataView
 from delegation_idp.provider.server import DelegationServer
 from delegation_idp.provider.signin import (
     BACKEND,
@@ -31,7 +32,7 @@ from delegation_idp.provider.signin import (
 )
 from delegation_idp.provider.tokens import generate_access_token
 from delegation_idp.provider.validators import DelegationValidator
-from delegation_idp.provider.views import ServerMetadataView, TokenView
+from delegation_idp.provider.views import TokenView
 
 SYMMETRIC = {"HS256", "HS384", "HS512", "none"}
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
+from delegation_idp.core.actchain import chain_from_act
 from delegation_idp.core.policy import PartyView, RuleView, scope_set
 
 
@@ -340,8 +341,6 @@ class TokenLineage(models.Model):
 
     @property
     def chain(self) -> tuple[str, ...]:
-        from delegation_idp.core.actchain import chain_from_act
-
         return chain_from_act(self.act, max_depth=64) if self.act else ()
 
 

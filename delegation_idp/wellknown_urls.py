@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from delegation_idp.provider import views
+from delegation_idp.provider import discovery
 
 app_name = "delegation_idp"
 
 urlpatterns = [
-    path(".well-known/oauth-authorization-server", views.ServerMetadataView.as_view(), name="metadata"),
-    path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
+    path(".well-known/oauth-authorization-server", discovery.ServerMetadataView.as_view(), name="metadata"),
+    path(".well-known/jwks.json", discovery.JwksView.as_view(), name="jwks"),
 ]

@@ -420,7 +420,17 @@ class PartyAdmin(admin.ModelAdmin):
                 from_user=True,
                 may_act=data["may_act"],
             )
-            explanation = policy.explain(ctx, rules, limits)
+            # The same questions in the same order as a real exchange: may this client
+            # exchange at all, then the policy (delegation_idp.rfc8693.exchange).
+            application = data["actor"].application
+            denied = policy.may_exchange(
+                data["actor"].as_view(),
+                confidential=application is not None and application.client_type == "confidential",
+            )
+            if denied is not None:
+                explanation = policy.Explanation(policy.Decision(allowed=False, reason=denied), ())
+            else:
+                explanation = policy.explain(ctx, rules, limits)
             decision = explanation.decision
             rule_rows = {r.pk: r for r in DelegationRule.objects.filter(actor=data["actor"])}
             result = {

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from delegation_idp.core.reasons import Reason
+
 __all__ = ["ActChainError", "build_act", "chain_from_act", "delegate", "nest"]
 
 # Members an actor object may carry besides the nested ``act``. RFC 8693 section 4.1
@@ -22,7 +24,12 @@ _ACTOR_MEMBERS = frozenset({"sub", "iss", "client_id", "act"})
 
 
 class ActChainError(ValueError):
-    """An ``act`` claim that is not a well-formed, bounded chain."""
+    """An ``act`` claim that is not a well-formed, bounded chain; ``reason`` says which:
+    ``DEPTH_EXCEEDED`` or ``SUBJECT_MALFORMED_ACT``."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def chain_from_act(act: Any, *, max_depth: int) -> tuple[str, ...]:
@@ -35,12 +42,12 @@ def chain_from_act(act: Any, *, max_depth: int) -> tuple[str, ...]:
     node = act
     while node is not None:
         if len(chain) >= max_depth:
-            raise ActChainError("act chain too deep")
+            raise ActChainError(Reason.DEPTH_EXCEEDED, "act chain too deep")
         if not isinstance(node, Mapping) or not set(node) <= _ACTOR_MEMBERS:
-            raise ActChainError("act member is not an actor object")
+            raise ActChainError(Reason.SUBJECT_MALFORMED_ACT, "act member is not an actor object")
         sub = node.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise ActChainError("actor without sub")
+            raise ActChainError(Reason.SUBJECT_MALFORMED_ACT, "actor without sub")
         chain.append(sub)
         node = node.get("act")
     return tuple(chain)

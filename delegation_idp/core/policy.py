@@ -1,6 +1,8 @@
 """Delegation policy: who may act for whom, toward what, with which scopes.
 
-Pure decision code with no I/O. The grant turns database rows into the frozen
+Pure decision code with no I/O. Every answer's reason is a member of the one
+catalogue, :class:`delegation_idp.core.reasons.Reason`, which also fixes the OAuth
+error and the public description a refusal is answered with. The grant turns database rows into the frozen
 views below and asks :func:`evaluate`; the admin's "try a delegation" page asks
 the same function. Deny by default: without an enabled, matching rule the
 answer is no, and every answer carries a stable machine-readable reason.
@@ -8,13 +10,15 @@ answer is no, and every answer carries a stable machine-readable reason.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from delegation_idp.core.reasons import Reason
+
 __all__ = [
+    "OUTCOMES",
     "Decision",
     "ExchangeContext",
     "Explanation",
@@ -23,69 +27,35 @@ __all__ = [
     "Reason",
     "RuleOutcome",
     "RuleView",
+    "client_resources",
     "evaluate",
     "explain",
+    "may_exchange",
+    "own_token_resources",
+    "resource_owner",
     "resource_under",
 ]
 
 
-class Reason(enum.StrEnum):
-    """Why a delegation was allowed or refused (stable codes for the audit trail)."""
-
-    ALLOWED = "allowed"
-    NOT_AN_AGENT = "not_an_agent"
-    ACTOR_DISABLED = "actor_disabled"
-    CHAIN_ACTOR_DISABLED = "chain_actor_disabled"
-    MAY_ACT_MISMATCH = "may_act_mismatch"
-    DEPTH_EXCEEDED = "depth_exceeded"
-    CYCLE = "cycle"
-    TARGET_UNKNOWN = "target_unknown"
-    NO_RULE = "no_rule"
-    AUDIENCE_NOT_PERMITTED = "audience_not_permitted"
-    UPSTREAM_NOT_PERMITTED = "upstream_not_permitted"
-    USER_NOT_PERMITTED = "user_not_permitted"
-    RULE_NOT_IN_EFFECT = "rule_not_in_effect"
-    SCOPE_EXCEEDS_SUBJECT = "scope_exceeds_subject"
-    SCOPE_NOT_PERMITTED = "scope_not_permitted"
-
-
-# The OAuth error each refusal is reported with (RFC 6749 section 5.2, RFC 8693
-# section 2.2.2: a subject token that is unacceptable by policy is invalid_request).
-OAUTH_ERROR: dict[Reason, str] = {
-    Reason.NOT_AN_AGENT: "unauthorized_client",
-    Reason.ACTOR_DISABLED: "unauthorized_client",
-    Reason.CHAIN_ACTOR_DISABLED: "invalid_request",
-    Reason.MAY_ACT_MISMATCH: "invalid_request",
-    Reason.DEPTH_EXCEEDED: "invalid_request",
-    Reason.CYCLE: "invalid_request",
-    Reason.UPSTREAM_NOT_PERMITTED: "invalid_request",
-    Reason.USER_NOT_PERMITTED: "invalid_request",
-    Reason.TARGET_UNKNOWN: "invalid_target",
-    Reason.NO_RULE: "invalid_target",
-    Reason.AUDIENCE_NOT_PERMITTED: "invalid_target",
-    Reason.RULE_NOT_IN_EFFECT: "invalid_target",
-    Reason.SCOPE_EXCEEDS_SUBJECT: "invalid_scope",
-    Reason.SCOPE_NOT_PERMITTED: "invalid_scope",
-}
-
-# Plain words for error_description. They never say which parties exist.
-DESCRIPTION: dict[Reason, str] = {
-    Reason.ALLOWED: "Delegation allowed.",
-    Reason.NOT_AN_AGENT: "This client is not registered as an agent that may exchange tokens.",
-    Reason.ACTOR_DISABLED: "This client is disabled.",
-    Reason.CHAIN_ACTOR_DISABLED: "An actor earlier in the delegation chain is disabled.",
-    Reason.MAY_ACT_MISMATCH: "The subject token does not allow this client to act for its subject.",
-    Reason.DEPTH_EXCEEDED: "The delegation chain would exceed its permitted depth.",
-    Reason.CYCLE: "This client already appears in the delegation chain.",
-    Reason.TARGET_UNKNOWN: "The requested audience or resource is not permitted for this client.",
-    Reason.NO_RULE: "The requested audience or resource is not permitted for this client.",
-    Reason.AUDIENCE_NOT_PERMITTED: "The requested audience or resource is not permitted for this client.",
-    Reason.RULE_NOT_IN_EFFECT: "The requested audience or resource is not permitted for this client.",
-    Reason.UPSTREAM_NOT_PERMITTED: "This client may not continue a delegation chain from the previous actor.",
-    Reason.USER_NOT_PERMITTED: "This client may not act for this user.",
-    Reason.SCOPE_EXCEEDS_SUBJECT: "The requested scope exceeds the scope of the subject token.",
-    Reason.SCOPE_NOT_PERMITTED: "The requested scope is not permitted for this delegation.",
-}
+# Every reason :func:`evaluate` can answer with.
+OUTCOMES = frozenset(
+    {
+        Reason.ALLOWED,
+        Reason.ACTOR_DISABLED,
+        Reason.CHAIN_ACTOR_DISABLED,
+        Reason.MAY_ACT_MISMATCH,
+        Reason.DEPTH_EXCEEDED,
+        Reason.CYCLE,
+        Reason.TARGET_UNKNOWN,
+        Reason.NO_RULE,
+        Reason.AUDIENCE_NOT_PERMITTED,
+        Reason.UPSTREAM_NOT_PERMITTED,
+        Reason.USER_NOT_PERMITTED,
+        Reason.RULE_NOT_IN_EFFECT,
+        Reason.SCOPE_EXCEEDS_SUBJECT,
+        Reason.SCOPE_NOT_PERMITTED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -168,11 +138,12 @@ class Decision:
 
     @property
     def error(self) -> str | None:
-        return None if self.allowed else OAUTH_ERROR[self.reason]
+        """The OAuth error of a refusal (the catalogue's, :mod:`delegation_idp.core.reasons`)."""
+        return None if self.allowed else self.reason.error
 
     @property
     def description(self) -> str:
-        return DESCRIPTION[self.reason]
+        return self.reason.description
 
 
 def _deny(reason: Reason) -> Decision:
@@ -311,6 +282,51 @@ def explain(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> 
     if scope_refused:
         return Explanation(_deny(Reason.SCOPE_NOT_PERMITTED), tuple(outcomes))
     return Explanation(_deny(closest or Reason.NO_RULE), tuple(outcomes))
+
+
+# The kinds of registered party that may exchange tokens: they pass a task on.
+EXCHANGING_KINDS = frozenset({"agent", "mcp_server"})
+
+
+def may_exchange(requester: PartyView | None, *, confidential: bool) -> Reason | None:
+    """Whether a client may ask for a token exchange at all: a confidential client registered
+    as an agent or an MCP server (``NOT_AN_AGENT`` otherwise), and enabled (``ACTOR_DISABLED``)."""
+    if requester is None or requester.kind not in EXCHANGING_KINDS or not confidential:
+        return Reason.NOT_AN_AGENT
+    if not requester.enabled:
+        return Reason.ACTOR_DISABLED
+    return None
+
+
+def own_token_resources(resources: Iterable[str], own: Iterable[str]) -> Reason | None:
+    """An agent's own tokens (authorization code, refresh, client credentials) are addressed
+    to the agent itself: every RFC 8707 ``resource`` must lie under one of its ``own``
+    prefixes. Any other audience is reached only by token exchange, through a delegation
+    rule, with the agent recorded in ``act``."""
+    prefixes = tuple(own)
+    if all(any(resource_under(r, p) for p in prefixes) for r in resources):
+        return None
+    return Reason.RESOURCE_NOT_OWN
+
+
+def client_resources(resources: Iterable[str], allowed: Iterable[str]) -> Reason | None:
+    """An application that is not a registered party may address its tokens only under the
+    prefixes of the parties whose client allow-list names it."""
+    prefixes = tuple(allowed)
+    if all(any(resource_under(r, p) for p in prefixes) for r in resources):
+        return None
+    return Reason.RESOURCE_NOT_ALLOWED
+
+
+def resource_owner(resource: str, owners: Iterable[tuple[str, Sequence[str]]]) -> str | None:
+    """The party an RFC 8707 ``resource`` belongs to: the one whose identity URI or resource
+    prefix is the longest that covers it; None if none does."""
+    best: tuple[int, str] | None = None
+    for uri, prefixes in owners:
+        for prefix in (uri, *prefixes):
+            if resource_under(resource, prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), uri)
+    return best[1] if best else None
 
 
 def resource_under(resource: str, prefix: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Family", "Reason"]
+__all__ = ["Family", "Reason", "markdown_table"]
 
 
 class Family(enum.StrEnum):
@@ -105,8 +105,18 @@ class Reason(enum.StrEnum):
         Family.REQUEST,
     )
     BAD_ENCODING = "bad_encoding", "invalid_request", "The body is not valid form encoding.", Family.REQUEST
-    TOO_MANY_FIELDS = "too_many_fields", "invalid_request", "The request has too many parameters.", Family.REQUEST
-    MISSING_PARAMETER = "missing_parameter", "invalid_request", "A required parameter is missing.", Family.REQUEST
+    TOO_MANY_FIELDS = (
+        "too_many_fields",
+        "invalid_request",
+        "The request has too many parameters.",
+        Family.REQUEST,
+    )
+    MISSING_PARAMETER = (
+        "missing_parameter",
+        "invalid_request",
+        "A required parameter is missing.",
+        Family.REQUEST,
+    )
     EMPTY_PARAMETER = "empty_parameter", "invalid_request", "A parameter is empty.", Family.REQUEST
     REPEATED_PARAMETER = "repeated_parameter", "invalid_request", "A parameter is repeated.", Family.REQUEST
     UNSUPPORTED_TOKEN_TYPE = (
@@ -193,7 +203,12 @@ class Reason(enum.StrEnum):
     )
     ACTOR_DISABLED = "actor_disabled", "unauthorized_client", "This client is disabled.", Family.CLIENT
     THROTTLED = "throttled", "slow_down", "Too many requests.", Family.CLIENT
-    SIGN_IN_LOCKED = "sign_in_locked", "slow_down", "Too many failed sign-ins; retry later.", Family.CLIENT
+    SIGN_IN_LOCKED = (
+        "sign_in_locked",
+        "slow_down",
+        "Too many failed sign-in attempts; retry later.",
+        Family.CLIENT,
+    )
 
     # -- a presented token ---------------------------------------------------------------
     SUBJECT_MALFORMED = "subject_malformed", "invalid_request", _INVALID_SUBJECT, Family.TOKEN
@@ -261,8 +276,18 @@ class Reason(enum.StrEnum):
         Family.TOKEN,
     )
     ACTOR_REVOKED = "actor_revoked", "invalid_request", "The actor token is not active.", Family.TOKEN
-    INVALID_GRANT = "invalid_grant", "invalid_grant", "The grant is invalid, expired or revoked.", Family.TOKEN
-    CODE_REPLAYED = "code_replayed", "invalid_grant", "The grant is invalid, expired or revoked.", Family.TOKEN
+    INVALID_GRANT = (
+        "invalid_grant",
+        "invalid_grant",
+        "The grant is invalid, expired or revoked.",
+        Family.TOKEN,
+    )
+    CODE_REPLAYED = (
+        "code_replayed",
+        "invalid_grant",
+        "The grant is invalid, expired or revoked.",
+        Family.TOKEN,
+    )
 
     # -- the delegation policy -----------------------------------------------------------
     CHAIN_ACTOR_DISABLED = (
@@ -340,7 +365,12 @@ class Reason(enum.StrEnum):
     )
     CLIENT_DISABLED = "client_disabled", "unauthorized_client", "This client is disabled.", Family.ISSUANCE
     USER_INACTIVE = "user_inactive", "invalid_grant", "The user is not active.", Family.ISSUANCE
-    KEY_REVOKED = "key_revoked", "temporarily_unavailable", "Signing keys are changing; retry.", Family.ISSUANCE
+    KEY_REVOKED = (
+        "key_revoked",
+        "temporarily_unavailable",
+        "Signing keys are changing; retry.",
+        Family.ISSUANCE,
+    )
 
     # -- the service ---------------------------------------------------------------------
     DATABASE_ERROR = (
@@ -367,10 +397,8 @@ class Reason(enum.StrEnum):
     def for_token_error(cls, role: str, jose_reason: str) -> Reason:
         """The member for a presented token (``role`` is ``subject`` or ``actor``) that the JOSE
         layer refused with ``jose_reason``; ``<role>_malformed`` for a code it does not list."""
-        try:
-            return cls(f"{role}_{jose_reason}")
-        except ValueError:
-            return cls(f"{role}_malformed")
+        table = cls._value2member_map_
+        return table.get(f"{role}_{jose_reason}") or table[f"{role}_malformed"]  # type: ignore[return-value]
 
     @classmethod
     def for_error(cls, error: str) -> Reason:
@@ -380,3 +408,17 @@ class Reason(enum.StrEnum):
             if member.error == error and (member.value == error or member.family is Family.SERVICE):
                 return member
         return next((member for member in cls if member.error == error), cls.INVALID_REQUEST)
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table of ``docs/reasons.md`` (a test keeps them equal)::
+
+    python -c "from delegation_idp.core.reasons import markdown_table; print(markdown_table())"
+    """
+    lines = ["| reason | family | error | status | description |", "| --- | --- | --- | --- | --- |"]
+    for reason in Reason:
+        error = f"`{reason.error}`" if reason.error else "(none)"
+        lines.append(
+            f"| `{reason.value}` | {reason.family.value} | {error} | {reason.status} | {reason.description} |"
+        )
+    return "\n".join(lines)

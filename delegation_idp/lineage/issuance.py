@@ -31,14 +31,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection
+from django.db import connection, router
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
 
-from delegation_idp import audit
+from delegation_idp import sql
 from delegation_idp.conf import idp_settings
+from delegation_idp.core.types import Issuance
 from delegation_idp.models import OpaqueRedemption, Party, PolicyVersion, SigningKey, TokenLineage
-from delegation_idp.provider.tokens import Issued
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +45,16 @@ logger = logging.getLogger(__name__)
 CHUNK = 1000
 
 
-class ParentRevoked(Exception):
-    """The subject token of an exchange was revoked or expired meanwhile."""
+class IssuanceBlocked(Exception):
+    """Found inside the issuing transaction: something the new token relies on changed
+    after the request was decided. ``what`` is ``"parent"`` (the subject token was revoked
+    or expired), ``"party"`` (a party it names was disabled), ``"user"`` (its user was
+    deactivated) or ``"key"`` (its signing key was revoked). Callers answer with the
+    reason their grant gives it (:mod:`delegation_idp.core.reasons`)."""
 
-    reason = "subject_revoked"
-
-
-class ChainRevoked(ParentRevoked):
-    """A party, the user or the signing key the new token relies on was disabled meanwhile."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 def _ts(value: int) -> datetime:
@@ -141,7 +138,7 @@ def lock_parent(jti: str) -> TokenLineage:
     """Lock the subject token's row for the rest of the transaction and re-check it."""
     parent = TokenLineage.objects.select_for_update().filter(jti=jti).first()
     if parent is None or parent.revoked_at is not None or parent.expires_at <= timezone.now():
-        raise ParentRevoked(jti)
+        raise IssuanceBlocked("parent")
     return parent
 
 
@@ -295,8 +292,8 @@ def check_issuance(parties: Iterable[str], kid: str, user_pk: Any, parent_jti: s
     """Lock and re-check, inside the issuing transaction, everything the new token
     relies on: its parties, its user, its signing key and (for an exchange) its parent.
 
-    Raises :class:`ChainRevoked` when a party, the user or the key was disabled
-    meanwhile, and :class:`ParentRevoked` when the parent was revoked or expired.
+    Raises :class:`IssuanceBlocked` when a party, the user or the key was disabled
+    meanwhile, or the parent was revoked or expired.
     One statement on PostgreSQL and SQLite; one per table elsewhere.
     """
     uris = sorted(set(parties))
@@ -308,86 +305,53 @@ def check_issuance(parties: Iterable[str], kid: str, user_pk: Any, parent_jti: s
         if not blocked and parent_jti:
             try:
                 lock_parent(parent_jti)
-            except ParentRevoked:
+            except IssuanceBlocked:
                 parent_live = False
-    if blocked == "key_revoked":
-        from delegation_idp.provider.keys import keyset
-
-        keyset.invalidate()  # this process still signed with it: reload at once
     if blocked:
-        raise ChainRevoked(blocked)
+        raise IssuanceBlocked(BLOCKED[blocked])
     if parent_jti and not parent_live:
-        raise ParentRevoked(parent_jti)
+        raise IssuanceBlocked("parent")
 
 
-def record_issued(request: Any, issued: Issued, access_token: Any, grant_type: str) -> TokenLineage:
-    """Store the lineage row of a token just issued (inside the issuance transaction).
+# What issuance_blocked() and the one-statement check report, as IssuanceBlocked.what.
+BLOCKED = {"party_disabled": "party", "user_inactive": "user", "key_revoked": "key"}
 
-    An exchange whose parent, parties, user or key were revoked meanwhile raises
-    :class:`ParentRevoked` (the grant answers with an error, nothing is issued).
-    For the other grants django-oauth-toolkit answers anyway, so the token is
-    recorded as revoked on issue and its ``AccessToken`` row deleted on commit.
+
+def record_issued(issuance: Issuance, *, access_token: Any = None) -> None:
+    """Re-check, then store the lineage row of a token being issued, inside its issuing
+    transaction (the caller's). Raises :class:`IssuanceBlocked` when something the token
+    relies on changed meanwhile: the transaction must then roll back.
+
+    Parties, user and key are checked first, the parent row second: the same order in
+    which disabling takes its locks (UPDATE of the party, then the lineage rows), so the
+    two never deadlock.
     """
-    claims = issued.claims
-    exchange = getattr(request, "delegation", None)
-    jti = claims["jti"]
-    user = getattr(request, "user", None)
-    user_pk = getattr(user, "pk", None)
-    # Parties, user and key first, the parent row second: the same order in which
-    # disabling takes its locks (UPDATE of the party, then the lineage rows), so
-    # the two never deadlock.
-    try:
-        check_issuance(issued.parties, issued.kid, user_pk, exchange.parent_jti if exchange else "")
-    except ChainRevoked as blocked:
-        if exchange is not None:
-            raise
-        # Any other grant: refuse inside the issuance transaction, so nothing is stored
-        # and django-oauth-toolkit answers with this error instead of a token.
-        raise _refusal(blocked.reason) from None
-    if exchange is not None:
-        parent_jti, root_jti = exchange.parent_jti, exchange.root_jti
-        path, depth = f"{exchange.parent_path}/{jti}", exchange.depth
-    else:
-        parent_jti, root_jti, path, depth = "", jti, jti, 0
-    code = getattr(request, "code", None) if grant_type == "authorization_code" else None
-    row = TokenLineage.objects.create(
-        jti=jti,
-        parent_jti=parent_jti,
-        root_jti=root_jti,
-        path=path,
-        depth=depth,
-        grant_type=grant_type,
-        user=user if user_pk is not None else None,
-        subject=claims["sub"],
-        client_id=claims["client_id"],
-        audience=[claims["aud"]] if isinstance(claims["aud"], str) else list(claims["aud"]),
-        scope=claims.get("scope", ""),
-        act=claims.get("act"),
-        parties="|" + "|".join(dict.fromkeys(issued.parties)) + "|" if issued.parties else "",
-        kid=issued.kid,
-        issued_at=_ts(claims["iat"]),
-        expires_at=_ts(claims["exp"]),
-        access_token=access_token,
-        code_hash=code_digest(code) if code else None,
+    claims = issuance.claims
+    check_issuance(issuance.parties, issuance.kid, issuance.user_pk, issuance.parent_jti)
+    sql.insert(
+        TokenLineage,
+        {
+            "jti": issuance.jti,
+            "parent_jti": issuance.parent_jti,
+            "root_jti": issuance.root_jti or issuance.jti,
+            "path": issuance.path,
+            "depth": issuance.depth,
+            "grant_type": issuance.grant_type,
+            "user_id": issuance.user_pk,
+            "subject": claims["sub"],
+            "client_id": claims["client_id"],
+            "audience": issuance.audience,
+            "scope": claims.get("scope", ""),
+            "act": claims.get("act"),
+            "parties": "|" + "|".join(dict.fromkeys(issuance.parties)) + "|" if issuance.parties else "",
+            "kid": issuance.kid,
+            "issued_at": _ts(claims["iat"]),
+            "expires_at": _ts(claims["exp"]),
+            "access_token_id": getattr(access_token, "pk", None),
+            "code_hash": code_digest(issuance.code) if issuance.code else None,
+        },
+        using=router.db_for_write(TokenLineage),
     )
-    if exchange is not None:
-        # The exchange's audit record commits (or rolls back) with its token.
-        audit.write_issued("token_exchange", get_access_token_model())
-    return row
-
-
-def _refusal(reason: str) -> Exception:
-    """The OAuth error for a grant whose client, user or key was disabled meanwhile."""
-    from oauthlib.oauth2.rfc6749 import errors
-
-    logger.warning("token refused at issuance: %s", reason)
-    if reason == "party_disabled":
-        return errors.UnauthorizedClientError(description="This client is disabled.")
-    if reason == "user_inactive":
-        return errors.InvalidGrantError(description="The user is not active.")
-    unavailable = errors.TemporarilyUnavailableError(description="Signing keys are changing; retry.")
-    unavailable.status_code = 503
-    return unavailable
 
 
 def code_digest(code: str) -> str:

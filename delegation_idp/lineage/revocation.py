@@ -237,6 +237,16 @@ def revoke_signed_by(kid: str, reason: str = "key_revoked", now: datetime | None
     return _revoke_roots(matching, reason, now)
 
 
+def revoke_issued_to(jti: str, client_id: str, reason: str = "revoked") -> list[str]:
+    """RFC 7009 section 2.1 for a token whose record is its lineage row (an exchanged JWT):
+    revoked, with its subtree, only when it was issued to ``client_id``, the client that
+    asks. Anything else is left alone; the endpoint answers 200 either way."""
+    row = TokenLineage.objects.filter(jti=jti).only("client_id", "revoked_at").first()
+    if row is None or row.client_id != client_id or row.revoked_at is not None:
+        return []
+    return revoke_subtree(jti, reason)
+
+
 def revoke_access_token_row(access_token_pk: Any, reason: str = "revoked") -> list[str]:
     """Called when django-oauth-toolkit deletes an ``AccessToken`` (RFC 7009 revocation,
     ``AccessToken.revoke()``); expired rows deleted by ``cleartokens`` are left alone."""

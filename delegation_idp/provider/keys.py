@@ -164,6 +164,33 @@ class KeySet:
 keyset = KeySet()
 
 
+# The claims every access token of this provider carries (RFC 9068 section 2.2).
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+
+
+def verify(token: str, *, now: float, leeway: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(header, claims)`` of one of this provider's JWT access tokens: verified by ``kid``
+    against its own key set only, with the allow-listed algorithms, sizes checked before
+    parsing (RFC 8725), then ``iss``, ``exp``/``nbf`` (``leeway``: ``CLOCK_SKEW_SECONDS`` by
+    default) and the RFC 9068 claims. Raises :class:`delegation_idp.jose.JoseError`."""
+    header, claims = jose.verify(
+        token,
+        keyset.verification_key,
+        algorithms=idp_settings.ALLOWED_ALGORITHMS,
+        max_bytes=idp_settings.MAX_TOKEN_BYTES,
+        max_header_bytes=idp_settings.MAX_HEADER_BYTES,
+        max_json_depth=idp_settings.MAX_JSON_DEPTH,
+    )
+    jose.validate_claims(
+        claims,
+        issuer=idp_settings.ISSUER,
+        now=now,
+        leeway=idp_settings.CLOCK_SKEW_SECONDS if leeway is None else leeway,
+        required=REQUIRED_CLAIMS,
+    )
+    return header, claims
+
+
 def _removed(remove_after: datetime | None, now: datetime) -> bool:
     return remove_after is not None and remove_after <= now
 
@@ -440,14 +467,14 @@ def _sweep_revoked(now: datetime) -> int:
             "kid", flat=True
         )
     )
-    return sum(_announce_revoked(kid, now) for kid in sorted(stragglers))
+    return sum(_announce_revoked(str(kid), now) for kid in sorted(stragglers))
 
 
 def _announce_revoked(kid: str, now: datetime) -> int:
     """Send ``signing_key_revoked``; lineage's receiver revokes every live token ``kid``
     signed and answers how many. Receivers' errors propagate: a key revocation that
     could not revoke its tokens must not look done."""
-    results = signals.signing_key_revoked.send(sender=SigningKey, kid=kid, now=now)
+    results: list[tuple[Any, Any]] = signals.signing_key_revoked.send(sender=SigningKey, kid=kid, now=now)
     return sum(result for _receiver, result in results if isinstance(result, int))
 
 

@@ -29,22 +29,21 @@ from django.utils.http import parse_header_parameters
 
 from delegation_idp import audit
 from delegation_idp.conf import idp_settings
+from delegation_idp.core.errors import InvalidRequest, OAuthError, TemporarilyUnavailable
+from delegation_idp.core.reasons import Reason
 from delegation_idp.provider import throttling
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BAD_ENCODING",
-    "DATABASE_ERROR",
     "NO_STORE",
     "PASS_THROUGH",
+    "error_response",
     "oauth_error",
     "storage_guard",
     "unavailable",
 ]
 
-DATABASE_ERROR = "database_error"
-BAD_ENCODING = "bad_encoding"
 FORM = "application/x-www-form-urlencoded"
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -67,9 +66,18 @@ def retry_after() -> str:
     return str(max(1, int(idp_settings.UNAVAILABLE_RETRY_AFTER)))
 
 
-def unavailable(description: str = "The service is temporarily unavailable; retry later.") -> HttpResponse:
+def error_response(exc: OAuthError) -> HttpResponse:
+    """The response of a refusal: every endpoint of this app answers its errors here. A
+    503 always says when to retry (``Retry-After``)."""
+    headers = dict(exc.headers)
+    if exc.status == 503:
+        headers.setdefault("Retry-After", retry_after())
+    return oauth_error(exc.status, exc.error, exc.description, headers)
+
+
+def unavailable(reason: Reason = Reason.DATABASE_ERROR) -> HttpResponse:
     """``503 temporarily_unavailable`` with ``Retry-After``."""
-    return oauth_error(503, "temporarily_unavailable", description, {"Retry-After": retry_after()})
+    return error_response(TemporarilyUnavailable(reason))
 
 
 def _declare_charset(request: HttpRequest) -> None:
@@ -109,27 +117,26 @@ def storage_guard(event: str, *, audit_every_request: bool = False) -> Callable[
                 try:
                     return view(request, *args, **kwargs)
                 except PASS_THROUGH as exc:
+                    refused: OAuthError
                     if isinstance(exc, DatabaseError):
                         # The exception's text may quote SQL parameters: only its type is logged.
                         logger.warning("%s endpoint: database unavailable (%s)", event, type(exc).__name__)
-                        error, reason = "temporarily_unavailable", DATABASE_ERROR
-                        response = unavailable()
+                        refused = TemporarilyUnavailable(Reason.DATABASE_ERROR)
                     elif _is_bad_encoding(exc):
-                        error, reason = "invalid_request", BAD_ENCODING
-                        response = oauth_error(400, error, "The body must be UTF-8 form encoding.")
+                        refused = InvalidRequest(Reason.BAD_ENCODING, "The body must be UTF-8 form encoding.")
                     else:
                         raise
                     if record is not None:
-                        record.deny(error, reason)
+                        record.refuse(refused.reason)
                     else:
                         audit.write_refusal(
                             event=event,
-                            error=error,
-                            reason=reason,
+                            error=refused.error,
+                            reason=refused.reason,
                             client_id="",  # the JWKS and the metadata take no credentials
                             client_ip=address,
                         )
-                    return response
+                    return error_response(refused)
 
         return guarded
 

@@ -7,7 +7,6 @@ from typing import Any
 from oauthlib.oauth2 import Server
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
-from delegation_idp.provider.tokens import expires_in_for
 from delegation_idp.rfc8693 import GRANT_TYPE, TokenExchangeGrant
 
 __all__ = ["DEVICE_CODE_GRANT", "DelegationServer"]
@@ -22,8 +21,11 @@ class DelegationServer(Server):
     Every keyword argument django-oauth-toolkit passes (``pre_token`` and the
     other device-flow hooks among them) reaches the parent server unchanged;
     the new grant gets only the validator. Refresh tokens stay opaque even
-    when access tokens are JWTs.
+    when access tokens are JWTs. A subclass swaps the grant through
+    ``token_exchange_grant_class``.
     """
+
+    token_exchange_grant_class: type[TokenExchangeGrant] = TokenExchangeGrant
 
     def __init__(
         self,
@@ -34,21 +36,15 @@ class DelegationServer(Server):
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        default_lifetime = token_expires_in
-
-        def expires_in(request: Any) -> int:
-            base = default_lifetime(request) if callable(default_lifetime) else (default_lifetime or 3600)
-            return expires_in_for(request, int(base))
-
         super().__init__(
             request_validator,
-            expires_in,
+            token_expires_in,
             token_generator,
             refresh_token_generator or random_token_generator,
             *args,
             **kwargs,
         )
-        self.token_exchange_grant = TokenExchangeGrant(request_validator)
+        self.token_exchange_grant = self.token_exchange_grant_class(request_validator)
         self.grant_types[GRANT_TYPE] = self.token_exchange_grant
         # The device flow (RFC 8628) is not offered: its authorization endpoint would be one
         # more place where clients authenticate outside this app's guard (delegation_idp.urls

@@ -32,12 +32,10 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from oauthlib.oauth2.rfc6749 import errors
 
 from delegation_idp.provider import throttling
 
 __all__ = [
-    "SignInLocked",
     "SignInLockoutBackend",
     "SignInLockoutMiddleware",
     "SignInLockoutModelBackend",
@@ -120,23 +118,6 @@ def lockout_response(request: HttpRequest, wait: int) -> HttpResponse:
     response["Retry-After"] = str(wait)
     response["Cache-Control"] = "no-store"
     return response
-
-
-class SignInLocked(errors.OAuth2Error):
-    """The resource owner's credentials may not be tried now (RFC 6749 section 5.2 has no
-    code for it; ``slow_down`` with ``Retry-After``, as for a client lockout)."""
-
-    error = "slow_down"
-    status_code = 429
-    description = "Too many failed sign-in attempts; retry later."
-
-    def __init__(self, wait: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.wait = wait
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.wait)}
 
 
 @receiver(user_login_failed, dispatch_uid="delegation_idp_sign_in_failed")

@@ -1,11 +1,16 @@
-"""JWT access tokens (RFC 9068) for every grant, through django-oauth-toolkit's
+"""JWT access tokens (RFC 9068) for django-oauth-toolkit's own grants, through its
 ``ACCESS_TOKEN_GENERATOR`` hook.
 
-oauthlib calls the generator with its request after the grant has validated
-it; the grant leaves an :class:`Exchange` on the request when the token is a
-delegated one. The claims that were signed are left on the request as
-``request.delegation_issued`` so the validator records the token's lineage in
-the same transaction that stores it.
+oauthlib calls the generator with its request after the grant (authorization code,
+refresh token, client credentials) has validated it. The generator builds and signs
+the claims and leaves one typed record on the request, :class:`TokenState`, which the
+validator (:mod:`delegation_idp.provider.validators`) reads to store the token's
+lineage in the transaction that stores the token. Token exchange does not come here:
+its pipeline signs and stores its own tokens (:mod:`delegation_idp.rfc8693`).
+
+Which audiences a token may name is the policy's decision
+(:func:`delegation_idp.core.policy.own_token_resources` and
+:func:`~delegation_idp.core.policy.client_resources`); this module only asks.
 """
 
 from __future__ import annotations
@@ -13,20 +18,31 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
-from delegation_idp import audit, client_subject, is_client_subject, jose
+from delegation_idp import client_subject, is_client_subject, jose
 from delegation_idp.conf import idp_settings
-from delegation_idp.core.policy import resource_under
+from delegation_idp.core import policy
+from delegation_idp.core.errors import refusal
+from delegation_idp.core.reasons import Reason
+from delegation_idp.core.types import Issuance
 from delegation_idp.models import party_of
+from delegation_idp.provider import policy_store
 from delegation_idp.provider.keys import keyset
-from delegation_idp.provider.policy_store import current as current_policy
 
-__all__ = ["Exchange", "Issued", "default_subject", "email_subject", "generate_access_token"]
+__all__ = [
+    "TokenState",
+    "access_token_claims",
+    "default_subject",
+    "email_subject",
+    "generate_access_token",
+    "state_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,30 +58,56 @@ def email_subject(user: Any) -> str:
 
 
 @dataclass
-class Exchange:
-    """What a validated token exchange hands to the token generator."""
+class TokenState:
+    """What one token request of django-oauth-toolkit's grants carries between its hooks
+    (the one attribute this app sets on the oauthlib request, ``request.delegation``):
+    the issued JWT, or the opaque access token and refresh token django-oauth-toolkit
+    stored, and whether the authorization code was consumed with them."""
 
-    subject: str
-    audience: tuple[str, ...]
-    act: dict[str, Any]
-    subject_exp: int
-    parent_jti: str
-    parent_path: str
-    root_jti: str
-    depth: int
-    chain: tuple[str, ...]
-    requester_uri: str
+    issuance: Issuance | None = None
+    opaque_token: Any = None
+    refresh_token: Any = None
+    code_consumed: bool = False
 
 
-@dataclass
-class Issued:
-    claims: dict[str, Any]
-    kid: str
-    parties: list[str] = field(default_factory=list)
+def state_of(request: Request) -> TokenState:
+    """The request's :class:`TokenState`, created on first use."""
+    state = getattr(request, "delegation", None)
+    if not isinstance(state, TokenState):
+        state = TokenState()
+        request.delegation = state
+    return state
 
 
 def new_jti() -> str:
     return secrets.token_urlsafe(16)
+
+
+def access_token_claims(
+    *,
+    sub: str,
+    audience: Sequence[str],
+    client_id: str,
+    scope: str,
+    iat: int,
+    exp: int,
+    act: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The claims of an RFC 9068 access token (section 2.2), with ``act`` for a delegated one
+    (RFC 8693 section 4.1): ``aud`` a string when there is one audience."""
+    claims: dict[str, Any] = {
+        "iss": idp_settings.ISSUER,
+        "sub": sub,
+        "aud": audience[0] if len(audience) == 1 else list(audience),
+        "exp": exp,
+        "iat": iat,
+        "jti": new_jti(),
+        "client_id": client_id,
+        "scope": scope,
+    }
+    if act is not None:
+        claims["act"] = dict(act)
+    return claims
 
 
 def jwt_enabled_for(client: Any) -> bool:
@@ -75,140 +117,68 @@ def jwt_enabled_for(client: Any) -> bool:
     return party is not None or getattr(client, "client_id", None) in idp_settings.JWT_CLIENT_IDS
 
 
-def expires_in_for(request: Request, default: int) -> int:
-    """The lifetime of a token: delegated tokens never outlive their subject token."""
-    exchange: Exchange | None = getattr(request, "delegation", None)
-    if exchange is None:
-        return default
-    remaining = exchange.subject_exp - int(time.time())
-    return max(1, min(default, int(idp_settings.EXCHANGED_TOKEN_LIFETIME), remaining))
-
-
-def _refuse(request: Request, error: str, reason: str, description: str) -> Exception:
-    """An OAuth error raised while the token is built (django-oauth-toolkit's backend turns
-    it into the JSON answer; nothing is stored), its reason code on the audit record."""
-    from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
-
-    record = audit.current()
-    if record is not None:
-        record.reason = reason
-    return CustomOAuth2Error(error=error, description=description, request=request)
-
-
-def _only_under(request: Request, prefixes: Any, resources: list[str], reason: str, description: str) -> None:
-    """``invalid_target`` (RFC 8707 section 2) unless every resource is under one of ``prefixes``."""
-    for resource in resources:
-        if not any(resource_under(resource, prefix) for prefix in prefixes):
-            raise _refuse(request, "invalid_target", reason, description)
-
-
 def checked_resources(request: Request, client: Any, party: Any) -> list[str]:
     """Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last), each
-    one checked. Opaque tokens carry them too (django-oauth-toolkit stores them as the
-    token's audience), so both formats are checked.
-
-    * An agent's own tokens (authorization code, refresh, client credentials) are addressed
-      to the agent itself: any other audience is reached only by token exchange, through a
-      delegation rule, with the agent recorded in ``act``.
-    * An application that is not a registered party may address its tokens only to the
-      enabled parties whose *clients* list names it (``Party.clients``). The allow-list is
-      policy: it comes from the per-process policy cache, whose version triggers cover its
-      link table.
-    """
+    one allowed by the policy. Opaque tokens carry them too (django-oauth-toolkit stores
+    them as the token's audience), so both formats are checked. A registered party's own
+    token stays its own; any other application reaches only the parties that list it
+    (``Party.clients``, from the per-process policy cache)."""
     resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
     if party is not None:
-        _only_under(
-            request,
-            (party.uri, *party.prefixes()),
-            resources,
-            "resource_not_own",
-            "An agent's own token can only be addressed to the agent; "
-            "use token exchange to reach another party.",
-        )
+        denied = policy.own_token_resources(resources, (party.uri, *party.prefixes()))
     elif resources:
-        allowed = [
-            prefix
-            for uri, prefixes in current_policy().client_audiences(client.pk)
-            for prefix in (uri, *prefixes)
-        ]
-        _only_under(
-            request,
-            allowed,
-            resources,
-            "resource_not_allowed",
-            "The requested resource is not permitted for this client.",
-        )
+        allowed = policy_store.current().client_audiences(client.pk)
+        denied = policy.client_resources(resources, (p for uri, ps in allowed for p in (uri, *ps)))
+    else:
+        denied = None
+    if denied is not None:
+        raise refusal(denied)
     return resources
 
 
-def user_subject(request: Request, user: Any) -> str:
+def user_subject(user: Any) -> str:
     """``SUBJECT_RESOLVER(user)``, refused when it falls in the namespace reserved for
     clients: a misconfigured resolver must never make a user's token read as a client's."""
     sub = str(idp_settings.SUBJECT_RESOLVER(user))
     if is_client_subject(sub):
         logger.error("SUBJECT_RESOLVER returned a subject in the reserved client namespace; refused")
-        raise _refuse(
-            request,
-            "invalid_grant",
-            "subject_reserved",
-            "This user's subject identifier is reserved; the token cannot be issued.",
-        )
+        raise refusal(Reason.SUBJECT_RESERVED)
     return sub
-
-
-def build_claims(request: Request, now: int) -> tuple[dict[str, Any], list[str]]:
-    client = request.client
-    party = party_of(client)
-    exchange: Exchange | None = getattr(request, "delegation", None)
-    scope = " ".join(request.scopes or [])
-    parties: list[str] = [party.uri] if party is not None else []
-    if exchange is not None:
-        sub, audience = exchange.subject, list(exchange.audience)
-        exp = now + int(request.expires_in)
-        exp = min(exp, exchange.subject_exp)
-        parties += list(exchange.chain)
-    else:
-        user = getattr(request, "user", None)
-        if user is not None and getattr(user, "pk", None) is not None:
-            sub = user_subject(request, user)
-        else:
-            # RFC 9068 section 2.2: without a resource owner, sub names the client, in a
-            # namespace that no user subject can take.
-            sub = client_subject(client.client_id)
-        resources = checked_resources(request, client, party)
-        audience = resources or [party.uri if party is not None else client.client_id]
-        exp = now + int(request.expires_in)
-    parties += audience
-    claims: dict[str, Any] = {
-        "iss": idp_settings.ISSUER,
-        "sub": sub,
-        "aud": audience[0] if len(audience) == 1 else audience,
-        "exp": exp,
-        "iat": now,
-        "jti": new_jti(),
-        "client_id": client.client_id,
-        "scope": scope,
-    }
-    if exchange is not None:
-        claims["act"] = exchange.act
-    return claims, parties
 
 
 def generate_access_token(request: Request) -> str:
     """The ``ACCESS_TOKEN_GENERATOR``: a signed ``at+jwt``, or an opaque token for
-    applications that keep django-oauth-toolkit's format."""
-    if not jwt_enabled_for(request.client):
-        if getattr(request, "delegation", None) is None:
-            checked_resources(request, request.client, party_of(request.client))
+    applications that keep django-oauth-toolkit's format. A refusal raised here reaches
+    django-oauth-toolkit's backend as an exception, answered by the token view's guard."""
+    client = request.client
+    party = party_of(client)
+    resources = checked_resources(request, client, party)
+    if not jwt_enabled_for(client):
         return random_token_generator(request)
-    claims, parties = build_claims(request, int(time.time()))
+    now = int(time.time())
+    user = getattr(request, "user", None)
+    user_pk = getattr(user, "pk", None)
+    # RFC 9068 section 2.2: without a resource owner, sub names the client, in a
+    # namespace that no user subject can take.
+    sub = user_subject(user) if user_pk is not None else client_subject(client.client_id)
+    audience = resources or [party.uri if party is not None else client.client_id]
+    claims = access_token_claims(
+        sub=sub,
+        audience=audience,
+        client_id=client.client_id,
+        scope=" ".join(request.scopes or []),
+        iat=now,
+        exp=now + int(request.expires_in),
+    )
     key = keyset.signing_key()
     token = jose.sign(claims, key)
-    request.delegation_issued = Issued(claims=claims, kid=key.kid, parties=parties)
-    record = audit.current()
-    if record is not None:
-        record.jti = claims["jti"]
-        record.subject = claims["sub"]
-        record.granted_scope = claims["scope"]
-        record.granted_audience = list(jose.audiences(claims))
+    parties = tuple(dict.fromkeys([*([party.uri] if party is not None else []), *audience]))
+    state_of(request).issuance = Issuance(
+        claims=claims,
+        kid=key.kid,
+        grant_type=request.grant_type or "",
+        parties=parties,
+        user_pk=user_pk,
+        code=getattr(request, "code", None) if request.grant_type == "authorization_code" else None,
+    )
     return token

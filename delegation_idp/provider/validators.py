@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher
+from django.db import router
 from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from delegation_idp import audit
+from delegation_idp import TOKEN_EXCHANGE_GRANT, audit, jose, sql
+from delegation_idp.core import policy
+from delegation_idp.core.errors import refusal
+from delegation_idp.core.reasons import Reason
+from delegation_idp.core.types import Issuance
 from delegation_idp.lineage import issuance, revocation
 from delegation_idp.models import Party, party_of
 from delegation_idp.provider import client_auth, signin, throttling
-from delegation_idp.rfc8693 import GRANT_TYPE
+from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.keys import verify as keyset_verify
+from delegation_idp.provider.tokens import state_of
 
 __all__ = ["DelegationValidator"]
 
+# Leeway that accepts an expired token (revoking one is a no-op, never an error).
+FOREVER = 10 * 365 * 24 * 3600
+
 logger = logging.getLogger(__name__)
+
+
+# What django-oauth-toolkit's grants answer when the issuance re-check finds a change.
+ISSUANCE_BLOCKED = {
+    "party": Reason.CLIENT_DISABLED,
+    "user": Reason.USER_INACTIVE,
+    "key": Reason.KEY_REVOKED,
+    "parent": Reason.INVALID_GRANT,
+}
 
 
 class CodeAlreadyRedeemed(Exception):
@@ -98,9 +118,12 @@ class DelegationValidator(OAuth2Validator):
         current = getattr(request, "client", None)
         if isinstance(current, Application) and current.client_id == client_id:
             return current
-        try:
-            client = Application.objects.select_related("delegation_party").get(client_id=client_id)
-        except (Application.DoesNotExist, ValueError):
+        if len(client_id) > (Application._meta.get_field("client_id").max_length or 255):
+            return None  # names no client; never sent to the database
+        client: Any = sql.select_with_reverse_one_to_one(
+            Application, "client_id", client_id, Party, "application", using=router.db_for_read(Application)
+        )
+        if client is None:
             return None
         if _is_cimd(client) or not client.is_usable(request):
             return None
@@ -151,6 +174,23 @@ class DelegationValidator(OAuth2Validator):
         type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
         client.client_secret, client.hash_client_secret = stored, False
 
+    # -- revocation (RFC 7009) ----------------------------------------------------------
+
+    def revoke_token(self, token: str, token_type_hint: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        """django-oauth-toolkit's revocation of its own rows, then the exchanged JWTs, whose
+        record is their lineage row: a token verified against this provider's keys (expired
+        ones too: nothing is left to revoke then, harmlessly) and issued to this client is
+        revoked with its subtree (:func:`delegation_idp.lineage.revocation.revoke_issued_to`)."""
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        client_id = getattr(getattr(request, "client", None), "client_id", None)
+        if not client_id or token_type_hint == "refresh_token" or token.count(".") != 2:
+            return
+        try:
+            _header, claims = keyset_verify(token, now=time.time(), leeway=FOREVER)
+        except jose.JoseError:
+            return  # not one of our tokens: RFC 7009 section 2.2, still 200
+        revocation.revoke_issued_to(str(claims["jti"]), client_id)
+
     # -- the password grant ------------------------------------------------------------
 
     def validate_user(
@@ -163,10 +203,7 @@ class DelegationValidator(OAuth2Validator):
         address = throttling.client_address(request.headers)
         wait = signin.locked_for(username, address)
         if wait is not None:
-            record = audit.current()
-            if record is not None:
-                record.deny(signin.SignInLocked.error, "sign_in_locked")
-            raise signin.SignInLocked(wait, request=request)
+            raise refusal(Reason.SIGN_IN_LOCKED, headers={"Retry-After": str(wait)})
         valid = bool(super().validate_user(username, password, client, request, *args, **kwargs))
         if valid:
             throttling.clear_sign_in_failures(username, address)
@@ -179,7 +216,7 @@ class DelegationValidator(OAuth2Validator):
     ) -> bool:
         # The stock method asserts the grant is in its own mapping (an
         # AssertionError, a 500, for ours): answer for the exchange grant here.
-        if grant_type == GRANT_TYPE:
+        if grant_type == TOKEN_EXCHANGE_GRANT:
             return self.client_may_exchange(client)
         if self._party_disabled(client):
             # A disabled agent gets no new tokens by any grant (unauthorized_client),
@@ -194,12 +231,15 @@ class DelegationValidator(OAuth2Validator):
 
     @staticmethod
     def client_may_exchange(client: Any) -> bool:
-        """A confidential client linked to a registered agent or MCP server."""
-
-        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+        """A confidential client linked to a registered, enabled agent or MCP server
+        (the policy's answer: :func:`delegation_idp.core.policy.may_exchange`)."""
+        if client is None:
             return False
         party = party_of(client)
-        return party is not None and party.kind in (Party.AGENT, Party.MCP_SERVER)
+        view = party.as_view() if party is not None else None
+        return (
+            policy.may_exchange(view, confidential=client.client_type == client.CLIENT_CONFIDENTIAL) is None
+        )
 
     # -- the authorization code: used once (RFC 6749 sections 4.1.2 and 10.5) ------------
 
@@ -264,19 +304,17 @@ class DelegationValidator(OAuth2Validator):
             )
             if not deleted:
                 raise CodeAlreadyRedeemed()
-            request.delegation_code_consumed = True
-            opaque = getattr(request, "delegation_opaque_token", None)
-            if opaque is not None:
+            state = state_of(request)
+            state.code_consumed = True
+            if state.opaque_token is not None:
                 # No lineage row carries the code's hash for an opaque token: remember it here.
-                issuance.record_opaque_redemption(
-                    request.code, opaque, getattr(request, "delegation_refresh_token", None)
-                )
+                issuance.record_opaque_redemption(request.code, state.opaque_token, state.refresh_token)
         return saved
 
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any
     ) -> None:
-        if getattr(request, "delegation_code_consumed", False):
+        if state_of(request).code_consumed:
             return  # already deleted, with the tokens it was redeemed for
         super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
 
@@ -291,7 +329,7 @@ class DelegationValidator(OAuth2Validator):
             return
         record = audit.current()
         if record is not None:
-            record.deny("invalid_grant", "code_replayed")
+            record.refuse(Reason.CODE_REPLAYED)
 
     def _create_access_token(
         self, expires: Any, request: Any, token: Any, source_refresh_token: Any = None
@@ -299,12 +337,27 @@ class DelegationValidator(OAuth2Validator):
         access_token = super()._create_access_token(
             expires, request, token, source_refresh_token=source_refresh_token
         )
-        issued = getattr(request, "delegation_issued", None)
-        if issued is not None and issued.claims.get("jti"):
-            issuance.record_issued(request, issued, access_token, request.grant_type or "")
+        state = state_of(request)
+        if state.issuance is not None:
+            self._record(state.issuance, access_token)
         elif request.grant_type == "authorization_code":
-            request.delegation_opaque_token = access_token
+            state.opaque_token = access_token
         return access_token
+
+    @staticmethod
+    def _record(issued: Issuance, access_token: Any) -> None:
+        """The token's lineage row, in django-oauth-toolkit's issuing transaction. A party, the
+        user or the key disabled meanwhile refuses the token: the refusal rolls the
+        transaction back, and the token view answers it instead of a token."""
+        try:
+            issuance.record_issued(issued, access_token=access_token)
+        except issuance.IssuanceBlocked as blocked:
+            reason = ISSUANCE_BLOCKED[blocked.what]
+            if reason is Reason.KEY_REVOKED:
+                keyset.invalidate()  # this process still signed with it: reload at once
+            logger.warning("token refused at issuance: %s", reason.value)
+            raise refusal(reason) from blocked
+        audit.note_issued(issued)
 
     def _create_refresh_token(
         self, request: Any, refresh_token_code: Any, access_token: Any, previous_refresh_token: Any
@@ -312,7 +365,7 @@ class DelegationValidator(OAuth2Validator):
         refresh_token = super()._create_refresh_token(
             request, refresh_token_code, access_token, previous_refresh_token
         )
-        request.delegation_refresh_token = refresh_token
+        state_of(request).refresh_token = refresh_token
         return refresh_token
 
 

@@ -1,18 +1,26 @@
 """OAuth 2.0 Token Exchange, https://www.rfc-editor.org/rfc/rfc8693
 
-The grant (:class:`TokenExchangeGrant`), its token-type identifiers and its
-errors, plugged into django-oauth-toolkit through ``OAUTH2_SERVER_CLASS``
-(:class:`delegation_idp.provider.server.DelegationServer`).
+One exchange, module by module:
+
+* :mod:`.request`: the form, parsed into an :class:`~.request.ExchangeRequest` (pure);
+* :mod:`.exchange`: the subject and actor tokens verified, lineage matched, the policy
+  asked: an :class:`~delegation_idp.core.types.Exchange`, or a refusal;
+* :mod:`.issue`: the token signed, its lineage row and audit record stored in one
+  transaction: an :class:`~delegation_idp.core.types.Issuance`;
+* :mod:`.grant`: :class:`TokenExchangeGrant`, the oauthlib glue, plugged into
+  django-oauth-toolkit through ``OAUTH2_SERVER_CLASS``
+  (:class:`delegation_idp.provider.server.DelegationServer`).
 """
 
-from delegation_idp.rfc8693.errors import InvalidTargetError
-from delegation_idp.rfc8693.grant import (
+from delegation_idp.core.errors import InvalidTarget
+from delegation_idp.rfc8693.grant import TokenExchangeGrant
+from delegation_idp.rfc8693.request import (
     ACCESS_TOKEN_TYPE,
     GRANT_TYPE,
     ID_TOKEN_TYPE,
     JWT_TOKEN_TYPE,
     REFRESH_TOKEN_TYPE,
-    TokenExchangeGrant,
+    ExchangeRequest,
 )
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "ID_TOKEN_TYPE",
     "JWT_TOKEN_TYPE",
     "REFRESH_TOKEN_TYPE",
-    "InvalidTargetError",
+    "ExchangeRequest",
+    "InvalidTarget",
     "TokenExchangeGrant",
 ]

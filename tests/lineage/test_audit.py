@@ -182,18 +182,20 @@ def test_a_granted_exchange_is_audited_inside_its_issuance_transaction(cast, cha
 
 def test_an_audit_row_that_cannot_be_written_refuses_the_exchange(cast, chain, exchange, monkeypatch):
     """No exchanged token without its audit record: if the row cannot be stored, no token."""
+    from delegation_idp import audit
     from tests.helpers import assert_oauth_error, snapshot
 
-    original = AuditEvent.objects.create
+    original = audit.sql.insert
     recorded: list[dict[str, Any]] = []
 
-    def refuses_grants(**fields: Any) -> Any:
-        if fields["decision"] == "granted":
+    def refuses_grants(model: Any, fields: Any, using: str) -> Any:
+        if model is AuditEvent and fields["decision"] == "granted":
             raise OSError("audit table unwritable")
-        recorded.append(fields)
-        return original(**fields)
+        if model is AuditEvent:
+            recorded.append(dict(fields))
+        return original(model, fields, using)
 
-    monkeypatch.setattr(AuditEvent.objects, "create", refuses_grants)
+    monkeypatch.setattr(audit.sql, "insert", refuses_grants)
     before = snapshot()
     response = exchange("agent1", chain[0], cast["agent2"].uri)
     assert_oauth_error(response, 503, "temporarily_unavailable")

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from delegation_idp.lineage import issuance, revocation
 from delegation_idp.models import AuditEvent, Party, SigningKey, TokenLineage
-from delegation_idp.rfc8693.grant import TokenExchangeGrant
+from delegation_idp.rfc8693 import grant
 from tests.helpers import assert_oauth_error, decode, snapshot
 
 
@@ -29,27 +29,29 @@ def after_decision(monkeypatch: Any):
     """Run ``action`` after the grant decided to allow and before it issues."""
 
     def install(action: Any) -> None:
-        original = TokenExchangeGrant.decide
+        original = grant.decide
 
-        def decide(self: Any, *args: Any, **kwargs: Any) -> Any:
-            decision = original(self, *args, **kwargs)
+        def decide(*args: Any, **kwargs: Any) -> Any:
+            decision = original(*args, **kwargs)
             action()
             return decision
 
-        monkeypatch.setattr(TokenExchangeGrant, "decide", decide)
+        monkeypatch.setattr(grant, "decide", decide)
 
     return install
 
 
-def _interleaved_refusal(exchange: Any, cast: Any, chain: list[str], reason: str) -> None:
+def _interleaved_refusal(
+    exchange: Any, cast: Any, chain: list[str], reason: str, status: int = 400, error: str = "invalid_request"
+) -> None:
     before = snapshot()
     response = exchange("agent2", chain[1], cast["mcp-server1"].uri)
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_oauth_error(response, status, error)
     after = snapshot()
     # Nothing was issued (the revocation itself may have deleted AccessToken rows).
     assert after[0] <= before[0] and after[1] == before[1]
     event = AuditEvent.objects.filter(event="token_exchange").latest("id")
-    assert event.decision == "denied"
+    assert (event.decision, event.reason, event.error) == ("denied", reason, error)
     assert not TokenLineage.objects.filter(jti=event.jti).exists()
 
 
@@ -67,13 +69,14 @@ def test_party_disabled_between_check_and_issue(cast, chain, exchange, after_dec
 
 def test_user_deactivated_between_check_and_issue(cast, chain, exchange, after_decision):
     after_decision(lambda: get_user_model().objects.filter(pk=cast.user.pk).update(is_active=False))
-    _interleaved_refusal(exchange, cast, chain, "user_inactive")
+    _interleaved_refusal(exchange, cast, chain, "subject_user_inactive")
 
 
 def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decision):
     kid = decode(chain[1])[0]["kid"]
     after_decision(lambda: SigningKey.objects.filter(kid=kid).update(state=SigningKey.REVOKED))
-    _interleaved_refusal(exchange, cast, chain, "key_revoked")
+    # The key that would sign the new token: the client may retry, and is then judged afresh.
+    _interleaved_refusal(exchange, cast, chain, "key_revoked", 503, "temporarily_unavailable")
 
 
 def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, token_endpoint):

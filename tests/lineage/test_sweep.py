@@ -14,11 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 
 from delegation_idp import tasks
 from delegation_idp.lineage import retention, revocation
 from delegation_idp.models import AuditEvent, TokenLineage
+from tests.conftest import Agent
 from tests.helpers import decode
 
 
@@ -62,16 +63,30 @@ def test_sweep_queries_grow_with_batches_not_rows(db, settings):
     assert all(q["sql"].count("%s") < 20 or "IN" in q["sql"] for q in lineage_queries)
 
 
-def test_sweep_deletes_expired_access_tokens_and_keeps_their_lineage(cast, chain, settings):
+def test_sweep_deletes_expired_access_tokens_and_keeps_their_lineage(cast, user_token, token_endpoint):
     AccessToken = get_access_token_model()
+    Application = get_application_model()
+    Application.objects.create(
+        name="sweep service",
+        client_id="sweep-service",
+        client_type="confidential",
+        authorization_grant_type="client-credentials",
+        client_secret="sweep-secret",
+        hash_client_secret=False,
+    )
+    service = Agent("svc", "sweep-service", "sweep-secret", "", "")
+    tokens = [
+        token_endpoint({"grant_type": "client_credentials"}, service).json()["access_token"] for _ in range(3)
+    ]
     past = timezone.now() - timedelta(hours=1)
-    AccessToken.objects.filter(token__in=chain[1:]).update(expires=past)
+    AccessToken.objects.filter(token__in=tokens).update(expires=past)
+    AccessToken.objects.filter(token=user_token).update(expires=past)  # bound to its refresh token
     result = retention.sweep_expired()
     assert result.access_tokens == 3
-    assert not AccessToken.objects.filter(token__in=chain[1:]).exists()
-    assert AccessToken.objects.filter(token=chain[0]).exists()
+    assert not AccessToken.objects.filter(token__in=tokens).exists()
+    assert AccessToken.objects.filter(token=user_token).exists()
     # Lineage stays for audit (retention not reached) and is unlinked, not revoked.
-    for token in chain[1:]:
+    for token in tokens:
         row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
         assert row.access_token_id is None and row.revoked_at is None
 

@@ -11,7 +11,6 @@ from django.conf import settings
 from django.db import OperationalError
 from django.test import override_settings
 
-from delegation_idp.lineage import issuance
 from delegation_idp.models import AuditEvent, TokenLineage
 from delegation_idp.provider import tokens as claims
 from tests.conftest import free_port
@@ -88,12 +87,13 @@ def assert_nothing_issued_but_audited(response: Any, before: tuple[int, int], ev
 def test_database_error_while_recording_lineage_rolls_everything_back(
     cast, user_token, exchange, monkeypatch, caplog
 ):
-    """The access-token row is written first; the lineage write then fails."""
+    """The lineage write fails inside the issuing transaction, after the token was signed."""
+    from delegation_idp.rfc8693 import issue
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(issuance, "record_issued", fail)
+    monkeypatch.setattr(issue, "record_issued", fail)
     before, events = snapshot(), AuditEvent.objects.count()
     response = exchange("agent1", user_token, cast["agent2"].uri)
     assert_nothing_issued_but_audited(response, before, events)
@@ -102,7 +102,7 @@ def test_database_error_while_recording_lineage_rolls_everything_back(
 
 def test_real_integrity_error_mid_exchange_rolls_everything_back(cast, user_token, exchange, monkeypatch):
     """A jti collision makes the database itself refuse the lineage row (unique constraint),
-    after the access-token row was inserted in the same transaction."""
+    inside the issuing transaction."""
     taken = decode(user_token)[1]["jti"]
     monkeypatch.setattr(claims, "new_jti", lambda: taken)
     before, events = snapshot(), AuditEvent.objects.count()
@@ -114,12 +114,12 @@ def test_real_integrity_error_mid_exchange_rolls_everything_back(cast, user_toke
 
 
 def test_database_error_while_reading_the_subject_token(cast, user_token, exchange, monkeypatch):
-    from delegation_idp.rfc8693 import grant
+    from delegation_idp.rfc8693 import exchange as pipeline
 
-    def fail(self: Any, request: Any, party: Any) -> Any:
+    def fail(jti: str) -> Any:
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(grant.TokenExchangeGrant, "validate_subject_token", fail)
+    monkeypatch.setattr(pipeline, "subject_record", fail)
     before, events = snapshot(), AuditEvent.objects.count()
     response = exchange("agent1", user_token, cast["agent2"].uri)
     assert_nothing_issued_but_audited(response, before, events)

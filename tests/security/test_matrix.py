@@ -447,7 +447,7 @@ REQUEST_SHAPE = [
         400,
         "invalid_request",
         lambda c: Req(form(c.user_token), headers={"CONTENT_LENGTH": "12abc"}),
-        "request_too_large",
+        "bad_content_length",
     ),
 ]
 

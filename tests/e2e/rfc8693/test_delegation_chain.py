@@ -133,14 +133,26 @@ def test_resource_maps_to_registered_party(cast, user_token, exchange):
     assert decode(response.json()["access_token"])[1]["aud"] == "https://agent2.example.com"
 
 
-def test_exchanged_token_is_stored_for_django_oauth_toolkit(cast, chain):
+def test_an_exchanged_token_is_recorded_by_lineage_and_refused_by_dot_resource_protection(cast, chain):
+    """An exchanged token's one record is its lineage row; django-oauth-toolkit's own resource
+    protection on the identity site (which reads its AccessToken table) refuses it: it is
+    addressed to another service. The user's own token, from DOT's grant, still passes."""
     from oauth2_provider.models import get_access_token_model
+    from oauth2_provider.oauth2_validators import OAuth2Validator
+    from oauthlib.common import Request
 
-    AccessToken = get_access_token_model()
-    row = AccessToken.objects.get(token=chain[1])
-    assert row.application.client_id == cast["agent1"].client_id
+    from delegation_idp.models import TokenLineage
+    from delegation_idp.provider.validators import DelegationValidator
+
+    row = TokenLineage.objects.get(jti=decode(chain[1])[1]["jti"])
+    assert row.client_id == cast["agent1"].client_id
     assert row.user == cast.user
     assert row.scope == "tasks.read tasks.write"
+    assert not get_access_token_model().objects.filter(token__in=chain[1:]).exists()
+    for validator in (OAuth2Validator(), DelegationValidator()):
+        for token in chain[1:]:
+            assert not validator.validate_bearer_token(token, [], Request("https://testserver/"))
+        assert validator.validate_bearer_token(chain[0], ["tasks.read"], Request("https://testserver/"))
 
 
 def test_token_response_never_contains_refresh_token(cast, chain, user_token, exchange):

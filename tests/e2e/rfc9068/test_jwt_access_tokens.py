@@ -104,11 +104,18 @@ def test_resource_indicator_becomes_the_audience(cast, client, token_endpoint):
     assert verify(response.json()["access_token"])["aud"] == "https://agent1.example.com/tasks"
 
 
-def test_every_issued_token_is_stored_for_django_oauth_toolkit(cast, chain):
+def test_every_issued_token_has_its_lineage_record(cast, chain):
+    """Tokens of django-oauth-toolkit's grants keep its row, linked to their lineage; an
+    exchanged token's lineage row is its only record."""
+    from delegation_idp.models import TokenLineage
+
     AccessToken = get_access_token_model()
-    for token in chain:
-        row = AccessToken.objects.get(token=token)
-        assert row.delegation_lineage.jti == decode(token)[1]["jti"]
+    row = AccessToken.objects.get(token=chain[0])
+    assert row.delegation_lineage.jti == decode(chain[0])[1]["jti"]
+    for token in chain[1:]:
+        lineage = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
+        assert lineage.access_token_id is None and lineage.grant_type.endswith("token-exchange")
+        assert not AccessToken.objects.filter(token=token).exists()
 
 
 def test_opaque_tokens_for_non_agents_when_configured(service_client, token_endpoint, settings):

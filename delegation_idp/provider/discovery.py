@@ -1,0 +1,94 @@
+"""Discovery: RFC 8414 authorization server metadata and the provider's JWKS (RFC 7517),
+mounted at the site root by :mod:`delegation_idp.wellknown_urls`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views import View
+from oauth2_provider.compat import login_not_required
+from oauth2_provider.scopes import get_scopes_backend
+from oauth2_provider.settings import oauth2_settings
+
+from delegation_idp import TOKEN_EXCHANGE_GRANT
+from delegation_idp.conf import idp_settings
+from delegation_idp.provider import keys
+from delegation_idp.provider.resilience import storage_guard
+from delegation_idp.provider.views import iss_enforced, plain_pkce_refused
+
+__all__ = ["JwksView", "ServerMetadataView", "grant_types_supported"]
+
+
+def _endpoint(name: str) -> str:
+    return idp_settings.ISSUER.rstrip("/") + reverse(name)
+
+
+def grant_types_supported() -> list[str]:
+    """Every grant the token and authorization endpoints accept from a client registered
+    for it (RFC 8414 section 2), and none that the RFC 9700 gates refuse."""
+    grants = ["authorization_code", "client_credentials", "refresh_token", TOKEN_EXCHANGE_GRANT]
+    if not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT:
+        grants.append("implicit")
+    if not oauth2_settings.COMPLIANT_BCP_RFC9700_PASSWORD_GRANT:
+        grants.append("password")
+    return grants
+
+
+@method_decorator(storage_guard("metadata"), name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+class ServerMetadataView(View):
+    """RFC 8414 authorization server metadata. Each capability is read from the setting
+    that decides the behaviour, so the document cannot claim what the server does not do."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        scopes = list(get_scopes_backend().get_all_scopes().keys())
+        implicit = not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT
+        data = {
+            "issuer": idp_settings.ISSUER,
+            "authorization_endpoint": _endpoint("oauth2_provider:authorize"),
+            "token_endpoint": _endpoint("oauth2_provider:token"),
+            "revocation_endpoint": _endpoint("oauth2_provider:revoke-token"),
+            "introspection_endpoint": _endpoint("oauth2_provider:introspect"),
+            "jwks_uri": _endpoint("delegation_idp:jwks"),
+            "scopes_supported": scopes,
+            "response_types_supported": ["code", "token"] if implicit else ["code"],
+            "grant_types_supported": grant_types_supported(),
+            "code_challenge_methods_supported": ["S256"] if plain_pkce_refused() else ["S256", "plain"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": list(idp_settings.ALLOWED_ALGORITHMS),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "authorization_response_iss_parameter_supported": iss_enforced(),
+        }
+        response = JsonResponse(data)
+        response["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+@method_decorator(storage_guard("jwks"), name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+class JwksView(View):
+    """The provider's public keys (RFC 7517), cacheable for one JWKS cache lifetime."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Read from the database, not this process's key cache: a revoked key
+        # leaves every process's JWKS at once, a new next key enters it at once.
+        body = json.dumps({"keys": keys.published_jwks()}, sort_keys=True, separators=(",", ":"))
+        etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+        cache_control = f"public, max-age={idp_settings.JWKS_CACHE_SECONDS}"
+        if etag in [t.strip() for t in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
+            response: HttpResponse = HttpResponseNotModified()
+        else:
+            response = HttpResponse(body, content_type="application/jwk-set+json")
+        response["ETag"] = etag
+        response["Cache-Control"] = cache_control
+        return response

@@ -1,0 +1,187 @@
+"""Deciding one token exchange (RFC 8693 sections 2.1 and 4): from a parsed request and
+an authenticated client to an :class:`~delegation_idp.core.types.Exchange`, or a refusal.
+
+In order, and nothing else decides an exchange:
+
+1. the client may exchange at all (a registered, enabled agent or MCP server);
+2. the subject token is ours: signed by a key of our set, unexpired, addressed to the
+   client, and exactly the token its lineage row recorded, unrevoked, with an active
+   user; its ``act`` chain is bounded and well formed;
+3. the actor token, if sent, is the client's own live token;
+4. the targets: ``audience`` values name parties, ``resource`` URLs map to the party
+   whose identity URI or prefix covers them (RFC 8707);
+5. the delegation policy (:func:`delegation_idp.core.policy.evaluate`) over the stored
+   rules, the chain, the user, the scopes and ``may_act``.
+
+The database is read twice on the steady path: the subject token's lineage row with
+its user and the policy version (one statement), and the client's row before this
+(client authentication). The policy itself comes from this process's cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from delegation_idp import client_subject, jose
+from delegation_idp.conf import idp_settings
+from delegation_idp.core import policy
+from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act
+from delegation_idp.core.errors import InvalidRequest, refusal
+from delegation_idp.core.reasons import Reason
+from delegation_idp.core.types import Exchange
+from delegation_idp.lineage.issuance import subject_record
+from delegation_idp.models import Party, TokenLineage, party_of
+from delegation_idp.provider import keys, policy_store
+from delegation_idp.rfc8693.request import ExchangeRequest
+
+__all__ = ["ExchangeHooks", "Subject", "decide", "verify"]
+
+
+class ExchangeHooks(Protocol):
+    """What a deployment may add to the decision (the grant's overridable methods)."""
+
+    def validate_subject_claims(self, claims: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A verified subject token: its claims, its lineage row (with the user and the policy
+    version), its actor chain (nearest first) and the requesting party."""
+
+    claims: Mapping[str, Any]
+    parent: TokenLineage
+    chain: tuple[str, ...]
+    requester: Party
+    client_id: str
+
+
+def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: float) -> Subject:
+    """Steps 1 to 3: the client may exchange, and the subject (and actor) tokens hold."""
+    party = party_of(client)
+    denied = policy.may_exchange(
+        party.as_view() if party is not None else None,
+        confidential=client.client_type == client.CLIENT_CONFIDENTIAL,
+    )
+    if denied is not None or party is None:
+        raise refusal(denied or Reason.NOT_AN_AGENT)
+    claims, parent, chain = _subject(request.subject_token, party, client.client_id, now)
+    hooks.validate_subject_claims(claims)
+    if request.actor_token:
+        _actor(request.actor_token, client.client_id, now)
+    return Subject(claims=claims, parent=parent, chain=chain, requester=party, client_id=client.client_id)
+
+
+def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchange:
+    """Steps 4 and 5: the targets and the delegation policy; the :class:`Exchange` it allowed,
+    or the catalogue's refusal."""
+    parent, party, claims = subject.parent, subject.requester, subject.claims
+    version = getattr(parent, "policy_version", None)  # read with the lineage row: no round trip
+    store = policy_store.current(known=(parent._state.db or "default", version))
+    targets = _targets(request, store)
+    ctx, rules, limits = policy_store.load(
+        party,
+        subject.chain,
+        targets,
+        subject_scope=policy.scope_set(claims.get("scope", "")),
+        requested_scope=policy.scope_set(request.scope) if request.scope else None,
+        user=parent.user,
+        from_user=parent.user_id is not None,
+        may_act=claims.get("may_act"),
+        now=datetime.fromtimestamp(now, tz=UTC),
+        store=store,
+    )
+    decision = policy.evaluate(ctx, rules, limits)
+    if not decision.allowed:
+        raise refusal(decision.reason)
+    return Exchange(
+        client_id=subject.client_id,
+        requester=party.uri,
+        subject=claims["sub"],
+        user_pk=parent.user_id,
+        audience=decision.audience,
+        scope=" ".join(sorted(decision.granted_scope)),
+        act=build_act(party.uri, claims.get("act")),
+        chain=(party.uri, *subject.chain),
+        subject_exp=int(claims["exp"]),
+        parent_jti=parent.jti,
+        parent_path=parent.path,
+        root_jti=parent.root_jti,
+        issued_token_type=request.requested_token_type,
+        rule_id=decision.rule_id,
+    )
+
+
+def _subject(
+    token: str, party: Party, client_id: str, now: float
+) -> tuple[dict[str, Any], TokenLineage, tuple[str, ...]]:
+    """The subject token's claims, its lineage row and its actor chain (nearest first)."""
+    try:
+        header, claims = keys.verify(token, now=now)
+    except jose.JoseError as exc:
+        raise InvalidRequest(Reason.for_token_error("subject", exc.reason)) from exc
+    if party.uri not in jose.audiences(claims):
+        raise InvalidRequest(Reason.SUBJECT_WRONG_AUDIENCE)
+    if "act" not in claims and claims.get("client_id") != client_id:
+        # A token without act was issued to its client_id for itself. Held by anyone
+        # else, another client passed it on unrecorded: refused, or the chain would
+        # lose an actor. (A token with act is one of our exchanges; its client is the
+        # newest actor, recorded in act, and the lineage row checks it below.)
+        raise InvalidRequest(Reason.SUBJECT_FOREIGN_CLIENT)
+    try:  # bounded and pure: before any database look-up
+        chain = chain_from_act(claims.get("act"), max_depth=idp_settings.MAX_DELEGATION_DEPTH)
+    except ActChainError as exc:
+        raise InvalidRequest(exc.reason) from exc
+    parent = subject_record(claims["jti"])
+    if parent is None:
+        raise InvalidRequest(Reason.SUBJECT_UNKNOWN)
+    if not _matches_lineage(header, claims, parent):
+        # Signed by a key of ours, but not the token recorded under this jti: a
+        # compromised or revoked key must not launder another token's lineage.
+        raise InvalidRequest(Reason.SUBJECT_LINEAGE_MISMATCH)
+    if parent.revoked_at is not None:
+        raise InvalidRequest(Reason.SUBJECT_REVOKED)
+    if parent.user is not None and not parent.user.is_active:
+        raise InvalidRequest(Reason.SUBJECT_USER_INACTIVE)
+    return claims, parent, chain
+
+
+def _actor(token: str, client_id: str, now: float) -> None:
+    """Section 2.1: the actor token must identify the authenticated client: a token it holds
+    for itself (its own ``client_id``, and the ``sub`` of a token without a resource owner,
+    never a user's, whatever the client id looks like), still live."""
+    try:
+        _header, claims = keys.verify(token, now=now)
+    except jose.JoseError as exc:
+        raise InvalidRequest(Reason.for_token_error("actor", exc.reason)) from exc
+    if claims.get("client_id") != client_id or claims.get("sub") != client_subject(client_id):
+        raise InvalidRequest(Reason.ACTOR_MISMATCH)
+    row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at").first()
+    if row is None or row.revoked_at is not None:
+        raise InvalidRequest(Reason.ACTOR_REVOKED)
+
+
+def _targets(request: ExchangeRequest, store: policy_store.PolicyStore) -> tuple[str, ...]:
+    """``audience`` values name registered parties; each ``resource`` maps to its owner
+    (or stays itself, and then names no party: the policy refuses it like any unknown one)."""
+    targets: list[str] = list(request.audiences)
+    if request.resources:
+        owners = store.resource_owners()
+        targets += [policy.resource_owner(r, owners) or r for r in request.resources]
+    return tuple(dict.fromkeys(targets))
+
+
+def _matches_lineage(header: Mapping[str, Any], claims: Mapping[str, Any], parent: TokenLineage) -> bool:
+    """The verified token is the one its lineage row recorded: same key, subject,
+    client, audience, scope and actor chain."""
+    audience = [claims["aud"]] if isinstance(claims.get("aud"), str) else claims.get("aud")
+    return (
+        header.get("kid") == parent.kid
+        and claims.get("sub") == parent.subject
+        and claims.get("client_id") == parent.client_id
+        and audience == parent.audience
+        and claims.get("scope", "") == parent.scope
+        and claims.get("act") == parent.act
+    )

@@ -1,0 +1,113 @@
+"""Issuing an allowed exchange (RFC 8693 section 2.2.1, RFC 9068): sign the token, then store
+its lineage row and its audit record in one transaction.
+
+The lineage row is the exchanged token's record: no django-oauth-toolkit
+``AccessToken`` row is written for it, so django-oauth-toolkit's own resource
+protection on the identity site (which looks tokens up in that table) refuses every
+exchanged token, as it must: they are addressed to other services. Revocation
+(RFC 7009), introspection (RFC 7662), the sweeps and the admin read lineage.
+
+Inside the transaction, before the row is written, :func:`~delegation_idp.lineage.
+issuance.record_issued` locks and re-checks the parent token, the parties, the user
+and the signing key (one statement), so nothing revoked after the decision is issued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.db import router, transaction
+from oauth2_provider.settings import oauth2_settings
+
+from delegation_idp import audit, jose
+from delegation_idp.conf import idp_settings
+from delegation_idp.core.errors import refusal
+from delegation_idp.core.reasons import Reason
+from delegation_idp.core.types import Exchange, Issuance
+from delegation_idp.lineage.issuance import IssuanceBlocked, record_issued
+from delegation_idp.models import TokenLineage
+from delegation_idp.provider import tokens
+from delegation_idp.provider.keys import keyset
+from delegation_idp.rfc8693.request import GRANT_TYPE
+
+__all__ = ["issue", "lifetime", "token_response"]
+
+logger = logging.getLogger(__name__)
+
+# What an exchange answers when the issuance re-check finds a change (IssuanceBlocked.what).
+BLOCKED = {
+    "parent": Reason.SUBJECT_REVOKED,
+    "party": Reason.PARTY_DISABLED,
+    "user": Reason.SUBJECT_USER_INACTIVE,
+    "key": Reason.KEY_REVOKED,
+}
+
+
+def lifetime(exchange: Exchange, now: int) -> int:
+    """Seconds the exchanged token lives: django-oauth-toolkit's access-token lifetime, capped
+    by ``EXCHANGED_TOKEN_LIFETIME``, and never beyond the subject token."""
+    return max(
+        1,
+        min(
+            int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
+            int(idp_settings.EXCHANGED_TOKEN_LIFETIME),
+            exchange.subject_exp - now,
+        ),
+    )
+
+
+def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) -> tuple[str, Issuance]:
+    """The signed token and its :class:`Issuance`, stored with its audit record; raises the
+    catalogue's refusal when the re-check finds a change, and lets storage errors through."""
+    now = int(time.time()) if now is None else now
+    claims = tokens.access_token_claims(
+        sub=exchange.subject,
+        audience=exchange.audience,
+        client_id=exchange.client_id,
+        scope=exchange.scope,
+        iat=now,
+        exp=now + lifetime(exchange, now),
+        act=exchange.act,
+    )
+    key = keyset.signing_key()
+    token = jose.sign(claims, key)
+    issuance = Issuance(
+        claims=claims,
+        kid=key.kid,
+        grant_type=GRANT_TYPE,
+        parties=exchange.parties,
+        user_pk=exchange.user_pk,
+        parent_jti=exchange.parent_jti,
+        parent_path=exchange.parent_path,
+        root_jti=exchange.root_jti,
+    )
+    record.jti, record.granted_scope = issuance.jti, exchange.scope
+    record.granted_audience = issuance.audience
+    try:
+        with transaction.atomic(using=router.db_for_write(TokenLineage)):
+            record_issued(issuance)
+            audit.write_issued(record, TokenLineage)
+    except IssuanceBlocked as blocked:
+        audit.discard_issued_write(record)
+        reason = BLOCKED[blocked.what]
+        if reason is Reason.KEY_REVOKED:
+            keyset.invalidate()  # this process still signed with it: reload at once
+        logger.warning("token exchange refused at issuance: %s", reason.value)
+        raise refusal(reason) from blocked
+    except BaseException:
+        audit.discard_issued_write(record)
+        raise
+    return token, issuance
+
+
+def token_response(token: str, issuance: Issuance, exchange: Exchange) -> dict[str, Any]:
+    """Section 2.2.1: the successful response."""
+    return {
+        "access_token": token,
+        "issued_token_type": exchange.issued_token_type,
+        "token_type": "Bearer",
+        "expires_in": int(issuance.claims["exp"]) - int(issuance.claims["iat"]),
+        "scope": exchange.scope,
+    }
