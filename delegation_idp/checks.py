@@ -8,11 +8,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import oauthlib
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections, router
+from django.db.migrations.loader import MigrationLoader
 from django.urls import NoReverseMatch, resolve, reverse
 from django.utils.module_loading import import_string
+from django.views.debug import SafeExceptionReporterFilter
 from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.conf import DEFAULTS, SETTING_NAME, idp_settings
@@ -42,7 +46,6 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
     """The per-process policy cache needs the version triggers (migration 0002). Without
     them the cache switches itself off (correct, but every exchange reads the policy);
     this says so. Database checks run with ``migrate`` and ``check --database``."""
-    from django.db import DatabaseError, connections, router
 
     if not databases or not idp_settings.POLICY_CACHE:
         return []
@@ -71,7 +74,6 @@ def check_policy_triggers(app_configs: Any = None, databases: Any = None, **kwar
 def _migrations_pending(connection: Any) -> bool:
     """Whether some migration of this app is not applied on ``connection`` (the migrations
     install the triggers, each one those of the tables it creates)."""
-    from django.db.migrations.loader import MigrationLoader
 
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     ours = {key for key in loader.graph.nodes if key[0] == "delegation_idp"}
@@ -502,9 +504,6 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         )
     filter_path = getattr(settings, "DEFAULT_EXCEPTION_REPORTER_FILTER", "")
     if filter_path and filter_path != "django.views.debug.SafeExceptionReporterFilter":
-        from django.utils.module_loading import import_string
-        from django.views.debug import SafeExceptionReporterFilter
-
         if not issubclass(import_string(filter_path), SafeExceptionReporterFilter):
             errors.append(
                 Error(
@@ -513,7 +512,6 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     id="delegation_idp.E103",
                 )
             )
-    import oauthlib
 
     if oauthlib.get_debug():
         errors.append(

@@ -174,14 +174,9 @@ idp_settings = IdpSettings(DEFAULTS, IMPORT_STRINGS)
 
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
+        # Only itself: what is built from these options (the provider's key set) reloads
+        # on this signal too, in its own receiver (delegation_idp.provider.keys).
         idp_settings.reload()
-        from django.apps import apps
-
-        if not apps.is_installed("delegation_idp"):
-            return  # a resource server using only delegation_idp.resource_server has no key set
-        from delegation_idp.provider import keys  # the key cache depends on these options
-
-        keys.keyset.invalidate()
 
 
 setting_changed.connect(_reload)

@@ -24,7 +24,7 @@ def _field(model: type[Model], name: str) -> Field:
     return field
 
 
-__all__ = ["insert", "select_with_reverse_one_to_one"]
+__all__ = ["convert", "insert", "readers", "select_with_reverse_one_to_one"]
 
 
 @functools.lru_cache(maxsize=32)
@@ -66,7 +66,7 @@ def _select_sql(model: type[Model], related: type[Model], link: str, column: str
 
 
 @functools.lru_cache(maxsize=16)
-def _readers(model: type[Model], alias: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+def readers(model: type[Model], alias: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     """The attribute names of ``model``'s concrete fields, and for each its column expression
     with the converters that turn a database value into the field's Python value."""
     connection = connections[alias]
@@ -79,7 +79,8 @@ def _readers(model: type[Model], alias: str) -> tuple[list[str], list[tuple[Any,
     return names, readers
 
 
-def _convert(connection: Any, readers: list[tuple[Any, list[Any]]], values: Any) -> list[Any]:
+def convert(connection: Any, readers: list[tuple[Any, list[Any]]], values: Any) -> list[Any]:
+    """A row's database values as the fields' Python values (``readers`` from :func:`readers`)."""
     out = []
     for (expression, converters), value in zip(readers, values, strict=True):
         for converter in converters:
@@ -102,15 +103,15 @@ def select_with_reverse_one_to_one(
         row = cursor.fetchone()
     if row is None:
         return None
-    own, own_readers = _readers(model, using)
-    theirs, their_readers = _readers(related, using)
-    instance = model.from_db(using, own, _convert(connection, own_readers, row[: len(own)]))
+    own, own_readers = readers(model, using)
+    theirs, their_readers = readers(related, using)
+    instance = model.from_db(using, own, convert(connection, own_readers, row[: len(own)]))
     link_field = related._meta.get_field(link)
     values = row[len(own) :]
     if values[theirs.index(related._meta.pk.attname)] is None:
         instance._state.fields_cache[link_field.remote_field.cache_name] = None  # type: ignore[union-attr]
     else:
-        other = related.from_db(using, theirs, _convert(connection, their_readers, values))
+        other = related.from_db(using, theirs, convert(connection, their_readers, values))
         other._state.fields_cache[link_field.cache_name] = instance  # type: ignore[union-attr]
         instance._state.fields_cache[link_field.remote_field.cache_name] = other  # type: ignore[union-attr]
     return instance

@@ -121,16 +121,22 @@ def subject_record(jti: str) -> TokenLineage | None:
     raw statement over the models' own columns, because compiling the
     equivalent ``select_related`` query costs more than running it.
     """
-    sql, user_fields = _subject_sql()
-    rows = list(TokenLineage.objects.raw(sql, [jti]))
-    if not rows:
+    statement, user_fields = _subject_sql()
+    alias = connection.alias
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [jti])
+        found = cursor.fetchone()
+    if found is None:
         return None
-    row = rows[0]
-    active = row.subject_user_active  # type: ignore[attr-defined]
+    names, readers = sql.readers(TokenLineage, alias)
+    count = len(names)
+    row = TokenLineage.from_db(alias, names, sql.convert(connection, readers, found[:count]))
+    active, version = found[count], found[count + 1]
+    row.policy_version = version  # type: ignore[attr-defined]
     if row.user_id is not None:
         User = get_user_model()
         values = [row.user_id, bool(active)][: len(user_fields)]
-        row.user = User.from_db(row._state.db, user_fields, values)
+        row.user = User.from_db(alias, user_fields, values)
     return row
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
+from delegation_idp.core.actchain import chain_from_act
 from delegation_idp.lineage.revocation import subtree_q
 from delegation_idp.models import TokenLineage
 
@@ -60,8 +61,6 @@ def acted_for_user(user_pk: Any, now: datetime | None = None) -> list[ActedFor]:
         )
         .order_by()
     )
-    from delegation_idp.core.actchain import chain_from_act
-
     for row in rows:
         chain = chain_from_act(row["act"], max_depth=64) if row["act"] else ()
         key = (chain, row["client_id"])

@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from delegation_idp import jose
 from delegation_idp.conf import idp_settings
+from delegation_idp.models import ClientAssertionJti
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -314,8 +315,6 @@ def verify_client_assertion(assertion: str, client_id: str, jwks: Any, now: floa
 
 def spend_jti(checked: AssertionClaims) -> None:
     """Record the assertion's ``jti``; a second use is refused (the unique constraint decides)."""
-    from delegation_idp.models import ClientAssertionJti
-
     try:
         with transaction.atomic():
             ClientAssertionJti.objects.create(
@@ -329,7 +328,5 @@ def spend_jti(checked: AssertionClaims) -> None:
 
 def purge_used_assertions(now: datetime | None = None) -> int:
     """Forget the ``jti`` of assertions that have expired (they can no longer be replayed)."""
-    from delegation_idp.models import ClientAssertionJti
-
     deleted, _ = ClientAssertionJti.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return int(deleted)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -57,28 +58,26 @@ AUTHENTICATION_METHODS = ("client_secret_basic", "client_secret_post", "private_
 COUNTED_REFUSALS = frozenset({Reason.CLIENT_ID_MISMATCH, Reason.MULTIPLE_CLIENT_AUTHENTICATION})
 
 
+# A percent sign not followed by two hex digits.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
 def _form_is_clean(body: bytes) -> bool:
     """Strict ``application/x-www-form-urlencoded``: valid percent-escapes, UTF-8, no NUL
-    (no OAuth parameter may hold one, and PostgreSQL text cannot store one)."""
+    (no OAuth parameter may hold one, and PostgreSQL text cannot store one).
+
+    Checked on the whole body at once: the separators ``&`` and ``=`` are ASCII, so every
+    name and value decodes as UTF-8 exactly when the decoded body does."""
     if not body:
         return True
-    for pair in body.split(b"&"):
-        for part in pair.split(b"=", 1):
-            raw = part.replace(b"+", b" ")
-            i = raw.find(b"%")
-            while i != -1:
-                escape = raw[i + 1 : i + 3]
-                if len(escape) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in escape):
-                    return False
-                i = raw.find(b"%", i + 3)
-            decoded = unquote_to_bytes(raw)
-            try:
-                decoded.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-            if b"\0" in decoded:
-                return False
-    return True
+    if _BAD_ESCAPE.search(body):
+        return False
+    decoded = unquote_to_bytes(body.replace(b"+", b" "))
+    try:
+        decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in decoded
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as app_registry
+from django.core.exceptions import FieldDoesNotExist
+
 PREFIX = "delegation_idp_pv_"
 FUNCTION = "delegation_idp_pv_bump"
 VENDORS = frozenset({"postgresql", "sqlite"})
@@ -53,8 +56,6 @@ def tables(apps: Any) -> list[str]:
     """The policy tables: parties, rules, the rules' four link tables and the parties'
     client allow-list. ``apps`` may be a migration's historical state, in which a link
     table added by a later migration does not exist yet; it is left out there."""
-    from django.core.exceptions import FieldDoesNotExist
-
     party = apps.get_model("delegation_idp", "Party")
     rule = apps.get_model("delegation_idp", "DelegationRule")
     links = []
@@ -134,13 +135,11 @@ def uninstall(schema_editor: Any, apps: Any) -> None:
 def installed(connection: Any) -> bool:
     """Every trigger is present on its table and enabled (on PostgreSQL: fires in the
     normal replication role, ``O`` or ``A``) on this connection's database."""
-    from django.apps import apps
-
     if connection.vendor not in VENDORS:
         return False
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            expected = {(_name(table), table) for table in tables(apps)}
+            expected = {(_name(table), table) for table in tables(app_registry)}
             cursor.execute(
                 "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE t.tgname LIKE %s AND NOT t.tgisinternal AND t.tgenabled IN ('O', 'A') "
@@ -148,7 +147,9 @@ def installed(connection: Any) -> bool:
                 [PREFIX + "%"],
             )
         else:
-            expected = {(_name(table, event), table) for table in tables(apps) for event in SQLITE_EVENTS}
+            expected = {
+                (_name(table, event), table) for table in tables(app_registry) for event in SQLITE_EVENTS
+            }
             cursor.execute(
                 "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
                 [PREFIX + "%"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -65,8 +66,6 @@ def anonymous_may_register(permission_classes: Any) -> list[str]:
     """The permission classes that let a request without any credentials through, if
     all of them do (django-oauth-toolkit requires every class to pass, and an empty list
     refuses everyone); else ``[]``. Each class is asked about a bare anonymous POST."""
-    from django.contrib.auth.models import AnonymousUser
-
     classes = list(permission_classes or ())
     if not classes:
         return []

@@ -44,6 +44,11 @@ from delegation_idp.provider.server import DEVICE_CODE_GRANT
 
 logger = logging.getLogger(__name__)
 
+# The body parameters of client authentication (RFC 6749 section 2.3.1, RFC 7521 section 4.2).
+CLIENT_AUTHENTICATION_PARAMETERS = frozenset(
+    {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
+)
+
 __all__ = [
     "AuthorizationView",
     "IntrospectionView",
@@ -104,13 +109,19 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         token endpoint's round trip nor the post-200 read-back of an ``AccessToken`` row that
         an exchanged token does not have (:mod:`delegation_idp.rfc8693.issue`)."""
         core = self.get_oauthlib_core()
+        form = core.extract_body(request)  # every value of every parameter, in order
+        # The oauthlib request carries what client authentication reads, and only that: the
+        # credentials' headers (django-oauth-toolkit's backend copies the whole WSGI
+        # environment) and parameters. The pipeline reads the form itself.
+        headers = {"Content-Type": request.META.get("CONTENT_TYPE", "")}
+        if "HTTP_AUTHORIZATION" in request.META:
+            headers["HTTP_AUTHORIZATION"] = headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
+        credentials = urlencode([(k, v) for k, v in form if k in CLIENT_AUTHENTICATION_PARAMETERS])
         oauth_request = OAuthlibRequest(
-            request.build_absolute_uri(request.path),
-            "POST",
-            urlencode(core.extract_body(request)),  # as its backend does: every value kept
-            core.extract_headers(request),
+            request.build_absolute_uri(request.path), "POST", credentials, headers
         )
-        headers, body, status = core.server.token_exchange_grant.create_token_response(oauth_request)
+        grant = core.server.token_exchange_grant
+        headers, body, status = grant.create_token_response(oauth_request, form=form)
         response = HttpResponse(content=body, status=status)
         for key, value in headers.items():
             response[key] = value

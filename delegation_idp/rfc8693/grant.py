@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import DatabaseError
@@ -61,13 +61,19 @@ class TokenExchangeGrant(GrantTypeBase):
 
     GRANT_TYPE = GRANT_TYPE
 
-    def create_token_response(self, request: Request, token_handler: Any = None) -> tuple[dict, str, int]:
+    def create_token_response(
+        self, request: Request, token_handler: Any = None, *, form: Sequence[tuple[str, str]] | None = None
+    ) -> tuple[dict, str, int]:
         """Section 2.2: the token response, or a JSON error; never a token on error.
-        ``token_handler`` is unused: the pipeline signs and stores its own tokens."""
+        ``token_handler`` is unused: the pipeline signs and stores its own tokens. ``form``
+        is the request body's every ``(name, value)``; by default oauthlib's ``decoded_body``."""
         headers = self._get_default_headers()
+        form = request.decoded_body if form is None else form
         with audit.attempt(event="token_exchange", grant_type=GRANT_TYPE) as record:
             try:
-                body, issuance = self.exchange(request, record)
+                body, issuance = self.exchange(
+                    request, record, request.decoded_body if form is None else form
+                )
             except OAuthError as exc:
                 record.refuse(exc.reason)
                 signals.exchange_denied.send(
@@ -89,16 +95,17 @@ class TokenExchangeGrant(GrantTypeBase):
             )
             return headers, json.dumps(body), 200
 
-    def exchange(self, request: Request, record: audit.Attempt) -> tuple[dict[str, Any], Issuance]:
+    def exchange(
+        self, request: Request, record: audit.Attempt, form: Sequence[tuple[str, str]] | None
+    ) -> tuple[dict[str, Any], Issuance]:
         """The pipeline, the audit record filled from its typed results as they come."""
         record.event = "token_exchange"
         for validator in self.custom_validators.pre_token:
             validator(request)
-        form = request.decoded_body or []
         # Keep the identity the view read from the credentials (delegation_idp.provider.guard):
         # the audit record names the client whose credentials came.
         record.client_id = record.client_id or getattr(request, "client_id", None) or ""
-        asked = parse(form)
+        asked = parse(form or ())
         record.requested_audience = list(asked.requested_targets)
         record.requested_scope = asked.scope or ""
         client = self.authenticate(request)
