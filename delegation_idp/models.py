@@ -1,4 +1,8 @@
-"""Registered parties, delegation rules, signing keys, token lineage and audit events."""
+"""Registered parties, delegation rules, signing keys, token lineage and audit events.
+
+Why one module over 400 lines: Django's convention, one ``models.py`` per app (its
+migrations and swappable-model settings name ``delegation_idp.<Model>``).
+"""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from celery import shared_task
 
 from delegation_idp.lineage import publication, retention
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 
 
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
 def rotate_keys(force: bool = False) -> dict:
     """``manage.py rotate_keys``: advance the key life cycle (idempotent, safe to run twice at once)."""
-    return keys.rotate_keys(force=force).as_dict()
+    return rotation.rotate_keys(force=force).as_dict()
 
 
 @shared_task(name="delegation_idp.tasks.sweep_expired", ignore_result=True)

@@ -142,3 +142,13 @@ def test_each_role_imports_only_what_the_layout_allows(part):
         if target != "delegation_idp" and not target.startswith(allowed)
     }
     assert not wrong, sorted(wrong)
+
+
+def test_a_module_over_400_lines_says_why_in_its_docstring():
+    long = {}
+    for name, path in modules().items():
+        text = path.read_text()
+        if text.count("\n") > 400:
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            long[name] = "Why one module over 400 lines" in docstring
+    assert all(long.values()), sorted(name for name, ok in long.items() if not ok)

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 
 
 @admin.register(SigningKey)
@@ -52,7 +52,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Rotate keys now (publish a new next key)"), permissions=["change"])
     def rotate(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
-        result = keys.rotate_keys(force=True)
+        result = rotation.rotate_keys(force=True)
         if result.created:
             message = _("Published a new next key %(kid)s; it starts signing one JWKS cache lifetime later.")
             self.message_user(request, message % {"kid": result.created}, messages.SUCCESS)
@@ -72,7 +72,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
         if request.POST.get("post") == "yes":
             total = 0
             for key in targets:
-                total += keys.revoke_key(key.kid).tokens_revoked
+                total += rotation.revoke_key(key.kid).tokens_revoked
             self.message_user(
                 request,
                 ngettext(
@@ -88,7 +88,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": _("Revoke signing keys?"),
             "opts": self.model._meta,
-            "keys": [{"key": key, "live": keys.live_tokens_signed_by(key.kid)} for key in targets],
+            "keys": [{"key": key, "live": rotation.live_tokens_signed_by(key.kid)} for key in targets],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media,
         }

@@ -7,6 +7,9 @@
 * "Try a delegation" runs the real evaluator on a chosen chain, audience and
   scope and shows the decision, its reason and every rule's outcome; it only
   reads.
+
+Why one module over 400 lines: the party admin, its rule inline, the rule admin and the
+"try a delegation" page edit and show one thing, the policy, and share their forms.
 """
 
 from __future__ import annotations

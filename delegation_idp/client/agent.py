@@ -20,6 +20,10 @@ Revocation (RFC 7009) is retried while the provider answers ``503`` (section 2.2
 waiting its ``Retry-After`` up to ``REVOKE_MAX_WAIT`` seconds (or a growing backoff),
 ``REVOKE_ATTEMPTS`` times in all; then :class:`RevocationFailed` says the token was not
 revoked, and the client's log names its ``jti`` (never the token).
+
+Why one module over 400 lines: the synchronous and the asynchronous client are twins
+(the same methods over ``httpx.Client`` and ``httpx.AsyncClient``) and share their form
+builders and error mapping; kept side by side so they cannot drift.
 """
 
 from __future__ import annotations

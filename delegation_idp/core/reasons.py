@@ -12,6 +12,9 @@ Descriptions are public: they never say which parties, users or keys exist. An
 unknown audience and a forbidden one read the same, by design.
 
 Pure: the standard library only.
+
+Why one module over 400 lines: it is the catalogue, one member per refusal, and its worth
+is that it is one list.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_unknown_kid_refreshes_the_jwks_once_per_interval(
     client, chain, cast, exchange, provider, clock, resource_settings, use_validator
 ):
     from delegation_idp.conf import idp_settings
-    from delegation_idp.provider import keys
+    from delegation_idp.provider import rotation
 
     validator = use_validator(jwks_refresh_interval=5, jwks_cache_seconds=3600)
     assert call(client, chain[3]).status_code == 200
@@ -146,9 +146,9 @@ def test_unknown_kid_refreshes_the_jwks_once_per_interval(
     old_kid = decode(chain[3])[0]["kid"]
 
     # The provider rotates: a new key is published, then promoted; new tokens carry its kid.
-    keys.rotate_keys(force=True)
+    rotation.rotate_keys(force=True)
     later = timezone.now() + timedelta(seconds=idp_settings.JWKS_CACHE_SECONDS + 1)
-    assert keys.rotate_keys(now=later).promoted
+    assert rotation.rotate_keys(now=later).promoted
     rotated = exchange("mcp-server1", chain[2], cast.resource_server, scope="tasks.read")
     assert rotated.status_code == 200, rotated.content
     new_token = rotated.json()["access_token"]

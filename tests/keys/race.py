@@ -23,7 +23,7 @@ def main() -> None:
     from django.db import connection
 
     from delegation_idp.models import SigningKey
-    from delegation_idp.provider import keys
+    from delegation_idp.provider import rotation
 
     action, at, now = sys.argv[1], float(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
     slow = float(os.environ.get("RACE_SLOW", "0"))
@@ -39,10 +39,10 @@ def main() -> None:
     time.sleep(max(0.0, at - time.time()))
     if action == "revoke-current":
         kid = SigningKey.objects.get(state="current").kid
-        result = keys.revoke_key(kid, now=now)
+        result = rotation.revoke_key(kid, now=now)
         print(json.dumps({"revoked": kid, "successor": result.successor}))
     else:
-        print(json.dumps(keys.rotate_keys(now=now, force=action == "force").as_dict()))
+        print(json.dumps(rotation.rotate_keys(now=now, force=action == "force").as_dict()))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 
 from delegation_idp import jose
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, rotation
 from tests.helpers import decode
 
 
@@ -51,9 +51,9 @@ def test_rotation_to_another_algorithm_keeps_old_tokens_working(clock, idp, cast
     old = issue_user_token()
     assert decode(old)[0]["alg"] == "ES256"
     idp(SIGNING_ALGORITHM="RS256")
-    keys.rotate_keys(force=True)
+    rotation.rotate_keys(force=True)
     clock.advance(300)
-    assert SigningKey.objects.get(kid=keys.rotate_keys().promoted).alg == "RS256"
+    assert SigningKey.objects.get(kid=rotation.rotate_keys().promoted).alg == "RS256"
     response = exchange("agent1", old, cast["agent2"].uri)
     assert response.status_code == 200, response.content
     assert decode(response.json()["access_token"])[0]["alg"] == "RS256"

@@ -10,7 +10,7 @@ from django.db import connection
 
 from delegation_idp import jose
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, rotation
 from tests.settings import TEST_KEK
 
 
@@ -39,7 +39,7 @@ def test_key_encryption_keys_rotate_by_prepending(idp):
     new_kek = Fernet.generate_key().decode()
     idp(KEY_ENCRYPTION_KEYS=[new_kek, TEST_KEK])
     assert keys.keyset.signing_key().kid == old.kid  # still decrypts with the old KEK
-    created = keys.rotate_keys(force=True).created
+    created = rotation.rotate_keys(force=True).created
     blob = bytes(SigningKey.objects.get(kid=created).private_key)
     assert jose.decrypt_private_key(blob, "ES256", [new_kek]).kid == created  # encrypted with the first
     with pytest.raises(jose.JoseError):
@@ -49,7 +49,7 @@ def test_key_encryption_keys_rotate_by_prepending(idp):
 @pytest.mark.django_db
 def test_a_private_key_moved_to_another_row_is_refused():
     current = keys.ensure_current_key()
-    other = keys.rotate_keys(force=True).created
+    other = rotation.rotate_keys(force=True).created
     stolen = SigningKey.objects.get(kid=other).private_key
     SigningKey.objects.filter(kid=current.kid).update(private_key=stolen)
     keys.keyset.invalidate()

@@ -8,7 +8,7 @@ import pytest
 
 from delegation_idp import jose
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, rotation
 from tests.helpers import assert_oauth_error, decode
 
 PUBLIC = {"EC": {"kty", "crv", "x", "y"}, "RSA": {"kty", "n", "e"}, "OKP": {"kty", "crv", "x"}}
@@ -21,7 +21,7 @@ def test_jwks_has_public_members_only_for_every_published_state(client, idp):
     for alg in ("RS256", "EdDSA"):
         idp(SIGNING_ALGORITHM=alg)
         SigningKey.objects.filter(state="next").update(state="retired")
-        keys.rotate_keys(force=True)
+        rotation.rotate_keys(force=True)
     response = client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/jwk-set+json"
@@ -37,8 +37,8 @@ def test_jwks_has_public_members_only_for_every_published_state(client, idp):
 @pytest.mark.django_db
 def test_jwks_never_publishes_revoked_or_removed_keys(client, clock):
     first = keys.ensure_current_key().kid
-    upcoming = keys.rotate_keys(force=True).created
-    keys.revoke_key(upcoming)
+    upcoming = rotation.rotate_keys(force=True).created
+    rotation.revoke_key(upcoming)
     kids = [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]]
     assert kids == [first]
 
@@ -53,7 +53,7 @@ def test_cache_control_and_etag_304(client, idp):
     assert again.status_code == 304 and again.content == b""
     assert again["ETag"] == etag and again["Cache-Control"] == "public, max-age=120"
     assert client.get("/.well-known/jwks.json", HTTP_IF_NONE_MATCH=f'"other", {etag}').status_code == 304
-    keys.rotate_keys(force=True)  # the set changed: a new ETag and a full answer
+    rotation.rotate_keys(force=True)  # the set changed: a new ETag and a full answer
     changed = client.get("/.well-known/jwks.json", HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200 and changed["ETag"] != etag
     assert len(changed.json()["keys"]) == 2
@@ -115,7 +115,7 @@ def test_a_key_made_by_another_process_is_found_by_reloading(idp, monkeypatch):
     keys.ensure_current_key()
     keys.keyset.signing_key()  # this process's copy
     # Another process revokes the key: the new current key is unknown here.
-    successor = keys.revoke_key(keys.keyset.signing_key().kid).successor
+    successor = rotation.revoke_key(keys.keyset.signing_key().kid).successor
     keys.keyset._loaded_at = keys.keyset.monotonic()  # pretend this process had not been told
     key = keys.keyset.verification_key(successor)
     assert key is not None and key.kid == successor
@@ -124,6 +124,6 @@ def test_a_key_made_by_another_process_is_found_by_reloading(idp, monkeypatch):
 @pytest.mark.django_db
 def test_published_copy_matches_the_view(client):
     keys.ensure_current_key()
-    keys.rotate_keys(force=True)
+    rotation.rotate_keys(force=True)
     served = json.loads(client.get("/.well-known/jwks.json").content)["keys"]
     assert served == keys.keyset.published()

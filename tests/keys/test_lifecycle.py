@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from delegation_idp.models import AuditEvent, SigningKey, TokenLineage
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, rotation
 from tests.helpers import assert_oauth_error, decode
 
 CACHE = 300  # JWKS_CACHE_SECONDS default
@@ -30,21 +30,21 @@ def states() -> dict[str, str]:
 def test_full_life_of_a_key(clock, cast, issue_user_token, exchange, introspect, jwks):
     t0 = clock.now()
     first = keys.ensure_current_key()
-    assert keys.rotate_keys().changed is False  # nothing due on a new site
+    assert rotation.rotate_keys().changed is False  # nothing due on a new site
     assert jwks() == [first.kid]
 
     # Not due until one JWKS cache lifetime before the period ends.
     clock.advance(PERIOD - CACHE - 1)
-    assert keys.rotate_keys().created is None
+    assert rotation.rotate_keys().created is None
 
     # Due: a next key is published, not signing yet.
     clock.advance(1)
-    result = keys.rotate_keys()
+    result = rotation.rotate_keys()
     second = result.created
     assert second and result.promoted is None
     assert states() == {first.kid: "current", second: "next"}
     assert sorted(jwks()) == sorted([first.kid, second])
-    assert keys.rotate_keys().changed is False  # idempotent
+    assert rotation.rotate_keys().changed is False  # idempotent
 
     # Tokens issued now are signed by the current key, and the next is already published.
     old_user_token = issue_user_token()
@@ -52,14 +52,14 @@ def test_full_life_of_a_key(clock, cast, issue_user_token, exchange, introspect,
 
     # One JWKS cache lifetime later the next key takes over.
     clock.advance(CACHE - 1)
-    assert keys.rotate_keys().promoted is None
+    assert rotation.rotate_keys().promoted is None
     clock.advance(1)
-    result = keys.rotate_keys()
+    result = rotation.rotate_keys()
     assert (result.promoted, result.retired) == (second, first.kid)
     assert states() == {first.kid: "retired", second: "current"}
     retired = SigningKey.objects.get(kid=first.kid)
     assert retired.retired_at == clock.now()
-    assert retired.remove_after == clock.now() + keys.retention_after_retirement()
+    assert retired.remove_after == clock.now() + rotation.retention_after_retirement()
 
     # The old key stays published; its token still exchanges and introspects as active.
     assert first.kid in jwks()
@@ -74,10 +74,10 @@ def test_full_life_of_a_key(clock, cast, issue_user_token, exchange, introspect,
     # Published for as long as the old token lives (plus skew and caches).
     old_exp = TokenLineage.objects.get(jti=decode(old_user_token)[1]["jti"]).expires_at
     clock.to(old_exp)
-    keys.rotate_keys()
+    rotation.rotate_keys()
     assert first.kid in jwks()
     clock.to(retired.remove_after - timedelta(seconds=1))
-    assert keys.rotate_keys().removed == ()
+    assert rotation.rotate_keys().removed == ()
     assert first.kid in jwks()
 
     # Retirement ends: unpublished, even before a rotation deletes it ...
@@ -87,7 +87,7 @@ def test_full_life_of_a_key(clock, cast, issue_user_token, exchange, introspect,
     assert_oauth_error(response, 400, "invalid_request")
     assert AuditEvent.objects.filter(reason="subject_unknown_kid").count() == 1
     # ... and then deleted with its private key.
-    assert keys.rotate_keys().removed == (first.kid,)
+    assert rotation.rotate_keys().removed == (first.kid,)
     assert first.kid not in states()
     assert introspect(old_user_token) == {"active": False}
     assert_oauth_error(exchange("agent1", old_user_token, cast["agent2"].uri), 400, "invalid_request")
@@ -101,9 +101,9 @@ def test_retired_key_stays_while_a_longer_lived_token_lives(
     """Lifetimes shortened after a token was issued: removal waits for the token anyway."""
     first = keys.ensure_current_key()
     token = issue_user_token()  # lives ACCESS_TOKEN_EXPIRE_SECONDS (3600 s)
-    keys.rotate_keys(force=True)
+    rotation.rotate_keys(force=True)
     clock.advance(CACHE)
-    assert keys.rotate_keys().retired == first.kid
+    assert rotation.rotate_keys().retired == first.kid
 
     short = {**django_settings.OAUTH2_PROVIDER, "ACCESS_TOKEN_EXPIRE_SECONDS": 60}
     from django.test import override_settings
@@ -115,16 +115,16 @@ def test_retired_key_stays_while_a_longer_lived_token_lives(
         try:
             # The plan said remove after 60 s of life; the token says otherwise.
             SigningKey.objects.filter(kid=first.kid).update(
-                remove_after=clock.now() + keys.retention_after_retirement()
+                remove_after=clock.now() + rotation.retention_after_retirement()
             )
-            clock.advance(keys.retention_after_retirement().total_seconds())
-            result = keys.rotate_keys()
+            clock.advance(rotation.retention_after_retirement().total_seconds())
+            result = rotation.rotate_keys()
             assert result.removed == () and result.extended == (first.kid,)
             assert first.kid in jwks()
             assert exchange("agent1", token, cast["agent2"].uri).status_code == 200
             exp = TokenLineage.objects.get(jti=decode(token)[1]["jti"]).expires_at
             clock.to(exp + timedelta(seconds=30 + CACHE))  # skew + JWKS cache
-            assert keys.rotate_keys().removed == (first.kid,)
+            assert rotation.rotate_keys().removed == (first.kid,)
         finally:
             oauth2_settings.reload()
 
@@ -132,8 +132,8 @@ def test_retired_key_stays_while_a_longer_lived_token_lives(
 @pytest.mark.django_db
 def test_force_publishes_next_first_and_never_two_next_keys(clock):
     current = keys.ensure_current_key()
-    created = keys.rotate_keys(force=True).created
-    assert created and keys.rotate_keys(force=True).created is None
+    created = rotation.rotate_keys(force=True).created
+    assert created and rotation.rotate_keys(force=True).created is None
     assert SigningKey.objects.filter(state="next").count() == 1
     upcoming = SigningKey.objects.get(kid=created)
     assert upcoming.activates_at == clock.now() + timedelta(seconds=CACHE)
@@ -144,7 +144,7 @@ def test_force_publishes_next_first_and_never_two_next_keys(clock):
 def test_new_key_uses_the_configured_algorithm(clock, idp):
     keys.ensure_current_key()
     idp(SIGNING_ALGORITHM="EdDSA")
-    created = keys.rotate_keys(force=True).created
+    created = rotation.rotate_keys(force=True).created
     assert SigningKey.objects.get(kid=created).alg == "EdDSA"
 
 
@@ -173,7 +173,7 @@ def test_invariants_hold_for_any_sequence(operations, clock):
         if operation == "advance":
             clock.advance(value)
         elif operation == "rotate":
-            keys.rotate_keys(force=value)
+            rotation.rotate_keys(force=value)
         else:
             kid = keys.keyset.signing_key().kid
             exp = clock.now() + timedelta(seconds=value)
@@ -189,7 +189,7 @@ def test_invariants_hold_for_any_sequence(operations, clock):
                 expires_at=exp,
             )
             signed.append((kid, exp))
-        keys.rotate_keys()  # beat runs between any two events
+        rotation.rotate_keys()  # beat runs between any two events
         assert SigningKey.objects.filter(state="current").count() == 1
         assert SigningKey.objects.filter(state="next").count() <= 1
         published = {jwk["kid"] for jwk in keys.published_jwks()}

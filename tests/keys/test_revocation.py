@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from delegation_idp.models import SigningKey, TokenLineage
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, rotation
 from tests.helpers import assert_oauth_error, decode
 
 
@@ -23,8 +23,8 @@ def test_revoking_the_current_key_unpublishes_it_revokes_its_tokens_and_hands_ov
     cast, chain, exchange, introspect, jwks, issue_user_token
 ):
     compromised = kid_of(chain[0])
-    upcoming = keys.rotate_keys(force=True).created  # a published next key takes over
-    result = keys.revoke_key(compromised)
+    upcoming = rotation.rotate_keys(force=True).created  # a published next key takes over
+    result = rotation.revoke_key(compromised)
     assert (result.previous_state, result.successor) == ("current", upcoming)
     assert result.tokens_revoked == len(chain)
     row = SigningKey.objects.get(kid=compromised)
@@ -44,7 +44,7 @@ def test_revoking_the_current_key_unpublishes_it_revokes_its_tokens_and_hands_ov
 @pytest.mark.django_db
 def test_revoking_without_next_key_creates_a_new_current_key(cast, user_token, issue_user_token):
     compromised = kid_of(user_token)
-    result = keys.revoke_key(compromised)
+    result = rotation.revoke_key(compromised)
     assert result.successor and result.successor != compromised
     assert SigningKey.objects.get(state="current").kid == result.successor
     assert kid_of(issue_user_token()) == result.successor
@@ -54,11 +54,11 @@ def test_revoking_without_next_key_creates_a_new_current_key(cast, user_token, i
 def test_revoking_a_retired_key_revokes_only_its_tokens(clock, cast, issue_user_token, exchange, introspect):
     old_token = issue_user_token()
     old = kid_of(old_token)
-    keys.rotate_keys(force=True)
+    rotation.rotate_keys(force=True)
     clock.advance(300)
-    current = keys.rotate_keys().promoted
+    current = rotation.rotate_keys().promoted
     new_token = issue_user_token()
-    result = keys.revoke_key(old)
+    result = rotation.revoke_key(old)
     assert (result.previous_state, result.successor, result.tokens_revoked) == ("retired", None, 1)
     assert SigningKey.objects.get(state="current").kid == current
     assert introspect(old_token) == {"active": False}
@@ -68,28 +68,28 @@ def test_revoking_a_retired_key_revokes_only_its_tokens(clock, cast, issue_user_
 @pytest.mark.django_db
 def test_revoking_a_next_key_lets_rotation_schedule_another(clock):
     keys.ensure_current_key()
-    upcoming = keys.rotate_keys(force=True).created
-    keys.revoke_key(upcoming)
+    upcoming = rotation.rotate_keys(force=True).created
+    rotation.revoke_key(upcoming)
     clock.advance(300)
-    result = keys.rotate_keys()
+    result = rotation.rotate_keys()
     assert result.promoted is None  # a revoked next key never signs
-    assert keys.rotate_keys(force=True).created not in (None, upcoming)
+    assert rotation.rotate_keys(force=True).created not in (None, upcoming)
 
 
 @pytest.mark.django_db
 def test_unknown_kid_raises():
     with pytest.raises(SigningKey.DoesNotExist):
-        keys.revoke_key("no-such-kid")
+        rotation.revoke_key("no-such-kid")
 
 
 @pytest.mark.django_db
 def test_rotation_sweeps_tokens_a_stale_process_signed_with_a_revoked_key(cast, user_token):
     kid = kid_of(user_token)
-    keys.revoke_key(kid)
+    rotation.revoke_key(kid)
     # A token recorded after the revocation (a process that had not yet noticed it):
     row = TokenLineage.objects.get(jti=decode(user_token)[1]["jti"])
     TokenLineage.objects.filter(pk=row.pk).update(revoked_at=None)
-    assert keys.rotate_keys().tokens_revoked == 1
+    assert rotation.rotate_keys().tokens_revoked == 1
     assert TokenLineage.objects.get(pk=row.pk).revoked_at is not None
 
 

@@ -17,7 +17,7 @@ from django.db import connection
 
 from delegation_idp import jose
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 from tests.helpers import assert_oauth_error
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -78,15 +78,15 @@ def test_a_rotation_generates_its_key_before_locking(cast, user_token, exchange,
         return real(alg)
 
     monkeypatch.setattr(jose, "generate_key", slow_generate)
-    rotation = threading.Thread(target=keys.rotate_keys, kwargs={"force": True})
-    rotation.start()
+    rotating = threading.Thread(target=rotation.rotate_keys, kwargs={"force": True})
+    rotating.start()
     try:
         assert generating.wait(10)
         started = time.monotonic()
         response = exchange("agent1", user_token, cast["agent2"].uri)
         elapsed = time.monotonic() - started
     finally:
-        rotation.join(30)
+        rotating.join(30)
     assert response.status_code == 200, response.content
     assert elapsed < LOCK_TIMEOUT, f"issuance waited {elapsed:.1f}s for the rotation"
     assert SigningKey.objects.filter(state=SigningKey.CURRENT).count() == 1

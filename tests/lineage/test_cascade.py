@@ -12,7 +12,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.lineage import revocation
 from delegation_idp.models import Party, TokenLineage
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 from tests.helpers import assert_oauth_error, decode
 
 # Who exchanges a token with this audience, and for which next hop.
@@ -210,7 +210,7 @@ def test_saving_an_inactive_user_again_revokes_nothing_more(cast, forest):
 def test_key_revocation_revokes_every_token_it_signed(cast, forest, is_active, issue_user_token, exchange):
     kid = decode(forest["t0"])[0]["kid"]
     assert {decode(t)[0]["kid"] for t in forest.values()} == {kid}
-    keys.revoke_key(kid)
+    rotation.revoke_key(kid)
     for name, token in forest.items():
         row = TokenLineage.objects.get(jti=jti(token))
         assert row.revocation_reason == "key_revoked", name

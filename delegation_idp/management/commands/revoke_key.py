@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from delegation_idp.models import SigningKey
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if key.state == SigningKey.REVOKED:
             raise CommandError("That key is already revoked.")
         if not options["yes"]:
-            live = keys.live_tokens_signed_by(kid)
+            live = rotation.live_tokens_signed_by(kid)
             prompt = f"Revoke the {key.state} key {kid} and its {live} live tokens? [y/N] "
             try:
                 answer = input(prompt)
@@ -36,6 +36,6 @@ class Command(BaseCommand):
                 answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Aborted; nothing was revoked.")
-        result = keys.revoke_key(kid)
+        result = rotation.revoke_key(kid)
         successor = f"; {result.successor} signs now" if result.successor else ""
         self.stdout.write(f"revoked key {kid}; {result.tokens_revoked} tokens revoked{successor}")

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from delegation_idp.provider import keys
+from delegation_idp.provider import rotation
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = keys.rotate_keys(force=options["force"])
+        result = rotation.rotate_keys(force=options["force"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
             return
