@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "explain",
     "may_exchange",
+    "may_obtain_tokens",
     "own_token_resources",
     "resource_owner",
     "resource_under",
@@ -296,6 +297,12 @@ def may_exchange(requester: PartyView | None, *, confidential: bool) -> Reason |
     if not requester.enabled:
         return Reason.ACTOR_DISABLED
     return None
+
+
+def may_obtain_tokens(party: PartyView | None) -> Reason | None:
+    """Whether a client may obtain tokens by django-oauth-toolkit's grants: any application,
+    unless it is a registered party that is disabled (``ACTOR_DISABLED``)."""
+    return Reason.ACTOR_DISABLED if party is not None and not party.enabled else None
 
 
 def own_token_resources(resources: Iterable[str], own: Iterable[str]) -> Reason | None:

@@ -218,16 +218,12 @@ class DelegationValidator(OAuth2Validator):
         # AssertionError, a 500, for ours): answer for the exchange grant here.
         if grant_type == TOKEN_EXCHANGE_GRANT:
             return self.client_may_exchange(client)
-        if self._party_disabled(client):
+        party = party_of(client)
+        if policy.may_obtain_tokens(party.as_view() if party is not None else None) is not None:
             # A disabled agent gets no new tokens by any grant (unauthorized_client),
             # rather than tokens that are revoked the moment they are issued.
             return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
-
-    @staticmethod
-    def _party_disabled(client: Any) -> bool:
-        party = party_of(client)
-        return party is not None and not party.enabled
 
     @staticmethod
     def client_may_exchange(client: Any) -> bool:

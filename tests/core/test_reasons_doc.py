@@ -29,3 +29,19 @@ def test_every_refusal_has_one_class_status_and_description():
         exc = refusal(reason)
         assert exc.error == reason.error and exc.status == reason.status and exc.reason is reason
         assert exc.as_dict() == {"error": reason.error, "error_description": reason.description}
+
+
+def test_the_policy_page_lists_the_policy_reasons_with_their_errors():
+    """docs/policy.md explains when each policy reason applies; its error column is the
+    catalogue's, and it lists every reason the evaluator (and the exchange's first question,
+    may this client exchange at all) can answer with."""
+    import re
+
+    from delegation_idp.core.policy import OUTCOMES
+
+    page = (DOC.parent / "policy.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+)` \| (`[a-z_]+`|–) \|", page, re.M)
+    listed = {Reason(code): error.strip("`") for code, error in rows}
+    assert set(listed) == OUTCOMES | {Reason.NOT_AN_AGENT}
+    for reason, error in listed.items():
+        assert error == (reason.error or "–"), reason
