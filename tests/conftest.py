@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from delegation_idp import TOKEN_EXCHANGE_GRANT
+from delegation_idp import TOKEN_EXCHANGE_GRANT, jose
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -239,6 +239,54 @@ def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
         assert response.status_code == 200, response.content
         tokens.append(response.json()["access_token"])
     return tokens
+
+
+# -- private_key_jwt client authentication (RFC 7523) -----------------------------------------
+
+
+@pytest.fixture
+def agent_key(cast: Cast) -> jose.SigningKey:
+    """agent1's private_key_jwt key; its public half is registered in the party's ``jwks``."""
+    from delegation_idp.models import Party
+
+    key = jose.generate_key("ES256")
+    party = Party.objects.get(uri=cast["agent1"].uri)
+    party.jwks = {"keys": [key.public_jwk()]}
+    party.save()
+    return key
+
+
+@pytest.fixture
+def assertion(cast: Cast, agent_key: jose.SigningKey):
+    """A signed client assertion for agent1; keyword arguments override claims (None drops one)."""
+
+    def make(key: jose.SigningKey | None = None, typ: str = "JWT", **overrides: Any) -> str:
+        now = int(time.time())
+        client_id = cast["agent1"].client_id
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": "http://testserver",
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_urlsafe(16),
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jose.sign(claims, key or agent_key, typ=typ)
+
+    return make
+
+
+@pytest.fixture
+def assertion_params():
+    """The token-request parameters that carry a client assertion (RFC 7521 section 4.2)."""
+    from delegation_idp.provider.client_auth import ASSERTION_TYPE
+
+    def params(token: str, **extra: Any) -> dict[str, Any]:
+        return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": token, **extra}
+
+    return params
 
 
 # -- the resource side: the real provider behind httpx ----------------------------------------
