@@ -241,6 +241,57 @@ def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
     return tokens
 
 
+# -- introspection (RFC 7662) and revocation (RFC 7009) ------------------------------------------
+
+
+@pytest.fixture
+def agent_for(cast: Cast):
+    """The cast member that is the client of a token (who may introspect and revoke it)."""
+    from tests.helpers import decode
+
+    def find(token: str) -> Agent:
+        client_id = decode(token)[1]["client_id"]
+        return next(a for a in cast.agents.values() if a.client_id == client_id)
+
+    return find
+
+
+@pytest.fixture
+def introspect(client: Any):
+    """POST to the introspection endpoint as ``agent`` (None: unauthenticated)."""
+
+    def post(token: str, agent: Agent | None = None, **extra: Any) -> Any:
+        headers = {"HTTP_AUTHORIZATION": agent.basic} if agent is not None else {}
+        headers.update(extra)
+        return client.post("/o/introspect/", {"token": token}, **headers)
+
+    return post
+
+
+@pytest.fixture
+def revoke_endpoint(client: Any):
+    """RFC 7009: POST the token to the revocation endpoint as ``agent``, with ``hint`` as its
+    ``token_type_hint`` (None: no hint)."""
+
+    def post(token: str, agent: Agent, hint: str | None = "access_token") -> Any:
+        form = {"token": token} if hint is None else {"token": token, "token_type_hint": hint}
+        return client.post("/o/revoke_token/", form, HTTP_AUTHORIZATION=agent.basic)
+
+    return post
+
+
+@pytest.fixture
+def is_active(introspect: Any, agent_for: Any):
+    """Whether the provider still considers ``token`` active, asked by its own client."""
+
+    def check(token: str) -> bool:
+        response = introspect(token, agent_for(token))
+        assert response.status_code == 200, response.content
+        return bool(response.json()["active"])
+
+    return check
+
+
 # -- private_key_jwt client authentication (RFC 7523) -----------------------------------------
 
 
