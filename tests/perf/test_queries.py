@@ -1,4 +1,4 @@
-"""A fixed, small number of database queries per token exchange (issue 7), whatever the
+"""A fixed, small number of database queries per token exchange, whatever the
 chain depth and however many rules, audiences, users and groups the policy holds."""
 
 from __future__ import annotations
