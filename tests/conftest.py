@@ -7,13 +7,15 @@ import hashlib
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
 import pytest
 
-from delegation_idp import TOKEN_EXCHANGE_GRANT
+from delegation_idp import TOKEN_EXCHANGE_GRANT, jose
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -237,6 +239,214 @@ def chain(cast: Cast, user_token: str, exchange: Any) -> list[str]:
         assert response.status_code == 200, response.content
         tokens.append(response.json()["access_token"])
     return tokens
+
+
+# -- introspection (RFC 7662) and revocation (RFC 7009) ------------------------------------------
+
+
+@pytest.fixture
+def agent_for(cast: Cast):
+    """The cast member that is the client of a token (who may introspect and revoke it)."""
+    from tests.helpers import decode
+
+    def find(token: str) -> Agent:
+        client_id = decode(token)[1]["client_id"]
+        return next(a for a in cast.agents.values() if a.client_id == client_id)
+
+    return find
+
+
+@pytest.fixture
+def introspect(client: Any):
+    """POST to the introspection endpoint as ``agent`` (None: unauthenticated)."""
+
+    def post(token: str, agent: Agent | None = None, **extra: Any) -> Any:
+        headers = {"HTTP_AUTHORIZATION": agent.basic} if agent is not None else {}
+        headers.update(extra)
+        return client.post("/o/introspect/", {"token": token}, **headers)
+
+    return post
+
+
+@pytest.fixture
+def revoke_endpoint(client: Any):
+    """RFC 7009: POST the token to the revocation endpoint as ``agent``, with ``hint`` as its
+    ``token_type_hint`` (None: no hint)."""
+
+    def post(token: str, agent: Agent, hint: str | None = "access_token") -> Any:
+        form = {"token": token} if hint is None else {"token": token, "token_type_hint": hint}
+        return client.post("/o/revoke_token/", form, HTTP_AUTHORIZATION=agent.basic)
+
+    return post
+
+
+@pytest.fixture
+def is_active(introspect: Any, agent_for: Any):
+    """Whether the provider still considers ``token`` active, asked by its own client."""
+
+    def check(token: str) -> bool:
+        response = introspect(token, agent_for(token))
+        assert response.status_code == 200, response.content
+        return bool(response.json()["active"])
+
+    return check
+
+
+# -- private_key_jwt client authentication (RFC 7523) -----------------------------------------
+
+
+@pytest.fixture
+def agent_key(cast: Cast) -> jose.SigningKey:
+    """agent1's private_key_jwt key; its public half is registered in the party's ``jwks``."""
+    from delegation_idp.models import Party
+
+    key = jose.generate_key("ES256")
+    party = Party.objects.get(uri=cast["agent1"].uri)
+    party.jwks = {"keys": [key.public_jwk()]}
+    party.save()
+    return key
+
+
+@pytest.fixture
+def assertion(cast: Cast, agent_key: jose.SigningKey):
+    """A signed client assertion for agent1; keyword arguments override claims (None drops one)."""
+
+    def make(key: jose.SigningKey | None = None, typ: str = "JWT", **overrides: Any) -> str:
+        now = int(time.time())
+        client_id = cast["agent1"].client_id
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": "http://testserver",
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_urlsafe(16),
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jose.sign(claims, key or agent_key, typ=typ)
+
+    return make
+
+
+@pytest.fixture
+def assertion_params():
+    """The token-request parameters that carry a client assertion (RFC 7521 section 4.2)."""
+    from delegation_idp.provider.client_auth import ASSERTION_TYPE
+
+    def params(token: str, **extra: Any) -> dict[str, Any]:
+        return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": token, **extra}
+
+    return params
+
+
+# -- the resource side: the real provider behind httpx ----------------------------------------
+
+PROVIDER_ISSUER = "http://testserver"
+
+
+class DjangoTransport(httpx.BaseTransport):
+    """httpx over Django's test client: the real provider's views, in this test's transaction."""
+
+    def __init__(self) -> None:
+        from django.test import Client
+
+        self.client = Client()
+        self.calls: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "content-type", "accept-encoding", "connection")
+        }
+        path = request.url.raw_path.decode("ascii")
+        self.calls.append((request.method, request.url.path))
+        response = self.client.generic(
+            request.method,
+            path,
+            data=body,
+            content_type=request.headers.get("content-type", ""),
+            headers=headers,
+        )
+        return httpx.Response(response.status_code, headers=list(response.items()), content=response.content)
+
+    def count(self, path: str) -> int:
+        return sum(1 for _, p in self.calls if p == path)
+
+
+@pytest.fixture
+def provider(db: Any) -> DjangoTransport:
+    return DjangoTransport()
+
+
+@pytest.fixture
+def provider_http(provider: DjangoTransport):
+    with httpx.Client(transport=provider) as http:
+        yield http
+
+
+class Clock:
+    """An injectable clock: real time plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def at(self, moment: float) -> None:
+        """From now on, read ``moment`` (and move on from there)."""
+        self.offset = moment - time.time()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_validator(cast: Any, provider_http: httpx.Client, clock: Clock):
+    """A validator for ``resource`` (default: the seed's resource server) talking to the provider."""
+    from delegation_idp.resource_server.validation import ResourceServerConfig, TokenValidator
+
+    def make(resource: str | None = None, **options: Any) -> TokenValidator:
+        monotonic = options.pop("monotonic", clock)
+        config = ResourceServerConfig(
+            issuer=PROVIDER_ISSUER, resource=resource or cast.resource_server, **options
+        )
+        return TokenValidator(config, http=provider_http, clock=clock, monotonic=monotonic)
+
+    return make
+
+
+@pytest.fixture
+def use_validator(make_validator: Any):
+    """Install a validator for the DRF authentication class for this test."""
+    from delegation_idp.resource_server import drf
+
+    installed: list[Any] = []
+
+    def install(resource: str | None = None, **options: Any) -> Any:
+        validator = make_validator(resource, **options)
+        drf.set_validator(validator)
+        installed.append(validator)
+        return validator
+
+    yield install
+    drf.set_validator(None)
+
+
+@pytest.fixture
+def resource_settings(settings: Any, cast: Any) -> Any:
+    """The resource server's own options, as a Django site would set them."""
+    settings.DELEGATION_IDP = {
+        **settings.DELEGATION_IDP,
+        "RESOURCE_SERVER_URI": cast.resource_server,
+        "RESOURCE_SCOPES_SUPPORTED": ["tasks.read", "tasks.write"],
+    }
+    return settings
 
 
 @pytest.fixture(autouse=True)

@@ -1,64 +1,13 @@
-"""Fixtures for the lineage tests: introspection, RFC 7009 revocation, the tokens' clients."""
+"""Fixtures for the lineage tests: this area's Redis database and a fresh key set. Introspection,
+RFC 7009 revocation and the tokens' clients are shared with the end-to-end tests (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.helpers import decode
-
 LINEAGE_REDIS_DB = 3
-
-
-@pytest.fixture
-def agent_for(cast: Any):
-    """The cast member that is the client of a token (who may introspect and revoke it)."""
-
-    def find(token: str) -> Any:
-        client_id = decode(token)[1]["client_id"]
-        return next(a for a in cast.agents.values() if a.client_id == client_id)
-
-    return find
-
-
-@pytest.fixture
-def introspect(client: Any):
-    """POST to the introspection endpoint as ``agent`` (None: unauthenticated)."""
-
-    def post(token: str, agent: Any = None, **extra: Any) -> Any:
-        headers = {"HTTP_AUTHORIZATION": agent.basic} if agent is not None else {}
-        headers.update(extra)
-        return client.post("/o/introspect/", {"token": token}, **headers)
-
-    return post
-
-
-@pytest.fixture
-def revoke_endpoint(client: Any):
-    """RFC 7009: POST the token to the revocation endpoint as ``agent``."""
-
-    def post(token: str, agent: Any) -> Any:
-        return client.post(
-            "/o/revoke_token/",
-            {"token": token, "token_type_hint": "access_token"},
-            HTTP_AUTHORIZATION=agent.basic,
-        )
-
-    return post
-
-
-@pytest.fixture
-def is_active(introspect: Any, agent_for: Any):
-    """Whether the provider still considers ``token`` active, asked by its own client."""
-
-    def check(token: str) -> bool:
-        response = introspect(token, agent_for(token))
-        assert response.status_code == 200, response.content
-        return bool(response.json()["active"])
-
-    return check
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Admin: the read-only audit list with filters, the lineage tree with "revoke this
-subtree" behind a confirmation, and "who has acted on my behalf" (issue 5, point 5)."""
+subtree" behind a confirmation, and "who has acted on my behalf"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The append-only audit trail, the signals and the JSON-lines export (issue 5, point 4)."""
+"""The append-only audit trail, the signals and the JSON-lines export."""
 
 from __future__ import annotations
 

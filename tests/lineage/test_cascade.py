@@ -1,5 +1,5 @@
-"""Cascading revocation: exactly the subtree, at every depth of the seed's chain, and the
-agent, user and key cascades (issue 5, point 2)."""
+"""Cascading revocation: exactly the subtree, at every depth of the seed's chain (RFC 7009
+section 2.1 through the endpoint, and the revocation API), and the agent, user and key cascades."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A revocation that commits between an exchange's checks and its issuance never lets
-the new token out (issue 5, point 2). Here the interleaving is forced in one process;
+the new token out. Here the interleaving is forced in one process;
 test_race_postgres.py runs real concurrent requests against PostgreSQL."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """RFC 7662 introspection with the nested act chain, only for the token's client or
-audience (issue 5, point 3)."""
+audience (RFC 7662 section 4)."""
 
 from __future__ import annotations
 

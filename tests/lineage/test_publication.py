@@ -1,4 +1,4 @@
-"""The Redis revocation set resource servers read (issue 5, point 6; key format in
+"""The Redis revocation set resource servers read (key format in
 docs/lineage.md), against the real Redis."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The exchange-versus-revocation race with real concurrent requests: two gunicorn
 instances on one PostgreSQL database, many exchanges in flight while a revocation
 commits. Afterwards no token in the revoked subtree (or naming the disabled party)
-is active (issue 5, point 2)."""
+is active."""
 
 from __future__ import annotations
 

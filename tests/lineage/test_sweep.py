@@ -1,4 +1,4 @@
-"""Sweeps in bounded batches, the thin tasks and their beat entries (issue 5, point 6),
+"""Sweeps in bounded batches, the thin tasks and their beat entries,
 and the subtree property on random trees."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The sweep and the Redis publication in a real Celery worker, through the real Redis
-broker, against a site served by gunicorn (issue 5, point 6)."""
+broker, against a site served by gunicorn."""
 
 from __future__ import annotations
 

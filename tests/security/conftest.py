@@ -17,7 +17,6 @@ import pytest
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from tests.conftest import Agent
-from tests.perf.conftest import agent_key, assertion, assertion_params  # noqa: F401  (private_key_jwt fixtures)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 

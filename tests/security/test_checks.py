@@ -1,4 +1,4 @@
-"""Deployment security gates (issue 8, point 5): each ``deploy=True`` check fires with
+"""Deployment security gates: each ``deploy=True`` check fires with
 its stable id and a hint; the example site's production settings pass
 ``manage.py check --deploy`` with none of ours raised; the tokens a request carries
 never reach error reports or logs."""

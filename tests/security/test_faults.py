@@ -1,4 +1,4 @@
-"""Fault behaviour of the token endpoint (issue 8, point 6): Redis unreachable, and a
+"""Fault behaviour of the token endpoint: Redis unreachable, and a
 database error in the middle of an exchange."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Property-based fuzzing (issue 8, point 3): the token endpoint's form input and the
-``act`` chain parser. Never a 500; never a token without a valid subject token and an
-allowing rule."""
+"""Property-based fuzzing of the token endpoint's form input and raw body: never a 500; never
+a token without a valid subject token and an allowing rule. The pure parts (the ``act`` parser,
+the policy) have their properties in tests/core."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from delegation_idp.core import policy
-from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act, nest
 from tests.conftest import ACCESS_TOKEN_TYPE
 from tests.helpers import decode, snapshot
 
@@ -174,113 +172,3 @@ def test_raw_body_fuzzing_never_500(body, content_type, cast, token_endpoint):
     assert response.status_code in ALLOWED_STATUSES - {200}, (response.status_code, response.content[:200])
     assert response.json()["error"]
     assert snapshot() == before
-
-
-# -- the act-chain parser ------------------------------------------------------------------
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["sub", "act", "iss", "client_id", "scope", "x"]), children, max_size=4
-        )
-    ),
-    max_leaves=30,
-)
-actor = st.text(min_size=1, max_size=30)
-
-
-@given(act=json_values, max_depth=st.integers(1, 8))
-def test_act_parser_accepts_only_bounded_chains_of_actor_objects(act, max_depth):
-    try:
-        chain = chain_from_act(act, max_depth=max_depth)
-    except ActChainError:
-        return
-    assert isinstance(chain, tuple)
-    assert len(chain) <= max_depth
-    assert all(isinstance(a, str) and a for a in chain)
-    if act is not None:
-        # What was accepted is exactly the nested structure the chain describes, minus
-        # identity members the chain does not carry.
-        node = act
-        for name in chain:
-            assert node["sub"] == name
-            node = node.get("act")
-        assert node is None
-
-
-@given(chain=st.lists(actor, max_size=8), new=actor)
-def test_nest_and_parse_round_trip(chain, new):
-    chain = tuple(chain)
-    assert chain_from_act(nest(chain), max_depth=8) == chain
-    rebuilt = chain_from_act(build_act(new, nest(chain)), max_depth=9)
-    assert rebuilt == (new, *chain)
-
-
-@given(chain=st.lists(actor, min_size=6, max_size=20))
-def test_parser_refuses_chains_beyond_the_limit(chain):
-    with pytest.raises(ActChainError):
-        chain_from_act(nest(chain), max_depth=5)
-
-
-# -- the policy: no allowing rule, no token --------------------------------------------------
-
-uris = st.sampled_from([AGENT1, AGENT2, "https://mcp.example.com", "https://rs.example.com"])
-scopes = st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=3)
-
-
-@st.composite
-def rules(draw: Any) -> policy.RuleView:
-    return policy.RuleView(
-        id=draw(st.integers(1, 50)),
-        actor=draw(uris),
-        audiences=draw(st.frozensets(uris, max_size=3)),
-        max_scope=draw(scopes),
-        max_depth=draw(st.none() | st.integers(1, 5)),
-        upstream=draw(st.frozensets(uris, max_size=2)),
-        direct_from_user=draw(st.booleans()),
-        enabled=draw(st.booleans()),
-    )
-
-
-@given(
-    requester=uris,
-    chain=st.lists(uris, max_size=4),
-    targets=st.lists(uris, max_size=2),
-    subject_scope=scopes,
-    requested=st.none() | scopes,
-    rule_list=st.lists(rules(), max_size=4),
-)
-def test_policy_never_allows_without_a_matching_rule(
-    requester, chain, targets, subject_scope, requested, rule_list
-):
-    from datetime import UTC, datetime
-
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    parties = {
-        u: policy.PartyView(uri=u)
-        for u in (AGENT1, AGENT2, "https://mcp.example.com", "https://rs.example.com")
-    }
-    ctx = policy.ExchangeContext(
-        requester=parties[requester],
-        chain=tuple(chain),
-        targets=tuple(dict.fromkeys(targets)),
-        subject_scope=subject_scope,
-        requested_scope=requested,
-        now=now,
-        parties=parties,
-    )
-    decision = policy.evaluate(ctx, rule_list, policy.Limits())
-    if not decision.allowed:
-        assert decision.error in {"invalid_request", "invalid_target", "invalid_scope", "unauthorized_client"}
-        return
-    assume(decision.rule_id is not None)
-    matching = [r for r in rule_list if r.id == decision.rule_id and r.actor == requester and r.enabled]
-    assert matching, "allowed without an enabled rule of the requester"
-    rule = matching[0]
-    assert set(ctx.targets) <= rule.audiences and ctx.targets
-    assert decision.granted_scope and decision.granted_scope <= rule.max_scope & subject_scope
-    assert (rule.direct_from_user and not chain) or (chain and chain[0] in rule.upstream)
-    assert requester not in chain
-    assert len(chain) + 1 <= 5

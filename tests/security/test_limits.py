@@ -1,4 +1,4 @@
-"""Size, depth and work limits applied before parsing (issue 8, point 2).
+"""Size, depth and work limits applied before parsing.
 
 Each hostile input is refused with a stable reason, without recursion that grows
 with the input (run under a low recursion limit), and in memory bounded by a small

@@ -1,4 +1,4 @@
-"""The adversarial matrix of the token endpoint (issue 8, point 1).
+"""The adversarial matrix of the token endpoint.
 
 Every case states the exact status and ``error`` it must get (RFC 8693 section
 2.2.2: invalid or unacceptable subject and actor tokens are ``invalid_request``),

@@ -1,4 +1,4 @@
-"""Token-endpoint throttling (issue 8, point 4): per client and per source address,
+"""Token-endpoint throttling: per client and per source address,
 429 with ``Retry-After``, a lockout after repeated authentication failures, shared
 across processes through the cache, and open (with a warning) when the cache is down."""
 

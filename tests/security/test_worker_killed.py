@@ -1,4 +1,4 @@
-"""Fault behaviour (issue 8, point 6): a Celery worker killed mid-sweep loses nothing,
+"""Fault behaviour of the sweep: a Celery worker killed mid-sweep loses nothing,
 and the next run finishes the job. Real worker process, real Redis broker."""
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ deeper than the limits, or repeats an actor.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from delegation_idp.core.policy import ExchangeContext, Limits, PartyView, Reason, RuleView, evaluate
@@ -199,3 +200,60 @@ def test_a_disabled_party_anywhere_stops_the_chain(rules, limits, chain):
         decision = evaluate(ctx, rules, limits)
         assert not decision.allowed
         assert decision.reason in {Reason.ACTOR_DISABLED, Reason.CHAIN_ACTOR_DISABLED}
+
+
+# -- no allowing rule, no token ---------------------------------------------------------------
+
+FUZZ_URIS = ("https://agent1.example.com", "https://agent2.example.com", "https://mcp.example.com", RESOURCE)
+any_uri = st.sampled_from(FUZZ_URIS)
+abc_scopes = st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=3)
+
+
+@st.composite
+def any_rule(draw: Any) -> RuleView:
+    return RuleView(
+        id=draw(st.integers(1, 50)),
+        actor=draw(any_uri),
+        audiences=draw(st.frozensets(any_uri, max_size=3)),
+        max_scope=draw(abc_scopes),
+        max_depth=draw(st.none() | st.integers(1, 5)),
+        upstream=draw(st.frozensets(any_uri, max_size=2)),
+        direct_from_user=draw(st.booleans()),
+        enabled=draw(st.booleans()),
+    )
+
+
+@given(
+    requester=any_uri,
+    chain=st.lists(any_uri, max_size=4),
+    targets=st.lists(any_uri, max_size=2),
+    subject_scope=abc_scopes,
+    requested=st.none() | abc_scopes,
+    rule_list=st.lists(any_rule(), max_size=4),
+)
+def test_policy_never_allows_without_a_matching_rule(
+    requester, chain, targets, subject_scope, requested, rule_list
+):
+    parties = {u: PartyView(uri=u) for u in FUZZ_URIS}
+    ctx = ExchangeContext(
+        requester=parties[requester],
+        chain=tuple(chain),
+        targets=tuple(dict.fromkeys(targets)),
+        subject_scope=subject_scope,
+        requested_scope=requested,
+        now=NOW,
+        parties=parties,
+    )
+    decision = evaluate(ctx, rule_list, Limits())
+    if not decision.allowed:
+        assert decision.error in {"invalid_request", "invalid_target", "invalid_scope", "unauthorized_client"}
+        return
+    assume(decision.rule_id is not None)
+    matching = [r for r in rule_list if r.id == decision.rule_id and r.actor == requester and r.enabled]
+    assert matching, "allowed without an enabled rule of the requester"
+    rule = matching[0]
+    assert set(ctx.targets) <= rule.audiences and ctx.targets
+    assert decision.granted_scope and decision.granted_scope <= rule.max_scope & subject_scope
+    assert (rule.direct_from_user and not chain) or (chain and chain[0] in rule.upstream)
+    assert requester not in chain
+    assert len(chain) + 1 <= 5

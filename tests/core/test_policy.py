@@ -161,7 +161,8 @@ def test_every_reason_code_is_covered_and_mapped():
     }
 
 
-def test_issue_reason_codes_are_stable_strings():
+def test_audited_reason_codes_are_stable_strings():
+    """The codes the audit trail and the ``exchange_denied`` signal carry do not change."""
     for code in (
         "no_rule",
         "depth_exceeded",

@@ -33,7 +33,7 @@ print("ok")
 """
 
 
-def test_contrib_needs_neither_the_provider_app_nor_its_models():
+def test_resource_server_needs_neither_the_provider_app_nor_its_models():
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "example_project.demo_services.resource_settings",

@@ -12,7 +12,7 @@ from django.utils import timezone
 from delegation_idp.resource_server.validation import MAX_LEEWAY
 from tests.helpers import decode
 
-pytestmark = [pytest.mark.urls("tests.contrib.urls")]
+pytestmark = [pytest.mark.urls("tests.resource_server.urls")]
 
 METADATA_URL = "http://testserver/.well-known/oauth-protected-resource"
 MCP = "https://mcp-server1.example.com"

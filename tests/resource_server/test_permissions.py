@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-pytestmark = [pytest.mark.urls("tests.contrib.urls")]
+pytestmark = [pytest.mark.urls("tests.resource_server.urls")]
 
 AGENT1 = "https://agent1.example.com"
 AGENT2 = "https://agent2.example.com"

@@ -1,0 +1,29 @@
+"""Fixtures for the resource-server side. The provider behind an httpx transport, the
+validator and the resource settings are shared with the end-to-end tests (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+
+@pytest.fixture
+def introspection_client(cast: Any) -> tuple[str, str]:
+    """The resource server's client at the introspection endpoint: its client_id is its
+    identity URI, which is how the provider's introspection recognises an audience."""
+    from example_project.demo_services.cast import register_introspection_client
+
+    return register_introspection_client(cast.resource_server)
+
+
+@pytest.fixture
+def rs_redis_url(redis_url: str) -> str:
+    """This area's own Redis database (4), flushed before use."""
+    parts = urlsplit(redis_url)
+    url = urlunsplit((parts.scheme, parts.netloc, "/4", "", ""))
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    return url
