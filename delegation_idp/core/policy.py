@@ -53,6 +53,7 @@ OUTCOMES = frozenset(
         Reason.UPSTREAM_NOT_PERMITTED,
         Reason.USER_NOT_PERMITTED,
         Reason.RULE_NOT_IN_EFFECT,
+        Reason.RULE_DEPTH_EXCEEDED,
         Reason.SCOPE_EXCEEDS_SUBJECT,
         Reason.SCOPE_NOT_PERMITTED,
     }
@@ -193,7 +194,7 @@ def _rule_mismatch(rule: RuleView, ctx: ExchangeContext) -> Reason | None:
     ):
         return Reason.USER_NOT_PERMITTED
     if rule.max_depth is not None and ctx.depth > rule.max_depth:
-        return Reason.DEPTH_EXCEEDED
+        return Reason.RULE_DEPTH_EXCEEDED
     return None
 
 
@@ -203,7 +204,7 @@ _SPECIFICITY = [
     Reason.AUDIENCE_NOT_PERMITTED,
     Reason.UPSTREAM_NOT_PERMITTED,
     Reason.USER_NOT_PERMITTED,
-    Reason.DEPTH_EXCEEDED,
+    Reason.RULE_DEPTH_EXCEEDED,
 ]
 
 

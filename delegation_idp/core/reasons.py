@@ -316,18 +316,12 @@ class Reason(enum.StrEnum):
     NO_RULE = "no_rule", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
     AUDIENCE_NOT_PERMITTED = "audience_not_permitted", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
     RULE_NOT_IN_EFFECT = "rule_not_in_effect", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
-    UPSTREAM_NOT_PERMITTED = (
-        "upstream_not_permitted",
-        "invalid_request",
-        "This client may not continue a delegation chain from the previous actor.",
-        Family.POLICY,
-    )
-    USER_NOT_PERMITTED = (
-        "user_not_permitted",
-        "invalid_request",
-        "This client may not act for this user.",
-        Family.POLICY,
-    )
+    # A rule that names the target but fails on another condition reads like a target no rule
+    # names (or no party is): the client learns nothing about which parties exist. The audit
+    # record and the admin's dry-run page keep the precise reason.
+    UPSTREAM_NOT_PERMITTED = "upstream_not_permitted", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    USER_NOT_PERMITTED = "user_not_permitted", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
+    RULE_DEPTH_EXCEEDED = "rule_depth_exceeded", "invalid_target", _FORBIDDEN_TARGET, Family.POLICY
     SCOPE_EXCEEDS_SUBJECT = (
         "scope_exceeds_subject",
         "invalid_scope",

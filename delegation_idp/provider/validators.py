@@ -183,7 +183,9 @@ class DelegationValidator(OAuth2Validator):
         revoked with its subtree (:func:`delegation_idp.lineage.revocation.revoke_issued_to`)."""
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
         client_id = getattr(getattr(request, "client", None), "client_id", None)
-        if not client_id or token_type_hint == "refresh_token" or token.count(".") != 2:
+        # Whatever the hint: a server that does not find the token by it searches every type
+        # it supports (RFC 7009 section 2.1).
+        if not client_id or token.count(".") != 2:
             return
         try:
             _header, claims = keyset_verify(token, now=time.time(), leeway=FOREVER)

@@ -99,7 +99,7 @@ REFUSALS = [
         Limits(max_depth=2),
         Reason.DEPTH_EXCEEDED,
     ),
-    ("rule_depth", {}, [rule(max_depth=1)], LIMITS, Reason.DEPTH_EXCEEDED),
+    ("rule_depth", {}, [rule(max_depth=1)], LIMITS, Reason.RULE_DEPTH_EXCEEDED),
     ("cycle", {"chain": (A1, A2)}, [rule()], LIMITS, Reason.CYCLE),
     ("target_unknown", {"targets": ("https://nobody.example.com",)}, [rule()], LIMITS, Reason.TARGET_UNKNOWN),
     (

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from delegation_idp.core.policy import (
@@ -432,5 +432,43 @@ def test_an_unknown_audience_and_a_forbidden_one_are_indistinguishable_whatever_
 
     unknown, denied = answer(UNREGISTERED, scope_a), answer(forbidden, scope_b)
     event(f"unknown: {unknown.reason.value}, forbidden: {denied.reason.value}")
+    assert not unknown.allowed and not denied.allowed
+    assert (unknown.error, unknown.description) == (denied.error, denied.description)
+
+
+@EXAMPLES
+@given(
+    request=exchange_requests(max_targets=2),
+    pick=st.integers(0, len(REGISTERED) - 2),
+    position=st.integers(0, 2),
+    scope_a=st.none() | scope_sets,
+    scope_b=st.none() | scope_sets,
+)
+def test_a_target_no_rule_lets_through_reads_like_an_unknown_one_whatever_the_condition_failed(
+    request, pick, position, scope_a, scope_b
+):
+    """The wider reading of "forbidden": a registered target that no rule of the requester lets
+    it reach, whether no rule names it or the rules that name it fail on their window, their
+    upstream actor, their user or group limit, or their own depth limit. Still the same error
+    and description as an unregistered target, whatever scope either request asks for."""
+    ctx, rules = request
+    forbidden = [p for p in REGISTERED if p != ctx.requester.uri][pick]
+    wide_open = dataclasses.replace(
+        ctx, targets=(forbidden,), requested_scope=None, subject_scope=frozenset(SCOPES)
+    )
+    # Refused for the target itself, with the widest scope on offer (a rule that names the
+    # target but may grant no scope at all is a scope refusal, not a forbidden target).
+    refused = evaluate(wide_open, rules, LIMITS)
+    assume(not refused.allowed)
+    assume(refused.reason not in (Reason.SCOPE_NOT_PERMITTED, Reason.SCOPE_EXCEEDS_SUBJECT))
+    rest = [t for t in ctx.targets if t != forbidden]
+    position = min(position, len(rest))
+
+    def answer(target: str, scope: frozenset[str] | None) -> Decision:
+        targets = (*rest[:position], target, *rest[position:])
+        return evaluate(dataclasses.replace(ctx, targets=targets, requested_scope=scope), rules, LIMITS)
+
+    unknown, denied = answer(UNREGISTERED, scope_a), answer(forbidden, scope_b)
+    event(f"forbidden by: {evaluate(wide_open, rules, LIMITS).reason.value}")
     assert not unknown.allowed and not denied.allowed
     assert (unknown.error, unknown.description) == (denied.error, denied.description)

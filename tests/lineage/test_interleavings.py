@@ -82,7 +82,7 @@ def test_key_revoked_between_check_and_issue(cast, chain, exchange, after_decisi
 def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, token_endpoint):
     from unittest import mock
 
-    from delegation_idp.provider.validators import DelegationValidator
+    from delegation_idp.core import policy
     from tests.conftest import authorize_code, code_form
     from tests.helpers import assert_oauth_error, snapshot
 
@@ -92,7 +92,7 @@ def test_other_grants_by_a_disabled_agent_are_refused_at_issuance(cast, client, 
     # check (patched to have passed): the issuance transaction refuses, nothing is stored.
     Party.objects.filter(uri=agent.uri).update(enabled=False)
     before = snapshot()
-    with mock.patch.object(DelegationValidator, "_party_disabled", return_value=False):
+    with mock.patch.object(policy, "may_obtain_tokens", return_value=None):
         response = token_endpoint(
             code_form(agent, code, verifier),
             agent,

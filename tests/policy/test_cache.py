@@ -160,7 +160,7 @@ def test_the_first_exchange_after_a_change_reads_the_policy_again(exchanged: Any
         ),
         pytest.param(lambda r, p: r.delete(), "invalid_target", id="rule deleted"),
         pytest.param(lambda r, p: r.audiences.clear(), "invalid_target", id="audience removed"),
-        pytest.param(lambda r, p: r.users.set([p]), "invalid_request", id="rule limited to another user"),
+        pytest.param(lambda r, p: r.users.set([p]), "invalid_target", id="rule limited to another user"),
         pytest.param(
             lambda r, p: DelegationRule.objects.filter(pk=r.pk).update(max_scope="other"),
             "invalid_scope",

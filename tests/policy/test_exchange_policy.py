@@ -141,7 +141,8 @@ def test_rule_depth_limits_where_an_agent_may_act(world, five):
     rules[2].save()
     issued, refusal = play(world, agents, targets, world.user_token(agents[0]))
     assert len(issued) == 2
-    refused(world, refusal, 400, "invalid_request", "depth_exceeded")
+    # A rule that names the target but not at this depth reads like no rule at all.
+    refused(world, refusal, 400, "invalid_target", "rule_depth_exceeded")
 
 
 # -- one hop, each rule --------------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_upstream_not_permitted(world, pair):
         world,
         world.exchange(a2, token, "https://rs.example.com"),
         400,
-        "invalid_request",
+        "invalid_target",
         "upstream_not_permitted",
     )
 
@@ -253,7 +254,7 @@ def test_not_directly_from_a_user_token(world, pair):
     r1.allow_direct_from_user = False
     r1.save()
     refused(
-        world, world.exchange(a1, world.user_token(a1), a2), 400, "invalid_request", "upstream_not_permitted"
+        world, world.exchange(a1, world.user_token(a1), a2), 400, "invalid_target", "upstream_not_permitted"
     )
 
 
@@ -262,7 +263,7 @@ def test_user_not_permitted_and_group_permitted(world, pair, django_user_model):
     bob = django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob-123")
     r1.users.set([bob])
     token = world.user_token(a1)
-    refused(world, world.exchange(a1, token, a2), 400, "invalid_request", "user_not_permitted")
+    refused(world, world.exchange(a1, token, a2), 400, "invalid_target", "user_not_permitted")
     granted(world.exchange(a1, world.user_token(a1, user=bob), a2))
     team = Group.objects.create(name="team")
     world.user.groups.add(team)

@@ -1174,7 +1174,7 @@ AUTHORIZATION = [
     Case(
         "upstream-not-permitted",
         400,
-        "invalid_request",
+        "invalid_target",
         lambda c: Req(
             form(forge.issued(c.chain[1], aud=c.uri("mcp-server1")), c.cast.resource_server), "mcp-server1"
         ),
