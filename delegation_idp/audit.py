@@ -33,7 +33,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import UTC
 from typing import Any
 
-from django.db import router
+from django.db import DatabaseError, router
 
 from delegation_idp import sql
 from delegation_idp.conf import idp_settings
@@ -220,7 +220,11 @@ def discard_issued_write(record: Attempt) -> None:
     if not _written.get():
         return
     stored = AuditEvent.objects.using(router.db_for_write(AuditEvent))
-    if not stored.filter(jti=record.jti, decision=AuditEvent.GRANTED).exists():
+    try:
+        committed = stored.filter(jti=record.jti, decision=AuditEvent.GRANTED).exists()
+    except DatabaseError:
+        committed = False  # the database is gone: write the refusal again (or its fallback line)
+    if not committed:
         _written.set(False)
 
 

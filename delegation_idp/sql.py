@@ -65,11 +65,18 @@ def _select_sql(model: type[Model], related: type[Model], link: str, column: str
     )
 
 
-@functools.lru_cache(maxsize=16)
 def readers(model: type[Model], alias: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     """The attribute names of ``model``'s concrete fields, and for each its column expression
-    with the converters that turn a database value into the field's Python value."""
+    with the converters that turn a database value into the field's Python value. Kept on
+    the connection object (one per thread), whose methods the converters are."""
     connection = connections[alias]
+    cache = connection.__dict__.setdefault("_delegation_idp_readers", {})
+    if model not in cache:
+        cache[model] = _build_readers(model, connection)
+    return cache[model]  # type: ignore[no-any-return]
+
+
+def _build_readers(model: type[Model], connection: Any) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     names, readers = [], []
     for field in model._meta.concrete_fields:
         expression = field.get_col(model._meta.db_table)

@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connection, router
+from django.db import connections, router
 from django.utils import timezone
 
 from delegation_idp import sql
@@ -77,14 +77,24 @@ def _is_active_field(user_model: Any) -> Any:
     return field if getattr(field, "concrete", False) else None
 
 
-def _subject_sql() -> tuple[str, list[str]]:
+def _reader() -> Any:
+    """The connection lineage is read from (the router's choice for ``TokenLineage``)."""
+    return connections[router.db_for_read(TokenLineage)]
+
+
+def _writer() -> Any:
+    """The connection lineage is written and re-checked on: the issuing transaction's."""
+    return connections[router.db_for_write(TokenLineage)]
+
+
+def _subject_sql(connection: Any) -> tuple[str, list[str]]:
     """The statement behind :func:`subject_record`, and the user fields it reads."""
-    return _subject_sql_for(connection.vendor, settings.AUTH_USER_MODEL)
+    return _subject_sql_for(connection.alias, connection.vendor, settings.AUTH_USER_MODEL)
 
 
 @functools.lru_cache(maxsize=8)
-def _subject_sql_for(vendor: str, user_model: str) -> tuple[str, list[str]]:
-    quote = connection.ops.quote_name
+def _subject_sql_for(alias: str, vendor: str, user_model: str) -> tuple[str, list[str]]:
+    quote = connections[alias].ops.quote_name
     User = get_user_model()
     meta, user_meta = TokenLineage._meta, User._meta
     columns = ", ".join(f"l.{quote(str(f.column))}" for f in meta.concrete_fields)
@@ -121,7 +131,8 @@ def subject_record(jti: str) -> TokenLineage | None:
     raw statement over the models' own columns, because compiling the
     equivalent ``select_related`` query costs more than running it.
     """
-    statement, user_fields = _subject_sql()
+    connection = _reader()
+    statement, user_fields = _subject_sql(connection)
     alias = connection.alias
     with connection.cursor() as cursor:
         cursor.execute(statement, [jti])
@@ -157,6 +168,7 @@ def _shared_rows(model: Any, column: str, values: list[Any], fields: list[str]) 
     """
     if not values:
         return []
+    connection = _writer()
     if connection.vendor not in ("postgresql", "mysql"):
         # SQLite serialises writers; other backends fall back to an exclusive lock.
         queryset = model._default_manager.filter(**{f"{column}__in": values})
@@ -201,7 +213,9 @@ ONE_STATEMENT_VENDORS = frozenset({"postgresql", "sqlite"})
 
 
 @functools.lru_cache(maxsize=64)
-def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, with_parent: bool) -> str:
+def _issuance_sql(
+    alias: str, vendor: str, user_model: str, parties: int, with_user: bool, with_parent: bool
+) -> str:
     """One ``UNION ALL`` over the rows an issuance relies on, each share-locked on
     PostgreSQL (the parent's row locked for update), in the order disabling and
     revocation lock them: parties, user, key, then the parent. Built once per shape.
@@ -217,7 +231,7 @@ def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, w
     locking query never runs in parallel, so the timeout is in force before any lock is
     waited for. Its first parameter is then the timeout in milliseconds.
     """
-    quote = connection.ops.quote_name
+    quote = connections[alias].ops.quote_name
     postgres = vendor == "postgresql"
 
     def locked(sql: str, mode: str = "SHARE") -> str:
@@ -267,8 +281,14 @@ def _issuance_sql(vendor: str, user_model: str, parties: int, with_user: bool, w
 def _checked_in_one_statement(uris: list[str], user_pk: Any, kid: str, parent_jti: str) -> tuple[str, bool]:
     """``(why blocked or '', parent live)`` from one statement."""
     active_field = _is_active_field(get_user_model()) if user_pk is not None else None
+    connection = _writer()
     sql = _issuance_sql(
-        connection.vendor, settings.AUTH_USER_MODEL, len(uris), active_field is not None, bool(parent_jti)
+        connection.alias,
+        connection.vendor,
+        settings.AUTH_USER_MODEL,
+        len(uris),
+        active_field is not None,
+        bool(parent_jti),
     )
     params: list[Any] = []
     if connection.vendor == "postgresql":
@@ -303,7 +323,7 @@ def check_issuance(parties: Iterable[str], kid: str, user_pk: Any, parent_jti: s
     One statement on PostgreSQL and SQLite; one per table elsewhere.
     """
     uris = sorted(set(parties))
-    if connection.vendor in ONE_STATEMENT_VENDORS:
+    if _writer().vendor in ONE_STATEMENT_VENDORS:
         blocked, parent_live = _checked_in_one_statement(uris, user_pk, kid, parent_jti)
     else:
         blocked = issuance_blocked(uris, kid, user_pk)

@@ -3,6 +3,8 @@ one place (:func:`connect`, called from the app's ``ready()``).
 
 * django-oauth-toolkit deletes an ``AccessToken`` (RFC 7009 revocation, admin,
   ``AccessToken.revoke()``): the token's whole subtree is revoked.
+* An application is deleted: every live token issued to it is revoked (exchanged tokens
+  have no ``AccessToken`` row that would go with it).
 * A party is disabled or deleted: every live token naming it is revoked.
 * A user is deactivated or deleted: all of their tokens are revoked.
 * A signing key is revoked (``signing_key_revoked``): every live token it signed is revoked.
@@ -16,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 
 from delegation_idp import signals
 from delegation_idp.lineage import publication, revocation
@@ -64,6 +66,10 @@ def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     revocation.revoke_for_user(instance.pk, reason="user_deleted")
 
 
+def application_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    revocation.revoke_for_client(instance.client_id, reason="client_deleted")
+
+
 def signing_key_revoked(sender: Any, kid: str, now: datetime, **kwargs: Any) -> int:
     return revocation.revoke_signed_by(kid, reason="key_revoked", now=now)
 
@@ -75,6 +81,7 @@ def connect() -> None:
     post_delete.connect(
         access_token_deleted, sender=get_access_token_model(), dispatch_uid=uid + "at_deleted"
     )
+    pre_delete.connect(application_deleted, sender=get_application_model(), dispatch_uid=uid + "app_deleted")
     pre_save.connect(party_pre_save, sender=Party, dispatch_uid=uid + "party_pre_save")
     post_save.connect(party_post_save, sender=Party, dispatch_uid=uid + "party_post_save")
     pre_delete.connect(party_deleted, sender=Party, dispatch_uid=uid + "party_deleted")

@@ -221,6 +221,15 @@ def revoke_for_party(uri: str, reason: str = "party_disabled", now: datetime | N
     return total
 
 
+def revoke_for_client(client_id: str, reason: str = "client_deleted", now: datetime | None = None) -> int:
+    """Every live token issued to the client ``client_id``, with their subtrees: an application
+    deleted (a compromised client's usual end). Tokens of django-oauth-toolkit's grants go
+    with their ``AccessToken`` rows anyway; exchanged tokens have none, only lineage."""
+    now = now or timezone.now()
+    matching = TokenLineage.objects.filter(client_id=client_id, expires_at__gt=now)
+    return _revoke_roots(matching, reason, now)
+
+
 def revoke_for_user(user_pk: Any, reason: str = "user_deactivated", now: datetime | None = None) -> int:
     """Every live token of the user, and their refresh tokens."""
     now = now or timezone.now()

@@ -270,7 +270,9 @@ def unverified_client_id(assertion: str) -> str | None:
     except jose.JoseError:
         return None
     sub = claims.get("sub")
-    return sub if isinstance(sub, str) and 0 < len(sub) <= 255 else None
+    if not isinstance(sub, str) or not 0 < len(sub) <= 255 or not sub.isprintable():
+        return None  # no client id holds a control character (nor may one reach the database)
+    return sub
 
 
 def verify_client_assertion(assertion: str, client_id: str, jwks: Any, now: float | None = None) -> None:

@@ -27,7 +27,7 @@ from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import InvalidClient, InvalidRequest, OAuthError, ServerError, SlowDown
 from delegation_idp.core.reasons import Reason
 from delegation_idp.provider import client_auth, throttling
-from delegation_idp.provider.resilience import NO_STORE, PASS_THROUGH, error_response
+from delegation_idp.provider.resilience import NO_STORE, PASS_THROUGH, error_response, retry_after
 
 __all__ = [
     "AUTHENTICATION_METHODS",
@@ -249,6 +249,8 @@ class ClientAuthGuard:
             record.grant()
         for key, value in NO_STORE.items():
             response[key] = value
+        if response.status_code == 503 and not response.has_header("Retry-After"):
+            response["Retry-After"] = retry_after()  # also when django-oauth-toolkit answered it
         # oauthlib leaves Content-Type, and sometimes a description, out of its errors.
         if response.content[:1] == b"{":
             response["Content-Type"] = "application/json"

@@ -26,6 +26,7 @@ from django.core.exceptions import BadRequest
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import parse_header_parameters
+from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from delegation_idp import audit
 from delegation_idp.conf import idp_settings
@@ -39,6 +40,7 @@ __all__ = [
     "NO_STORE",
     "PASS_THROUGH",
     "error_response",
+    "for_oauthlib",
     "oauth_error",
     "storage_guard",
     "unavailable",
@@ -73,6 +75,29 @@ def error_response(exc: OAuthError) -> HttpResponse:
     if exc.status == 503:
         headers.setdefault("Retry-After", retry_after())
     return oauth_error(exc.status, exc.error, exc.description, headers)
+
+
+class HookRefusal(CustomOAuth2Error):
+    """A refusal of the catalogue raised inside django-oauth-toolkit's own flows (its token and
+    authorization endpoints answer oauthlib's errors only, as JSON or as an error redirect):
+    the same error, description, status and headers."""
+
+    def __init__(self, refused: OAuthError) -> None:
+        super().__init__(error=refused.error, description=refused.description, status_code=refused.status)
+        self.reason = refused.reason
+        self.extra_headers = dict(refused.headers)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**super().headers, **self.extra_headers}
+
+
+def for_oauthlib(refused: OAuthError) -> HookRefusal:
+    """``refused`` as oauthlib's error, its reason on the running audit record."""
+    record = audit.current()
+    if record is not None:
+        record.refuse(refused.reason)
+    return HookRefusal(refused)
 
 
 def unavailable(reason: Reason = Reason.DATABASE_ERROR) -> HttpResponse:

@@ -34,6 +34,7 @@ from delegation_idp.core.types import Issuance
 from delegation_idp.models import party_of
 from delegation_idp.provider import policy_store
 from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.resilience import for_oauthlib
 
 __all__ = [
     "TokenState",
@@ -132,7 +133,7 @@ def checked_resources(request: Request, client: Any, party: Any) -> list[str]:
     else:
         denied = None
     if denied is not None:
-        raise refusal(denied)
+        raise for_oauthlib(refusal(denied))
     return resources
 
 
@@ -142,14 +143,15 @@ def user_subject(user: Any) -> str:
     sub = str(idp_settings.SUBJECT_RESOLVER(user))
     if is_client_subject(sub):
         logger.error("SUBJECT_RESOLVER returned a subject in the reserved client namespace; refused")
-        raise refusal(Reason.SUBJECT_RESERVED)
+        raise for_oauthlib(refusal(Reason.SUBJECT_RESERVED))
     return sub
 
 
 def generate_access_token(request: Request) -> str:
     """The ``ACCESS_TOKEN_GENERATOR``: a signed ``at+jwt``, or an opaque token for
-    applications that keep django-oauth-toolkit's format. A refusal raised here reaches
-    django-oauth-toolkit's backend as an exception, answered by the token view's guard."""
+    applications that keep django-oauth-toolkit's format. A refusal is raised as oauthlib's
+    error (django-oauth-toolkit answers it, at the token and the authorization endpoint alike),
+    its reason on the audit record."""
     client = request.client
     party = party_of(client)
     resources = checked_resources(request, client, party)

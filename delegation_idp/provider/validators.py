@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from delegation_idp.models import Party, party_of
 from delegation_idp.provider import client_auth, signin, throttling
 from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.keys import verify as keyset_verify
+from delegation_idp.provider.resilience import for_oauthlib
 from delegation_idp.provider.tokens import state_of
 
 __all__ = ["DelegationValidator"]
@@ -120,9 +122,20 @@ class DelegationValidator(OAuth2Validator):
             return current
         if len(client_id) > (Application._meta.get_field("client_id").max_length or 255):
             return None  # names no client; never sent to the database
-        client: Any = sql.select_with_reverse_one_to_one(
-            Application, "client_id", client_id, Party, "application", using=router.db_for_read(Application)
-        )
+        if _one_statement_lookup(Application):
+            client: Any = sql.select_with_reverse_one_to_one(
+                Application,
+                "client_id",
+                client_id,
+                Party,
+                "application",
+                using=router.db_for_read(Application),
+            )
+        else:  # a swapped model with its own manager's filter, or inherited tables: the ORM
+            client = Application._default_manager.select_related("delegation_party").filter(
+                client_id=client_id
+            )
+            client = client.first()
         if client is None:
             return None
         if _is_cimd(client) or not client.is_usable(request):
@@ -205,7 +218,7 @@ class DelegationValidator(OAuth2Validator):
         address = throttling.client_address(request.headers)
         wait = signin.locked_for(username, address)
         if wait is not None:
-            raise refusal(Reason.SIGN_IN_LOCKED, headers={"Retry-After": str(wait)})
+            raise for_oauthlib(refusal(Reason.SIGN_IN_LOCKED, headers={"Retry-After": str(wait)}))
         valid = bool(super().validate_user(username, password, client, request, *args, **kwargs))
         if valid:
             throttling.clear_sign_in_failures(username, address)
@@ -221,9 +234,13 @@ class DelegationValidator(OAuth2Validator):
         if grant_type == TOKEN_EXCHANGE_GRANT:
             return self.client_may_exchange(client)
         party = party_of(client)
-        if policy.may_obtain_tokens(party.as_view() if party is not None else None) is not None:
+        denied = policy.may_obtain_tokens(party.as_view() if party is not None else None)
+        if denied is not None:
             # A disabled agent gets no new tokens by any grant (unauthorized_client),
             # rather than tokens that are revoked the moment they are issued.
+            record = audit.current()
+            if record is not None:
+                record.refuse(denied)
             return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
@@ -354,7 +371,7 @@ class DelegationValidator(OAuth2Validator):
             if reason is Reason.KEY_REVOKED:
                 keyset.invalidate()  # this process still signed with it: reload at once
             logger.warning("token refused at issuance: %s", reason.value)
-            raise refusal(reason) from blocked
+            raise for_oauthlib(refusal(reason)) from blocked
         audit.note_issued(issued)
 
     def _create_refresh_token(
@@ -365,6 +382,14 @@ class DelegationValidator(OAuth2Validator):
         )
         state_of(request).refresh_token = refresh_token
         return refresh_token
+
+
+@functools.lru_cache(maxsize=4)
+def _one_statement_lookup(model: Any) -> bool:
+    """Whether the client may be read with the one statement built from the model's metadata:
+    its table alone holds its rows (no inherited parent tables) and its default manager
+    filters nothing (a swapped model's manager may hide, say, deleted applications)."""
+    return not model._meta.parents and not model._default_manager.get_queryset().query.where
 
 
 def _is_cimd(client: Any) -> bool:

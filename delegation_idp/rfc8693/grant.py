@@ -7,6 +7,7 @@ token that carries ``act`` can never lose its actors.
 
 One request, in order: :func:`~delegation_idp.rfc8693.request.parse` (the form),
 client authentication (django-oauth-toolkit's validator),
+:func:`~delegation_idp.rfc8693.exchange.verify` and
 :func:`~delegation_idp.rfc8693.exchange.decide` (tokens, lineage, policy) and
 :func:`~delegation_idp.rfc8693.issue.issue` (sign, then lineage and audit in one
 transaction). Every refusal is a :class:`delegation_idp.core.errors.OAuthError` for a
@@ -16,8 +17,6 @@ Overridable hooks, for example to require a claim of the subject token::
 
     from delegation_idp.core.errors import InvalidRequest
     from delegation_idp.core.reasons import Reason
-from delegation_idp.core.types import Issuance
-from delegation_idp.provider.resilience import retry_after
 
     class MfaOnlyGrant(TokenExchangeGrant):
         def validate_subject_claims(self, claims):
@@ -40,10 +39,16 @@ from typing import Any
 
 from django.db import DatabaseError
 from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
 from delegation_idp import audit, signals
-from delegation_idp.core.errors import InvalidClient, OAuthError, TemporarilyUnavailable, UnauthorizedClient
+from delegation_idp.core.errors import (
+    InvalidClient,
+    OAuthError,
+    TemporarilyUnavailable,
+    UnauthorizedClient,
+)
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
 from delegation_idp.provider.resilience import retry_after
@@ -74,6 +79,12 @@ class TokenExchangeGrant(GrantTypeBase):
                 body, issuance = self.exchange(
                     request, record, request.decoded_body if form is None else form
                 )
+            except OAuth2Error as raised:
+                # An oauthlib error from a deployment's hook or custom validator: answered as
+                # it says, audited with the catalogue's generic reason of its code.
+                record.deny(raised.error, Reason.for_error(raised.error))
+                headers.update(raised.headers)
+                return headers, raised.json, raised.status_code
             except OAuthError as exc:
                 record.refuse(exc.reason)
                 signals.exchange_denied.send(

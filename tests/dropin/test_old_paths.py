@@ -16,6 +16,8 @@ from oauth2_provider.settings import oauth2_settings
 from delegation_idp import checks
 
 OLD_AND_NEW = [
+    ("delegation_idp.views.TokenView", "delegation_idp.provider.views.TokenView"),
+    ("delegation_idp.health.HealthView", "delegation_idp.provider.health.HealthView"),
     ("delegation_idp.server.DelegationServer", "delegation_idp.provider.server.DelegationServer"),
     (
         "delegation_idp.validators.DelegationValidator",

@@ -161,6 +161,19 @@ def test_deleting_an_agent_revokes_its_tokens(cast, forest, is_active):
         assert is_active(forest[name]), name
 
 
+def test_deleting_an_agents_application_revokes_the_tokens_issued_to_it(cast, forest, is_active):
+    """Deleting a compromised client's application ends every token issued to it, exchanged
+    tokens included (they have no AccessToken row that would cascade), with their subtrees."""
+    from oauth2_provider.models import get_application_model
+
+    get_application_model().objects.get(client_id=cast["agent2"].client_id).delete()
+    for name in ("t2", "s2", "t3", "s3"):
+        row = TokenLineage.objects.get(jti=jti(forest[name]))
+        assert not row.is_active and row.revocation_reason == "client_deleted", name
+    for name in ("t0", "t1", "s1"):
+        assert is_active(forest[name]), name
+
+
 def test_reenabling_does_not_resurrect(cast, forest, is_active):
     party = Party.objects.get(uri=cast["agent2"].uri)
     party.enabled = False

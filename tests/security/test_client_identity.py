@@ -241,7 +241,7 @@ def test_a_direct_from_user_rule_needs_a_user_behind_the_token(cast: Any, token_
     assert own.status_code == 200, own.content
     before = snapshot()
     response = token_endpoint(exchange_form(own.json()["access_token"], cast["agent2"].uri), agent)
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_oauth_error(response, 400, "invalid_target")  # reads like no rule (docs/policy.md)
     assert snapshot() == before
     assert last_event().reason == "upstream_not_permitted"
 
@@ -321,3 +321,45 @@ def test_an_application_name_is_never_an_identity(
     assert_oauth_error(response, 400, "invalid_target")
     own = token_endpoint({"grant_type": "client_credentials"}, as_agent(app, secret))
     assert decode(own.json()["access_token"])[1]["sub"] == CLIENT_NAMESPACE + app.client_id
+
+
+def test_a_refusal_in_the_token_generator_at_the_authorization_endpoint_is_an_error_redirect(
+    cast: Any, client: Any, settings: Any
+) -> None:
+    """The implicit grant issues its token at the authorization endpoint, outside the token
+    endpoint's guard: a refusal raised while the token is built (here the reserved subject)
+    reaches the client as an RFC 6749 section 4.2.2.1 error redirect, never a 500."""
+    from oauth2_provider.models import get_application_model
+    from oauth2_provider.settings import oauth2_settings
+
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": False}
+    oauth2_settings.reload()
+    settings.DELEGATION_IDP = {
+        **settings.DELEGATION_IDP,
+        "SUBJECT_RESOLVER": "tests.security.test_client_identity.client_looking_subject",
+    }
+    try:
+        app = get_application_model().objects.create(
+            name="legacy browser app",
+            client_type="public",
+            authorization_grant_type="implicit",
+            redirect_uris="https://legacy.example.com/callback",
+            skip_authorization=True,
+        )
+        client.force_login(cast.user)
+        before = snapshot()
+        params = {
+            "response_type": "token",
+            "client_id": app.client_id,
+            "redirect_uri": "https://legacy.example.com/callback",
+            "scope": "tasks.read",
+            "state": "s1",
+        }
+        response = client.get("/o/authorize/", params)
+    finally:
+        oauth2_settings.reload()
+    assert response.status_code == 302, response.content[:300]
+    location = response["Location"]
+    assert location.startswith("https://legacy.example.com/callback")
+    assert "error=invalid_grant" in location and "access_token" not in location
+    assert snapshot() == before
