@@ -51,7 +51,6 @@ from delegation_idp.core.errors import (
 )
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
-from delegation_idp.provider.resilience import retry_after
 from delegation_idp.rfc8693.exchange import decide, verify
 from delegation_idp.rfc8693.issue import issue, token_response
 from delegation_idp.rfc8693.request import GRANT_TYPE, parse
@@ -76,26 +75,23 @@ class TokenExchangeGrant(GrantTypeBase):
         form = request.decoded_body if form is None else form
         with audit.attempt(event="token_exchange", grant_type=GRANT_TYPE) as record:
             try:
-                body, issuance = self.exchange(
-                    request, record, request.decoded_body if form is None else form
-                )
-            except OAuth2Error as raised:
-                # An oauthlib error from a deployment's hook or custom validator: answered as
-                # it says, audited with the catalogue's generic reason of its code.
-                record.deny(raised.error, Reason.for_error(raised.error))
-                headers.update(raised.headers)
-                return headers, raised.json, raised.status_code
-            except OAuthError as exc:
-                record.refuse(exc.reason)
+                body, issuance = self.exchange(request, record, form)
+            except (OAuthError, OAuth2Error) as refused:
+                # Ours carry their catalogue reason; an oauthlib error from a deployment's hook
+                # or custom validator is audited with the generic reason of its code.
+                ours = isinstance(refused, OAuthError)
+                reason = refused.reason if ours else Reason.for_error(refused.error)
+                record.deny(refused.error, reason)
                 signals.exchange_denied.send(
                     sender=type(self),
                     request=request,
-                    reason=exc.reason,
-                    error=exc.error,
+                    reason=reason,
+                    error=refused.error,
                     client_id=record.client_id,
                 )
-                headers.update(exc.headers)
-                return headers, exc.json, exc.status
+                headers.update(refused.headers)
+                status = refused.status if isinstance(refused, OAuthError) else refused.status_code
+                return headers, refused.json, status
             record.grant()
             signals.token_exchanged.send(
                 sender=type(self),
@@ -128,17 +124,14 @@ class TokenExchangeGrant(GrantTypeBase):
         exchange = decide(asked, subject, now=now)
         for validator in self.custom_validators.post_token:
             validator(request)
+        # A 503 gets its Retry-After where every endpoint's answer is concluded (the guard).
         try:
             token, issuance = issue(exchange, record, now=int(now))
         except DatabaseError as exc:
             logger.exception("token exchange failed in the database; nothing was issued")
-            raise TemporarilyUnavailable(Reason.DATABASE_ERROR, headers=_retry()) from exc
+            raise TemporarilyUnavailable(Reason.DATABASE_ERROR) from exc
         except audit.AuditWriteFailed as exc:
-            raise TemporarilyUnavailable(Reason.AUDIT_UNAVAILABLE, headers=_retry()) from exc
-        except OAuthError as exc:
-            if exc.status == 503:
-                exc.headers.setdefault("Retry-After", _retry()["Retry-After"])
-            raise
+            raise TemporarilyUnavailable(Reason.AUDIT_UNAVAILABLE) from exc
         return token_response(token, issuance, exchange), issuance
 
     def authenticate(self, request: Request) -> Any:
@@ -157,7 +150,3 @@ class TokenExchangeGrant(GrantTypeBase):
     def validate_subject_claims(self, claims: Mapping[str, Any]) -> None:
         """Extra checks on the verified subject token's claims; raise an
         :class:`~delegation_idp.core.errors.OAuthError` to refuse (see the module docstring)."""
-
-
-def _retry() -> dict[str, str]:
-    return {"Retry-After": retry_after()}
