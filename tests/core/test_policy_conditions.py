@@ -399,6 +399,26 @@ def test_several_targets_are_allowed_only_if_one_rule_allows_every_one(request):
     assert not evaluate(ctx, split, LIMITS).allowed
 
 
+def unknown_and_forbidden(
+    ctx: ExchangeContext,
+    rules: list[RuleView],
+    forbidden: str,
+    position: int,
+    scope_a: frozenset[str] | None,
+    scope_b: frozenset[str] | None,
+) -> tuple[Decision, Decision]:
+    """The answers to the same request with ``forbidden`` in the targets at ``position``, and
+    with an unregistered target there instead, each asking for its own scope."""
+    rest = [t for t in ctx.targets if t != forbidden]
+    position = min(position, len(rest))
+
+    def answer(target: str, scope: frozenset[str] | None) -> Decision:
+        targets = (*rest[:position], target, *rest[position:])
+        return evaluate(dataclasses.replace(ctx, targets=targets, requested_scope=scope), rules, LIMITS)
+
+    return answer(UNREGISTERED, scope_a), answer(forbidden, scope_b)
+
+
 @EXAMPLES
 @given(
     request=exchange_requests(max_targets=2),
@@ -423,14 +443,7 @@ def test_an_unknown_audience_and_a_forbidden_one_are_indistinguishable_whatever_
         else r
         for r in rules
     ]
-    rest = [t for t in ctx.targets if t != forbidden]
-    position = min(position, len(rest))
-
-    def answer(target: str, scope: frozenset[str] | None) -> Decision:
-        targets = (*rest[:position], target, *rest[position:])
-        return evaluate(dataclasses.replace(ctx, targets=targets, requested_scope=scope), rules, LIMITS)
-
-    unknown, denied = answer(UNREGISTERED, scope_a), answer(forbidden, scope_b)
+    unknown, denied = unknown_and_forbidden(ctx, rules, forbidden, position, scope_a, scope_b)
     event(f"unknown: {unknown.reason.value}, forbidden: {denied.reason.value}")
     assert not unknown.allowed and not denied.allowed
     assert (unknown.error, unknown.description) == (denied.error, denied.description)
@@ -461,14 +474,7 @@ def test_a_target_no_rule_lets_through_reads_like_an_unknown_one_whatever_the_co
     refused = evaluate(wide_open, rules, LIMITS)
     assume(not refused.allowed)
     assume(refused.reason not in (Reason.SCOPE_NOT_PERMITTED, Reason.SCOPE_EXCEEDS_SUBJECT))
-    rest = [t for t in ctx.targets if t != forbidden]
-    position = min(position, len(rest))
-
-    def answer(target: str, scope: frozenset[str] | None) -> Decision:
-        targets = (*rest[:position], target, *rest[position:])
-        return evaluate(dataclasses.replace(ctx, targets=targets, requested_scope=scope), rules, LIMITS)
-
-    unknown, denied = answer(UNREGISTERED, scope_a), answer(forbidden, scope_b)
+    unknown, denied = unknown_and_forbidden(ctx, rules, forbidden, position, scope_a, scope_b)
     event(f"forbidden by: {evaluate(wide_open, rules, LIMITS).reason.value}")
     assert not unknown.allowed and not denied.allowed
     assert (unknown.error, unknown.description) == (denied.error, denied.description)
