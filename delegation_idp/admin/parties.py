@@ -29,8 +29,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, validate_identity_uri
+from delegation_idp.provider import resources as resources_policy
 from delegation_idp.provider.agents import register_party
 from delegation_idp.provider.policy_store import load as load_policy
 
@@ -221,8 +223,21 @@ class HasClientFilter(admin.SimpleListFilter):
 
 
 class TryDelegationForm(forms.Form):
-    """The inputs of one hypothetical exchange."""
+    """The inputs of one hypothetical exchange, or of one authorization request for another
+    party's resource (RFC 8707 at the authorization endpoint)."""
 
+    EXCHANGE = "exchange"
+    AUTHORIZE = "authorize"
+
+    request_kind = forms.ChoiceField(
+        label=_("request"),
+        choices=[
+            (EXCHANGE, _("token exchange (RFC 8693) of a subject token")),
+            (AUTHORIZE, _("authorization endpoint: a user authorizes the agent for the targets (RFC 8707)")),
+        ],
+        initial=EXCHANGE,
+        required=False,
+    )
     actor = forms.ModelChoiceField(
         label=_("requesting agent"),
         queryset=Party.objects.filter(kind__in=[Party.AGENT, Party.MCP_SERVER]),
@@ -246,6 +261,15 @@ class TryDelegationForm(forms.Form):
 
     def clean_chain(self) -> tuple[str, ...]:
         return tuple(self.cleaned_data["chain"].split())
+
+    def clean_request_kind(self) -> str:
+        return self.cleaned_data.get("request_kind") or self.EXCHANGE
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("request_kind") == self.AUTHORIZE and data.get("chain"):
+            self.add_error("chain", _("At the authorization endpoint there is no chain: leave it empty."))
+        return data
 
     def clean_username(self) -> Any:
         username = self.cleaned_data["username"].strip()
@@ -411,29 +435,45 @@ class PartyAdmin(admin.ModelAdmin):
         if form.is_valid():
             data = form.cleaned_data
             requested = policy.scope_set(data["requested_scope"]) if data["requested_scope"] else None
-            ctx, rules, limits = load_policy(
-                data["actor"],
-                data["chain"],
-                [p.uri for p in data["audiences"]],
-                subject_scope=policy.scope_set(data["subject_scope"]),
-                requested_scope=requested,
-                user=data["username"],
-                # The page tries a delegation of a user's token (a client's own token never
-                # matches "directly from a user token").
-                from_user=True,
-                may_act=data["may_act"],
-            )
-            # The same questions in the same order as a real exchange: may this client
-            # exchange at all, then the policy (delegation_idp.rfc8693.exchange).
-            application = data["actor"].application
-            denied = policy.may_exchange(
-                data["actor"].as_view(),
-                confidential=application is not None and application.client_type == "confidential",
-            )
-            if denied is not None:
-                explanation = policy.Explanation(policy.Decision(allowed=False, reason=denied), ())
+            if data["request_kind"] == TryDelegationForm.AUTHORIZE:
+                # The authorization endpoint's own question (delegation_idp.provider.resources):
+                # the user grants the scopes asked for (the requested scope, else the subject's).
+                explanation, ctx, _targets = resources_policy.explain_direct(
+                    data["actor"],
+                    [p.uri for p in data["audiences"]],
+                    user=data["username"],
+                    scopes=sorted(requested or policy.scope_set(data["subject_scope"])),
+                )
+                limits = policy.Limits(
+                    max_depth=idp_settings.MAX_DELEGATION_DEPTH,
+                    allow_repeated_actors=idp_settings.ALLOW_REPEATED_ACTORS,
+                )
+                issued_chain: tuple[str, ...] = ()
             else:
-                explanation = policy.explain(ctx, rules, limits)
+                ctx, rules, limits = load_policy(
+                    data["actor"],
+                    data["chain"],
+                    [p.uri for p in data["audiences"]],
+                    subject_scope=policy.scope_set(data["subject_scope"]),
+                    requested_scope=requested,
+                    user=data["username"],
+                    # The page tries a delegation of a user's token (a client's own token never
+                    # matches "directly from a user token").
+                    from_user=True,
+                    may_act=data["may_act"],
+                )
+                # The same questions in the same order as a real exchange: may this client
+                # exchange at all, then the policy (delegation_idp.rfc8693.exchange).
+                application = data["actor"].application
+                denied = policy.may_exchange(
+                    data["actor"].as_view(),
+                    confidential=application is not None and application.client_type == "confidential",
+                )
+                if denied is not None:
+                    explanation = policy.Explanation(policy.Decision(allowed=False, reason=denied), ())
+                else:
+                    explanation = policy.explain(ctx, rules, limits)
+                issued_chain = (data["actor"].uri, *data["chain"])
             decision = explanation.decision
             rule_rows = {r.pk: r for r in DelegationRule.objects.filter(actor=data["actor"])}
             result = {
@@ -444,7 +484,8 @@ class PartyAdmin(admin.ModelAdmin):
                 "granted_scope": " ".join(sorted(decision.granted_scope)),
                 "audience": decision.audience,
                 "depth": ctx.depth,
-                "issued_chain": (data["actor"].uri, *data["chain"]),
+                "issued_chain": issued_chain,
+                "authorize": data["request_kind"] == TryDelegationForm.AUTHORIZE,
                 "limits": limits,
                 "outcomes": [
                     {"rule": rule_rows.get(o.rule_id), "id": o.rule_id, "reason": o.reason.value}

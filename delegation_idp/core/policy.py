@@ -110,6 +110,10 @@ class ExchangeContext:
     (the requester, the chain's actors and the targets), keyed by URI.
     ``from_user`` is true only when the subject token's lineage row has a user: a
     token without a resource owner is never "directly from a user token".
+    ``user_authorized`` is true when ``chain`` is the one client a user authorized, at the
+    authorization endpoint, to address the requester directly (RFC 8707; the subject token
+    then carries no ``act``, and that client is the chain's only actor): a rule "directly
+    from a user token" covers it too, since the user authorized that hop.
     """
 
     requester: PartyView
@@ -124,6 +128,7 @@ class ExchangeContext:
     group_ids: frozenset[Any] = frozenset()
     may_act: Mapping[str, Any] | None = None
     issuer: str = ""
+    user_authorized: bool = False
 
     @property
     def depth(self) -> int:
@@ -183,7 +188,9 @@ def _rule_mismatch(rule: RuleView, ctx: ExchangeContext) -> Reason | None:
     if not set(ctx.targets) <= rule.audiences:
         return Reason.AUDIENCE_NOT_PERMITTED
     if ctx.chain:
-        upstream_ok = ctx.chain[0] in rule.upstream
+        upstream_ok = ctx.chain[0] in rule.upstream or (
+            ctx.user_authorized and len(ctx.chain) == 1 and rule.direct_from_user and ctx.from_user
+        )
     else:
         # "Directly from a user token": the subject token must have a user behind it.
         upstream_ok = rule.direct_from_user and ctx.from_user

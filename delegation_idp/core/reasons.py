@@ -340,6 +340,12 @@ class Reason(enum.StrEnum):
         "An agent's own token can only be addressed to the agent; use token exchange to reach another party.",
         Family.POLICY,
     )
+    RESOURCE_NOT_CONSENTED = (
+        "resource_not_consented",
+        "invalid_target",
+        "The resource was not part of what the user authorized.",
+        Family.POLICY,
+    )
     RESOURCE_NOT_ALLOWED = (
         "resource_not_allowed",
         "invalid_target",

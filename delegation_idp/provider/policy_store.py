@@ -270,6 +270,7 @@ def load(
     may_act: Any = None,
     now: datetime | None = None,
     store: PolicyStore | None = None,
+    user_authorized: bool = False,
 ) -> tuple[policy.ExchangeContext, list[policy.RuleView], policy.Limits]:
     """The evaluator's three inputs for ``party`` acting on a token with ``chain``.
 
@@ -296,6 +297,7 @@ def load(
         group_ids=group_ids,
         may_act=may_act,
         issuer=idp_settings.ISSUER,
+        user_authorized=user_authorized,
     )
     limits = policy.Limits(
         max_depth=idp_settings.MAX_DELEGATION_DEPTH,

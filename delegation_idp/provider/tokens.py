@@ -9,8 +9,7 @@ lineage in the transaction that stores the token. Token exchange does not come h
 its pipeline signs and stores its own tokens (:mod:`delegation_idp.rfc8693`).
 
 Which audiences a token may name is the policy's decision
-(:func:`delegation_idp.core.policy.own_token_resources` and
-:func:`~delegation_idp.core.policy.client_resources`); this module only asks.
+(:func:`delegation_idp.provider.resources.authorize`); this module only asks.
 """
 
 from __future__ import annotations
@@ -22,17 +21,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oauth2_provider.models import get_grant_model
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
 from delegation_idp import client_subject, is_client_subject, jose
 from delegation_idp.conf import idp_settings
-from delegation_idp.core import policy
-from delegation_idp.core.errors import refusal
+from delegation_idp.core.errors import OAuthError, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
 from delegation_idp.models import party_of
-from delegation_idp.provider import policy_store
+from delegation_idp.provider import resources
 from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.resilience import for_oauthlib
 
@@ -118,23 +117,45 @@ def jwt_enabled_for(client: Any) -> bool:
     return party is not None or getattr(client, "client_id", None) in idp_settings.JWT_CLIENT_IDS
 
 
-def checked_resources(request: Request, client: Any, party: Any) -> list[str]:
-    """Every value of a repeated RFC 8707 ``resource`` (oauthlib keeps only the last), each
-    one allowed by the policy. Opaque tokens carry them too (django-oauth-toolkit stores
-    them as the token's audience), so both formats are checked. A registered party's own
-    token stays its own; any other application reaches only the parties that list it
-    (``Party.clients``, from the per-process policy cache)."""
-    resources = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
-    if party is not None:
-        denied = policy.own_token_resources(resources, (party.uri, *party.prefixes()))
-    elif resources:
-        allowed = policy_store.current().client_audiences(client.pk)
-        denied = policy.client_resources(resources, (p for uri, ps in allowed for p in (uri, *ps)))
-    else:
-        denied = None
-    if denied is not None:
-        raise for_oauthlib(refusal(denied))
-    return resources
+def stored_resources(request: Request, client: Any) -> list[str]:
+    """The resources the grant was authorized for: the authorization code's (asked at the
+    authorization endpoint, shown on the consent page) or the refresh token's
+    (django-oauth-toolkit stores both)."""
+    if request.grant_type == "authorization_code" and getattr(request, "code", None):
+        stored = (
+            get_grant_model()
+            .objects.filter(code=request.code, application=client)
+            .values_list("resource", flat=True)
+            .first()
+        )
+        return list(stored or [])
+    if request.grant_type == "refresh_token":
+        return list(getattr(getattr(request, "refresh_token_instance", None), "resource", None) or [])
+    return []
+
+
+def checked_resources(request: Request, client: Any, party: Any) -> resources.Authorized:
+    """The token's audiences, each one allowed by the policy
+    (:func:`delegation_idp.provider.resources.authorize`): every value of a repeated RFC 8707
+    ``resource`` (oauthlib keeps only the last) or, without any, the grant's. Opaque tokens
+    carry them too (django-oauth-toolkit stores them as the token's audience), so both
+    formats are checked."""
+    asked = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
+    user = getattr(request, "user", None)
+    if getattr(user, "pk", None) is None:
+        user = None
+    by_user = user is not None and request.grant_type in ("authorization_code", "refresh_token")
+    try:
+        return resources.authorize(
+            party,
+            asked or stored_resources(request, client),
+            user=user,
+            scopes=list(request.scopes or []),
+            allowed_for_client=client.pk,
+            consented=(lambda: stored_resources(request, client)) if by_user and asked else None,
+        )
+    except OAuthError as exc:
+        raise for_oauthlib(exc) from None
 
 
 def user_subject(user: Any) -> str:
@@ -154,7 +175,7 @@ def generate_access_token(request: Request) -> str:
     its reason on the audit record."""
     client = request.client
     party = party_of(client)
-    resources = checked_resources(request, client, party)
+    authorized = checked_resources(request, client, party)
     if not jwt_enabled_for(client):
         return random_token_generator(request)
     now = int(time.time())
@@ -163,7 +184,7 @@ def generate_access_token(request: Request) -> str:
     # RFC 9068 section 2.2: without a resource owner, sub names the client, in a
     # namespace that no user subject can take.
     sub = user_subject(user) if user_pk is not None else client_subject(client.client_id)
-    audience = resources or [party.uri if party is not None else client.client_id]
+    audience = list(authorized.audience) or [party.uri if party is not None else client.client_id]
     claims = access_token_claims(
         sub=sub,
         audience=audience,
@@ -174,7 +195,9 @@ def generate_access_token(request: Request) -> str:
     )
     key = keyset.signing_key()
     token = jose.sign(claims, key)
-    parties = tuple(dict.fromkeys([*([party.uri] if party is not None else []), *audience]))
+    parties = tuple(
+        dict.fromkeys([*([party.uri] if party is not None else []), *authorized.owners, *audience])
+    )
     state_of(request).issuance = Issuance(
         claims=claims,
         kid=key.kid,

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.compat import login_not_required
 from oauth2_provider.exceptions import OAuthToolkitError
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView as DOTAuthorizationView
@@ -34,10 +34,11 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT, audit, jose
 from delegation_idp.conf import idp_settings
-from delegation_idp.core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
+from delegation_idp.core.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
 from delegation_idp.core.reasons import Reason
 from delegation_idp.models import TokenLineage, party_of
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, throttling
+from delegation_idp.provider import resources as resources_policy
 from delegation_idp.provider.guard import SENSITIVE_PARAMETERS, ClientAuthGuard, Credentials
 from delegation_idp.provider.resilience import storage_guard
 from delegation_idp.provider.server import DEVICE_CODE_GRANT
@@ -206,7 +207,7 @@ def with_iss(uri: str, issuer: str) -> str:
 
 
 class AuthorizationView(DOTAuthorizationView):
-    """django-oauth-toolkit's authorization endpoint, with two RFC 9700 gates kept everywhere.
+    """django-oauth-toolkit's authorization endpoint, with this provider's gates kept everywhere.
 
     * ``iss`` (RFC 9207 section 2) goes into *every* redirect back to the client, error
       responses included, and it is this provider's ``ISSUER``, the value its metadata
@@ -214,6 +215,11 @@ class AuthorizationView(DOTAuthorizationView):
       the request's host.
     * A PKCE ``plain`` challenge (or none named, which means ``plain``; RFC 7636 section
       4.3) is refused before the consent page, not after the user has consented.
+    * RFC 8707 ``resource`` values are the policy's to allow
+      (:func:`delegation_idp.provider.resources.authorize`): before the consent page, and
+      again when the code is issued (the consent form's hidden field can be edited). A
+      refusal is an error redirect (RFC 8707 section 2: ``invalid_target``) and an audit
+      record; nothing is issued.
     """
 
     def validate_authorization_request(self, request: HttpRequest) -> Any:
@@ -225,7 +231,53 @@ class AuthorizationView(DOTAuthorizationView):
                 state=credentials.get("state"),
             )
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
+        self.authorize_resources(request, credentials, request.GET.getlist("resource"), scopes)
         return scopes, credentials
+
+    def create_authorization_response(
+        self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
+    ) -> Any:
+        if allow:
+            resources = credentials.get("resource") or []
+            self.authorize_resources(request, credentials, list(resources), str(scopes or "").split())
+        return super().create_authorization_response(request, scopes, credentials, allow)
+
+    @staticmethod
+    def authorize_resources(
+        request: HttpRequest, credentials: dict[str, Any], resources: list[str], scopes: Any
+    ) -> None:
+        """Refuse, as an error redirect, what the policy does not allow ``resources`` for."""
+        if not resources:
+            return
+        client = get_application_model().objects.filter(client_id=credentials["client_id"]).first()
+        user = request.user if request.user.is_authenticated else None
+        try:
+            resources_policy.authorize(
+                party_of(client),
+                resources,
+                user=user,
+                scopes=list(scopes or []),
+                allowed_for_client=getattr(client, "pk", None),
+            )
+        except OAuthError as refused:
+            audit.write_refusal(
+                event="authorization",
+                grant_type=str(credentials.get("response_type") or ""),
+                client_id=str(credentials["client_id"])[:255],
+                user_id=str(getattr(user, "pk", "") or ""),
+                requested_audience=resources,
+                requested_scope=" ".join(scopes or []),
+                client_ip=throttling.client_address(request.META),
+                error=refused.error,
+                reason=refused.reason,
+            )
+            error = oauth2_errors.CustomOAuth2Error(
+                error=refused.error,
+                description=refused.description,
+                state=credentials.get("state"),
+                status_code=refused.status,
+            )
+            raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]) from None
 
     def redirect(self, redirect_to: str, application: Any) -> Any:
         # Every redirect of this view is an authorization response to the client's

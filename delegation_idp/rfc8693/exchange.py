@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from delegation_idp import client_subject, jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
-from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act
+from delegation_idp.core.actchain import ActChainError, build_act, chain_from_act, nest
 from delegation_idp.core.errors import InvalidRequest, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Exchange
@@ -56,6 +56,9 @@ class Subject:
     chain: tuple[str, ...]
     requester: Party
     client_id: str
+    #: the chain is the one client a user authorized to address the requester directly
+    #: (the subject token has no ``act``; see :func:`_authorizing_client`)
+    user_authorized: bool = False
 
 
 def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: float) -> Subject:
@@ -67,11 +70,18 @@ def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: 
     )
     if denied is not None or party is None:
         raise refusal(denied or Reason.NOT_AN_AGENT)
-    claims, parent, chain = _subject(request.subject_token, party, client.client_id, now)
+    claims, parent, chain, user_authorized = _subject(request.subject_token, party, client.client_id, now)
     hooks.validate_subject_claims(claims)
     if request.actor_token:
         _actor(request.actor_token, client.client_id, now)
-    return Subject(claims=claims, parent=parent, chain=chain, requester=party, client_id=client.client_id)
+    return Subject(
+        claims=claims,
+        parent=parent,
+        chain=chain,
+        requester=party,
+        client_id=client.client_id,
+        user_authorized=user_authorized,
+    )
 
 
 def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchange:
@@ -92,6 +102,7 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
         may_act=claims.get("may_act"),
         now=datetime.fromtimestamp(now, tz=UTC),
         store=store,
+        user_authorized=subject.user_authorized,
     )
     decision = policy.evaluate(ctx, rules, limits)
     if not decision.allowed:
@@ -103,7 +114,8 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
         user_pk=parent.user_id,
         audience=decision.audience,
         scope=" ".join(sorted(decision.granted_scope)),
-        act=build_act(party.uri, claims.get("act")),
+        # A user-authorized client is the subject's one actor although its token has no act.
+        act=build_act(party.uri, claims.get("act") or nest(subject.chain)),
         chain=(party.uri, *subject.chain),
         subject_exp=int(claims["exp"]),
         parent_jti=parent.jti,
@@ -116,20 +128,23 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
 
 def _subject(
     token: str, party: Party, client_id: str, now: float
-) -> tuple[dict[str, Any], TokenLineage, tuple[str, ...]]:
-    """The subject token's claims, its lineage row and its actor chain (nearest first)."""
+) -> tuple[dict[str, Any], TokenLineage, tuple[str, ...], bool]:
+    """The subject token's claims, its lineage row, its actor chain (nearest first), and
+    whether that chain is a client the user authorized to address this one directly."""
     try:
         header, claims = keys.verify(token, now=now)
     except jose.JoseError as exc:
         raise InvalidRequest(Reason.for_token_error("subject", exc.reason)) from exc
-    if party.uri not in jose.audiences(claims):
+    own = (party.uri, *party.prefixes())
+    if not any(policy.resource_under(aud, p) for aud in jose.audiences(claims) for p in own):
+        # Addressed to the client: its identity URI, or an RFC 8707 resource of its own.
         raise InvalidRequest(Reason.SUBJECT_WRONG_AUDIENCE)
-    if "act" not in claims and claims.get("client_id") != client_id:
-        # A token without act was issued to its client_id for itself. Held by anyone
-        # else, another client passed it on unrecorded: refused, or the chain would
-        # lose an actor. (A token with act is one of our exchanges; its client is the
-        # newest actor, recorded in act, and the lineage row checks it below.)
-        raise InvalidRequest(Reason.SUBJECT_FOREIGN_CLIENT)
+    # A token without act was issued to its client_id: for the client itself, or (RFC 8707
+    # at the authorization endpoint) for this client, by a user's authorization. Held by
+    # anyone else, another client passed it on unrecorded: refused, or the chain would
+    # lose an actor. (A token with act is one of our exchanges; its client is the newest
+    # actor, recorded in act, and the lineage row checks it below.)
+    authorized_by_user = "act" not in claims and claims.get("client_id") != client_id
     try:  # bounded and pure: before any database look-up
         chain = chain_from_act(claims.get("act"), max_depth=idp_settings.MAX_DELEGATION_DEPTH)
     except ActChainError as exc:
@@ -137,6 +152,11 @@ def _subject(
     parent = subject_record(claims["jti"])
     if parent is None:
         raise InvalidRequest(Reason.SUBJECT_UNKNOWN)
+    if authorized_by_user:
+        upstream = _authorizing_client(claims, parent, party)
+        if upstream is None:
+            raise InvalidRequest(Reason.SUBJECT_FOREIGN_CLIENT)
+        chain = (upstream,)
     if not _matches_lineage(header, claims, parent):
         # Signed by a key of ours, but not the token recorded under this jti: a
         # compromised or revoked key must not launder another token's lineage.
@@ -145,7 +165,31 @@ def _subject(
         raise InvalidRequest(Reason.SUBJECT_REVOKED)
     if parent.user is not None and not parent.user.is_active:
         raise InvalidRequest(Reason.SUBJECT_USER_INACTIVE)
-    return claims, parent, chain
+    return claims, parent, chain, authorized_by_user
+
+
+# The grants by which a user authorizes a client at the authorization endpoint.
+_USER_GRANTS = frozenset({"authorization_code", "refresh_token"})
+
+
+def _authorizing_client(claims: Mapping[str, Any], parent: TokenLineage, party: Party) -> str | None:
+    """The identity URI of the registered party that a user authorized to address ``party``
+    directly (the subject token's client), or None when the token is not such a token: one
+    with a user, of a grant the user authorized, issued to another registered party, and
+    recorded as addressed to ``party`` as another party's (only a delegation rule lets a
+    registered party's token name another party's resource; an application's allow-list,
+    ``Party.clients``, is no delegation)."""
+    if parent.user_id is None or parent.grant_type not in _USER_GRANTS:
+        return None
+    if f"|{party.uri}|" not in (parent.parties or ""):
+        return None
+    uri = (
+        Party.objects.using(parent._state.db)
+        .filter(application__client_id=claims.get("client_id"))
+        .values_list("uri", flat=True)
+        .first()
+    )
+    return uri if uri is not None and uri != party.uri else None
 
 
 def _actor(token: str, client_id: str, now: float) -> None:

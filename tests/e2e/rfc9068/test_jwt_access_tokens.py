@@ -133,7 +133,9 @@ def test_opaque_tokens_for_non_agents_when_configured(service_client, token_endp
 
 @pytest.mark.rfc("8707-2")
 def test_agent_cannot_address_its_own_token_to_another_party(cast, client, token_endpoint):
-    """Another party is reached only by token exchange, under a rule, with the agent in act."""
+    """Another party is reached by token exchange, or by a user's authorization at the
+    authorization endpoint under a rule "directly from a user token" (tests/e2e/rfc8707):
+    agent1 has no rule for the resource server, and this code was not authorized for it."""
     from tests.helpers import assert_oauth_error, snapshot
 
     agent = cast["agent1"]
