@@ -10,6 +10,10 @@ class DelegationIdpConfig(AppConfig):
     def ready(self) -> None:
         from delegation_idp import checks  # noqa: F401  (registers the system checks)
         from delegation_idp.lineage import receivers
-        from delegation_idp.provider import signin  # noqa: F401  (connects the sign-in lockout)
+        from delegation_idp.provider import (
+            self_registered,
+            signin,  # noqa: F401  (connects the sign-in lockout)
+        )
 
         receivers.connect()
+        self_registered.connect()

@@ -66,6 +66,16 @@ class Party(models.Model):
         (MCP_SERVER, _("MCP server")),
         (RESOURCE_SERVER, _("Resource server (audience only)")),
     ]
+    # How the party came to be: registered by an admin (or createagent), or arrived by
+    # itself, through RFC 7591 dynamic registration or a client ID metadata document.
+    BY_ADMIN = "admin"
+    BY_DCR = "dcr"
+    BY_CIMD = "cimd"
+    REGISTRATION_CHOICES = [
+        (BY_ADMIN, _("registered by an admin")),
+        (BY_DCR, _("dynamic client registration (RFC 7591)")),
+        (BY_CIMD, _("client ID metadata document")),
+    ]
 
     uri = models.CharField(_("identity URI"), max_length=255, unique=True, validators=[validate_identity_uri])
     name = models.CharField(_("display name"), max_length=200)
@@ -102,6 +112,17 @@ class Party(models.Model):
         blank=True,
         help_text=_("Public keys for private_key_jwt client authentication (RFC 7523)."),
     )
+    registration = models.CharField(
+        _("registered through"),
+        max_length=10,
+        choices=REGISTRATION_CHOICES,
+        default=BY_ADMIN,
+        db_index=True,
+        help_text=_(
+            "A client that registered itself is governed by the registration rules only, until "
+            "an admin promotes it to a fully registered agent with rules of its own."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -124,6 +145,10 @@ class Party(models.Model):
 
     def as_view(self) -> PartyView:
         return PartyView(uri=self.uri, enabled=self.enabled, kind=self.kind)
+
+    @property
+    def self_registered(self) -> bool:
+        return self.registration != self.BY_ADMIN
 
 
 def party_of(client: Any) -> Party | None:
@@ -195,6 +220,50 @@ class DelegationRule(models.Model):
             valid_until=self.valid_until,
             enabled=self.enabled,
         )
+
+
+class RegistrationRule(models.Model):
+    """What clients that register themselves may reach: the default delegation rules of the
+    parties that arrive through a client ID metadata document or dynamic registration.
+
+    Such a party is governed by the enabled rules that match how it registered and its
+    host, and by nothing broader: each matching rule acts as a rule of its own "directly
+    from a user token" for these audiences with at most this scope (see
+    :mod:`delegation_idp.provider.registration`). ``hosts`` use Django's ``ALLOWED_HOSTS``
+    syntax: ``mcp.example.com``, ``.example.com`` (the domain and its subdomains), ``*``.
+    The host is the metadata document URL's (CIMD), or every redirect URI's (DCR).
+    """
+
+    via = models.CharField(
+        _("registered through"),
+        max_length=10,
+        choices=[
+            (Party.BY_CIMD, _("client ID metadata document")),
+            (Party.BY_DCR, _("dynamic registration")),
+        ],
+        default=Party.BY_CIMD,
+    )
+    hosts = models.TextField(
+        _("hosts"),
+        help_text=_("One a line, in ALLOWED_HOSTS syntax: host, .domain (with subdomains), or *."),
+    )
+    audiences = models.ManyToManyField(Party, related_name="+", verbose_name=_("target audiences"))
+    max_scope = models.CharField(_("largest scope"), max_length=500)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    description = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("registration rule")
+        verbose_name_plural = _("registration rules")
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.description or f"{self.get_via_display()}: {' '.join(self.host_list())}"
+
+    def host_list(self) -> list[str]:
+        return [line.strip().lower() for line in self.hosts.splitlines() if line.strip()]
 
 
 class PolicyVersion(models.Model):

@@ -17,12 +17,12 @@ sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.pro
 
 from django.urls import path
 
-from delegation_idp.provider import registration, views
+from delegation_idp.provider import authorization, registration, views
 
 app_name = "oauth2_provider"
 
 urlpatterns = [
-    path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
+    path("authorize/", authorization.AuthorizationView.as_view(), name="authorize"),
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),

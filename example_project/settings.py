@@ -217,6 +217,19 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    # Clients that register themselves (docs/self-registered-clients.md): client ID metadata
+    # documents, as the MCP authorization specification prefers, and RFC 7591 registration
+    # for signed-in developers. Both admit a client only where a registration rule (admin)
+    # names its host, and such a client may reach only what those rules allow.
+    "CIMD_ENABLED": True,
+    "CIMD_REGISTRATION_PERMISSION_CLASSES": (
+        "delegation_idp.provider.self_registered.RegistrationRulePermission",
+    ),
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": (
+        "oauth2_provider.dcr.IsAuthenticatedDCRPermission",
+        "delegation_idp.provider.self_registered.RegistrationRulePermission",
+    ),
 }
 
 DELEGATION_IDP = {
@@ -225,6 +238,7 @@ DELEGATION_IDP = {
     "SUBJECT_RESOLVER": "delegation_idp.provider.tokens.email_subject",
     "REVOCATION_REDIS_URL": REDIS_URL,
     "CLIENT_SECRET_HMAC_KEY": _client_secret_hmac_key(),
+    "CLIENT_REGISTRATION": "dcr",
 }
 for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS", "BREAKER_RESET_SECONDS"):
     if os.environ.get(f"IDP_{_option}"):

@@ -33,6 +33,7 @@ from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, validate_identity_uri
 from delegation_idp.provider import resources as resources_policy
+from delegation_idp.provider import self_registered
 from delegation_idp.provider.agents import register_party
 from delegation_idp.provider.policy_store import load as load_policy
 
@@ -284,18 +285,18 @@ class TryDelegationForm(forms.Form):
 
 @admin.register(Party)
 class PartyAdmin(admin.ModelAdmin):
-    list_display = ("name", "uri", "kind", "enabled", "client_id", "rule_count")
-    list_filter = ("kind", "enabled", HasClientFilter)
+    list_display = ("name", "uri", "kind", "registration", "enabled", "client_id", "rule_count")
+    list_filter = ("kind", "enabled", "registration", HasClientFilter)
     search_fields = ("name", "uri", "contact", "application__client_id", "resource_prefixes")
     list_select_related = ("application",)
     raw_id_fields = ("application", "clients")
-    readonly_fields = ("client_id", "rules_link", "created", "updated")
+    readonly_fields = ("client_id", "registration", "rules_link", "created", "updated")
     inlines = [DelegationRuleInline]
-    actions = ["enable", "disable"]
+    actions = ["enable", "disable", "promote"]
     change_list_template = "delegation_idp/admin/party_change_list.html"
     change_form_template = "delegation_idp/admin/party_change_form.html"
     fieldsets = (
-        (None, {"fields": ("uri", "name", "kind", "contact", "enabled")}),
+        (None, {"fields": ("uri", "name", "kind", "contact", "enabled", "registration")}),
         (_("Client"), {"fields": ("client_id", "application", "jwks")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes", "clients")}),
         (_("Policy"), {"fields": ("rules_link", "created", "updated")}),
@@ -397,6 +398,25 @@ class PartyAdmin(admin.ModelAdmin):
             party.enabled = False
             party.save()
         self.message_user(request, _("Disabled; their live tokens are revoked."), messages.SUCCESS)
+
+    @admin.action(
+        description=_("Promote selected self-registered clients to fully registered agents"),
+        permissions=["change"],
+    )
+    def promote(self, request: HttpRequest, queryset: QuerySet[Party]) -> None:
+        # The registration rules that governed each one become rules of its own.
+        promoted = [party for party in queryset if party.self_registered]
+        for party in promoted:
+            self_registered.promote(party)
+        self.message_user(
+            request,
+            _(
+                "Promoted %(count)d: each is now governed by rules of its own, copied from the "
+                "registration rules that governed it."
+            )
+            % {"count": len(promoted)},
+            messages.SUCCESS,
+        )
 
     # -- read-only pages -------------------------------------------------------------
 

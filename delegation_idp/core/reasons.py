@@ -206,6 +206,12 @@ class Reason(enum.StrEnum):
     )
     ACTOR_DISABLED = "actor_disabled", "unauthorized_client", "This client is disabled.", Family.CLIENT
     THROTTLED = "throttled", "slow_down", "Too many requests.", Family.CLIENT
+    REGISTRATION_NOT_PERMITTED = (
+        "registration_not_permitted",
+        "invalid_client",
+        "This client may not register here.",
+        Family.CLIENT,
+    )
     SIGN_IN_LOCKED = (
         "sign_in_locked",
         "slow_down",

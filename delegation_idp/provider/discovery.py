@@ -17,9 +17,9 @@ from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.conf import idp_settings
-from delegation_idp.provider import keys
+from delegation_idp.provider import keys, registration
+from delegation_idp.provider.authorization import iss_enforced, plain_pkce_refused
 from delegation_idp.provider.resilience import storage_guard
-from delegation_idp.provider.views import iss_enforced, plain_pkce_refused
 
 __all__ = ["JwksView", "ServerMetadataView", "grant_types_supported"]
 
@@ -68,7 +68,12 @@ class ServerMetadataView(View):
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "authorization_response_iss_parameter_supported": iss_enforced(),
+            # draft-ietf-oauth-client-id-metadata-document: the client id may be the URL of
+            # its metadata document (django-oauth-toolkit's CIMD support, governed here).
+            "client_id_metadata_document_supported": bool(oauth2_settings.CIMD_ENABLED),
         }
+        if registration.enabled() and oauth2_settings.DCR_ENABLED:
+            data["registration_endpoint"] = _endpoint("oauth2_provider:dcr-register")
         response = JsonResponse(data)
         response["Cache-Control"] = "public, max-age=3600"
         return response

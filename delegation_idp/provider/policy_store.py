@@ -30,6 +30,7 @@ from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, PolicyVersion
 from delegation_idp.provider import policy_triggers as triggers
+from delegation_idp.provider import self_registered
 
 __all__ = ["PolicyStore", "current", "load", "rules_for"]
 
@@ -60,6 +61,9 @@ def _links(descriptor: Any, party_pk: Any, target: str, alias: str | None) -> di
 
 
 def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView, ...]:
+    if party.self_registered:
+        # Governed by the registration rules that match it, and by nothing broader.
+        return self_registered.rules_for(party, alias)
     rows = list(
         DelegationRule.objects.using(alias)
         .filter(actor_id=party.pk)

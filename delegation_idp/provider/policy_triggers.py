@@ -49,23 +49,33 @@ LINK_FIELDS = (
     ("DelegationRule", "users"),
     ("DelegationRule", "groups"),
     ("Party", "clients"),  # the audience allow-list of applications that are not parties
+    ("RegistrationRule", "audiences"),  # what self-registered clients may reach
 )
+# Further policy tables, each added by a later migration than the first two.
+MODELS = ("RegistrationRule",)
 
 
 def tables(apps: Any) -> list[str]:
-    """The policy tables: parties, rules, the rules' four link tables and the parties'
-    client allow-list. ``apps`` may be a migration's historical state, in which a link
-    table added by a later migration does not exist yet; it is left out there."""
+    """The policy tables: parties, rules, the rules' four link tables, the parties' client
+    allow-list, and the registration rules with their audiences. ``apps`` may be a
+    migration's historical state, in which a table added by a later migration does not
+    exist yet; it is left out there."""
     party = apps.get_model("delegation_idp", "Party")
     rule = apps.get_model("delegation_idp", "DelegationRule")
+    more = []
+    for name in MODELS:
+        try:
+            more.append(apps.get_model("delegation_idp", name)._meta.db_table)
+        except LookupError:
+            continue
     links = []
     for model, name in LINK_FIELDS:
         try:
             field = apps.get_model("delegation_idp", model)._meta.get_field(name)
-        except FieldDoesNotExist:
+        except (FieldDoesNotExist, LookupError):
             continue
         links.append(field.remote_field.through._meta.db_table)
-    return [party._meta.db_table, rule._meta.db_table, *links]
+    return [party._meta.db_table, rule._meta.db_table, *more, *links]
 
 
 def _name(table: str, event: str = "") -> str:

@@ -227,6 +227,7 @@ def test_an_unknown_registration_mode_and_a_half_enabled_one_are_reported(check_
     assert check_ids(checks.check_client_registration, idp={"CLIENT_REGISTRATION": "open"}) == [
         "delegation_idp.E024"
     ]
-    assert check_ids(checks.check_client_registration, idp={"CLIENT_REGISTRATION": "dcr"}) == [
-        "delegation_idp.W006"
-    ]
+    dcr_off = {"DCR_ENABLED": False}  # the example site turns it on
+    assert check_ids(
+        checks.check_client_registration, idp={"CLIENT_REGISTRATION": "dcr"}, oauth2=dcr_off
+    ) == ["delegation_idp.W006"]

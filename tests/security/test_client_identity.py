@@ -81,7 +81,9 @@ def test_the_application_management_views_are_not_mounted(cast: Any, client: Any
     assert not get_application_model().objects.filter(client_id=USER_EMAIL).exists()
 
 
-def test_dynamic_registration_is_off_by_default(cast: Any, client: Any) -> None:
+def test_dynamic_registration_is_off_by_default(cast: Any, client: Any, settings: Any) -> None:
+    # The app's default (the example site turns it on, governed by registration rules).
+    settings.DELEGATION_IDP = {k: v for k, v in settings.DELEGATION_IDP.items() if k != "CLIENT_REGISTRATION"}
     client.force_login(cast.user)
     metadata = {"client_name": "mine", "grant_types": ["client_credentials"]}
     response = client.post("/o/register/", json.dumps(metadata), content_type="application/json")
@@ -94,6 +96,10 @@ def test_dynamic_registration_never_takes_the_registrants_client_id(
 ) -> None:
     settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "CLIENT_REGISTRATION": "dcr"}
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "DCR_ENABLED": True}
+    # A registration rule admitting clients without redirect URIs (hosts "*").
+    from delegation_idp.models import RegistrationRule
+
+    RegistrationRule.objects.create(via="dcr", hosts="*", max_scope="tasks.read")
     metadata = {
         "client_id": USER_EMAIL,
         "client_name": "mine",
