@@ -27,7 +27,7 @@ from delegation_idp.conf import DEFAULTS, SETTING_NAME, idp_settings
 from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
 from delegation_idp.models import DelegationRule
 from delegation_idp.provider import policy_triggers as triggers
-from delegation_idp.provider import registration
+from delegation_idp.provider import registration, self_registered
 from delegation_idp.provider.backends import DelegationOAuthLibCore
 from delegation_idp.provider.discovery import ServerMetadataView
 from delegation_idp.provider.server import DelegationServer
@@ -392,6 +392,21 @@ def check_client_registration(app_configs: Any = None, **kwargs: Any) -> list[Ch
                 "registration stays closed.",
                 hint="Set OAUTH2_PROVIDER['DCR_ENABLED'] = True as well.",
                 id="delegation_idp.W006",
+            )
+        )
+    if oauth2_settings.CIMD_ENABLED and not any(
+        issubclass(cls, self_registered.RegistrationRulePermission)
+        for cls in oauth2_settings.CIMD_REGISTRATION_PERMISSION_CLASSES or ()
+        if isinstance(cls, type)
+    ):
+        errors.append(
+            Warning(
+                "CIMD_ENABLED without the registration-rule permission: the provider fetches a "
+                "client ID metadata document from any host a client names, and registers it.",
+                hint="Set OAUTH2_PROVIDER['CIMD_REGISTRATION_PERMISSION_CLASSES'] to "
+                "('delegation_idp.provider.self_registered.RegistrationRulePermission',) and add "
+                "registration rules in the admin (docs/self-registered-clients.md).",
+                id="delegation_idp.W007",
             )
         )
     return errors

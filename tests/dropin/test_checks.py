@@ -231,3 +231,23 @@ def test_an_unknown_registration_mode_and_a_half_enabled_one_are_reported(check_
     assert check_ids(
         checks.check_client_registration, idp={"CLIENT_REGISTRATION": "dcr"}, oauth2=dcr_off
     ) == ["delegation_idp.W006"]
+
+
+def test_cimd_without_the_registration_rule_permission_is_reported(check_ids):
+    """django-oauth-toolkit's default CIMD permission admits every host: every client id that is
+    an https URL makes the provider fetch it and register a client."""
+    default = {
+        "CIMD_ENABLED": True,
+        "CIMD_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.cimd.AllowAllCIMDPermission",),
+    }
+    governed = {
+        "CIMD_ENABLED": True,
+        "CIMD_REGISTRATION_PERMISSION_CLASSES": (
+            "delegation_idp.provider.self_registered.RegistrationRulePermission",
+        ),
+    }
+    assert "delegation_idp.W007" in check_ids(checks.check_client_registration, oauth2=default)
+    assert "delegation_idp.W007" not in check_ids(checks.check_client_registration, oauth2=governed)
+    assert "delegation_idp.W007" not in check_ids(
+        checks.check_client_registration, oauth2={**default, "CIMD_ENABLED": False}
+    )
