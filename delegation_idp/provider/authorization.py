@@ -64,6 +64,24 @@ class AuthorizationView(DOTAuthorizationView):
       record; nothing is issued.
     """
 
+    template_name = "delegation_idp/authorize.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """What the consent page names: each resource with the party it belongs to, each scope
+        with its description, and whether the client registered itself."""
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        application = context.get("application")
+        party = party_of(application)
+        resources = str(getattr(self, "oauth2_data", {}).get("resource") or "").split()
+        owners = dict(resources_policy.owners_of(resources)) if resources else {}
+        descriptions = context.get("scopes_descriptions") or []
+        context.update(
+            delegation_party=party,
+            delegation_resources=[{"resource": r, "owner": owners.get(r)} for r in resources],
+            delegation_scopes=list(zip(context.get("scopes") or [], descriptions, strict=False)),
+        )
+        return context
+
     def validate_authorization_request(self, request: HttpRequest) -> Any:
         scopes, credentials = super().validate_authorization_request(request)
         method = credentials.get("code_challenge_method") or "plain"

@@ -33,7 +33,7 @@ from delegation_idp.core.reasons import Reason
 from delegation_idp.models import Party
 from delegation_idp.provider import policy_store
 
-__all__ = ["Authorized", "authorize", "explain_direct"]
+__all__ = ["Authorized", "authorize", "explain_direct", "owners_of"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ class Authorized:
 
     audience: tuple[str, ...]
     owners: tuple[str, ...]
+
+
+def owners_of(resources: Sequence[str]) -> list[tuple[str, str]]:
+    """``(resource, the display name of the registered party it belongs to)`` for the consent
+    page; resources that belong to no party are left out."""
+    owners = policy_store.current().resource_owners()
+    found = {r: policy.resource_owner(r, owners) for r in resources}
+    names = dict(Party.objects.filter(uri__in={u for u in found.values() if u}).values_list("uri", "name"))
+    return [(r, names[u]) for r, u in found.items() if u in names]
 
 
 def _foreign(party: Party, resources: Sequence[str]) -> tuple[str, ...]:

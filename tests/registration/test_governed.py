@@ -62,6 +62,9 @@ def test_an_admitted_client_becomes_a_party_marked_cimd_and_is_audited(
     page = login(method="GET", resource=cast["mcp-server1"].uri)
     assert page.response.status_code == 200, page.response.content
     assert fetcher.fetched == [CLIENT_URL]
+    html = page.response.content.decode()
+    assert f"<code>{CLIENT_URL}</code> (it registered itself" in html
+    assert f"<code>{cast['mcp-server1'].uri}</code> (MCP server 1)" in html
     party = Party.objects.select_related("application").get(uri=CLIENT_URL)
     assert (party.registration, party.kind, party.application.client_id) == (
         Party.BY_CIMD,

@@ -37,9 +37,11 @@ def test_the_consent_page_names_the_resource_and_the_scope(cast, authorize):
     page = authorize(cast["agent1"], agent2.uri, method="GET").response
     assert page.status_code == 200, page.content
     html = page.content.decode()
-    assert agent2.uri in html
+    resources = html.split('id="consent-resources">', 1)[1].split("</ul>", 1)[0]
+    assert f"<code>{agent2.uri}</code> (Agent 2)" in resources  # named, not only a hidden field
+    scopes = html.split('id="consent-scopes">', 1)[1].split("</ul>", 1)[0]
     for scope in cast.scope.split():
-        assert scope in html
+        assert f"<code>{scope}</code>" in scopes
 
 
 @pytest.mark.rfc("8707-2")
