@@ -277,3 +277,20 @@ def test_the_dry_run_page_refuses_a_chain_at_the_authorization_endpoint(cast, ad
     )
     assert not page.context["form"].is_valid()
     assert "chain" in page.context["form"].errors
+
+
+@pytest.mark.rfc("8707-2.2")
+def test_a_refresh_keeps_the_authorized_resource_and_asks_the_policy_again(
+    cast, authorize, redeem, token_endpoint
+):
+    agent1, agent2 = cast["agent1"], cast["agent2"]
+    first = redeem(agent1, authorize(agent1, agent2.uri)).json()
+    refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    again = token_endpoint(refresh, agent1)
+    assert again.status_code == 200, again.content
+    assert decode(again.json()["access_token"])[1]["aud"] == agent2.uri
+    DelegationRule.objects.filter(actor__uri=agent1.uri).delete()
+    before = snapshot()
+    refresh["refresh_token"] = again.json()["refresh_token"]
+    assert_oauth_error(token_endpoint(refresh, agent1), 400, "invalid_target")
+    assert snapshot() == before
