@@ -116,9 +116,16 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 2,
     # Resource-server side (delegation_idp.resource_server); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
     # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
-    # This service's identity URI: a token's `aud` must contain it.
+    # This service's identity URI: a token's `aud` must contain it (or one of its resource URLs).
     "RESOURCE_SERVER_URI": None,
-    # Its RFC 9728 metadata URL, named in WWW-Authenticate challenges; None derives it from the request.
+    # The URL clients use for it: the `resource` its RFC 9728 metadata names, also accepted as
+    # `aud`. None derives the origin from the request (a host ALLOWED_HOSTS lists literally).
+    "RESOURCE_URL": None,
+    # Further paths (e.g. "/api/tasks/") that are resources of their own, each with its
+    # path-suffixed RFC 9728 document; the path of RESOURCE_URL counts without being listed.
+    "RESOURCE_PATHS": [],
+    # Its RFC 9728 metadata URL, named in WWW-Authenticate challenges; None: the document of
+    # the resource the request falls under.
     "RESOURCE_METADATA_URL": None,
     # Scopes listed in its RFC 9728 metadata.
     "RESOURCE_SCOPES_SUPPORTED": [],

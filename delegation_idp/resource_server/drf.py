@@ -7,14 +7,18 @@ One line of settings::
     }
     DELEGATION_IDP = {
         "ISSUER": "https://idp.example.com",
-        "RESOURCE_SERVER_URI": "https://resource-server.example.com",
+        "RESOURCE_SERVER_URI": "https://resource-server.example.com",  # identity: the audience
+        "RESOURCE_URL": "https://api.example.com/tasks/",  # the URL clients call (optional)
     }
 
-``request.auth`` is then a :class:`~delegation_idp.resource_server.validation.DelegatedToken`
-(subject, scopes, ``jti``, client id, the actor chain nearest first, its depth)
-and ``request.user`` a :class:`DelegatedUser`. Refusals carry an RFC 6750
+A token is accepted when its ``aud`` contains the identity URI, or one of the resource
+URLs the site's RFC 9728 metadata names (:func:`.metadata.resource_urls_for`: derived
+from the request when ``RESOURCE_URL`` is unset). ``request.auth`` is then a
+:class:`~delegation_idp.resource_server.validation.DelegatedToken` (subject, scopes,
+``jti``, client id, the actor chain nearest first, its depth) and ``request.user`` a
+:class:`DelegatedUser`. Refusals carry an RFC 6750
 ``WWW-Authenticate: Bearer`` challenge with ``error`` and, per RFC 9728 section
-5.1, ``resource_metadata``.
+5.1, ``resource_metadata``: the document naming the resource the request falls under.
 
 Only :mod:`delegation_idp.conf`, :mod:`delegation_idp.jose` and
 :mod:`delegation_idp.core.actchain` are imported from the provider: no models.
@@ -25,7 +29,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.signals import setting_changed
 from rest_framework import exceptions, permissions
@@ -34,6 +37,7 @@ from rest_framework.request import Request
 
 from delegation_idp import is_client_subject
 from delegation_idp.conf import SETTING_NAME, idp_settings
+from delegation_idp.resource_server import metadata
 from delegation_idp.resource_server.validation import (
     DelegatedToken,
     ProviderUnavailable,
@@ -55,8 +59,6 @@ __all__ = [
     "set_validator",
 ]
 
-WELL_KNOWN = "/.well-known/oauth-protected-resource"
-
 # -- the validator this process uses ----------------------------------------------
 
 _lock = threading.Lock()
@@ -71,6 +73,8 @@ def config_from_settings() -> ResourceServerConfig:
     return ResourceServerConfig(
         issuer=idp_settings.ISSUER,
         resource=resource,
+        # with RESOURCE_URL set, the URLs the metadata names do not depend on the request
+        resource_urls=metadata.resource_urls_for(None),
         algorithms=tuple(idp_settings.ALLOWED_ALGORITHMS),
         leeway=idp_settings.CLOCK_SKEW_SECONDS,
         jwks_cache_seconds=idp_settings.JWKS_CACHE_SECONDS,
@@ -120,13 +124,14 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def resource_metadata_url(request: Any) -> str:
-    """Where this resource's RFC 9728 metadata is (section 3.1: the well-known
-    suffix goes between the host and the path of the resource identifier)."""
+def resource_metadata_url(request: Any) -> str | None:
+    """Where the RFC 9728 metadata of the resource ``request`` falls under is (section 5.1;
+    the URL formed as in section 3.1), or ``RESOURCE_METADATA_URL``; None when the site
+    cannot name the resource (no ``RESOURCE_URL`` and a host it may not derive one from)."""
     if idp_settings.RESOURCE_METADATA_URL:
         return str(idp_settings.RESOURCE_METADATA_URL)
-    path = urlsplit(idp_settings.RESOURCE_SERVER_URI or "").path.rstrip("/")
-    return request.build_absolute_uri(WELL_KNOWN + path)
+    resource = metadata.resource_for_request(request)
+    return metadata.metadata_url(resource) if resource else None
 
 
 def bearer_challenge(
@@ -137,7 +142,8 @@ def bearer_challenge(
     realm: str = "api",
 ) -> str:
     """``Bearer realm=..., error=..., error_description=..., scope=..., resource_metadata=...``
-    (RFC 6750 section 3; RFC 9728 section 5.1). No error code when no token was sent."""
+    (RFC 6750 section 3; RFC 9728 section 5.1). No error code when no token was sent;
+    no ``resource_metadata`` when the site cannot name the resource."""
     parts = [f"realm={_quote(realm)}"]
     if error:
         parts.append(f"error={_quote(error)}")
@@ -145,7 +151,9 @@ def bearer_challenge(
         parts.append(f"error_description={_quote(description)}")
     if scope:
         parts.append(f"scope={_quote(' '.join(scope))}")
-    parts.append(f"resource_metadata={_quote(resource_metadata_url(request))}")
+    url = resource_metadata_url(request)
+    if url:
+        parts.append(f"resource_metadata={_quote(url)}")
     return "Bearer " + ", ".join(parts)
 
 
@@ -222,7 +230,8 @@ class DelegatedTokenAuthentication(BaseAuthentication):
         if not token or " " in token:
             self._refuse(request, TokenError("malformed", "The Authorization header is malformed."))
         try:
-            delegated = self.get_validator().validate(token)
+            urls = metadata.resource_urls_for(request)
+            delegated = self.get_validator().validate(token, resource_urls=urls)
         except ProviderUnavailable as exc:
             raise ProviderDown(exc.description) from exc
         except TokenError as exc:

@@ -10,13 +10,20 @@ exchanges the token it received for a new one (RFC 8693)::
     from mcp.server.auth.settings import AuthSettings
     from mcp.server.mcpserver import MCPServer
 
-    validator = TokenValidator(ResourceServerConfig(issuer=..., resource="https://mcp-server1.example.com"))
+    url = "https://mcp.example.com/mcp"  # where clients connect: the SDK's RFC 9728 `resource`
+    validator = TokenValidator(
+        ResourceServerConfig(
+            issuer=...,
+            resource="https://mcp-server1.example.com",  # identity URI: the audience it is mapped to
+            resource_urls=(url,),  # a token addressed to the URL itself (RFC 8707) is accepted too
+        )
+    )
     server = MCPServer(
         "mcp-server1",
         token_verifier=DelegationTokenVerifier(validator),
         auth=AuthSettings(
             issuer_url=issuer,
-            resource_server_url="https://mcp.example.com/mcp",
+            resource_server_url=url,
             required_scopes=["tasks.read"],
             validate_token_resource=False,  # the verifier checks `aud` itself
         ),
@@ -27,6 +34,11 @@ exchanges the token it received for a new one (RFC 8693)::
         token = current_token()          # the DelegatedToken of this request
         onward = await agent.exchange(incoming_token(), resource="https://api.example.com/tasks")
         ...
+
+``resource_server_url`` must be one of ``resource_urls`` (:class:`DelegationTokenVerifier`
+refuses to start otherwise): the SDK serves the RFC 9728 document for it, and a client
+that found this server there asks the provider for ``resource=<that URL>``.
+``AccessToken.resource`` is the ``aud`` entry the token was accepted under.
 
 Needs the ``mcp`` extra (``pip install delegation-idp[mcp]``).
 """
@@ -39,7 +51,12 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from pydantic import ConfigDict
 
-from delegation_idp.resource_server.validation import DelegatedToken, TokenError, TokenValidator
+from delegation_idp.resource_server.validation import (
+    DelegatedToken,
+    TokenError,
+    TokenValidator,
+    same_resource,
+)
 
 __all__ = ["DelegatedAccessToken", "DelegationTokenVerifier", "current_token", "incoming_token"]
 
@@ -60,9 +77,20 @@ class DelegatedAccessToken(AccessToken):
 
 
 class DelegationTokenVerifier:
-    """``mcp.server.auth.provider.TokenVerifier`` backed by :class:`TokenValidator`."""
+    """``mcp.server.auth.provider.TokenVerifier`` backed by :class:`TokenValidator`.
 
-    def __init__(self, validator: TokenValidator) -> None:
+    ``resource_server_url``, when given, is the SDK's ``AuthSettings.resource_server_url``:
+    it must be among the validator's ``resource_urls``, so that a token addressed to the
+    URL the SDK's metadata names is accepted.
+    """
+
+    def __init__(self, validator: TokenValidator, *, resource_server_url: str | None = None) -> None:
+        if resource_server_url is not None and not any(
+            same_resource(str(resource_server_url), url) for url in validator.config.resource_urls
+        ):
+            raise ValueError(
+                f"resource_server_url {resource_server_url!r} is not among the validator's resource_urls"
+            )
         self.validator = validator
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -77,7 +105,7 @@ class DelegationTokenVerifier:
             client_id=delegated.client_id,
             scopes=sorted(delegated.scopes),
             expires_at=delegated.expires_at,
-            resource=self.validator.config.resource,
+            resource=delegated.audience or self.validator.config.resource,
             subject=delegated.subject,
             claims=dict(delegated.claims),
             delegated=delegated,

@@ -13,8 +13,10 @@ raises :class:`TokenError`. The rules:
   (``jwks_uri``), cached for ``jwks_cache_seconds``; a ``kid`` the cache does
   not know refreshes it, at most once per ``jwks_refresh_interval``, so tokens
   with invented ``kid`` values cannot turn into a flood of fetches;
-* ``iss`` exactly the configured issuer, ``aud`` containing this service's URI,
-  ``exp``/``nbf``/``iat`` with a leeway capped at :data:`MAX_LEEWAY`;
+* ``iss`` exactly the configured issuer, ``aud`` containing this service's identity
+  URI or one of the URLs clients use for it (``resource_urls``, the RFC 9728 ``resource``
+  its metadata names, compared with :func:`same_resource`), ``exp``/``nbf``/``iat`` with
+  a leeway capped at :data:`MAX_LEEWAY`;
 * the ``act`` chain is read with :func:`delegation_idp.core.actchain.chain_from_act`
   (bounded depth);
 * revocation: the provider publishes revoked ``jti`` values to Redis under
@@ -30,13 +32,14 @@ revocation breaker; split, a reader would lose the order the checks must run in.
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
@@ -51,6 +54,8 @@ __all__ = [
     "ResourceServerConfig",
     "TokenError",
     "TokenValidator",
+    "check_resource_url",
+    "same_resource",
 ]
 
 #: Largest clock-skew allowance accepted, whatever the configuration says (seconds).
@@ -60,6 +65,22 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 INTROSPECTION_MODES = ("never", "fallback", "always")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
+
+
+def same_resource(first: str, second: str) -> bool:
+    """Whether two resource URLs name the same resource: equal once one trailing slash is
+    set aside (``https://api.example.com/tasks`` and ``.../tasks/``; ``https://api.example.com``
+    and ``https://api.example.com/``). Nothing else is normalised: RFC 9728 section 3.3 and
+    RFC 8707 compare resource identifiers as strings."""
+    return first.removesuffix("/") == second.removesuffix("/")
+
+
+def check_resource_url(url: Any) -> None:
+    """A resource URL: absolute ``https`` (or ``http``, for loopback), no fragment (RFC 8707
+    section 2, RFC 9728 section 2)."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.netloc or "#" in url:
+        raise ValueError(f"a resource URL must be an absolute http(s) URL without a fragment: {url!r}")
 
 
 class TokenError(Exception):
@@ -104,6 +125,9 @@ class DelegatedToken:
     audiences: tuple[str, ...]
     expires_at: int
     claims: Mapping[str, Any] = field(repr=False, compare=False)
+    #: the ``aud`` entry this service accepted the token under: its identity URI, or the
+    #: resource URL (as the token spells it) that clients use for it
+    audience: str = ""
 
     @property
     def depth(self) -> int:
@@ -129,7 +153,14 @@ class DelegatedToken:
 
 @dataclass(frozen=True)
 class ResourceServerConfig:
-    """What a receiving service needs to know. ``resource`` is its own identity URI."""
+    """What a receiving service needs to know.
+
+    ``resource`` is its own identity URI (the audience the provider maps it to);
+    ``resource_urls`` are the URLs clients use for it, the ``resource`` its RFC 9728
+    metadata names and the RFC 8707 ``resource`` a client asks the provider for. A token
+    is accepted when its ``aud`` contains ``resource`` exactly, or one of ``resource_urls``
+    with a trailing slash set aside (:func:`same_resource`).
+    """
 
     issuer: str
     resource: str
@@ -153,10 +184,17 @@ class ResourceServerConfig:
     client_id: str | None = field(default=None, repr=False)
     client_secret: str | None = field(default=None, repr=False)
     http_timeout: float = 5.0
+    #: the URLs clients use for this service (see above); a sequence, coerced to a tuple
+    resource_urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.issuer or not self.resource:
             raise ValueError("a resource server needs the provider's issuer and its own URI")
+        if isinstance(self.resource_urls, str):
+            raise ValueError("resource_urls is a sequence of URLs, not one string")
+        object.__setattr__(self, "resource_urls", tuple(self.resource_urls))
+        for url in self.resource_urls:
+            check_resource_url(url)
         if self.introspection not in INTROSPECTION_MODES:
             raise ValueError(f"introspection must be one of {INTROSPECTION_MODES}")
         if self.introspection != "never" and not (self.client_id and self.client_secret):
@@ -330,9 +368,11 @@ class TokenValidator:
 
     # -- the checks ---------------------------------------------------------------
 
-    def verify(self, token: str) -> DelegatedToken:
+    def verify(self, token: str, *, resource_urls: Iterable[str] = ()) -> DelegatedToken:
         """Signature, header and claims only: everything that needs no network
-        once the provider's keys are cached."""
+        once the provider's keys are cached. ``resource_urls`` adds, for this call, URLs
+        that name this service besides the configured ones (a Django site whose URL is
+        derived from the request passes the URLs its metadata names for it)."""
         if not isinstance(token, str) or not token:
             raise TokenError("missing", "No access token was presented.")
         if len(token) > self.config.max_token_bytes:
@@ -351,13 +391,15 @@ class TokenValidator:
                 issuer=self.config.issuer,
                 now=self.clock(),
                 leeway=self.config.effective_leeway,
-                audience=self.config.resource,
                 required=REQUIRED_CLAIMS,
             )
         except jose.JoseError as exc:
             raise TokenError(
                 exc.reason, _DESCRIPTIONS.get(exc.reason, "The access token is invalid.")
             ) from exc
+        audience = self.addressed_as(jose.audiences(claims), resource_urls)
+        if audience is None:
+            raise TokenError("bad_aud", _DESCRIPTIONS["bad_aud"])
         try:
             actors = chain_from_act(claims.get("act"), max_depth=self.config.max_delegation_depth)
         except ActChainError as exc:
@@ -376,19 +418,34 @@ class TokenValidator:
             audiences=tuple(jose.audiences(claims)),
             expires_at=int(claims["exp"]),
             claims=MappingProxyType(dict(claims)),
+            audience=audience,
         )
 
-    def validate(self, token: str) -> DelegatedToken:
+    def addressed_as(self, audiences: Iterable[str], resource_urls: Iterable[str] = ()) -> str | None:
+        """The entry of ``audiences`` that names this service, or None: the identity URI
+        exactly, else a resource URL (configured, or given for this call) with a trailing
+        slash set aside."""
+        audiences = list(audiences)
+        if self.config.resource in audiences:
+            return self.config.resource
+        urls = (*self.config.resource_urls, *resource_urls)
+        for aud in audiences:
+            if any(same_resource(aud, url) for url in urls):
+                return aud
+        return None
+
+    def validate(self, token: str, *, resource_urls: Iterable[str] = ()) -> DelegatedToken:
         """:meth:`verify`, then the revocation check."""
-        delegated = self.verify(token)
+        delegated = self.verify(token, resource_urls=resource_urls)
         self.check_revocation(token, delegated)
         return delegated
 
-    async def avalidate(self, token: str) -> DelegatedToken:
+    async def avalidate(self, token: str, *, resource_urls: Iterable[str] = ()) -> DelegatedToken:
         """:meth:`validate` for async code: the blocking work runs in a worker thread."""
         import anyio.to_thread
 
-        return await anyio.to_thread.run_sync(self.validate, token)
+        call = functools.partial(self.validate, token, resource_urls=tuple(resource_urls))
+        return await anyio.to_thread.run_sync(call)
 
     # -- revocation -----------------------------------------------------------------
 

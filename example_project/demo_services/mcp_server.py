@@ -1,10 +1,12 @@
 """mcp-server1 on the official MCP Python SDK (``MCPServer``, streamable HTTP).
 
 Its token verifier is :class:`delegation_idp.resource_server.mcp.DelegationTokenVerifier`:
-only tokens addressed to mcp-server1 get in. Its tool ``list_tasks`` exchanges
-the token it received for one addressed to the resource server (RFC 8693, with
-an RFC 8707 ``resource``) and calls the resource server with that new token;
-the received token is never forwarded (the MCP token-passthrough rule).
+only tokens addressed to mcp-server1 get in, by its identity URI or by the URL clients
+connect to (``public_url``, which the SDK's RFC 9728 document names as ``resource``).
+Its tool ``list_tasks`` exchanges the token it received for one addressed to the
+resource server (RFC 8693, with an RFC 8707 ``resource``) and calls the resource server
+with that new token; the received token is never forwarded (the MCP token-passthrough
+rule).
 """
 
 from __future__ import annotations
@@ -25,24 +27,29 @@ from delegation_idp.resource_server.validation import ResourceServerConfig, Toke
 @dataclass(frozen=True)
 class McpConfig:
     issuer: str
-    uri: str  # identity URI: the audience its tokens must name
-    public_url: str  # where it is served, e.g. http://127.0.0.1:8003/mcp
+    uri: str  # identity URI: the audience the provider maps its URL to
+    public_url: str  # where clients connect, e.g. http://127.0.0.1:8003/mcp: its RFC 9728 `resource`
     client_id: str
     client_secret: str
     resource_url: str  # the resource server's API
 
 
-def build_server(config: McpConfig) -> MCPServer:
-    validator = TokenValidator(ResourceServerConfig(issuer=config.issuer, resource=config.uri))
+def build_server(config: McpConfig, *, http: httpx.Client | None = None) -> MCPServer:
+    """The server; ``http`` is the client its validator reaches the provider with (tests)."""
+    validator = TokenValidator(
+        ResourceServerConfig(issuer=config.issuer, resource=config.uri, resource_urls=(config.public_url,)),
+        http=http,
+    )
     idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret)
     server = MCPServer(
         "mcp-server1",
-        token_verifier=DelegationTokenVerifier(validator),
+        token_verifier=DelegationTokenVerifier(validator, resource_server_url=config.public_url),
         auth=AuthSettings(
             issuer_url=config.issuer,
             resource_server_url=config.public_url,
             required_scopes=["tasks.read"],
-            validate_token_resource=False,  # the verifier checks `aud` against its identity URI
+            # the verifier checks `aud` (its identity URI or public_url) itself
+            validate_token_resource=False,
         ),
     )
 
@@ -75,5 +82,5 @@ def build_server(config: McpConfig) -> MCPServer:
     return server
 
 
-def mcp_app(config: McpConfig, host: str = "127.0.0.1") -> Starlette:
-    return build_server(config).streamable_http_app(host=host)
+def mcp_app(config: McpConfig, host: str = "127.0.0.1", *, http: httpx.Client | None = None) -> Starlette:
+    return build_server(config, http=http).streamable_http_app(host=host)

@@ -27,3 +27,19 @@ def rs_redis_url(redis_url: str) -> str:
 
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+@pytest.fixture
+def readdress(db: Any) -> Any:
+    """A token the provider issued, signed again with the provider's current key after its
+    ``aud`` is replaced: what the provider issues when it addresses a token to the resource
+    URL a client asked for (RFC 8707) instead of the identity URI it maps that URL to."""
+    from delegation_idp import jose
+    from delegation_idp.provider.keys import keyset
+    from tests.helpers import decode
+
+    def sign(token: str, aud: str | list[str]) -> str:
+        claims = {**decode(token)[1], "aud": aud}
+        return jose.sign(claims, keyset.signing_key())
+
+    return sign

@@ -273,15 +273,47 @@ def test_stale_revocation_heartbeat_counts_as_unavailable(
     assert call(client, chain[3]).status_code == 503
 
 
-@pytest.mark.rfc("9728-3")
+@pytest.mark.rfc("9728-3.3")
 def test_protected_resource_metadata(client, cast, resource_settings):
+    """The document names the URL it describes (here the root of the site it was fetched
+    from), not the identity URI the provider maps that URL to."""
     response = client.get("/.well-known/oauth-protected-resource")
     assert response.status_code == 200
     data = response.json()
-    assert data["resource"] == cast.resource_server
+    assert data["resource"] == "http://testserver" != cast.resource_server
     assert data["authorization_servers"] == ["http://testserver"]
     assert data["bearer_methods_supported"] == ["header"]
     assert data["scopes_supported"] == ["tasks.read", "tasks.write"]
+
+
+@pytest.mark.rfc("9728-5.1")
+def test_a_declared_path_is_challenged_with_its_own_document(
+    client, settings, resource_settings, use_validator
+):
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "RESOURCE_PATHS": ["/api/whoami/"]}
+    use_validator()
+    url = challenge(call(client, None))["resource_metadata"]
+    assert url == "http://testserver/.well-known/oauth-protected-resource/api/whoami/"
+    assert (
+        client.get(url.removeprefix("http://testserver")).json()["resource"]
+        == "http://testserver/api/whoami/"
+    )
+    # A path outside it falls under the root resource.
+    assert challenge(call(client, None, "/api/admin/"))["resource_metadata"] == METADATA_URL
+
+
+@pytest.mark.rfc("9728-3.3")
+def test_a_token_addressed_to_the_url_of_the_api_is_accepted(
+    client, chain, settings, resource_settings, use_validator, readdress
+):
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "RESOURCE_PATHS": ["/api/whoami/"]}
+    use_validator()
+    accepted = call(client, readdress(chain[3], "http://testserver/api/whoami/"))
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["aud"] == ["http://testserver/api/whoami/"]
+    refused = call(client, readdress(chain[3], "http://testserver/api/admin/"))
+    assert refused.status_code == 401
+    assert challenge(refused)["error"] == "invalid_token"
 
 
 class HungRedis:

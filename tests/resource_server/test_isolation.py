@@ -26,9 +26,14 @@ assert not leaked, leaked
 from django.test import Client
 response = Client().get("/.well-known/oauth-protected-resource")
 assert response.status_code == 200, response.status_code
-assert response.json()["resource"] == "https://rs.example.com", response.json()
+assert response.json()["resource"] == "http://testserver", response.json()
 response = Client().get("/api/tasks/")
 assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer "), response
+url = "http://testserver/.well-known/oauth-protected-resource/api/tasks/"
+assert f'resource_metadata="{url}"' in response["WWW-Authenticate"], response["WWW-Authenticate"]
+document = Client().get("/.well-known/oauth-protected-resource/api/tasks/").json()
+assert document["resource"] == "http://testserver/api/tasks/", document
+assert Client().get("/.well-known/oauth-protected-resource/api/other/").status_code == 404
 print("ok")
 """
 

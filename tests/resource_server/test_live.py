@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,10 +147,32 @@ def test_mcp_server_refuses_tokens_not_addressed_to_it_and_never_passes_its_toke
     refused = httpx.get(ports.resource_url, headers={"Authorization": f"Bearer {to_mcp}"}, timeout=30)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
-    metadata = httpx.get(f"http://127.0.0.1:{ports.resource}/.well-known/oauth-protected-resource").json()
-    assert metadata == {
-        "resource": RS,
+    # The challenge points at the document of the URL called, which names that URL (RFC 9728
+    # section 3.3), not the identity URI the provider maps it to.
+    url = re.search(r'resource_metadata="([^"]+)"', refused.headers["WWW-Authenticate"]).group(1)
+    assert url == f"http://127.0.0.1:{ports.resource}/.well-known/oauth-protected-resource/api/tasks/"
+    assert httpx.get(url, timeout=30).json() == {
+        "resource": ports.resource_url,
         "authorization_servers": [issuer],
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["tasks.read", "tasks.write"],
     }
+
+
+@pytest.mark.integration
+@pytest.mark.rfc("9728-3.3")
+def test_a_stock_mcp_sdk_client_accepts_both_servers_metadata_over_real_http(live):
+    """The official SDK's OAuth client, unmodified, on a 401 from the demo's resource server
+    and from its MCP server: it follows ``resource_metadata``, accepts the document for the
+    URL it called, finds the provider, and would ask it for ``resource=<that URL>``."""
+    from tests.resource_server.mcp_sdk import discover
+
+    issuer, cast, ports, _running = live
+    agent = cast["agents"]["agent1"]
+    for url in (ports.resource_url, ports.mcp_url):
+        found = discover(url, client_id=agent["client_id"], redirect_uri=agent["redirect_uri"])
+        assert found.error is None, (url, found.error, found.calls)
+        assert str(found.metadata.resource) == url
+        assert [str(s) for s in found.metadata.authorization_servers] == [issuer]
+        assert found.resource == url
+        assert found.authorization_url.startswith(f"{issuer}/o/authorize/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -18,6 +19,7 @@ from delegation_idp.resource_server.validation import (
     ResourceServerConfig,
     TokenError,
     TokenValidator,
+    same_resource,
 )
 
 ISSUER = "https://idp.example.com"
@@ -192,3 +194,114 @@ def test_cached_keys_keep_working_while_the_provider_is_down(provider):
     now[0] += 6
     with pytest.raises(ProviderUnavailable):
         validator.validate(stranger)
+
+
+# -- the URLs clients use: RFC 9728 ``resource``, RFC 8707 ``resource`` as ``aud`` ------------
+
+URL = "https://api.example.com/tasks/"
+
+
+def _with_urls(provider: FakeProvider, *urls: str) -> TokenValidator:
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    return TokenValidator(ResourceServerConfig(issuer=ISSUER, resource=RS, resource_urls=urls), http=http)
+
+
+@pytest.mark.rfc("8707-2")
+@pytest.mark.parametrize("aud", [URL, URL.rstrip("/"), [RS, URL], ["https://other.example.com", URL]])
+def test_a_token_addressed_to_a_resource_url_is_accepted(provider, aud):
+    """``aud`` naming the URL clients use (a trailing slash aside) is as good as the identity URI,
+    and the token says which entry it was accepted under."""
+    token = _with_urls(provider, URL).validate(provider.token(aud=aud))
+    expected = RS if isinstance(aud, list) and RS in aud else (aud if isinstance(aud, str) else URL)
+    assert token.audience == expected
+
+
+@pytest.mark.rfc("8707-2")
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://api.example.com/tasks/other",  # below the resource: another resource
+        "https://api.example.com/task",
+        "https://api.example.com/tasks//",  # only one trailing slash is set aside
+        "https://api.example.com",  # the origin alone is not the resource
+        "http://api.example.com/tasks/",  # another scheme
+        "https://API.example.com/tasks/",  # compared as strings, like the identity URI
+        "https://api.example.com/tasks/?x=1",
+        RS + "/",  # the identity URI is compared exactly, as before
+        ["https://other.example.com", "https://api.example.com/other/"],
+    ],
+)
+def test_a_token_addressed_to_another_url_is_refused(provider, aud):
+    with pytest.raises(TokenError) as refused:
+        _with_urls(provider, URL).validate(provider.token(aud=aud))
+    assert refused.value.reason == "bad_aud" and refused.value.status == 401
+
+
+def test_without_resource_urls_only_the_identity_uri_is_accepted(provider, validator):
+    with pytest.raises(TokenError) as refused:
+        validator.validate(provider.token(aud=URL))
+    assert refused.value.reason == "bad_aud"
+    assert validator.validate(provider.token()).audience == RS
+
+
+def test_resource_urls_given_for_one_call_count_for_that_call_only(provider, validator):
+    """A Django site whose URL is derived from the request passes it per call: it is accepted
+    then, and not afterwards (the validator is shared by every request)."""
+    token = provider.token(aud=URL)
+    assert validator.validate(token, resource_urls=(URL,)).audience == URL
+    with pytest.raises(TokenError):
+        validator.validate(token)
+
+
+def test_avalidate_passes_the_resource_urls_on(provider, validator):
+    token = asyncio.run(validator.avalidate(provider.token(aud=URL), resource_urls=[URL]))
+    assert token.audience == URL
+
+
+def test_every_other_check_still_applies_to_a_token_addressed_to_a_resource_url(provider):
+    validator = _with_urls(provider, URL)
+    for overrides, reason in (
+        ({"iss": "https://evil.example.com"}, "bad_iss"),
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"client_id": None}, "missing_claim"),
+    ):
+        with pytest.raises(TokenError) as refused:
+            validator.validate(provider.token(aud=URL, **overrides))
+        assert refused.value.reason == reason
+    forged = jose.sign({"iss": ISSUER, "aud": URL}, jose.generate_key("ES256"))
+    with pytest.raises(TokenError) as refused:
+        validator.validate(forged)
+    assert refused.value.reason == "unknown_kid"
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        "https://api.example.com/tasks/",  # one string, not a sequence of URLs
+        ("/tasks/",),
+        ("api.example.com/tasks/",),
+        ("ftp://api.example.com/",),
+        ("https://api.example.com/tasks/#top",),
+        (None,),
+    ],
+)
+def test_config_refuses_what_is_not_a_resource_url(urls):
+    with pytest.raises(ValueError):
+        ResourceServerConfig(issuer=ISSUER, resource=RS, resource_urls=urls)
+
+
+def test_config_keeps_resource_urls_as_a_tuple():
+    config = ResourceServerConfig(issuer=ISSUER, resource=RS, resource_urls=[URL])  # type: ignore[arg-type]
+    assert config.resource_urls == (URL,)
+
+
+PATH = st.from_regex(r"(/[a-z0-9]{1,6}){0,3}", fullmatch=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(PATH, PATH)
+def test_same_resource_sets_one_trailing_slash_aside_and_nothing_else(first, second):
+    a, b = "https://api.example.com" + first, "https://api.example.com" + second
+    assert same_resource(a, a + "/") and same_resource(a + "/", a)
+    assert not same_resource(a, a + "//") and not same_resource(a, a + "/x")
+    assert same_resource(a + "/", b) == (first == second) == same_resource(b, a)
