@@ -109,9 +109,13 @@ def load_key(private_json: bytes | str, alg: str) -> SigningKey:
 
 
 def public_key(data: Mapping[str, Any]) -> SigningKey:
-    """A verification key from a published JWK (resource-server side)."""
+    """A verification key from a published JWK (resource-server side, and client keys).
+
+    Raises when its members do not make a public key, e.g. an EC point off its curve
+    (jwcrypto only finds that out when it builds the key, so it is built here)."""
     members = {k: v for k, v in data.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "k")}
     key = jwk.JWK(**members)
+    key.get_op_key("verify")
     alg = str(data.get("alg") or "")
     return SigningKey(kid=str(data.get("kid") or key.thumbprint()), alg=alg, jwk=key)
 
