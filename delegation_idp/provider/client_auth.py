@@ -432,7 +432,11 @@ def _key_problem(key: Mapping[str, Any], allowed: str) -> str:
             "allowed": allowed,
         }
     if declared is not None and declared not in kind:
-        return _('alg "%(alg)s" does not fit a %(kty)s key.') % {"alg": declared, "kty": kty}
+        return _('alg "%(alg)s" does not fit this %(kty)s key (it signs with %(kind)s).') % {
+            "alg": declared[:20],
+            "kty": kty,
+            "kind": ", ".join(sorted(kind)),
+        }
     if not key_algorithms(key):
         return _(
             "no allowed algorithm signs with this key (needs one of %(kind)s; allowed: %(allowed)s)."
