@@ -9,6 +9,7 @@ agent written by someone else: PyJWT (signing with keys from ``cryptography``) a
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import Any
@@ -241,14 +242,15 @@ def test_authlib_private_key_jwt_with_its_defaults_exchanges_a_token(kind, cast,
     assert spent.expires_at.timestamp() <= claims["iat"] + 300 + 30
 
 
-def test_a_second_key_of_the_same_type_needs_a_kid(cast, user_token, provider):
-    """Two registered EC keys and an assertion without ``kid``: the provider does not guess
-    (``invalid_client``); naming the key's ``kid`` then authenticates."""
+def test_a_second_key_of_the_same_type_needs_a_kid(cast, user_token, provider, caplog):
+    """Two registered EC keys and an assertion without ``kid``: the provider does not guess.
+    The client is told ``invalid_client`` and nothing more (RFC 6749 section 5.2), as is the
+    audit record; the log says why. Naming the key's ``kid`` then authenticates."""
     from authlib.integrations.base_client.errors import OAuthError
     from authlib.oauth2.rfc7523 import PrivateKeyJWT
     from joserfc.jwk import ECKey
 
-    from delegation_idp.models import Party
+    from delegation_idp.models import AuditEvent, Party
 
     key, other = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
     Party.objects.filter(uri=cast["agent1"].uri).update(
@@ -261,9 +263,15 @@ def test_a_second_key_of_the_same_type_needs_a_kid(cast, user_token, provider):
     )
     sent: list[dict[str, str]] = []
     anonymous = PrivateKeyJWT(TOKEN_URL, alg="ES256")
+    caplog.set_level(logging.INFO, logger="delegation_idp.provider.validators")
     with pytest.raises(OAuthError) as refused:
         exchange_with(authlib_client(cast, provider, key, anonymous, sent), cast, user_token)
     assert refused.value.error == "invalid_client"
+    assert refused.value.description == "Client authentication failed."
+    assert f"client assertion refused for {cast['agent1'].client_id}: kid_required" in caplog.text
+    assert sent[0]["client_assertion"] not in caplog.text
+    audited = AuditEvent.objects.filter(client_id=cast["agent1"].client_id).latest("pk")
+    assert (audited.decision, audited.error) == ("denied", "invalid_client")
     named = PrivateKeyJWT(TOKEN_URL, alg="ES256", headers={"kid": "mine"})
     token = exchange_with(authlib_client(cast, provider, key, named, sent), cast, user_token)
     assert_issued_to_agent1(cast, token["access_token"])
