@@ -104,7 +104,8 @@ DEFAULTS: dict[str, Any] = {
     # secret (256-bit random secrets need no slow hashing). None: fall back to
     # django-oauth-toolkit's password hasher.
     "CLIENT_SECRET_HMAC_KEY": None,
-    # Longest accepted lifetime (exp - now) of a private_key_jwt client assertion (RFC 7523), seconds.
+    # Longest time a private_key_jwt client assertion (RFC 7523) is good, seconds: after its iat,
+    # or (without iat) its exp - now. Its jti is remembered that long.
     "CLIENT_ASSERTION_MAX_LIFETIME": 300,
     # The audit sink: a callable taking the audit record's fields; default writes the database.
     "AUDIT_WRITER": "delegation_idp.audit.write_event",

@@ -109,9 +109,13 @@ def load_key(private_json: bytes | str, alg: str) -> SigningKey:
 
 
 def public_key(data: Mapping[str, Any]) -> SigningKey:
-    """A verification key from a published JWK (resource-server side)."""
+    """A verification key from a published JWK (resource-server side, and client keys).
+
+    Raises when its members do not make a public key, e.g. an EC point off its curve
+    (jwcrypto only finds that out when it builds the key, so it is built here)."""
     members = {k: v for k, v in data.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "k")}
     key = jwk.JWK(**members)
+    key.get_op_key("verify")
     alg = str(data.get("alg") or "")
     return SigningKey(kid=str(data.get("kid") or key.thumbprint()), alg=alg, jwk=key)
 
@@ -225,8 +229,12 @@ def peek_header(
     max_bytes: int,
     max_header_bytes: int,
     expected_typ: str | None = "at+jwt",
+    require_kid: bool = True,
 ) -> dict[str, Any]:
-    """Decode and check the protected header of a compact JWS, verifying nothing else."""
+    """Decode and check the protected header of a compact JWS, verifying nothing else.
+
+    ``kid`` is optional in a JWS (RFC 7515 section 4.1.4); with ``require_kid=False`` a header
+    may leave it out, but one that is present must still be a non-empty short string."""
     header_segment = _split(token, max_bytes)[0]
     if len(header_segment) > max_header_bytes:
         raise JoseError("too_large", "header too large")
@@ -239,7 +247,7 @@ def peek_header(
     alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
     if not isinstance(alg, str) or alg not in set(algorithms) or alg not in ASYMMETRIC_ALGORITHMS:
         raise JoseError("bad_alg", "algorithm not allowed")
-    if not isinstance(kid, str) or not kid or len(kid) > 128:
+    if (kid is not None or require_kid) and (not isinstance(kid, str) or not kid or len(kid) > 128):
         raise JoseError("bad_kid", "missing or invalid kid")
     if expected_typ is not None:
         # RFC 9068 section 2.1 / RFC 8725 section 3.11: explicit typing; the
@@ -282,11 +290,13 @@ def verify(
     max_header_bytes: int,
     max_json_depth: int,
     expected_typ: str | None = "at+jwt",
+    require_kid: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against a key of our own set and return ``(header, claims)``.
 
-    ``resolve_key`` maps a ``kid`` to a key of the caller's own key set, or None.
-    Claims are not validated here (see :func:`validate_claims`).
+    ``resolve_key`` maps a ``kid`` to a key of the caller's own key set, or None; with
+    ``require_kid=False`` a header without ``kid`` is resolved as ``""`` (which no present
+    ``kid`` can be). Claims are not validated here (see :func:`validate_claims`).
     """
     allowed = frozenset(algorithms)
     header = peek_header(
@@ -295,8 +305,9 @@ def verify(
         max_bytes=max_bytes,
         max_header_bytes=max_header_bytes,
         expected_typ=expected_typ,
+        require_kid=require_kid,
     )
-    key = resolve_key(header["kid"])
+    key = resolve_key(header.get("kid", ""))
     if key is None:
         raise JoseError("unknown_kid", "no key with that kid")
     if key.alg != header["alg"]:

@@ -35,6 +35,7 @@ from delegation_idp.models import DelegationRule, Party, validate_identity_uri
 from delegation_idp.provider import resources as resources_policy
 from delegation_idp.provider import self_registered
 from delegation_idp.provider.agents import register_party
+from delegation_idp.provider.client_auth import validate_client_jwks
 from delegation_idp.provider.policy_store import load as load_policy
 
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -208,6 +209,22 @@ class PartyAddForm(forms.ModelForm):
         return " ".join(uris)
 
 
+class PartyChangeForm(forms.ModelForm):
+    """The change form: a client JWK set is checked as it is saved."""
+
+    class Meta:
+        model = Party
+        fields = ("jwks",)  # the admin's fieldsets choose the form's fields
+
+    def clean_jwks(self) -> Any:
+        jwks = self.cleaned_data.get("jwks")
+        if jwks is not None:
+            problems = validate_client_jwks(jwks)
+            if problems:
+                raise ValidationError(problems, code="invalid")
+        return jwks
+
+
 class HasClientFilter(admin.SimpleListFilter):
     title = _("OAuth client")
     parameter_name = "has_client"
@@ -285,6 +302,7 @@ class TryDelegationForm(forms.Form):
 
 @admin.register(Party)
 class PartyAdmin(admin.ModelAdmin):
+    form = PartyChangeForm
     list_display = ("name", "uri", "kind", "registration", "enabled", "client_id", "rule_count")
     list_filter = ("kind", "enabled", "registration", HasClientFilter)
     search_fields = ("name", "uri", "contact", "application__client_id", "resource_prefixes")

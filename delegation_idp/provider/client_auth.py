@@ -17,7 +17,20 @@ Two methods, both checked by :class:`delegation_idp.provider.validators.Delegati
   in its party's ``jwks``. The assertion's ``iss`` and ``sub`` are the client
   id, ``aud`` is this provider's issuer or token endpoint URL, and its ``jti``
   is accepted once (a row of :class:`~delegation_idp.models.ClientAssertionJti`,
-  unique per client, kept until the assertion expires).
+  unique per client, kept until the assertion expires). The header's ``kid`` is
+  optional (RFC 7515 section 4.1.4): without it the one registered key that fits
+  the header's ``alg`` verifies. A key registered without ``alg`` verifies the
+  header's ``alg`` when the allow-list and the key's type both allow it (RSA:
+  RS*/PS*; EC: by curve; Ed25519: EdDSA); a key with ``alg`` verifies that alone.
+  :func:`validate_client_jwks` checks a JWK set when it is registered.
+
+Every refusal of an assertion is :class:`AssertionRefused` with a stable code, logged
+by the validator; the client is only told ``invalid_client`` (RFC 6749 section 5.2).
+
+Why one module over 400 lines: it is the one place that says how an agent proves who it
+is, by both methods; the JWK-set check at registration and the key choice at
+authentication apply one rule (:func:`key_algorithms`) and are kept beside each other so
+they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from delegation_idp import jose
 from delegation_idp.conf import idp_settings
@@ -51,6 +65,7 @@ __all__ = [
     "is_keyed_hash",
     "purge_used_assertions",
     "store_secret",
+    "validate_client_jwks",
     "verify_client_assertion",
     "verify_secret",
 ]
@@ -203,8 +218,13 @@ def check_assertion_claims(
 
     ``aud`` must be one of ``audiences`` (a string, or an array of which every
     member is one of them: an assertion made out to another server too is
-    refused, so it cannot be replayed here). ``exp`` is required and at most
-    ``max_lifetime`` ahead, which also bounds how long a ``jti`` is remembered.
+    refused, so it cannot be replayed here). ``exp`` is required (item 4).
+
+    An assertion is good for at most ``max_lifetime`` seconds, which bounds how long its
+    ``jti`` must be remembered (item 7): ``max_lifetime`` after its ``iat`` (item 6 lets a
+    server refuse an ``iat`` too far in the past), or, without ``iat``, until an ``exp`` at
+    most ``max_lifetime`` ahead (item 4 lets it refuse an ``exp`` too far in the future). So a
+    client's longer ``exp`` (Authlib's default is an hour) is accepted, but only while fresh.
     """
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
         raise AssertionRefused("wrong_issuer")
@@ -219,46 +239,221 @@ def check_assertion_claims(
         raise AssertionRefused("missing_exp")
     if exp + leeway <= now:
         raise AssertionRefused("expired")
-    if exp - now > max_lifetime + leeway:
-        raise AssertionRefused("lifetime_too_long")
     for name in ("iat", "nbf"):
         if name in claims:
             value = _number(claims[name])
             if value is None or value - leeway > now:
                 raise AssertionRefused("not_yet_valid")
+    iat = _number(claims.get("iat"))
+    if iat is None:
+        if exp - now > max_lifetime + leeway:
+            raise AssertionRefused("lifetime_too_long")
+        good_until = exp
+    else:
+        good_until = min(exp, iat + max_lifetime)
+        if good_until + leeway <= now:
+            raise AssertionRefused("too_old")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 255:
         raise AssertionRefused("bad_jti")
-    return AssertionClaims(client_id=client_id, jti=jti, expires_at=exp + leeway)
+    return AssertionClaims(client_id=client_id, jti=jti, expires_at=good_until + leeway)
 
 
-def _alg_for(jwk_data: Mapping[str, Any]) -> str | None:
-    """The algorithm of a client's public key: its ``alg``, or implied by its curve."""
-    alg = jwk_data.get("alg")
-    if isinstance(alg, str):
-        return alg
-    kty, crv = str(jwk_data.get("kty")), str(jwk_data.get("crv"))
-    return {("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384", ("OKP", "Ed25519"): "EdDSA"}.get((kty, crv))
+# RFC 7518 section 3.1 and RFC 8037 section 3.1: the JWS algorithms each kind of public key
+# signs with. Which of them are accepted is the allow-list's say (asymmetric ones only).
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_CURVE_ALGORITHMS = {
+    ("EC", "P-256"): "ES256",
+    ("EC", "P-384"): "ES384",
+    ("EC", "P-521"): "ES512",
+    ("OKP", "Ed25519"): "EdDSA",
+}
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+MIN_RSA_BITS = 2048  # RFC 7518 section 3.3 (and NIST SP 800-131A): smaller RSA keys are refused
+MAX_KID_LENGTH = 128  # what the JOSE layer accepts in a header
 
 
-def client_key(jwks: Any, kid: str) -> jose.SigningKey | None:
-    """The public key named ``kid`` in a party's JWK set, or None. Private members are ignored."""
+def allowed_algorithms() -> frozenset[str]:
+    """The algorithms a client may sign assertions with: the allow-list, asymmetric only."""
+    return frozenset(idp_settings.ALLOWED_ALGORITHMS) & jose.ASYMMETRIC_ALGORITHMS
+
+
+def key_type_algorithms(jwk_data: Mapping[str, Any]) -> frozenset[str] | None:
+    """The algorithms a public JWK's type and curve sign with, or None for a type that signs
+    nothing this server verifies (``oct``, X25519, Ed448, an unknown ``kty`` or ``crv``)."""
+    kty = jwk_data.get("kty")
+    if kty == "RSA":
+        return _RSA_ALGORITHMS
+    alg = _CURVE_ALGORITHMS.get((str(kty), str(jwk_data.get("crv"))))
+    return frozenset({alg}) if alg else None
+
+
+def rsa_bits(jwk_data: Mapping[str, Any]) -> int:
+    """The modulus size of an RSA JWK in bits (0 when ``n`` is not base64url)."""
+    n = jwk_data.get("n")
+    if not isinstance(n, str) or len(n) > 2048:  # 12,000 bits: far beyond any real key
+        return 0
+    try:
+        modulus = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except (binascii.Error, ValueError):
+        return 0
+    return int.from_bytes(modulus, "big").bit_length()
+
+
+def key_algorithms(jwk_data: Mapping[str, Any]) -> frozenset[str]:
+    """The algorithms assertions verified by this client key may use: its ``alg`` alone when it
+    names one, else every algorithm of its type; only allowed ones (RFC 7517 section 4.4 makes
+    ``alg`` optional). Empty when the key cannot verify any."""
+    kind = key_type_algorithms(jwk_data)
+    declared = jwk_data.get("alg")
+    if kind is None or (declared is not None and not isinstance(declared, str)):
+        return frozenset()
+    return (kind if declared is None else kind & {declared}) & allowed_algorithms()
+
+
+def _key_for(data: Any, alg: str) -> jose.SigningKey | str:
+    """The key ``data`` as the verifier of an assertion signed with ``alg``, or why it is not.
+
+    The header's ``alg`` chooses only among what the key's own ``alg`` (or, without one, its
+    type and curve) allows: an RSA key never verifies an EC or HMAC signature."""
+    if not isinstance(data, Mapping):
+        return "unsupported_key"
+    if data.get("use") not in (None, "sig"):
+        return "key_not_for_signing"
+    kind = key_type_algorithms(data)
+    if kind is None:
+        return "unsupported_key"
+    declared = data.get("alg")
+    if declared is not None and (not isinstance(declared, str) or declared not in kind):
+        return "key_alg_invalid"  # e.g. alg "RS256" on an EC key: the key is misregistered
+    if alg not in (kind if declared is None else {declared}):
+        return "alg_mismatch"
+    if alg not in allowed_algorithms():
+        return "bad_alg"  # the header's alg is checked first; kept for a direct caller
+    try:
+        key = jose.public_key({**data, "alg": alg})  # private members, if any, are dropped
+    except Exception:
+        return "unloadable_key"
+    if data.get("kty") == "RSA" and rsa_bits(data) < MIN_RSA_BITS:
+        return "key_too_weak"
+    return key
+
+
+def client_key(jwks: Any, kid: str | None, alg: str) -> jose.SigningKey:
+    """The one key of a party's JWK set that verifies an assertion with header ``kid`` and
+    ``alg``; raises :class:`AssertionRefused` saying why there is none.
+
+    With a ``kid``, only the key of that ``kid`` is tried. Without one (RFC 7515 section
+    4.1.4 makes it optional), the key is the only one that fits ``alg``; with several the
+    client must name one (``kid_required``)."""
     keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
-    if not isinstance(keys, list):
-        return None
-    for data in keys:
-        if not isinstance(data, Mapping) or data.get("kid") != kid:
+    if not isinstance(keys, list) or not keys:
+        raise AssertionRefused("no_keys")
+    if kid is not None:
+        named = [data for data in keys if isinstance(data, Mapping) and data.get("kid") == kid]
+        if not named:
+            raise AssertionRefused("unknown_kid")
+        if len(named) > 1:
+            raise AssertionRefused("duplicate_kid")
+        verdicts = [_key_for(named[0], alg)]
+    else:
+        verdicts = [_key_for(data, alg) for data in keys]
+    fitting = [key for key in verdicts if isinstance(key, jose.SigningKey)]
+    if len(fitting) == 1:
+        return fitting[0]
+    if fitting:
+        raise AssertionRefused("kid_required")
+    if len(verdicts) == 1:
+        raise AssertionRefused(str(verdicts[0]))  # the one key's own reason
+    raise AssertionRefused("no_matching_key")
+
+
+def validate_client_jwks(data: Any) -> list[str]:
+    """What is wrong with ``data`` as a party's client JWK set (RFC 7517 section 5), as
+    messages for whoever registers it; empty when every key can authenticate the client.
+
+    Only public signing keys this server can verify with are accepted: no private or
+    symmetric key material, a known ``kty`` and ``crv``, an ``alg`` (when given) on the
+    allow-list and of the key's type, RSA of at least 2048 bits, one key per ``kid``."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
+        return [_('A JWK set is a JSON object with a "keys" list: {"keys": [{...}, ...]}.')]
+    allowed = ", ".join(sorted(allowed_algorithms()))
+    errors: list[str] = []
+    seen: set[str] = set()
+    for position, key in enumerate(data["keys"], start=1):
+        if not isinstance(key, Mapping):
+            errors.append(_("Key %(n)d is not a JSON object.") % {"n": position})
             continue
-        if data.get("use") not in (None, "sig"):
-            return None
-        alg = _alg_for(data)
-        if alg not in jose.ASYMMETRIC_ALGORITHMS:
-            return None
-        try:
-            return jose.public_key({**data, "alg": alg})
-        except Exception:
-            return None
-    return None
+        kid = key.get("kid")
+        name = _("Key %(n)d") % {"n": position}
+        if isinstance(kid, str) and kid:
+            name = _('Key %(n)d (kid "%(kid)s")') % {"n": position, "kid": kid[:MAX_KID_LENGTH]}
+        problem = _key_problem(key, allowed)
+        if problem:
+            errors.append(f"{name}: {problem}")
+        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH):
+            errors.append(
+                f"{name}: "
+                + _("kid must be a non-empty string of at most %(max)d characters.") % {"max": MAX_KID_LENGTH}
+            )
+        elif isinstance(kid, str):
+            if kid in seen:
+                errors.append(f"{name}: " + _("another key has the same kid; each kid names one key."))
+            seen.add(kid)
+    return errors
+
+
+def _key_problem(key: Mapping[str, Any], allowed: str) -> str:
+    """Why one JWK may not be a client key, or ``""``."""
+    kty = key.get("kty")
+    if kty == "oct":
+        return _("a symmetric (oct) key is a shared secret; register public keys only.")
+    private = [member for member in PRIVATE_MEMBERS if member in key]
+    if private:
+        return _("it holds private key members (%(members)s); register the public key only.") % {
+            "members": ", ".join(private)
+        }
+    kind = key_type_algorithms(key)
+    if kind is None:
+        if kty not in ("RSA", "EC", "OKP"):
+            return _('unknown key type "%(kty)s" (use RSA, EC or OKP).') % {"kty": str(kty)[:20]}
+        return _('unsupported curve "%(crv)s" for %(kty)s (use P-256, P-384, P-521 or Ed25519).') % {
+            "crv": str(key.get("crv"))[:20],
+            "kty": kty,
+        }
+    if key.get("use") not in (None, "sig"):
+        return _('"use" is "%(use)s"; a client key signs ("sig").') % {"use": str(key.get("use"))[:20]}
+    declared = key.get("alg")
+    if declared is not None and not isinstance(declared, str):
+        return _("alg must be a string.")
+    if declared is not None and declared not in allowed_algorithms():
+        return _('alg "%(alg)s" is not allowed here (allowed: %(allowed)s).') % {
+            "alg": str(declared)[:20],
+            "allowed": allowed,
+        }
+    if declared is not None and declared not in kind:
+        return _('alg "%(alg)s" does not fit this %(kty)s key (it signs with %(kind)s).') % {
+            "alg": declared[:20],
+            "kty": kty,
+            "kind": ", ".join(sorted(kind)),
+        }
+    if not key_algorithms(key):
+        return _(
+            "no allowed algorithm signs with this key (needs one of %(kind)s; allowed: %(allowed)s)."
+        ) % {
+            "kind": ", ".join(sorted(kind)),
+            "allowed": allowed,
+        }
+    try:
+        jose.public_key(key)
+    except Exception:
+        return _("it is not a valid JWK (its members do not make a key).")
+    if kty == "RSA" and rsa_bits(key) < MIN_RSA_BITS:
+        return _("an RSA key of %(bits)d bits is too weak; at least %(min)d are required.") % {
+            "bits": rsa_bits(key),
+            "min": MIN_RSA_BITS,
+        }
+    return ""
 
 
 def unverified_client_id(assertion: str) -> str | None:
@@ -281,26 +476,30 @@ def verify_client_assertion(assertion: str, client_id: str, jwks: Any, now: floa
     Raises :class:`AssertionRefused`; returns nothing when the client is authenticated.
     """
     now = time.time() if now is None else now
+    allowed = allowed_algorithms()
     try:
         header = jose.peek_header(
             assertion,
-            algorithms=idp_settings.ALLOWED_ALGORITHMS,
+            algorithms=allowed,
             max_bytes=idp_settings.MAX_TOKEN_BYTES,
             max_header_bytes=idp_settings.MAX_HEADER_BYTES,
             expected_typ=None,
+            require_kid=False,
         )
         typ = header.get("typ")
         if (typ.lower().removeprefix("application/") if isinstance(typ, str) else None) not in ASSERTION_TYPS:
             raise AssertionRefused("bad_typ")
-        key = client_key(jwks, header["kid"])
+        kid = header.get("kid")
+        key = client_key(jwks, kid, header["alg"])
         _header, claims = jose.verify(
             assertion,
-            lambda kid: key if key is not None and kid == key.kid else None,
-            algorithms=idp_settings.ALLOWED_ALGORITHMS,
+            lambda presented: key if presented == (kid or "") else None,
+            algorithms=allowed,
             max_bytes=idp_settings.MAX_TOKEN_BYTES,
             max_header_bytes=idp_settings.MAX_HEADER_BYTES,
             max_json_depth=idp_settings.MAX_JSON_DEPTH,
             expected_typ=None,
+            require_kid=False,
         )
     except jose.JoseError as exc:
         raise AssertionRefused(exc.reason) from exc

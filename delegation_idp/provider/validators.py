@@ -144,29 +144,31 @@ class DelegationValidator(OAuth2Validator):
         return client
 
     def _authenticate_assertion(self, request: Any) -> bool:
-        """RFC 7523 section 2.2: ``private_key_jwt`` for a party that registered its keys."""
-
-        assertion_type = _body_value(request, "client_assertion_type")
-        assertion = _body_value(request, "client_assertion")
-        if assertion_type != client_auth.ASSERTION_TYPE or not assertion:
-            return False
-        client_id = client_auth.unverified_client_id(assertion)
-        declared = _body_value(request, "client_id")
-        if client_id is None or (declared is not None and declared != client_id):
-            return False
-        client = self._load_client(client_id, request)
-        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
-            return False
-        party = party_of(client)
-        if party is None or not party.jwks:
-            return False
+        """RFC 7523 section 2.2: ``private_key_jwt``. A refusal is logged by its code, never the assertion."""
+        assertion = _body_value(request, "client_assertion") or ""
+        client_id = client_auth.unverified_client_id(assertion) if assertion else None
         try:
-            client_auth.verify_client_assertion(assertion, client.client_id, party.jwks)
+            client, jwks = self._assertion_client(request, client_id)
+            client_auth.verify_client_assertion(assertion, client.client_id, jwks)
         except client_auth.AssertionRefused as refused:
-            logger.info("client assertion refused for %s: %s", client.client_id, refused.reason)
+            logger.info("client assertion refused for %s: %s", client_id or "-", refused.reason)
             return False
         request.client_id = client.client_id
         return True
+
+    def _assertion_client(self, request: Any, client_id: str | None) -> tuple[Any, Any]:
+        """The confidential client that an assertion's ``sub`` names, and its party's JWK set."""
+        if _body_value(request, "client_assertion_type") != client_auth.ASSERTION_TYPE:
+            raise client_auth.AssertionRefused("wrong_assertion_type")
+        if client_id is None or _body_value(request, "client_id") not in (None, client_id):
+            raise client_auth.AssertionRefused("no_subject" if client_id is None else "client_id_mismatch")
+        client = self._load_client(client_id, request)
+        if client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+            raise client_auth.AssertionRefused("unknown_client" if client is None else "public_client")
+        jwks = getattr(party_of(client), "jwks", None)
+        if not jwks:
+            raise client_auth.AssertionRefused("no_keys")
+        return client, jwks
 
     @staticmethod
     def _upgrade_secret(client: Any, secret: str) -> None:

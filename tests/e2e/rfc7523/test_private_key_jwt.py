@@ -93,6 +93,7 @@ def _other_key_same_kid(agent_key: jose.SigningKey) -> jose.SigningKey:
         "expired",
         "no_exp",
         "lifetime_too_long",
+        "issued_too_long_ago",
         "future_iat",
         "iss_not_client",
         "sub_other_client",
@@ -130,7 +131,9 @@ def test_bad_assertions_are_refused(
     elif case == "no_exp":
         token = assertion(exp=None)
     elif case == "lifetime_too_long":
-        token = assertion(exp=now + 3600)
+        token = assertion(iat=None, exp=now + 3600)
+    elif case == "issued_too_long_ago":
+        token = assertion(iat=now - 600, exp=now + 3000)
     elif case == "future_iat":
         token = assertion(iat=now + 600)
     elif case == "iss_not_client":
@@ -159,7 +162,8 @@ def test_bad_assertions_are_refused(
     assert snapshot() == before
     expected = REASONS.get(case)
     if expected is not None:
-        assert f"client assertion refused for {cast['agent1'].client_id}: {expected}" in caplog.text
+        named = "-" if case == "garbage" else cast["agent1"].client_id
+        assert f"client assertion refused for {named}: {expected}" in caplog.text
     assert token not in caplog.text
 
 
@@ -170,12 +174,15 @@ REASONS = {
     "expired": "expired",
     "no_exp": "missing_exp",
     "lifetime_too_long": "lifetime_too_long",
+    "issued_too_long_ago": "too_old",
     "future_iat": "not_yet_valid",
     "iss_not_client": "wrong_issuer",
     "no_jti": "bad_jti",
     "wrong_key": "bad_signature",
     "unknown_kid": "unknown_kid",
     "typ_access_token": "bad_typ",
+    "wrong_assertion_type": "wrong_assertion_type",
+    "garbage": "no_subject",
 }
 
 
