@@ -253,9 +253,9 @@ class HeadlessUser:
     """The user at the browser, for a client that hands it an authorization URL.
 
     Opens the URL, follows the provider's redirects to its sign-in form, signs in (with the
-    form's CSRF token), answers the consent form with "allow", and returns the redirect to
-    the client's redirect URI (the authorization response) without following it.
-    ``check_consent(page)`` reads the consent page first and may refuse it by raising."""
+    form's CSRF token), answers the consent form with "allow" (``check_consent(page)`` reads it
+    first and may refuse by raising), and returns the redirect to the client's redirect URI
+    (the authorization response) without following it."""
 
     def __init__(self, username: str, password: str, *, check_consent: Any = None) -> None:
         self.username, self.password, self.check_consent = username, password, check_consent
@@ -335,12 +335,11 @@ async def sdk_login(
     check_consent: Any = None,
     timeout: float = 90,
 ) -> SdkLogin:
-    """The official MCP SDK's ``OAuthClientProvider`` with a pre-registered public client
-    (``client``: ``client_id``, ``redirect_uri``), unmodified: the MCP server's 401 leads it
-    through RFC 9728 and RFC 8414 discovery to an authorization code with S256 PKCE and an
-    RFC 8707 ``resource``; ``user`` (``username``, ``password``) signs in and consents as a
-    :class:`HeadlessUser`; then ``list_tools`` and ``call_tool(tool)`` over streamable HTTP.
-    Raises what failed first (unwrapped from the SDK's exception groups)."""
+    """The official MCP SDK's ``OAuthClientProvider``, unmodified, with a pre-registered public
+    ``client`` (``client_id``, ``redirect_uri``): the MCP server's 401 leads it through RFC 9728
+    and RFC 8414 discovery to an authorization code with S256 PKCE and an RFC 8707 ``resource``,
+    ``user`` signing in and consenting as a :class:`HeadlessUser`; then ``list_tools`` and
+    ``call_tool(tool)`` over streamable HTTP. Raises what failed first, unwrapped."""
     import anyio
     import httpx2
     from mcp import Client
@@ -352,9 +351,8 @@ async def sdk_login(
 
     registered = {"redirect_uris": [client["redirect_uri"]], "token_endpoint_auth_method": "none"}
     grants = ["authorization_code"]
-    storage = MemoryTokenStorage(
-        OAuthClientInformationFull(client_id=client["client_id"], grant_types=grants, **registered)
-    )
+    info = OAuthClientInformationFull(client_id=client["client_id"], grant_types=grants, **registered)
+    storage = MemoryTokenStorage(info)
     browser = HeadlessUser(user["username"], user["password"], check_consent=check_consent)
     sent: dict[str, str] = {}
     back: dict[str, str] = {}
@@ -383,11 +381,13 @@ async def sdk_login(
             ):
                 tools = await session.list_tools()
                 result = await session.call_tool(tool, {})
-    except BaseExceptionGroup as group:  # the SDK's task groups wrap what failed
-        leaf: BaseException = group
-        while isinstance(leaf, BaseExceptionGroup):
+    except BaseException as exc:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
             leaf = leaf.exceptions[0]
-        raise leaf from group
+        if storage.tokens is not None:  # what the MCP server was shown: claims, never the token
+            leaf.add_note(f"the SDK obtained a token: {unverified_claims(storage.tokens.access_token)}")
+        raise leaf from (exc if leaf is not exc else None)
     if result.is_error:
         raise RuntimeError(f"the MCP tool {tool} failed: {result.content}")
     return SdkLogin(

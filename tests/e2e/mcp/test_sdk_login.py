@@ -40,7 +40,12 @@ def test_an_unmodified_mcp_sdk_client_logs_in_and_calls_the_tool(mcp_demo):
         for scope in stock["scope"].split():
             assert oauth2_settings.SCOPES[scope] in page.text, f"{scope} not named: {page.text!r}"
 
-    login = asyncio.run(launch.sdk_login(mcp_url, stock, mcp_demo.user, check_consent=the_user_reads))
+    try:
+        login = asyncio.run(launch.sdk_login(mcp_url, stock, mcp_demo.user, check_consent=the_user_reads))
+    except Exception as exc:
+        for role in ("mcp-server1", "resource-server"):
+            exc.add_note(f"{role}'s log:\n{mcp_demo.running.log(role)[-2000:]}")
+        raise
 
     # What the SDK asked for: its pre-registered client, PKCE S256, the MCP server's URL as
     # the RFC 8707 resource, the scope the protected resource metadata advertises.

@@ -103,7 +103,7 @@ class Command(BaseCommand):
         try:
             return asyncio.run(launch.sdk_login(ports.mcp_url, stock, cast["user"])), ""
         except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, " ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", ())])
 
     def _print(
         self,
