@@ -56,3 +56,63 @@ def seed_live(mcp_url: str = "", resource_url: str = "") -> dict[str, Any]:
     cast["agents"]["mcp-server1"]["resource_url"] = mcp_url
     cast["resource_server"]["resource_url"] = resource_url
     return cast
+
+
+STOCK_MCP_CLIENT = "https://stock-mcp-client.example.com"
+STOCK_MCP_CLIENT_SCOPE = "tasks.read"
+# A native client's loopback redirect (RFC 8252 section 7.3); nothing listens there: the
+# headless user reads the redirect instead of following it.
+STOCK_MCP_REDIRECT_URI = "http://127.0.0.1:8976/callback"
+
+
+@transaction.atomic
+def seed_stock_mcp_client(redirect_uri: str = STOCK_MCP_REDIRECT_URI) -> dict[str, Any]:
+    """A stock MCP client, pre-registered: an unmodified MCP SDK client logs in with it.
+
+    * a public client (no secret; authorization code with S256 PKCE, RFC 7636) with a
+      loopback redirect URI, linked to a party of kind agent;
+    * its rule: it may address the user's token to mcp-server1 directly (the token names the
+      RFC 8707 resource the client asked for), at most ``tasks.read``;
+    * mcp-server1's exchange rule continues chains from it as well as from agent2, so the
+      resource server sees ``act`` = mcp-server1 <- the stock client.
+
+    Needs the seed's cast (``seed`` or ``seed_live``) first. Idempotent: one client, one
+    party and one rule however often it runs; the redirect URI is the last one given.
+    """
+    from delegation_idp.models import DelegationRule, Party
+    from delegation_idp.provider.agents import allow
+
+    Application = get_application_model()
+    mcp_server = Party.objects.get(uri=CAST["mcp-server1"][0])
+    party = Party.objects.filter(uri=STOCK_MCP_CLIENT).select_related("application").first()
+    app = party.application if party is not None and party.application is not None else Application()
+    app.name = "Stock MCP client"
+    app.client_type = Application.CLIENT_PUBLIC
+    app.authorization_grant_type = Application.GRANT_AUTHORIZATION_CODE
+    app.redirect_uris = redirect_uri
+    app.client_secret = ""
+    app.hash_client_secret = False
+    app.skip_authorization = False
+    app.full_clean(exclude=["user"])
+    app.save()
+    if party is None:
+        party = Party(uri=STOCK_MCP_CLIENT, kind=Party.AGENT)
+    party.name, party.kind, party.enabled, party.application = "Stock MCP client", Party.AGENT, True, app
+    party.full_clean()
+    party.save()
+    DelegationRule.objects.filter(actor=party).delete()
+    allow(
+        party,
+        [mcp_server],
+        STOCK_MCP_CLIENT_SCOPE,
+        direct_from_user=True,
+        description="a stock MCP client addresses the user's token to the MCP server",
+    )
+    for rule in DelegationRule.objects.filter(actor=mcp_server):
+        rule.upstream_actors.add(party)
+    return {
+        "client_id": app.client_id,
+        "uri": STOCK_MCP_CLIENT,
+        "redirect_uri": redirect_uri,
+        "scope": STOCK_MCP_CLIENT_SCOPE,
+    }

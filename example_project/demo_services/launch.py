@@ -2,6 +2,10 @@
 
 Used by ``manage.py demo_live`` and by the end-to-end tests. Each service is
 its own process on its own loopback port; every hop is an HTTP call.
+
+:func:`sdk_login` is the other way in: an unmodified MCP SDK client
+(``OAuthClientProvider``) logs in to the MCP server on its own, with a
+:class:`HeadlessUser` at the browser signing in and consenting at the provider.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 
@@ -143,8 +149,9 @@ def services(
     *,
     redis_url: str | None = None,
     timeout: float = 90,
+    roles: tuple[str, ...] = ROLES,
 ):
-    """Start the four services; stop them all on exit."""
+    """Start the four services (or those of ``roles``); stop them all on exit."""
     started = Services(ports)
     port_of = {
         "agent1": ports.agent1,
@@ -153,7 +160,7 @@ def services(
         "resource-server": ports.resource,
     }
     try:
-        for role in ROLES:
+        for role in roles:
             path = log_dir / f"{role}.log"
             log: TextIO
             with open(path, "w") as log:
@@ -166,7 +173,7 @@ def services(
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-        for role in ROLES:
+        for role in roles:
             if not _wait_port(port_of[role], started.processes[role], timeout):
                 raise RuntimeError(f"{role} did not start:\n{started.log(role)}")
         yield started
@@ -193,3 +200,201 @@ def hops(trace: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(node, dict):
         flat.append({"party": node.get("resource_server"), "received": node.get("saw"), "answer": node})
     return flat
+
+
+# -- an unmodified MCP SDK client logs in ----------------------------------------------------
+
+
+@dataclass
+class Form:
+    action: str
+    fields: dict[str, str] = field(repr=False)  # named inputs a browser submits (a CSRF token)
+    buttons: dict[str, str] = field(default_factory=dict)  # a browser sends the one clicked
+
+
+@dataclass
+class Page:
+    """A page as the user sees it: its text (no markup, hidden fields or scripts) and forms."""
+
+    url: str
+    text: str
+    forms: list[Form]
+
+
+class _PageParser(HTMLParser):
+    INVISIBLE = frozenset({"head", "script", "style", "template"})
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.page, self.hidden = Page(url, "", []), 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {k: v or "" for k, v in attrs}
+        forms = self.page.forms
+        if tag in self.INVISIBLE:
+            self.hidden += 1
+        elif tag == "form":
+            forms.append(Form(urljoin(self.page.url, attr.get("action") or self.page.url), {}))
+        elif tag in ("input", "button") and forms and attr.get("name"):
+            kind = attr.get("type", "submit" if tag == "button" else "text").lower()
+            named = forms[-1].buttons if kind == "submit" else forms[-1].fields
+            named[attr["name"]] = attr.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.INVISIBLE and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden and data.strip():
+            self.page.text = f"{self.page.text} {' '.join(data.split())}".strip()
+
+
+class HeadlessUser:
+    """The user at the browser, for a client that hands it an authorization URL.
+
+    Opens the URL, follows the provider's redirects to its sign-in form, signs in (with the
+    form's CSRF token), answers the consent form with "allow" (``check_consent(page)`` reads it
+    first and may refuse by raising), and returns the redirect to the client's redirect URI
+    (the authorization response) without following it."""
+
+    def __init__(self, username: str, password: str, *, check_consent: Any = None) -> None:
+        self.username, self.password, self.check_consent = username, password, check_consent
+        self.consent: Page | None = None
+
+    async def authorize(self, authorization_url: str) -> str:
+        origin = urlsplit(authorization_url)[:2]
+        async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
+            response = await browser.get(authorization_url)
+            for _ in range(12):
+                if response.is_redirect:
+                    location = urljoin(str(response.url), response.headers["location"])
+                    if urlsplit(location)[:2] != origin:
+                        return location  # off the provider: the authorization response
+                    response = await browser.get(location)
+                    continue
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.url} answered {response.status_code}")
+                parser = _PageParser(str(response.url))
+                parser.feed(response.text)
+                form, data = self._answer(page := parser.page)
+                response = await browser.post(
+                    form.action, data={**form.fields, **data}, headers={"Referer": page.url}
+                )
+        raise RuntimeError("the provider never redirected back to the client")
+
+    def _answer(self, page: Page) -> tuple[Form, dict[str, str]]:
+        for form in page.forms:
+            if "password" in form.fields:
+                return form, {"username": self.username, "password": self.password}
+            if "allow" in form.buttons:
+                self.consent = page
+                if self.check_consent is not None:
+                    self.check_consent(page)
+                return form, {"allow": form.buttons["allow"]}
+        raise RuntimeError(f"neither a sign-in nor a consent form at {page.url}: {page.text[:300]}")
+
+
+@dataclass
+class MemoryTokenStorage:
+    """The SDK's ``TokenStorage`` protocol in memory, holding a pre-registered client."""
+
+    client_info: Any
+    tokens: Any = None
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> Any:
+        return self.client_info
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client_info = client_info
+
+
+@dataclass
+class SdkLogin:
+    """What an unmodified MCP SDK client sent and got: claims, never a token or a code."""
+
+    tools: list[str]
+    result: dict[str, Any]  # the tool's structured result
+    token_claims: dict[str, Any]  # of the access token the SDK obtained and sent to the MCP server
+    authorization_request: dict[str, str]  # the query it sent to /authorize (no state, no challenge)
+    authorization_response: list[str]  # the parameter names of the redirect back
+    consent: Page | None
+
+
+async def sdk_login(
+    mcp_url: str,
+    client: dict[str, Any],
+    user: dict[str, Any],
+    *,
+    tool: str = "list_tasks",
+    check_consent: Any = None,
+    timeout: float = 90,
+) -> SdkLogin:
+    """The official MCP SDK's ``OAuthClientProvider``, unmodified, with a pre-registered public
+    ``client`` (``client_id``, ``redirect_uri``): the MCP server's 401 leads it through RFC 9728
+    and RFC 8414 discovery to an authorization code with S256 PKCE and an RFC 8707 ``resource``,
+    ``user`` signing in and consenting as a :class:`HeadlessUser`; then ``list_tools`` and
+    ``call_tool(tool)`` over streamable HTTP. Raises what failed first, unwrapped."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
+
+    from delegation_idp.client import unverified_claims
+
+    registered = {"redirect_uris": [client["redirect_uri"]], "token_endpoint_auth_method": "none"}
+    grants = ["authorization_code"]
+    info = OAuthClientInformationFull(client_id=client["client_id"], grant_types=grants, **registered)
+    storage = MemoryTokenStorage(info)
+    browser = HeadlessUser(user["username"], user["password"], check_consent=check_consent)
+    sent: dict[str, str] = {}
+    back: dict[str, str] = {}
+
+    async def redirect_handler(authorization_url: str) -> None:
+        sent.update(parse_qsl(urlsplit(authorization_url).query))
+        back.update(parse_qsl(urlsplit(await browser.authorize(authorization_url)).query))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        if "code" not in back:
+            raise RuntimeError(f"authorization refused: {back.get('error')}: {back.get('error_description')}")
+        return AuthorizationCodeResult(code=back["code"], state=back.get("state"), iss=back.get("iss"))
+
+    oauth = OAuthClientProvider(
+        mcp_url,
+        OAuthClientMetadata(client_name="Stock MCP client", grant_types=grants, **registered),
+        storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+    try:
+        with anyio.fail_after(timeout):
+            async with (
+                httpx2.AsyncClient(auth=oauth, timeout=httpx2.Timeout(30.0)) as http,
+                Client(streamable_http_client(mcp_url, http_client=http)) as session,
+            ):
+                tools = await session.list_tools()
+                result = await session.call_tool(tool, {})
+    except BaseException as exc:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
+            leaf = leaf.exceptions[0]
+        if storage.tokens is not None:  # what the MCP server was shown: claims, never the token
+            leaf.add_note(f"the SDK obtained a token: {unverified_claims(storage.tokens.access_token)}")
+        raise leaf from (exc if leaf is not exc else None)
+    if result.is_error:
+        raise RuntimeError(f"the MCP tool {tool} failed: {result.content}")
+    return SdkLogin(
+        tools=[t.name for t in tools.tools],
+        result=dict(result.structured_content or {}),
+        token_claims=unverified_claims(storage.tokens.access_token) if storage.tokens else {},
+        authorization_request={k: v for k, v in sent.items() if k not in ("state", "code_challenge")},
+        authorization_response=sorted(back),
+        consent=browser.consent,
+    )

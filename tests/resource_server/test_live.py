@@ -43,7 +43,7 @@ def test_demo_live_plays_four_real_hops(tmp_path):
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout, result.stderr[-4000:]  # the trace is printed even when a step failed
     trace = json.loads(result.stdout)
     saw = trace["resource_server_saw"]
     assert saw["sub"] == "user@example.com"
@@ -59,6 +59,13 @@ def test_demo_live_plays_four_real_hops(tmp_path):
         assert sender["sent"]["jti"] != sender["received"]["jti"]
     assert hops[-1]["answer"]["through"] == f"{MCP} <- {AGENT2} <- {AGENT1}"
     assert "eyJ" not in result.stdout  # no token is ever printed
+    # Then an unmodified MCP SDK client (the stock MCP client) logged in on its own and called the tool.
+    sdk = trace["sdk_login"]
+    assert "error" not in sdk, sdk["error"]
+    assert sdk["authorization_request"]["resource"] == trace["urls"]["mcp-server1"]
+    assert sdk["token"]["aud"] == trace["urls"]["mcp-server1"] and sdk["token"]["act"] is None
+    assert sdk["resource_server_saw"]["actors"] == [MCP, "https://stock-mcp-client.example.com"]
+    assert result.returncode == 0, result.stderr[-4000:]
 
 
 @pytest.fixture

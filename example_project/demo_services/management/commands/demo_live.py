@@ -6,10 +6,17 @@ framework, without the provider's models) each run as their own process on
 their own port. Every hop is a separate HTTP call with a token addressed to
 the callee, obtained by token exchange; the command prints the chain the
 resource server saw.
+
+Then an unmodified MCP SDK client logs in on its own: the official SDK's
+``OAuthClientProvider`` with a pre-registered public client (the stock MCP client),
+discovering the provider from the MCP server's 401, the user signing in and consenting at
+the provider's pages (a headless browser), and calling the MCP server's tool; the command
+prints that call and the chain the resource server saw for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import threading
@@ -25,7 +32,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_a
 
 from delegation_idp.conf import idp_settings
 from example_project.demo_services import launch
-from example_project.demo_services.cast import seed_live
+from example_project.demo_services.cast import seed_live, seed_stock_mcp_client
 from example_project.demo_services.management.commands.demo import QuietHandler, user_token
 
 
@@ -54,6 +61,7 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0, interactive=False)
         ports = launch.Ports.pick()
         cast = seed_live(mcp_url=ports.mcp_url, resource_url=ports.resource_prefix)
+        stock = seed_stock_mcp_client()
         app = get_internal_wsgi_application()
         if settings.DEBUG:
             app = StaticFilesHandler(app)
@@ -70,7 +78,11 @@ class Command(BaseCommand):
                     trace = launch.ask_agent1(ports, user_token(issuer, cast))
                 except RuntimeError as exc:
                     raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
-                self._print(trace, ports, options["json"])
+                login, failure = self._sdk_login(ports, stock, cast)
+                self._print(trace, ports, options["json"], login, failure)
+                if failure:
+                    service_logs = "\n".join(running.log(r) for r in launch.ROLES)
+                    raise CommandError(f"the stock MCP client did not log in: {failure}\n{service_logs}")
                 if options["no_serve"]:
                     return
                 self.stdout.write(
@@ -84,9 +96,26 @@ class Command(BaseCommand):
             httpd.shutdown()
             httpd.server_close()
 
-    def _print(self, trace: dict[str, Any], ports: launch.Ports, as_json: bool) -> None:
+    def _sdk_login(
+        self, ports: launch.Ports, stock: dict[str, Any], cast: dict[str, Any]
+    ) -> tuple[launch.SdkLogin | None, str]:
+        """The stock MCP client logs in with the official SDK: its result, or why not."""
+        try:
+            return asyncio.run(launch.sdk_login(ports.mcp_url, stock, cast["user"])), ""
+        except Exception as exc:
+            return None, " ".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", ())])
+
+    def _print(
+        self,
+        trace: dict[str, Any],
+        ports: launch.Ports,
+        as_json: bool,
+        login: launch.SdkLogin | None,
+        failure: str,
+    ) -> None:
         hops = launch.hops(trace)
         seen = hops[-1]["received"] or {}
+        sdk = sdk_summary(login, failure)
         if as_json:
             urls = {
                 "agent1": ports.agent1_url,
@@ -94,7 +123,8 @@ class Command(BaseCommand):
                 "mcp-server1": ports.mcp_url,
                 "resource-server": ports.resource_url,
             }
-            self.stdout.write(json.dumps({"hops": hops, "resource_server_saw": seen, "urls": urls}, indent=2))
+            document = {"hops": hops, "resource_server_saw": seen, "urls": urls, "sdk_login": sdk}
+            self.stdout.write(json.dumps(document, indent=2))
             return
         for number, hop in enumerate(hops, start=1):
             received = hop["received"] or {}
@@ -111,3 +141,40 @@ class Command(BaseCommand):
                 f"{' <- '.join(seen.get('actors') or [])}"
             )
         )
+        self.stdout.write(self.style.MIGRATE_HEADING("\nAn unmodified MCP SDK client logs in"))
+        if failure:
+            self.stdout.write(self.style.ERROR(f"   failed: {failure}"))
+            return
+        request, token, saw = sdk["authorization_request"], sdk["token"], sdk["resource_server_saw"]
+        self.stdout.write(f"   consent page: {sdk['consent']}")
+        self.stdout.write(
+            f"   asked for: resource {request.get('resource')}  scope {request.get('scope')}  "
+            f"PKCE {request.get('code_challenge_method')}  (answered with {', '.join(sdk['redirect'])})"
+        )
+        self.stdout.write(
+            f"   its token: sub {token['sub']}  aud {token['aud']}  client_id {token['client_id']}  "
+            f"act {token['act'] or '(none)'}"
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"   {sdk['tool']}: the resource server served {saw.get('sub')} through "
+                f"{' <- '.join(saw.get('actors') or [])}"
+            )
+        )
+
+
+def sdk_summary(login: launch.SdkLogin | None, failure: str) -> dict[str, Any]:
+    """What the stock MCP client's login showed: no token, code, or form field values."""
+    if login is None:
+        return {"error": failure}
+    downstream = login.result.get("downstream") or {}
+    return {
+        "tools": login.tools,
+        "tool": "list_tasks",
+        "consent": login.consent.text if login.consent else None,
+        "authorization_request": login.authorization_request,
+        "redirect": login.authorization_response,
+        "token": {k: login.token_claims.get(k) for k in ("iss", "sub", "aud", "client_id", "scope", "act")},
+        "mcp_server_received": login.result.get("received"),
+        "resource_server_saw": downstream.get("saw") or {},
+    }

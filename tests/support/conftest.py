@@ -1,0 +1,1 @@
+from tests.support.tls import https_documents, tls_authority  # noqa: F401 - fixtures
