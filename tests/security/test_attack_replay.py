@@ -264,7 +264,9 @@ def register(site: Site, browser: httpx.Client) -> list[int]:
     page = browser.get("/o/applications/register/")
     posted = browser.post("/o/applications/register/", data=form, headers=headers)
     dcr = browser.post("/o/register/", json={"client_name": "mine", "client_id": "admin@example.com"})
-    assert dcr.json() == {"error": "not_found"}
+    # The example site turns RFC 7591 on, governed: no registration rule admits this
+    # registrant (and one that did would get a client id the server picks).
+    assert dcr.json()["error"] == "access_denied"
     return [page.status_code, posted.status_code, dcr.status_code]
 
 
@@ -276,10 +278,10 @@ def test_a_signed_in_user_cannot_register_a_client_or_mint_a_token_that_reads_as
     assert look_alike == "admin@example.com"
     before = site.query("SELECT count(*) FROM oauth2_provider_application")
 
-    # 1. A signed-in user finds no registration page, under either of its routes.
+    # 1. A signed-in user finds no registration page, and RFC 7591 registration refuses them.
     with signed_in_browser(site) as browser:
         registered = register(site, browser)
-    assert registered == [404, 404, 404]
+    assert registered == [404, 404, 401]
     assert site.query("SELECT count(*) FROM oauth2_provider_application") == before
 
     # 2. A client whose id is a user's email (left by an admin's mistake) asks for a token
@@ -496,9 +498,12 @@ def test_the_password_grant_is_refused_and_not_advertised(site):
     assert [(d, e) for d, e, _ in site.audited(mark, "token")] == [("denied", "unauthorized_client")]
     metadata = httpx.get(f"{site.url}/.well-known/oauth-authorization-server").json()
     assert "password" not in metadata["grant_types_supported"]
-    # And no client can register itself for it (no registration route answers).
+    # And no client can register itself for it (RFC 7591 registration refuses anonymous
+    # registrants, and the password grant is no grant it would register).
+    before = site.query("SELECT count(*) FROM oauth2_provider_application")
     with attacker(site) as http:
-        assert http.post("/o/register/", json={"grant_types": ["password"]}).status_code == 404
+        assert http.post("/o/register/", json={"grant_types": ["password"]}).status_code == 401
+    assert site.query("SELECT count(*) FROM oauth2_provider_application") == before
 
 
 # -- iss in authorization responses (W9) ------------------------------------------------------
