@@ -334,12 +334,15 @@ async def sdk_login(
     tool: str = "list_tasks",
     check_consent: Any = None,
     timeout: float = 90,
+    client_metadata_url: str | None = None,
 ) -> SdkLogin:
     """The official MCP SDK's ``OAuthClientProvider``, unmodified, with a pre-registered public
     ``client`` (``client_id``, ``redirect_uri``): the MCP server's 401 leads it through RFC 9728
     and RFC 8414 discovery to an authorization code with S256 PKCE and an RFC 8707 ``resource``,
     ``user`` signing in and consenting as a :class:`HeadlessUser`; then ``list_tools`` and
-    ``call_tool(tool)`` over streamable HTTP. Raises what failed first, unwrapped."""
+    ``call_tool(tool)`` over streamable HTTP. With ``client_metadata_url`` the client is not
+    pre-registered: its client id is that URL (a client ID metadata document, which the
+    provider fetches). Raises what failed first, unwrapped."""
     import anyio
     import httpx2
     from mcp import Client
@@ -352,7 +355,7 @@ async def sdk_login(
     registered = {"redirect_uris": [client["redirect_uri"]], "token_endpoint_auth_method": "none"}
     grants = ["authorization_code"]
     info = OAuthClientInformationFull(client_id=client["client_id"], grant_types=grants, **registered)
-    storage = MemoryTokenStorage(info)
+    storage = MemoryTokenStorage(None if client_metadata_url else info)
     browser = HeadlessUser(user["username"], user["password"], check_consent=check_consent)
     sent: dict[str, str] = {}
     back: dict[str, str] = {}
@@ -372,6 +375,7 @@ async def sdk_login(
         storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
+        client_metadata_url=client_metadata_url,
     )
     try:
         with anyio.fail_after(timeout):

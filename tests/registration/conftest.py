@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from delegation_idp.models import Party, RegistrationRule
+from tests.support.tls import https_documents, tls_authority  # noqa: F401 - fixtures
 
 CLIENT_URL = "https://mcp-client.example.com/oauth/client.json"
 REDIRECT = "http://127.0.0.1:33418/callback"

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.support.live import serve_live
+from tests.support.tls import https_documents, tls_authority  # noqa: F401 - fixtures
 
 
 @dataclass(frozen=True)
