@@ -144,7 +144,9 @@ class Party(models.Model):
         # with it, and can never exchange (validators.client_may_exchange).
 
     def as_view(self) -> PartyView:
-        return PartyView(uri=self.uri, enabled=self.enabled, kind=self.kind)
+        return PartyView(
+            uri=self.uri, enabled=self.enabled, kind=self.kind, self_registered=self.self_registered
+        )
 
     @property
     def self_registered(self) -> bool:
@@ -229,7 +231,7 @@ class RegistrationRule(models.Model):
     Such a party is governed by the enabled rules that match how it registered and its
     host, and by nothing broader: each matching rule acts as a rule of its own "directly
     from a user token" for these audiences with at most this scope (see
-    :mod:`delegation_idp.provider.registration`). ``hosts`` use Django's ``ALLOWED_HOSTS``
+    :mod:`delegation_idp.provider.self_registered`). ``hosts`` use Django's ``ALLOWED_HOSTS``
     syntax: ``mcp.example.com``, ``.example.com`` (the domain and its subdomains), ``*``.
     The host is the metadata document URL's (CIMD), or every redirect URI's (DCR).
     """

@@ -226,10 +226,7 @@ OAUTH2_PROVIDER = {
         "delegation_idp.provider.self_registered.RegistrationRulePermission",
     ),
     "DCR_ENABLED": True,
-    "DCR_REGISTRATION_PERMISSION_CLASSES": (
-        "oauth2_provider.dcr.IsAuthenticatedDCRPermission",
-        "delegation_idp.provider.self_registered.RegistrationRulePermission",
-    ),
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.IsAuthenticatedDCRPermission",),
 }
 
 DELEGATION_IDP = {

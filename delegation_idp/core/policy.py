@@ -67,6 +67,8 @@ class PartyView:
     uri: str
     enabled: bool = True
     kind: str = "agent"
+    #: arrived by itself (a client ID metadata document, RFC 7591) and not promoted
+    self_registered: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,8 +301,15 @@ EXCHANGING_KINDS = frozenset({"agent", "mcp_server"})
 
 def may_exchange(requester: PartyView | None, *, confidential: bool) -> Reason | None:
     """Whether a client may ask for a token exchange at all: a confidential client registered
-    as an agent or an MCP server (``NOT_AN_AGENT`` otherwise), and enabled (``ACTOR_DISABLED``)."""
-    if requester is None or requester.kind not in EXCHANGING_KINDS or not confidential:
+    as an agent or an MCP server by an admin (``NOT_AN_AGENT`` otherwise: a client that
+    registered itself reaches only what a user authorized on the consent page, until it is
+    promoted), and enabled (``ACTOR_DISABLED``)."""
+    if (
+        requester is None
+        or requester.kind not in EXCHANGING_KINDS
+        or requester.self_registered
+        or not confidential
+    ):
         return Reason.NOT_AN_AGENT
     if not requester.enabled:
         return Reason.ACTOR_DISABLED

@@ -94,6 +94,16 @@ class AuthorizationView(DOTAuthorizationView):
         self.authorize_resources(request, credentials, request.GET.getlist("resource"), scopes)
         return scopes, credentials
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        # django-oauth-toolkit's approval_prompt=auto skips the consent page when an earlier
+        # token covers the scopes, whatever resource it was for: a request naming a resource
+        # always shows the page (a trusted application's skip_authorization, which an admin
+        # sets, still skips it).
+        if request.GET.getlist("resource"):
+            request.GET = request.GET.copy()
+            request.GET["approval_prompt"] = "force"
+        return super().get(request, *args, **kwargs)
+
     def form_valid(self, form: Any) -> Any:
         # django-oauth-toolkit reads the consent form's client with .get(): a form naming no
         # client (edited, or a client ID metadata document never resolved) is an error page,
@@ -120,6 +130,10 @@ class AuthorizationView(DOTAuthorizationView):
         """Refuse, as an error redirect, a disabled party, and what the policy does not allow
         ``resources`` for."""
         client = get_application_model().objects.filter(client_id=credentials["client_id"]).first()
+        if client is None or not client.redirect_uri_allowed(credentials.get("redirect_uri") or ""):
+            # Never redirect a refusal to a URI the client did not register (the consent
+            # form's fields can be edited): an error page (RFC 6749 section 4.1.2.1).
+            raise FatalClientError(error=oauth2_errors.MismatchingRedirectURIError())
         party = party_of(client)
         user = request.user if request.user.is_authenticated else None
         try:

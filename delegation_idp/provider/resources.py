@@ -54,9 +54,12 @@ def owners_of(resources: Sequence[str]) -> list[tuple[str, str]]:
     return [(r, names[u]) for r, u in found.items() if u in names]
 
 
-def _foreign(party: Party, resources: Sequence[str]) -> tuple[str, ...]:
-    own = (party.uri, *party.prefixes())
-    return tuple(r for r in resources if not any(policy.resource_under(r, p) for p in own))
+def _foreign(party: Party, resources: Sequence[str], store: policy_store.PolicyStore) -> tuple[str, ...]:
+    """The resources that are not ``party``'s own: each belongs to the party whose identity URI
+    or prefix covers it most closely (:func:`~delegation_idp.core.policy.resource_owner`), so a
+    URL under the party's URI that another party's longer prefix covers is that party's."""
+    owners = store.resource_owners()
+    return tuple(r for r in resources if policy.resource_owner(r, owners) != party.uri)
 
 
 def explain_direct(
@@ -71,7 +74,7 @@ def explain_direct(
     authorization, with the outcome of each of its rules (the admin's dry-run page shows
     them), the context it was decided in, and the owners of the foreign resources."""
     store = store or policy_store.current()
-    foreign = _foreign(party, resources)
+    foreign = _foreign(party, resources, store)
     owners = store.resource_owners()
     targets = tuple(dict.fromkeys(policy.resource_owner(r, owners) or r for r in foreign))
     wanted = frozenset(scopes)
@@ -120,12 +123,13 @@ def authorize(
             raise refusal(denied)
         owners = (policy.resource_owner(r, allowed) for r in resources)
         return Authorized(resources, tuple(dict.fromkeys(o for o in owners if o is not None)))
-    if not _foreign(party, resources):
+    foreign = _foreign(party, resources, store)
+    if not foreign:
         return Authorized(resources, (party.uri,))
     if getattr(user, "pk", None) is None:
         # Without a user nobody authorized the client to reach another party directly.
         raise refusal(Reason.RESOURCE_NOT_OWN)
-    if consented is not None and not set(_foreign(party, resources)) <= set(consented()):
+    if consented is not None and not set(foreign) <= set(consented()):
         raise refusal(Reason.RESOURCE_NOT_CONSENTED)
     explanation, _ctx, targets = explain_direct(party, resources, user=user, scopes=scopes, store=store)
     decision = explanation.decision

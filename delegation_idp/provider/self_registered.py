@@ -6,10 +6,11 @@ metadata document (its client id is the document's https URL) with its SSRF-hard
 fetcher and stores a public application; with ``DCR_ENABLED`` it answers RFC 7591
 registration. This module puts those clients under the delegation policy:
 
-* **Admission.** :class:`RegistrationRulePermission` (a CIMD and a DCR permission class)
-  admits a client only when an enabled :class:`~delegation_idp.models.RegistrationRule`
-  matches how it registers and its host, so no document is fetched from, and no client
-  registered for, a host the admins did not name.
+* **Admission.** A client is admitted only when an enabled
+  :class:`~delegation_idp.models.RegistrationRule` matches how it registers and its host, so
+  no document is fetched from, and no client registered for, a host the admins did not
+  name: :class:`RegistrationRulePermission` (a CIMD permission class) and
+  :func:`admits_registration` (asked by the RFC 7591 and RFC 7592 views).
 * **A registered party.** Each such application becomes a :class:`~delegation_idp.models.Party`
   of kind agent, marked with how it registered (:func:`application_saved`). Its identity
   URI is the metadata document URL (CIMD: the URL is the client id, and the provider fetched
@@ -30,7 +31,6 @@ registration. This module puts those clients under the delegation policy:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.http.request import validate_host
+from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from delegation_idp import audit
@@ -49,6 +50,7 @@ from delegation_idp.models import DelegationRule, Party, RegistrationRule
 
 __all__ = [
     "RegistrationRulePermission",
+    "admits_registration",
     "application_saved",
     "connect",
     "hosts_of",
@@ -126,43 +128,58 @@ def rules_for(party: Party, alias: str | None = None) -> tuple[policy.RuleView, 
     )
 
 
+def admits_registration(redirect_uris: list[str], *, client_id: str = "") -> bool:
+    """Whether an enabled registration rule admits an RFC 7591 registration (or an RFC 7592
+    update of ``client_id``) with these redirect URIs; a refusal is audited."""
+    hosts = hosts_of(Party.BY_DCR, "", redirect_uris)
+    if matching(Party.BY_DCR, hosts, RegistrationRule.objects.filter(enabled=True)):
+        return True
+    _refused(Party.BY_DCR, client_id)
+    return False
+
+
+def _refused(via: str, client_id: str) -> None:
+    reason = Reason.REGISTRATION_NOT_PERMITTED
+    audit.write_refusal(
+        event="registration",
+        grant_type=via,
+        client_id=str(client_id or "")[:255],
+        error=reason.error,
+        reason=reason,
+    )
+
+
 class RegistrationRulePermission:
-    """Admit a self-registering client only where an enabled registration rule names its
-    host. As a CIMD permission class (``CIMD_REGISTRATION_PERMISSION_CLASSES``) it is asked
-    with the client id before any document is fetched; as a DCR one
-    (``DCR_REGISTRATION_PERMISSION_CLASSES``, beside an authentication class) with the
-    registration request, whose redirect URIs are checked. A refusal is audited."""
+    """Admit a client ID metadata document only where an enabled registration rule names its
+    host, before any document is fetched (``CIMD_REGISTRATION_PERMISSION_CLASSES``). A URL
+    that another party's identity URI or resource prefix covers, or that covers one, is never
+    admitted (the client would own that party's resources). A refusal is audited.
+
+    RFC 7591 registration needs no permission class for this: the registration views check
+    the rules themselves (:func:`admits_registration`), so as a DCR permission class this one
+    admits every request."""
 
     def has_permission(self, request: Any, client_id: str | None = None) -> bool:
-        if client_id is not None:
-            via, hosts = Party.BY_CIMD, hosts_of(Party.BY_CIMD, client_id, ())
-            taken = Party.objects.filter(uri=client_id).exclude(registration=Party.BY_CIMD).exists()
-        else:
-            via, taken = Party.BY_DCR, False
-            hosts = hosts_of(Party.BY_DCR, "", _redirect_uris(request))
-        rules = RegistrationRule.objects.filter(enabled=True)
-        if not taken and matching(via, hosts, rules):
+        if client_id is None:
+            return True  # RFC 7591: the registration view asks the rules
+        hosts = hosts_of(Party.BY_CIMD, client_id, ())
+        if not _overlaps(client_id) and matching(
+            Party.BY_CIMD, hosts, RegistrationRule.objects.filter(enabled=True)
+        ):
             return True
-        reason = Reason.REGISTRATION_NOT_PERMITTED
-        audit.write_refusal(
-            event="registration",
-            grant_type=via,
-            client_id=str(client_id or "")[:255],
-            error=reason.error,
-            reason=reason,
-        )
+        _refused(Party.BY_CIMD, client_id)
         return False
 
 
-def _redirect_uris(request: Any) -> list[str]:
-    try:
-        data = getattr(request, "data", None)
-        if data is None:
-            data = json.loads(request.body or b"{}")
-        uris = data.get("redirect_uris") if isinstance(data, dict) else None
-    except (ValueError, AttributeError):
-        return []
-    return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+def _overlaps(client_id: str) -> bool:
+    """Whether ``client_id`` collides with another party: equal to, under, or above its
+    identity URI or one of its resource prefixes (the party of this very client aside)."""
+    others = Party.objects.exclude(application__client_id=client_id).only("uri", "resource_prefixes")
+    for party in others:
+        for prefix in (party.uri, *party.prefixes()):
+            if policy.resource_under(client_id, prefix) or policy.resource_under(prefix, client_id):
+                return True
+    return False
 
 
 def _identity_uri(via: str, client_id: str) -> str:
@@ -177,7 +194,11 @@ def application_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) 
     via = _source(instance)
     if via is None or kwargs.get("raw"):
         return
-    if Party.objects.filter(application=instance).exists():
+    linked = Party.objects.filter(application=instance)
+    if linked.exists():
+        # Its redirect URIs (DCR) decide which registration rules govern it: a change is a
+        # policy change, seen by every process's policy cache (the party table's triggers).
+        linked.filter(registration=via).update(updated=timezone.now())
         return
     uri = _identity_uri(via, instance.client_id)
     if len(uri) > (Party._meta.get_field("uri").max_length or 255) or Party.objects.filter(uri=uri).exists():

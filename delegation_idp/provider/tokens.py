@@ -144,7 +144,11 @@ def checked_resources(request: Request, client: Any, party: Any) -> resources.Au
     user = getattr(request, "user", None)
     if getattr(user, "pk", None) is None:
         user = None
-    by_user = user is not None and request.grant_type in ("authorization_code", "refresh_token")
+    consented: Any = None
+    if user is not None and request.grant_type in ("authorization_code", "refresh_token"):
+        consented = (lambda: stored_resources(request, client)) if asked else None
+    elif user is not None:
+        consented = tuple  # no consent page (the password grant): never another party's resource
     try:
         return resources.authorize(
             party,
@@ -152,7 +156,7 @@ def checked_resources(request: Request, client: Any, party: Any) -> resources.Au
             user=user,
             scopes=list(request.scopes or []),
             allowed_for_client=client.pk,
-            consented=(lambda: stored_resources(request, client)) if by_user and asked else None,
+            consented=consented,
         )
     except OAuthError as exc:
         raise for_oauthlib(exc) from None

@@ -20,7 +20,7 @@ exchanges the token it received for a new one (RFC 8693)::
     )
     server = MCPServer(
         "mcp-server1",
-        token_verifier=DelegationTokenVerifier(validator),
+        token_verifier=DelegationTokenVerifier(validator, resource_server_url=url),
         auth=AuthSettings(
             issuer_url=issuer,
             resource_server_url=url,

@@ -171,12 +171,17 @@ def resource_for_request(request: HttpRequest) -> str | None:
 
 
 def resource_urls_for(request: HttpRequest | None) -> tuple[str, ...]:
-    """Every resource URL the site's metadata names: the root resource and one per declared
-    path, at ``RESOURCE_URL``'s origin, else at ``request``'s (none without a request)."""
+    """The resource URLs a token's ``aud`` may name: one per declared path, or the root
+    resource when none is declared, at ``RESOURCE_URL``'s origin, else at ``request``'s (none
+    without a request)."""
     origin = origin_for(request)
     if origin is None:
         return ()
-    urls = [_root_resource(origin), *(origin + escape_uri_path(path) for path in declared_paths())]
+    declared = declared_paths()
+    # The bare origin is accepted as an audience only by a site that declares no path: behind
+    # a gateway that routes the paths of one origin to several services, a service that
+    # declared its path but took tokens for the origin would take every token issued for it.
+    urls = [*([] if declared else [_root_resource(origin)]), *(origin + escape_uri_path(p) for p in declared)]
     url = configured_resource_url()
     if url:
         urls.append(url)

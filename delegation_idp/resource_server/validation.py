@@ -76,8 +76,8 @@ def same_resource(first: str, second: str) -> bool:
 
 
 def check_resource_url(url: Any) -> None:
-    """A resource URL: absolute ``https`` (or ``http``, for loopback), no fragment (RFC 8707
-    section 2, RFC 9728 section 2)."""
+    """A resource URL: absolute ``https`` or ``http`` (the service decides where it is served;
+    RFC 9728 section 2 wants https in production), no fragment (RFC 8707 section 2)."""
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("https", "http") or not parts.netloc or "#" in url:
         raise ValueError(f"a resource URL must be an absolute http(s) URL without a fragment: {url!r}")

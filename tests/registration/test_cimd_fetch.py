@@ -6,6 +6,7 @@ are refused with the test fetcher too)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -82,22 +83,22 @@ def test_a_certificate_nobody_trusts_is_refused(
     assert not registered(served)
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        Document({}, status=302, headers={"Location": "https://localhost/elsewhere.json"}),
-        Document(b"<html></html>", headers={"Content-Type": "text/html"}),
-        Document(b"x" * (64 * 1024)),
-        "another client's document",
-    ],
-    ids=["redirect", "not-json", "too-large", "client-id-mismatch"],
-)
+@pytest.mark.parametrize("answer", ["redirect", "not-json", "too-large", "client-id-mismatch"])
 def test_a_document_django_oauth_toolkit_would_refuse_is_refused(
     served, https_documents, loopback_fetcher, login, answer
 ):
-    if answer == "another client's document":
-        answer = Document(document("https://localhost/someone-else.json"))
-    https_documents.documents[PATH] = answer
+    """Each case would register the client if its check were missing: the redirect leads to a
+    valid document for this very URL, the oversized document is valid JSON, the HTML page is
+    the document with another content type."""
+    valid = document(served)
+    elsewhere = "/elsewhere.json"
+    https_documents.documents[elsewhere] = Document(valid)
+    https_documents.documents[PATH] = {
+        "redirect": Document({}, status=302, headers={"Location": https_documents.url(elsewhere)}),
+        "not-json": Document(json.dumps(valid).encode(), headers={"Content-Type": "text/html"}),
+        "too-large": Document(document(served, padding="x" * (20 * 1024))),  # a member nothing reads
+        "client-id-mismatch": Document(document("https://localhost/someone-else.json")),
+    }[answer]
     assert login(served, method="GET").response.status_code == 400
-    assert fetched(https_documents) == [PATH]  # asked once, then backed off
+    assert fetched(https_documents) == [PATH]  # asked once (a redirect is not followed), then backed off
     assert not registered(served)

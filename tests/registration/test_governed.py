@@ -202,7 +202,9 @@ def register(client: Any, redirect_uris: list[str]) -> Any:
 @pytest.mark.rfc("7591-3")
 def test_dynamic_registration_is_governed_the_same_way(cast, client):
     client.force_login(cast.user)
-    assert register(client, ["https://tools.example.org/cb"]).status_code == 401
+    refused = register(client, ["https://tools.example.org/cb"])
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_redirect_uri")  # RFC 7591 3.2.2
+    assert refused["Cache-Control"] == "no-store"
     assert events("registration")[-1].reason == "registration_not_permitted"
     rule = RegistrationRule.objects.create(via=Party.BY_DCR, hosts=".example.org", max_scope="tasks.read")
     rule.audiences.set([Party.objects.get(uri=cast["mcp-server1"].uri)])
@@ -215,7 +217,7 @@ def test_dynamic_registration_is_governed_the_same_way(cast, client):
     assert events("registration")[-1].client_id == client_id
     # every redirect URI must be on a named host
     assert (
-        register(client, ["https://tools.example.org/cb", "https://evil.example.net/cb"]).status_code == 401
+        register(client, ["https://tools.example.org/cb", "https://evil.example.net/cb"]).status_code == 400
     )
 
 
@@ -250,3 +252,14 @@ def test_a_consent_form_naming_no_client_is_an_error_page_not_a_500(cast, client
     )
     assert response.status_code == 400
     assert not response.has_header("Location")  # never a redirect to a URI nobody registered
+
+
+def test_a_promoted_client_keeps_its_metadata_fresh(cast, fetcher, registration_rule, login):
+    """Its own URL stays admissible (a refresh of its document), not taken by another party."""
+    from delegation_idp.provider.self_registered import RegistrationRulePermission
+
+    login(method="GET")
+    self_registered.promote(Party.objects.get(uri=CLIENT_URL))
+    assert RegistrationRulePermission().has_permission(None, CLIENT_URL)
+    Party.objects.create(uri=CLIENT_URL.rsplit("/", 1)[0], name="another", kind=Party.AGENT)
+    assert not RegistrationRulePermission().has_permission(None, CLIENT_URL)  # now it overlaps

@@ -210,22 +210,35 @@ def test_only_the_addressed_party_may_exchange_it(cast, addressed, exchange):
     assert last_event().reason == "subject_wrong_audience"
 
 
-@pytest.mark.rfc("8693-2.1")
-def test_the_agents_own_user_token_is_still_its_own(cast, authorize, redeem, exchange):
-    """agent1's user token for a resource of its own stays agent1's, even where that URL also
-    lies under a prefix of agent2's: held by agent2 it is an unrecorded hop."""
+@pytest.mark.rfc("8707-2")
+def test_a_url_another_partys_longer_prefix_covers_is_that_partys(cast, authorize, redeem, exchange):
+    """A resource belongs to the party whose URI or prefix covers it most closely: under agent1's
+    URI but under agent2's longer prefix, it is agent2's. agent1 reaches it only by its rule for
+    agent2 (the consent page names agent2), and agent2's exchange records agent1."""
     agent1 = cast["agent1"]
     shared = agent1.uri + "/shared"
     Party.objects.filter(uri=cast["agent2"].uri).update(resource_prefixes=shared)
+    page = authorize(agent1, shared, method="GET").response
+    assert "(Agent 2)" in page.content.decode().split('id="consent-resources">', 1)[1].split("</ul>")[0]
     response = redeem(agent1, authorize(agent1, shared))
     assert response.status_code == 200, response.content
-    own = response.json()["access_token"]
-    assert decode(own)[1]["aud"] == shared
+    token = response.json()["access_token"]
+    row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
+    assert f"|{cast['agent2'].uri}|" in row.parties
+    onward = exchange("agent2", token, cast["mcp-server1"].uri)
+    assert onward.status_code == 200, onward.content
+    assert decode(onward.json()["access_token"])[1]["act"]["act"] == {"sub": agent1.uri}
+    DelegationRule.objects.filter(actor__uri=agent1.uri).delete()  # no rule: agent1 may not
+    assert authorize_location(authorize(agent1, shared).response)["error"] == ["invalid_target"]
+
+
+@pytest.mark.rfc("8693-2.1")
+def test_an_agents_own_user_token_held_by_another_agent_is_refused(cast, issue_user_token, exchange):
+    own = issue_user_token("agent1")
     before = snapshot()
-    response = exchange("agent2", own, cast["mcp-server1"].uri)
-    assert_oauth_error(response, 400, "invalid_request")
+    assert_oauth_error(exchange("agent2", own, cast["mcp-server1"].uri), 400, "invalid_request")
     assert snapshot() == before
-    assert last_event().reason == "subject_foreign_client"
+    assert last_event().reason == "subject_wrong_audience"
 
 
 # -- the admin's dry-run page asks the same question ----------------------------------------
@@ -294,3 +307,42 @@ def test_a_refresh_keeps_the_authorized_resource_and_asks_the_policy_again(
     refresh["refresh_token"] = again.json()["refresh_token"]
     assert_oauth_error(token_endpoint(refresh, agent1), 400, "invalid_target")
     assert snapshot() == before
+
+
+@pytest.mark.rfc("8707-2")
+def test_auto_approval_never_skips_the_consent_page_for_a_resource(cast, client, authorize, redeem):
+    """approval_prompt=auto skips the page when an earlier token covers the scopes; with a
+    resource it is shown anyway, so the user sees the party named."""
+    agent1 = cast["agent1"]
+    assert redeem(agent1, authorize(agent1)).status_code == 200  # an earlier token
+    client.force_login(cast.user)
+    params = {**authorize(agent1, cast["agent2"].uri, method="GET").params, "approval_prompt": "auto"}
+    client.force_login(cast.user)
+    response = client.get("/o/authorize/", params)
+    assert response.status_code == 200 and b'id="consent-resources"' in response.content
+    without = {k: v for k, v in params.items() if k != "resource"}
+    assert client.get("/o/authorize/", without).status_code == 302  # as django-oauth-toolkit does
+
+
+@pytest.mark.rfc("8707-2")
+def test_the_password_grant_never_reaches_another_party(cast, token_endpoint, settings):
+    """No consent page: a site that keeps django-oauth-toolkit's password grant gets no token
+    for another party's resource by it, whatever a rule allows."""
+    from oauth2_provider.models import get_application_model
+
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    agent1 = cast["agent1"]
+    get_application_model().objects.filter(client_id=agent1.client_id).update(
+        authorization_grant_type="password"
+    )
+    form = {
+        "grant_type": "password",
+        "username": cast.data["user"]["username"],
+        "password": cast.data["user"]["password"],
+        "scope": "tasks.read",
+        "resource": cast["agent2"].uri,
+    }
+    before = snapshot()
+    assert_oauth_error(token_endpoint(form, agent1), 400, "invalid_target")
+    assert snapshot() == before
+    assert last_event().reason == "resource_not_consented"
