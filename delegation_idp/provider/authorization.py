@@ -100,8 +100,10 @@ class AuthorizationView(DOTAuthorizationView):
         # always shows the page (a trusted application's skip_authorization, which an admin
         # sets, still skips it).
         if request.GET.getlist("resource"):
-            request.GET = request.GET.copy()
-            request.GET["approval_prompt"] = "force"
+            query = request.GET.copy()
+            query["approval_prompt"] = "force"
+            query._mutable = False
+            request.GET = query  # type: ignore[assignment]  # a copy, read-only again
         return super().get(request, *args, **kwargs)
 
     def form_valid(self, form: Any) -> Any:
