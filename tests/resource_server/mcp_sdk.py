@@ -102,3 +102,25 @@ def discover(
         found.error = exc
     found.metadata = provider.context.protected_resource_metadata
     return found
+
+
+def initialize_request(token: str) -> dict[str, Any]:
+    """The keyword arguments of an MCP ``initialize`` request over streamable HTTP, as any
+    client sends it first, with ``token`` as its bearer token."""
+    return {
+        "headers": {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        },
+        "json": {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+    }

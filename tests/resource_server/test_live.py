@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import free_port
 from tests.helpers import decode
 from tests.procs import cluster, manage, site_env
+from tests.resource_server.mcp_sdk import initialize_request
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT1 = "https://agent1.example.com"
@@ -97,25 +98,7 @@ def _client(issuer, cast, name):
 
 def _initialize(url: str, token: str) -> httpx.Response:
     """An MCP initialize request over streamable HTTP, as any client would send it first."""
-    return httpx.post(
-        url,
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/json",
-        },
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "test", "version": "1"},
-            },
-        },
-        timeout=30,
-    )
+    return httpx.post(url, timeout=30, **initialize_request(token))
 
 
 @pytest.mark.integration

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from delegation_idp.resource_server.mcp import DelegatedAccessToken, DelegationTokenVerifier
 from delegation_idp.resource_server.validation import ResourceServerConfig, TokenValidator
+from tests.resource_server.mcp_sdk import initialize_request
 from tests.resource_server.test_validation import ISSUER, FakeProvider
 
 IDENTITY = "https://mcp-server1.example.com"
@@ -90,24 +91,7 @@ def mcp_client(http: httpx.Client):
 
 
 def initialize(client: TestClient, token: str) -> httpx.Response:
-    return client.post(
-        "/mcp",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/json",
-        },
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-    )
+    return client.post("/mcp", **initialize_request(token))
 
 
 @pytest.mark.rfc("9728-3.3")
