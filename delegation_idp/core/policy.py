@@ -32,7 +32,6 @@ __all__ = [
     "explain",
     "may_exchange",
     "may_obtain_tokens",
-    "own_token_resources",
     "resource_owner",
     "resource_under",
 ]
@@ -320,17 +319,6 @@ def may_obtain_tokens(party: PartyView | None) -> Reason | None:
     """Whether a client may obtain tokens by django-oauth-toolkit's grants: any application,
     unless it is a registered party that is disabled (``ACTOR_DISABLED``)."""
     return Reason.ACTOR_DISABLED if party is not None and not party.enabled else None
-
-
-def own_token_resources(resources: Iterable[str], own: Iterable[str]) -> Reason | None:
-    """An agent's own tokens (authorization code, refresh, client credentials) are addressed
-    to the agent itself: every RFC 8707 ``resource`` must lie under one of its ``own``
-    prefixes. Any other audience is reached only by token exchange, through a delegation
-    rule, with the agent recorded in ``act``."""
-    prefixes = tuple(own)
-    if all(any(resource_under(r, p) for p in prefixes) for r in resources):
-        return None
-    return Reason.RESOURCE_NOT_OWN
 
 
 def client_resources(resources: Iterable[str], allowed: Iterable[str]) -> Reason | None:
