@@ -19,8 +19,11 @@ from typing import Any, ClassVar
 from delegation_idp.core.reasons import Reason
 
 __all__ = [
+    "AccessDenied",
     "InvalidClient",
+    "InvalidClientMetadata",
     "InvalidGrant",
+    "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidTarget",
@@ -114,6 +117,25 @@ class InvalidTarget(OAuthError):
     error = "invalid_target"
 
 
+class AccessDenied(OAuthError):
+    """The resource owner or the server denied the request (RFC 6749 section 4.1.2.1; RFC 7592
+    section 2 answers it with 403)."""
+
+    error = "access_denied"
+
+
+class InvalidRedirectUri(OAuthError):
+    """The value of one or more redirection URIs is invalid (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(OAuthError):
+    """The value of one of the client metadata fields is invalid (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_client_metadata"
+
+
 class SlowDown(OAuthError):
     """The client is making requests too quickly and must wait (``Retry-After``)."""
 
@@ -143,6 +165,9 @@ _CLASSES: dict[str, type[OAuthError]] = {
         UnsupportedGrantType,
         InvalidScope,
         InvalidTarget,
+        AccessDenied,
+        InvalidRedirectUri,
+        InvalidClientMetadata,
         SlowDown,
         TemporarilyUnavailable,
         ServerError,

@@ -206,11 +206,30 @@ class Reason(enum.StrEnum):
     )
     ACTOR_DISABLED = "actor_disabled", "unauthorized_client", "This client is disabled.", Family.CLIENT
     THROTTLED = "throttled", "slow_down", "Too many requests.", Family.CLIENT
-    REGISTRATION_NOT_PERMITTED = (
+    REGISTRATION_NOT_PERMITTED = (  # a client ID metadata document no rule admits
         "registration_not_permitted",
         "invalid_client",
         "This client may not register here.",
         Family.CLIENT,
+    )
+    REDIRECT_URI_NOT_PERMITTED = (  # an RFC 7591 registration or RFC 7592 update no rule admits
+        "redirect_uri_not_permitted",
+        "invalid_redirect_uri",
+        "This client may not register these redirect URIs here.",
+        Family.CLIENT,
+    )
+    CLIENT_MANAGED_BY_ADMIN = (  # RFC 7592 update or deletion of a client an admin governs
+        "client_managed_by_admin",
+        "access_denied",
+        "An administrator manages this client.",
+        Family.CLIENT,
+        403,
+    )
+    CLIENT_METADATA_INVALID = (
+        "client_metadata_invalid",
+        "invalid_client_metadata",
+        "The client metadata must be a JSON object of at most 16 KiB.",
+        Family.REQUEST,
     )
     SIGN_IN_LOCKED = (
         "sign_in_locked",

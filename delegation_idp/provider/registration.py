@@ -30,8 +30,9 @@ from oauth2_provider.views import (
     DynamicClientRegistrationView,
 )
 
-from delegation_idp import jose
+from delegation_idp import audit, jose
 from delegation_idp.conf import idp_settings
+from delegation_idp.core.reasons import Reason
 from delegation_idp.models import Party
 from delegation_idp.provider import self_registered
 from delegation_idp.provider.resilience import NO_STORE
@@ -64,6 +65,14 @@ def _error(error: str, description: str, status: int = 400) -> HttpResponse:
     return response
 
 
+def _refusal(reason: Reason, client_id: str = "") -> HttpResponse:
+    """The catalogue's answer for ``reason``, audited (event ``registration``)."""
+    audit.write_refusal(
+        event="registration", grant_type=DCR, client_id=client_id[:255], error=reason.error, reason=reason
+    )
+    return _error(reason.error, reason.description, reason.status)
+
+
 def _metadata(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     """The request's client metadata, read with bounded size and depth, or the error."""
     try:
@@ -71,17 +80,17 @@ def _metadata(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     except ValueError:
         declared = MAX_METADATA_BYTES + 1
     if declared > MAX_METADATA_BYTES:
-        return _error("invalid_client_metadata", "The client metadata is too large.")
+        return _refusal(Reason.CLIENT_METADATA_INVALID)
     body = request.read(MAX_METADATA_BYTES + 1)
     if len(body) > MAX_METADATA_BYTES:
-        return _error("invalid_client_metadata", "The client metadata is too large.")
+        return _refusal(Reason.CLIENT_METADATA_INVALID)
     request._body = body  # django-oauth-toolkit's view reads request.body afterwards
     try:
         data = jose.strict_json_loads(body, max_depth=MAX_METADATA_DEPTH)
     except jose.JoseError:
-        return _error("invalid_client_metadata", "Request body must be a JSON object.")
+        return _refusal(Reason.CLIENT_METADATA_INVALID)
     if not isinstance(data, dict):
-        return _error("invalid_client_metadata", "Request body must be a JSON object.")
+        return _refusal(Reason.CLIENT_METADATA_INVALID)
     return data
 
 
@@ -92,10 +101,11 @@ def _admitted(request: HttpRequest, client_id: str = "") -> HttpResponse | None:
         return data
     uris = data.get("redirect_uris", [])
     if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
-        return _error("invalid_redirect_uri", "redirect_uris must be an array of strings.")
+        return _refusal(Reason.CLIENT_METADATA_INVALID, client_id)
     if self_registered.admits_registration(uris, client_id=client_id):
         return None
-    return _error("invalid_redirect_uri", "This client may not register these redirect URIs here.")
+    reason = Reason.REDIRECT_URI_NOT_PERMITTED  # audited by admits_registration
+    return _error(reason.error, reason.description, reason.status)
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -130,8 +140,9 @@ class RegistrationManagementView(DynamicClientRegistrationManagementView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not enabled():
             return _not_found()
-        if request.method in ("PUT", "DELETE") and _promoted(kwargs.get("client_id", "")):
-            return _error("access_denied", "An administrator manages this client.", status=403)
+        client_id = str(kwargs.get("client_id", ""))
+        if request.method in ("PUT", "DELETE") and _promoted(client_id):
+            return _refusal(Reason.CLIENT_MANAGED_BY_ADMIN, client_id)
         return super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
 
     def put(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -134,12 +134,12 @@ def admits_registration(redirect_uris: list[str], *, client_id: str = "") -> boo
     hosts = hosts_of(Party.BY_DCR, "", redirect_uris)
     if matching(Party.BY_DCR, hosts, RegistrationRule.objects.filter(enabled=True)):
         return True
-    _refused(Party.BY_DCR, client_id)
+    _refused(Party.BY_DCR, client_id, Reason.REDIRECT_URI_NOT_PERMITTED)
     return False
 
 
-def _refused(via: str, client_id: str) -> None:
-    reason = Reason.REGISTRATION_NOT_PERMITTED
+def _refused(via: str, client_id: str, reason: Reason = Reason.REGISTRATION_NOT_PERMITTED) -> None:
+    """The audit record of a refused registration (event ``registration``)."""
     audit.write_refusal(
         event="registration",
         grant_type=via,

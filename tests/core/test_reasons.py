@@ -25,7 +25,11 @@ SPECIAL_STATUS = {
     "temporarily_unavailable": 503,
 }
 # Members whose status is the request's own condition rather than their error's.
-STATUS_OF_THE_REQUEST = {Reason.METHOD_NOT_ALLOWED: 405, Reason.REQUEST_TOO_LARGE: 413}
+STATUS_OF_THE_REQUEST = {
+    Reason.METHOD_NOT_ALLOWED: 405,
+    Reason.REQUEST_TOO_LARGE: 413,
+    Reason.CLIENT_MANAGED_BY_ADMIN: 403,  # RFC 7592 section 2: Forbidden
+}
 public_words = st.none() | st.text(min_size=1, max_size=40)
 
 

@@ -205,7 +205,7 @@ def test_dynamic_registration_is_governed_the_same_way(cast, client):
     refused = register(client, ["https://tools.example.org/cb"])
     assert (refused.status_code, refused.json()["error"]) == (400, "invalid_redirect_uri")  # RFC 7591 3.2.2
     assert refused["Cache-Control"] == "no-store"
-    assert events("registration")[-1].reason == "registration_not_permitted"
+    assert events("registration")[-1].reason == "redirect_uri_not_permitted"
     rule = RegistrationRule.objects.create(via=Party.BY_DCR, hosts=".example.org", max_scope="tasks.read")
     rule.audiences.set([Party.objects.get(uri=cast["mcp-server1"].uri)])
     response = register(client, ["https://tools.example.org/cb"])
@@ -263,3 +263,27 @@ def test_a_promoted_client_keeps_its_metadata_fresh(cast, fetcher, registration_
     assert RegistrationRulePermission().has_permission(None, CLIENT_URL)
     Party.objects.create(uri=CLIENT_URL.rsplit("/", 1)[0], name="another", kind=Party.AGENT)
     assert not RegistrationRulePermission().has_permission(None, CLIENT_URL)  # now it overlaps
+
+
+@pytest.mark.rfc("7592-2")
+def test_a_promoted_client_is_not_its_own_to_change_or_delete(cast, client):
+    rule = RegistrationRule.objects.create(
+        via=Party.BY_DCR, hosts="tools.example.org", max_scope="tasks.read"
+    )
+    rule.audiences.set([Party.objects.get(uri=cast["mcp-server1"].uri)])
+    client.force_login(cast.user)
+    data = register(client, ["https://tools.example.org/cb"]).json()
+    client.logout()
+    self_registered.promote(Party.objects.get(application__client_id=data["client_id"]))
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {data['registration_access_token']}"}
+    url = f"/o/register/{data['client_id']}/"
+    body = json.dumps({"redirect_uris": ["https://tools.example.org/other"], "client_name": "tool"})
+    for response in (
+        client.put(url, body, content_type="application/json", **bearer),
+        client.delete(url, **bearer),
+    ):
+        assert (response.status_code, response.json()["error"]) == (403, "access_denied")
+        assert response["Cache-Control"] == "no-store"
+        assert events("registration")[-1].reason == "client_managed_by_admin"
+    app = get_application_model().objects.get(client_id=data["client_id"])
+    assert app.redirect_uris == "https://tools.example.org/cb"

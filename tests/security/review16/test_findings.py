@@ -218,3 +218,11 @@ def test_a_deeply_nested_registration_request_is_a_json_error_not_a_500(cast, cl
     assert response.status_code == 400, response.status_code
     assert response.json()["error"] == "invalid_client_metadata"
     assert response["Cache-Control"] == "no-store"
+    from delegation_idp.models import AuditEvent
+
+    refused = AuditEvent.objects.order_by("-id").first()
+    assert (refused.event, refused.decision, refused.reason) == (
+        "registration",
+        "denied",
+        "client_metadata_invalid",
+    )
