@@ -212,6 +212,12 @@ class Reason(enum.StrEnum):
         "This client may not register here.",
         Family.CLIENT,
     )
+    REDIRECT_URI_UNREGISTERED = (  # an authorization request's redirect_uri the client never registered
+        "redirect_uri_unregistered",
+        "invalid_request",
+        "Mismatching redirect URI.",
+        Family.REQUEST,
+    )
     REDIRECT_URI_NOT_PERMITTED = (  # an RFC 7591 registration or RFC 7592 update no rule admits
         "redirect_uri_not_permitted",
         "invalid_redirect_uri",

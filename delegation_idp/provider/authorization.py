@@ -19,6 +19,7 @@ from delegation_idp import audit
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.core.errors import OAuthError, refusal
+from delegation_idp.core.reasons import Reason
 from delegation_idp.models import party_of
 from delegation_idp.provider import resources as resources_policy
 from delegation_idp.provider import throttling
@@ -111,10 +112,18 @@ class AuthorizationView(DOTAuthorizationView):
         # client (edited, or a client ID metadata document never resolved) is an error page,
         # as on the GET, never a 500.
         client_id = form.cleaned_data.get("client_id")
-        if not client_id or not get_application_model().objects.filter(client_id=client_id).exists():
+        client = get_application_model().objects.filter(client_id=client_id).first() if client_id else None
+        if client is None:
             return self.error_response(
                 FatalClientError(error=oauth2_errors.InvalidClientIdError()), application=None
             )
+        try:
+            # Every answer to the consent form is a redirect to its redirect_uri (an approval,
+            # a denial, an error django-oauth-toolkit finds): never to one the client did not
+            # register (the form's fields can be edited).
+            self.check_redirect_uri(self.request, client, form.cleaned_data)
+        except OAuthToolkitError as refused:
+            return self.error_response(refused, application=None)
         return super().form_valid(form)
 
     def create_authorization_response(
@@ -126,16 +135,33 @@ class AuthorizationView(DOTAuthorizationView):
         return super().create_authorization_response(request, scopes, credentials, allow)
 
     @staticmethod
+    def check_redirect_uri(request: HttpRequest, client: Any, credentials: Any) -> None:
+        """An error page (RFC 6749 section 4.1.2.1), audited, unless ``redirect_uri`` is one the
+        client registered: a refusal is never redirected anywhere else."""
+        redirect_uri = credentials.get("redirect_uri") or ""
+        if client is not None and client.redirect_uri_allowed(redirect_uri):
+            return
+        reason = Reason.REDIRECT_URI_UNREGISTERED
+        user = request.user if request.user.is_authenticated else None
+        audit.write_refusal(
+            event="authorization",
+            grant_type=str(credentials.get("response_type") or ""),
+            client_id=str(credentials.get("client_id") or "")[:255],
+            user_id=str(getattr(user, "pk", "") or ""),
+            client_ip=throttling.client_address(request.META),
+            error=reason.error,
+            reason=reason,
+        )
+        raise FatalClientError(error=oauth2_errors.MismatchingRedirectURIError())
+
+    @staticmethod
     def authorize_resources(
         request: HttpRequest, credentials: dict[str, Any], resources: list[str], scopes: Any
     ) -> None:
         """Refuse, as an error redirect, a disabled party, and what the policy does not allow
         ``resources`` for."""
         client = get_application_model().objects.filter(client_id=credentials["client_id"]).first()
-        if client is None or not client.redirect_uri_allowed(credentials.get("redirect_uri") or ""):
-            # Never redirect a refusal to a URI the client did not register (the consent
-            # form's fields can be edited): an error page (RFC 6749 section 4.1.2.1).
-            raise FatalClientError(error=oauth2_errors.MismatchingRedirectURIError())
+        AuthorizationView.check_redirect_uri(request, client, credentials)
         party = party_of(client)
         user = request.user if request.user.is_authenticated else None
         try:

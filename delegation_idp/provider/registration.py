@@ -141,15 +141,22 @@ class RegistrationManagementView(DynamicClientRegistrationManagementView):
         if not enabled():
             return _not_found()
         client_id = str(kwargs.get("client_id", ""))
-        if request.method in ("PUT", "DELETE") and _promoted(client_id):
+        # Without a registration access token django-oauth-toolkit answers 401 and reveals
+        # nothing; only then are the client's standing and the rules consulted.
+        if request.method in ("PUT", "DELETE") and _bearer(request) and _promoted(client_id):
             return _refusal(Reason.CLIENT_MANAGED_BY_ADMIN, client_id)
         return super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
 
     def put(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        refused = _admitted(request, client_id=client_id)
+        refused = _admitted(request, client_id=client_id) if _bearer(request) else None
         if refused is not None:
             return refused
         return super().put(request, client_id, *args, **kwargs)  # type: ignore[no-any-return]
+
+
+def _bearer(request: HttpRequest) -> bool:
+    """Whether the request presents a bearer token (RFC 7592's registration access token)."""
+    return str(request.META.get("HTTP_AUTHORIZATION", "")).lower().startswith("bearer ")
 
 
 def _promoted(client_id: str) -> bool:

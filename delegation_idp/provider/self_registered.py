@@ -175,11 +175,28 @@ def _overlaps(client_id: str) -> bool:
     """Whether ``client_id`` collides with another party: equal to, under, or above its
     identity URI or one of its resource prefixes (the party of this very client aside)."""
     others = Party.objects.exclude(application__client_id=client_id).only("uri", "resource_prefixes")
+    url = _normal(client_id)
     for party in others:
-        for prefix in (party.uri, *party.prefixes()):
-            if policy.resource_under(client_id, prefix) or policy.resource_under(prefix, client_id):
+        for prefix in map(_normal, (party.uri, *party.prefixes())):
+            if policy.resource_under(url, prefix) or policy.resource_under(prefix, url):
                 return True
     return False
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _normal(url: str) -> str:
+    """``url`` with its scheme and host in lower case and a default port left out, so that two
+    spellings of one URL compare equal (RFC 3986 section 6.2.2 and 6.2.3)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    return parts._replace(scheme=scheme, netloc=netloc).geturl()
 
 
 def _identity_uri(via: str, client_id: str) -> str:

@@ -152,6 +152,9 @@ def _subject(
     parent = subject_record(claims["jti"])
     if parent is None:
         raise InvalidRequest(Reason.SUBJECT_UNKNOWN)
+    if party.uri not in jose.audiences(claims) and not _owns_an_audience(party, claims, parent):
+        # Under the client's prefix, but another party's more closely: not addressed to it.
+        raise InvalidRequest(Reason.SUBJECT_WRONG_AUDIENCE)
     if authorized_by_user:
         upstream = _authorizing_client(claims, parent, party)
         if upstream is None:
@@ -166,6 +169,17 @@ def _subject(
     if parent.user is not None and not parent.user.is_active:
         raise InvalidRequest(Reason.SUBJECT_USER_INACTIVE)
     return claims, parent, chain, authorized_by_user
+
+
+def _owns_an_audience(party: Party, claims: Mapping[str, Any], parent: TokenLineage) -> bool:
+    """Whether one of the token's audiences is a resource of ``party``'s: the party whose URI or
+    prefix covers it most closely (the policy as of the lineage row's version: no query when
+    this process has it cached)."""
+    store = policy_store.current(
+        known=(parent._state.db or "default", getattr(parent, "policy_version", None))
+    )
+    owners = store.resource_owners()
+    return any(policy.resource_owner(aud, owners) == party.uri for aud in jose.audiences(claims))
 
 
 # The grants by which a user authorizes a client at the authorization endpoint.
