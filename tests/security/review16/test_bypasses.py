@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from typing import Any
 
 import pytest
 
-
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
+from .conftest import edited_consent_form
 
 
-def _form(cast: Any, **extra: Any) -> dict[str, Any]:
-    agent1 = cast["agent1"]
-    _verifier, challenge = _pkce()
-    return {
-        "client_id": agent1.client_id,
-        "redirect_uri": "https://evil.example.net/steal",
-        "response_type": "code",
-        "scope": cast.scope,
-        "state": "s",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-
-
-# F6 bypass 1: the user presses "Deny" (no ``allow``) on an edited form.
 def test_a_denied_consent_post_never_redirects_to_an_unregistered_uri(cast, client):
     client.force_login(cast.user)
-    response = client.post("/o/authorize/", _form(cast))
+    response = client.post("/o/authorize/", edited_consent_form(cast))
     assert not response.get("Location", "").startswith("https://evil.example.net"), response["Location"]
 
 
 # F6 bypass 2: DOT's own invalid_target refusal of a malformed resource in the form.
 def test_a_malformed_resource_on_the_consent_post_never_redirects_to_an_unregistered_uri(cast, client):
     client.force_login(cast.user)
-    response = client.post("/o/authorize/", _form(cast, resource="not-a-url", allow="Authorize"))
+    response = client.post(
+        "/o/authorize/", edited_consent_form(cast, resource="not-a-url", allow="Authorize")
+    )
     assert not response.get("Location", "").startswith("https://evil.example.net"), response["Location"]
 
 
@@ -125,7 +104,7 @@ def test_a_consent_post_with_an_unregistered_redirect_uri_is_audited(cast, clien
 
     client.force_login(cast.user)
     before = AuditEvent.objects.count()
-    response = client.post("/o/authorize/", _form(cast, allow="Authorize"))
+    response = client.post("/o/authorize/", edited_consent_form(cast, allow="Authorize"))
     assert response.status_code == 400, response.status_code
     assert AuditEvent.objects.count() > before
 

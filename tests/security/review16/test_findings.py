@@ -4,9 +4,7 @@ self-registered clients, RFC 9728): each test failed before its fix."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -15,12 +13,7 @@ import pytest
 from delegation_idp.models import Party, RegistrationRule
 from tests.helpers import decode
 
-
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
+from .conftest import edited_consent_form, pkce
 
 # -- F1: approval_prompt=auto skips the consent page for a new RFC 8707 resource -------------
 
@@ -32,7 +25,7 @@ def test_auto_approval_does_not_skip_consent_for_another_partys_resource(cast, c
     assert first.status_code == 200, first.content
     # agent1 now sends the user to /o/authorize/ for agent2's resource with approval_prompt=auto.
     client.force_login(cast.user)
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce()
     params = {
         "response_type": "code",
         "client_id": agent1.client_id,
@@ -107,7 +100,7 @@ def test_a_self_registered_client_does_not_exchange(cast, client, token_endpoint
     reg = created.json()
     basic = "Basic " + base64.b64encode(f"{reg['client_id']}:{reg['client_secret']}".encode()).decode()
     # The user consents to a token "addressed to this client only" (no resource).
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce()
     params = {
         "response_type": "code",
         "client_id": reg["client_id"],
@@ -189,20 +182,12 @@ def test_a_metadata_url_under_another_partys_prefix_is_not_taken_over(cast, fetc
 
 
 def test_a_refusal_on_the_consent_post_never_redirects_to_an_unregistered_uri(cast, client):
-    agent1 = cast["agent1"]
     client.force_login(cast.user)
-    verifier, challenge = _pkce()
-    form = {
-        "client_id": agent1.client_id,
-        "redirect_uri": "https://evil.example.net/steal",
-        "response_type": "code",
-        "scope": cast.scope,
-        "state": "s",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "resource": cast["mcp-server1"].uri,  # agent1's rule does not name it: refused
-        "allow": "Authorize",
-    }
+    form = edited_consent_form(
+        cast,
+        resource=cast["mcp-server1"].uri,  # agent1's rule does not name it: refused
+        allow="Authorize",
+    )
     response = client.post("/o/authorize/", form)
     assert not response.get("Location", "").startswith("https://evil.example.net"), response["Location"]
 
