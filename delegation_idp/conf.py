@@ -115,6 +115,18 @@ DEFAULTS: dict[str, Any] = {
     # Health endpoint: checks whose failure answers 503 (others only "degraded"), and the broker timeout.
     "HEALTH_REQUIRED_CHECKS": ["database"],
     "HEALTH_CHECK_TIMEOUT": 2,
+    # DPoP (RFC 9449), at the token endpoint and on the resource side: the proof algorithms
+    # (asymmetric only: a system check refuses others), how old a proof's iat may be (seconds;
+    # CLOCK_SKEW_SECONDS is allowed ahead), and the cache alias that remembers proof jti values
+    # (shared by every process: Redis in production; a system check refuses a per-process cache).
+    "DPOP_SIGNING_ALGORITHMS": ["ES256", "ES384", "EdDSA", "PS256", "RS256"],
+    "DPOP_PROOF_MAX_AGE": 60,
+    "DPOP_REPLAY_CACHE_ALIAS": "default",
+    # Server-provided nonces at the token endpoint (RFC 9449 section 8): None (not required),
+    # or how long each nonce lives (seconds). Every process derives the same nonces from
+    # DPOP_NONCE_SECRET (None: derived from SECRET_KEY), so any process accepts any's nonce.
+    "DPOP_NONCE_LIFETIME": None,
+    "DPOP_NONCE_SECRET": None,
     # Resource-server side (delegation_idp.resource_server); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
     # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
     # This service's identity URI: a token's `aud` must contain it (or one of its resource URLs).
@@ -137,6 +149,9 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_CLIENT_SECRET": None,
     # A revocation set whose heartbeat is older than this (seconds) counts as unavailable; None: unchecked.
     "RESOURCE_REVOCATION_MAX_AGE": None,
+    # DPoP nonces required by this resource server (RFC 9449 section 9): None or a lifetime
+    # in seconds, as DPOP_NONCE_LIFETIME; DPOP_SIGNING_ALGORITHMS and DPOP_PROOF_MAX_AGE apply.
+    "RESOURCE_DPOP_NONCE_LIFETIME": None,
 }
 
 IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER")

@@ -8,7 +8,9 @@ objects; jwcrypto stays behind this module. The rules here follow RFC 8725
   before it is parsed;
 * only compact JWS is accepted; headers other than ``alg``, ``kid`` and ``typ``
   (``crit``, ``jku``, ``x5u``, ``jwk``, ``x5c``, ``zip``, ``enc``, ``p2c``...) are refused,
-  so no header can name a key, a URL or a compression;
+  so no header can name a key, a URL or a compression. The one exception is a DPoP proof
+  (RFC 9449), whose ``jwk`` header is the key it proves possession of and is checked as
+  such (:func:`verify_proof`): it is never used to verify anything but the proof itself;
 * the algorithm comes from the key set, never from the token: the header's
   ``alg`` must equal the algorithm of the key its ``kid`` names, and both must be
   on the allow-list;
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -49,13 +52,33 @@ __all__ = [
     "load_key",
     "peek_header",
     "sign",
+    "sign_proof",
     "strict_json_loads",
+    "thumbprint",
+    "token_hash",
     "unverified_claims",
     "verify",
+    "verify_proof",
 ]
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "ES384", "RS256", "PS256", "EdDSA"})
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
+PROOF_HEADER_MEMBERS = frozenset({"alg", "typ", "jwk"})
+# The members a public JWK may carry (RFC 7517 section 4, RFC 7518 section 6, RFC 8037
+# section 2); a proof key with any other member (``d``, ``p``, ``k``, ``oth``...) is refused.
+_PUBLIC_MEMBERS = {
+    "EC": frozenset({"kty", "crv", "x", "y", "kid", "alg", "use", "key_ops"}),
+    "RSA": frozenset({"kty", "n", "e", "kid", "alg", "use", "key_ops"}),
+    "OKP": frozenset({"kty", "crv", "x", "kid", "alg", "use", "key_ops"}),
+}
+# Which key each asymmetric algorithm signs with: (kty, crv).
+_KEY_OF_ALGORITHM = {
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+}
 _SIGNATURE_BYTES = {"ES256": 64, "ES384": 96, "EdDSA": 64}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -230,6 +253,7 @@ def peek_header(
     max_header_bytes: int,
     expected_typ: str | None = "at+jwt",
     require_kid: bool = True,
+    members: frozenset[str] = ALLOWED_HEADER_MEMBERS,
 ) -> dict[str, Any]:
     """Decode and check the protected header of a compact JWS, verifying nothing else.
 
@@ -238,10 +262,10 @@ def peek_header(
     header_segment = _split(token, max_bytes)[0]
     if len(header_segment) > max_header_bytes:
         raise JoseError("too_large", "header too large")
-    header = strict_json_loads(_b64decode(header_segment), max_depth=2)
+    header = strict_json_loads(_b64decode(header_segment), max_depth=3 if "jwk" in members else 2)
     if not isinstance(header, dict):
         raise JoseError("malformed", "header is not an object")
-    extra = set(header) - ALLOWED_HEADER_MEMBERS
+    extra = set(header) - members
     if extra:
         raise JoseError("forbidden_header", "header member not allowed")
     alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
@@ -261,6 +285,16 @@ def peek_header(
 def sign(claims: Mapping[str, Any], key: SigningKey, *, typ: str = "at+jwt") -> str:
     """Compact JWS of ``claims`` signed with ``key``; header ``alg``, ``kid``, ``typ``."""
     header = json.dumps({"alg": key.alg, "kid": key.kid, "typ": typ}, separators=(",", ":"))
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    signed = jws.JWSCore(key.alg, key.jwk, header, payload, algs=[key.alg]).sign()
+    return f"{signed['protected']}.{signed['payload'].decode()}.{signed['signature']}"
+
+
+def sign_proof(claims: Mapping[str, Any], key: SigningKey, *, typ: str = "dpop+jwt") -> str:
+    """Compact JWS of ``claims`` with the public half of ``key`` in its ``jwk`` header (a DPoP
+    proof, RFC 9449 section 4.2): header ``typ``, ``alg`` and ``jwk``, no ``kid``."""
+    public = json.loads(key.jwk.export_public())
+    header = json.dumps({"typ": typ, "alg": key.alg, "jwk": public}, separators=(",", ":"))
     payload = json.dumps(claims, separators=(",", ":")).encode()
     signed = jws.JWSCore(key.alg, key.jwk, header, payload, algs=[key.alg]).sign()
     return f"{signed['protected']}.{signed['payload'].decode()}.{signed['signature']}"
@@ -312,6 +346,12 @@ def verify(
         raise JoseError("unknown_kid", "no key with that kid")
     if key.alg != header["alg"]:
         raise JoseError("bad_alg", "algorithm does not match the key")
+    return header, _verified_claims(token, key, max_json_depth=max_json_depth)
+
+
+def _verified_claims(token: str, key: SigningKey, *, max_json_depth: int) -> dict[str, Any]:
+    """The claims of ``token`` once its signature verifies with ``key`` (``key.alg``, which the
+    caller has matched with the header)."""
     header_segment, payload_segment, signature_segment = token.split(".")
     expected_len = _SIGNATURE_BYTES.get(key.alg)
     if expected_len is not None and len(signature_segment) != (expected_len * 4 + 2) // 3:
@@ -330,7 +370,94 @@ def verify(
     claims = strict_json_loads(payload, max_depth=max_json_depth)
     if not isinstance(claims, dict):
         raise JoseError("malformed", "claims are not an object")
-    return header, claims
+    return claims
+
+
+def thumbprint(members: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK (its required members only)."""
+    try:
+        return str(jwk.JWK(**dict(members)).thumbprint())
+    except (JWException, ValueError, TypeError, KeyError) as exc:
+        raise JoseError("bad_key", "not a usable public key") from exc
+
+
+def token_hash(token: str) -> str:
+    """RFC 9449 section 4.2 ``ath``: base64url of the SHA-256 of the token's ASCII octets."""
+    return _b64encode(hashlib.sha256(token.encode("ascii", "replace")).digest())
+
+
+def _proof_key(members: Any, alg: str) -> tuple[jwk.JWK, str]:
+    """The public key a DPoP proof's ``jwk`` header carries, checked: an object of public
+    members only, of the type and curve ``alg`` signs with, RSA of 2048 bits or more."""
+    if not isinstance(members, dict) or not all(
+        isinstance(v, str) or (k == "key_ops" and isinstance(v, list) and all(isinstance(o, str) for o in v))
+        for k, v in members.items()
+    ):
+        raise JoseError("bad_key", "jwk is not a JSON object of strings")
+    kty = members.get("kty")
+    allowed = _PUBLIC_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if allowed is None:
+        raise JoseError("bad_key", "unsupported key type")
+    if set(members) - allowed:
+        raise JoseError("bad_key", "jwk carries private or unknown members")
+    want_kty, want_crv = _KEY_OF_ALGORITHM[alg]
+    if kty != want_kty or (want_crv is not None and members.get("crv") != want_crv):
+        raise JoseError("bad_alg", "algorithm does not fit the key")
+    if members.get("alg") not in (None, alg):
+        raise JoseError("bad_alg", "algorithm does not match the key")
+    if kty == "RSA" and len(_b64decode(str(members.get("n", ""))).lstrip(b"\0")) * 8 < 2048:
+        raise JoseError("bad_key", "RSA key shorter than 2048 bits")
+    return _built_key(tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in members.items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _built_key(members: tuple[tuple[str, Any], ...]) -> tuple[jwk.JWK, str]:
+    """The key and its RFC 7638 thumbprint, built once per process for each public key seen:
+    an agent proves with the same key on every request, and building a key costs more than
+    verifying with it. Only public, checked members come here (:func:`_proof_key`)."""
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in members}
+    try:
+        key = jwk.JWK(**data)
+        key.get_op_key("verify")  # builds the key: an EC point off its curve fails here
+        return key, str(key.thumbprint())
+    except (JWException, ValueError, TypeError, KeyError) as exc:
+        raise JoseError("bad_key", "not a usable public key") from exc
+
+
+def verify_proof(
+    token: str,
+    *,
+    algorithms: Iterable[str],
+    max_bytes: int,
+    max_header_bytes: int,
+    max_json_depth: int,
+    typ: str = "dpop+jwt",
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Verify a proof-of-possession JWS signed by the key in its own ``jwk`` header (RFC 9449
+    section 4.3, checks 1 to 7) and return ``(header, claims, thumbprint)``.
+
+    The header holds ``typ`` (exactly ``typ``, no ``application/`` prefix), an asymmetric
+    ``alg`` of ``algorithms``, and a public ``jwk`` of that algorithm's key type, nothing
+    else. The claims are returned unvalidated: the caller checks ``htm``, ``htu``, ``iat``,
+    ``jti``, ``ath`` and ``nonce``."""
+    allowed = frozenset(algorithms) & ASYMMETRIC_ALGORITHMS
+    header = peek_header(
+        token,
+        algorithms=allowed,
+        max_bytes=max_bytes,
+        max_header_bytes=max_header_bytes,
+        expected_typ=None,
+        require_kid=False,
+        members=PROOF_HEADER_MEMBERS,
+    )
+    if header.get("typ") != typ:
+        raise JoseError("bad_typ", "unexpected token type")
+    if "kid" in header:
+        raise JoseError("forbidden_header", "header member not allowed")
+    alg = header["alg"]
+    built, jkt = _proof_key(header.get("jwk"), alg)
+    claims = _verified_claims(token, SigningKey(kid="", alg=alg, jwk=built), max_json_depth=max_json_depth)
+    return header, claims, jkt
 
 
 def _number(value: Any) -> float | None:

@@ -22,6 +22,7 @@ __all__ = [
     "AccessDenied",
     "InvalidClient",
     "InvalidClientMetadata",
+    "InvalidDpopProof",
     "InvalidGrant",
     "InvalidRedirectUri",
     "InvalidRequest",
@@ -33,6 +34,7 @@ __all__ = [
     "TemporarilyUnavailable",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UseDpopNonce",
     "refusal",
 ]
 
@@ -149,6 +151,20 @@ class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
 
 
+class InvalidDpopProof(OAuthError):
+    """The DPoP proof is invalid, or a proof is missing where one is required
+    (RFC 9449 section 5 and 7.1)."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(OAuthError):
+    """The server requires a nonce in the DPoP proof: resend it with the one in the
+    ``DPoP-Nonce`` header (RFC 9449 section 8 and 9)."""
+
+    error = "use_dpop_nonce"
+
+
 class ServerError(OAuthError):
     """The server encountered an unexpected condition that prevented it from answering."""
 
@@ -170,6 +186,8 @@ _CLASSES: dict[str, type[OAuthError]] = {
         InvalidClientMetadata,
         SlowDown,
         TemporarilyUnavailable,
+        InvalidDpopProof,
+        UseDpopNonce,
         ServerError,
     )
 }

@@ -31,6 +31,7 @@ class Family(enum.StrEnum):
     CLIENT = "client"  # client authentication and the client's standing
     TOKEN = "token"  # a token presented in the request (subject, actor, grant)
     POLICY = "policy"  # the delegation policy's decision
+    PROOF = "proof"  # a DPoP proof of possession (RFC 9449) and the token's binding
     ISSUANCE = "issuance"  # the re-check inside the issuing transaction
     SERVICE = "service"  # the server itself (storage, limits, failures)
 
@@ -49,6 +50,7 @@ _INVALID_SUBJECT = "The subject token is invalid."
 _INACTIVE_SUBJECT = "The subject token is not active."
 _INVALID_ACTOR = "The actor token is invalid."
 _AUTH_FAILED = "Client authentication failed."
+_BAD_PROOF = "The DPoP proof is invalid."
 
 
 class Reason(enum.StrEnum):
@@ -390,6 +392,100 @@ class Reason(enum.StrEnum):
         Family.POLICY,
     )
 
+    # -- DPoP proofs and bindings (RFC 9449) ---------------------------------------------
+    DPOP_MULTIPLE_PROOFS = (
+        "dpop_multiple_proofs",
+        "invalid_dpop_proof",
+        "Exactly one DPoP header is allowed.",
+        Family.PROOF,
+    )
+    DPOP_TOO_LARGE = "dpop_too_large", "invalid_dpop_proof", "The DPoP proof is too large.", Family.PROOF
+    DPOP_MALFORMED = "dpop_malformed", "invalid_dpop_proof", _BAD_PROOF, Family.PROOF
+    DPOP_DUPLICATE_MEMBER = "dpop_duplicate_member", "invalid_dpop_proof", _BAD_PROOF, Family.PROOF
+    DPOP_TOO_DEEP = "dpop_too_deep", "invalid_dpop_proof", _BAD_PROOF, Family.PROOF
+    DPOP_FORBIDDEN_HEADER = (
+        "dpop_forbidden_header",
+        "invalid_dpop_proof",
+        "The DPoP proof's header may hold typ, alg and jwk only.",
+        Family.PROOF,
+    )
+    DPOP_BAD_TYP = (
+        "dpop_bad_typ",
+        "invalid_dpop_proof",
+        "The DPoP proof's typ must be dpop+jwt.",
+        Family.PROOF,
+    )
+    DPOP_BAD_ALG = (
+        "dpop_bad_alg",
+        "invalid_dpop_proof",
+        "The DPoP proof's algorithm is not accepted.",
+        Family.PROOF,
+    )
+    DPOP_BAD_KEY = (
+        "dpop_bad_key",
+        "invalid_dpop_proof",
+        "The DPoP proof's jwk is not a public key of its algorithm.",
+        Family.PROOF,
+    )
+    DPOP_BAD_SIGNATURE = "dpop_bad_signature", "invalid_dpop_proof", _BAD_PROOF, Family.PROOF
+    DPOP_BAD_JTI = "dpop_bad_jti", "invalid_dpop_proof", "The DPoP proof needs a jti.", Family.PROOF
+    DPOP_WRONG_METHOD = (
+        "dpop_wrong_method",
+        "invalid_dpop_proof",
+        "The DPoP proof was made for another HTTP method.",
+        Family.PROOF,
+    )
+    DPOP_WRONG_URL = (
+        "dpop_wrong_url",
+        "invalid_dpop_proof",
+        "The DPoP proof was made for another URL.",
+        Family.PROOF,
+    )
+    DPOP_BAD_IAT = "dpop_bad_iat", "invalid_dpop_proof", "The DPoP proof needs a numeric iat.", Family.PROOF
+    DPOP_STALE = (
+        "dpop_stale",
+        "invalid_dpop_proof",
+        "The DPoP proof was issued outside the accepted time window.",
+        Family.PROOF,
+    )
+    DPOP_WRONG_ATH = (
+        "dpop_wrong_ath",
+        "invalid_dpop_proof",
+        "The DPoP proof's ath is not the presented token's hash.",
+        Family.PROOF,
+    )
+    DPOP_NONCE_REQUIRED = (
+        "dpop_nonce_required",
+        "use_dpop_nonce",
+        "Resend the DPoP proof with the server's nonce (DPoP-Nonce).",
+        Family.PROOF,
+    )
+    DPOP_NONCE_STALE = (
+        "dpop_nonce_stale",
+        "use_dpop_nonce",
+        "The DPoP nonce is no longer accepted; resend the proof with the new one (DPoP-Nonce).",
+        Family.PROOF,
+    )
+    DPOP_REPLAYED = "dpop_replayed", "invalid_dpop_proof", "The DPoP proof was already used.", Family.PROOF
+    DPOP_REQUIRED = (
+        "dpop_required",
+        "invalid_dpop_proof",
+        "This client's tokens must be DPoP-bound: send a DPoP proof.",
+        Family.PROOF,
+    )
+    DPOP_BOUND_SUBJECT = (
+        "dpop_bound_subject",
+        "invalid_dpop_proof",
+        "A DPoP-bound subject token is only exchanged for a DPoP-bound token: send a DPoP proof.",
+        Family.PROOF,
+    )
+    DPOP_KEY_MISMATCH = (
+        "dpop_key_mismatch",
+        "invalid_dpop_proof",
+        "The DPoP proof is not signed by the key the token is bound to.",
+        Family.PROOF,
+    )
+
     # -- the re-check inside the issuing transaction -------------------------------------
     PARTY_DISABLED = (
         "party_disabled",
@@ -433,6 +529,13 @@ class Reason(enum.StrEnum):
         layer refused with ``jose_reason``; ``<role>_malformed`` for a code it does not list."""
         table = cls._value2member_map_
         return table.get(f"{role}_{jose_reason}") or table[f"{role}_malformed"]  # type: ignore[return-value]
+
+    @classmethod
+    def for_proof_error(cls, code: str) -> Reason:
+        """The member for a DPoP proof check's code (:class:`delegation_idp.rfc9449.ProofError`);
+        ``dpop_malformed`` for a code it does not list."""
+        member = cls._value2member_map_.get(code)
+        return member if isinstance(member, cls) and member.family is Family.PROOF else cls.DPOP_MALFORMED
 
     @classmethod
     def for_error(cls, error: str) -> Reason:
