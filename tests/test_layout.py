@@ -30,6 +30,7 @@ ALLOWED = {
         "delegation_idp.resource_server",
         "delegation_idp.core",
         "delegation_idp.jose",
+        "delegation_idp.rfc9449",
         "delegation_idp.breaker",
         "delegation_idp.conf",
         "delegation_idp.__init__",

@@ -393,6 +393,12 @@ class Reason(enum.StrEnum):
     )
 
     # -- DPoP proofs and bindings (RFC 9449) ---------------------------------------------
+    DPOP_MISSING = (
+        "dpop_missing",
+        "invalid_dpop_proof",
+        "A token presented with the DPoP scheme needs a DPoP proof.",
+        Family.PROOF,
+    )
     DPOP_MULTIPLE_PROOFS = (
         "dpop_multiple_proofs",
         "invalid_dpop_proof",

@@ -15,33 +15,53 @@ A token is accepted when its ``aud`` contains the identity URI, or one of the re
 URLs the site's RFC 9728 metadata names (:func:`.metadata.resource_urls_for`: derived
 from the request when ``RESOURCE_URL`` is unset). ``request.auth`` is then a
 :class:`~delegation_idp.resource_server.validation.DelegatedToken` (subject, scopes,
-``jti``, client id, the actor chain nearest first, its depth) and ``request.user`` a
-:class:`DelegatedUser`. Refusals carry an RFC 6750
-``WWW-Authenticate: Bearer`` challenge with ``error`` and, per RFC 9728 section
-5.1, ``resource_metadata``: the document naming the resource the request falls under.
+``jti``, client id, the actor chain nearest first, its depth, and ``jkt``, the thumbprint
+of the key a DPoP-bound token is bound to) and ``request.user`` a :class:`DelegatedUser`.
 
-Only :mod:`delegation_idp.conf`, :mod:`delegation_idp.jose` and
-:mod:`delegation_idp.core.actchain` are imported from the provider: no models.
+Both schemes are accepted (RFC 9449 section 7): ``Authorization: Bearer <token>`` for a
+bearer token, and ``Authorization: DPoP <token>`` with a ``DPoP`` proof header for a
+DPoP-bound one (a bound token presented as a bearer token is refused). The proof's
+``htu`` is compared with the URL this site names the request by: the origin of
+``RESOURCE_URL``, else the request's own (a host ``ALLOWED_HOSTS`` lists literally, on the
+port it arrived on: :func:`.metadata.origin_for`), and the request's path. Seen proofs are
+remembered in the cache ``DPOP_REPLAY_CACHE_ALIAS``; with ``RESOURCE_DPOP_NONCE_LIFETIME``
+set, proofs need a nonce (RFC 9449 section 9), sent in ``DPoP-Nonce`` on every answer to a
+DPoP request.
+
+Refusals carry an RFC 6750 ``WWW-Authenticate: Bearer`` challenge with ``error`` and, per
+RFC 9728 section 5.1, ``resource_metadata`` (the document naming the resource the request
+falls under), followed by a ``DPoP algs="..."`` challenge (RFC 9449 section 7.2); a
+refused DPoP request gets the ``DPoP`` challenge alone, with its ``error``
+(``invalid_token``, ``invalid_dpop_proof`` or ``use_dpop_nonce``). Every refusal is sent
+with ``Cache-Control: no-store``.
+
+Only :mod:`delegation_idp.conf`, :mod:`delegation_idp.jose`, :mod:`delegation_idp.rfc9449`
+and :mod:`delegation_idp.core` are imported from the provider: no models.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
-from django.core.signals import setting_changed
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
 from delegation_idp import is_client_subject
-from delegation_idp.conf import SETTING_NAME, idp_settings
 from delegation_idp.resource_server import metadata
+from delegation_idp.resource_server.dpop import BEARER, DPOP, dpop_challenge, quote, read_authorization
+from delegation_idp.resource_server.site import (
+    config_from_settings,
+    dpop_algorithms,
+    get_validator,
+    set_validator,
+)
 from delegation_idp.resource_server.validation import (
     DelegatedToken,
+    DpopProofError,
+    ProofRequest,
     ProviderUnavailable,
-    ResourceServerConfig,
     TokenError,
     TokenValidator,
 )
@@ -55,83 +75,14 @@ __all__ = [
     "HasScopes",
     "MaxDelegationDepth",
     "bearer_challenge",
+    "challenge_for",
+    "config_from_settings",
     "get_validator",
+    "proof_request",
     "set_validator",
 ]
 
-# -- the validator this process uses ----------------------------------------------
-
-_lock = threading.Lock()
-_validator: TokenValidator | None = None
-
-
-def config_from_settings() -> ResourceServerConfig:
-    """A :class:`ResourceServerConfig` from ``settings.DELEGATION_IDP``."""
-    resource = idp_settings.RESOURCE_SERVER_URI
-    if not resource:
-        raise exceptions.APIException("DELEGATION_IDP['RESOURCE_SERVER_URI'] is not set.")
-    return ResourceServerConfig(
-        issuer=idp_settings.ISSUER,
-        resource=resource,
-        # with RESOURCE_URL set, the URLs the metadata names do not depend on the request
-        resource_urls=metadata.resource_urls_for(None),
-        algorithms=tuple(idp_settings.ALLOWED_ALGORITHMS),
-        leeway=idp_settings.CLOCK_SKEW_SECONDS,
-        jwks_cache_seconds=idp_settings.JWKS_CACHE_SECONDS,
-        jwks_refresh_interval=idp_settings.KEY_RELOAD_MIN_INTERVAL,
-        max_token_bytes=idp_settings.MAX_TOKEN_BYTES,
-        max_header_bytes=idp_settings.MAX_HEADER_BYTES,
-        max_json_depth=idp_settings.MAX_JSON_DEPTH,
-        max_delegation_depth=idp_settings.MAX_DELEGATION_DEPTH,
-        revocation_redis_url=idp_settings.REVOCATION_REDIS_URL,
-        revocation_prefix=idp_settings.REVOCATION_REDIS_PREFIX,
-        revocation_max_age=idp_settings.RESOURCE_REVOCATION_MAX_AGE,
-        introspection=idp_settings.RESOURCE_INTROSPECTION,
-        client_id=idp_settings.RESOURCE_CLIENT_ID,
-        client_secret=idp_settings.RESOURCE_CLIENT_SECRET,
-    )
-
-
-def get_validator() -> TokenValidator:
-    """The process-wide validator built from settings (its JWKS cache is shared)."""
-    global _validator
-    if _validator is None:
-        with _lock:
-            if _validator is None:
-                _validator = TokenValidator(config_from_settings())
-    return _validator
-
-
-def set_validator(validator: TokenValidator | None) -> None:
-    """Use ``validator`` from now on (None: rebuild from settings on next use)."""
-    global _validator
-    with _lock:
-        _validator = validator
-
-
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == SETTING_NAME:
-        set_validator(None)
-
-
-setting_changed.connect(_settings_changed)
-
-
 # -- challenges -------------------------------------------------------------------
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def resource_metadata_url(request: Any) -> str | None:
-    """Where the RFC 9728 metadata of the resource ``request`` falls under is (section 5.1;
-    the URL formed as in section 3.1), or ``RESOURCE_METADATA_URL``; None when the site
-    cannot name the resource (no ``RESOURCE_URL`` and a host it may not derive one from)."""
-    if idp_settings.RESOURCE_METADATA_URL:
-        return str(idp_settings.RESOURCE_METADATA_URL)
-    resource = metadata.resource_for_request(request)
-    return metadata.metadata_url(resource) if resource else None
 
 
 def bearer_challenge(
@@ -144,17 +95,50 @@ def bearer_challenge(
     """``Bearer realm=..., error=..., error_description=..., scope=..., resource_metadata=...``
     (RFC 6750 section 3; RFC 9728 section 5.1). No error code when no token was sent;
     no ``resource_metadata`` when the site cannot name the resource."""
-    parts = [f"realm={_quote(realm)}"]
+    parts = [f"realm={quote(realm)}"]
     if error:
-        parts.append(f"error={_quote(error)}")
+        parts.append(f"error={quote(error)}")
     if description:
-        parts.append(f"error_description={_quote(description)}")
+        parts.append(f"error_description={quote(description)}")
     if scope:
-        parts.append(f"scope={_quote(' '.join(scope))}")
-    url = resource_metadata_url(request)
+        parts.append(f"scope={quote(' '.join(scope))}")
+    url = metadata.resource_metadata_url(request)
     if url:
-        parts.append(f"resource_metadata={_quote(url)}")
+        parts.append(f"resource_metadata={quote(url)}")
     return "Bearer " + ", ".join(parts)
+
+
+def challenge_for(
+    request: Any,
+    scheme: str | None,
+    error: str | None = None,
+    description: str | None = None,
+    scope: Iterable[str] | None = None,
+    realm: str = "api",
+    algorithms: Iterable[str] | None = None,
+) -> str:
+    """The ``WWW-Authenticate`` value of a refusal: for a request that presented a token with
+    the DPoP scheme, the ``DPoP`` challenge with the error (RFC 9449 section 7.1); otherwise
+    the ``Bearer`` challenge with the error, then ``DPoP algs=...`` without one, since this
+    service accepts both (section 7.2)."""
+    algs = tuple(algorithms) if algorithms is not None else dpop_algorithms()
+    if scheme == DPOP:
+        return dpop_challenge(
+            algs, error, description, scope=scope, resource_metadata=metadata.resource_metadata_url(request)
+        )
+    bearer = bearer_challenge(request, error, description, scope, realm=realm)
+    return f"{bearer}, {dpop_challenge(algs)}"
+
+
+def proof_request(request: Any) -> ProofRequest:
+    """The DPoP proof of a request, its method and its URL (:func:`.metadata.request_url`). A repeated
+    ``DPoP`` header reaches Django joined with commas, which the proof check refuses."""
+    value = request.META.get("HTTP_DPOP")
+    return ProofRequest(
+        proofs=() if value is None else (value,),
+        method=request.method or "GET",
+        url=metadata.request_url(request),
+    )
 
 
 # -- authentication ----------------------------------------------------------------
@@ -206,10 +190,21 @@ class DelegationNotAllowed(exceptions.PermissionDenied):
 
 
 _ERROR_ATTRIBUTE = "_delegation_idp_token_error"
+_SCHEME_ATTRIBUTE = "_delegation_idp_token_scheme"
+
+
+def _response_headers(request: Request) -> dict[str, str] | None:
+    """The headers the DRF view handling ``request`` adds to its response, whatever it
+    answers (``APIView.headers``, copied into the response by ``finalize_response``), or
+    None outside a view."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    headers = getattr(view, "headers", None)
+    return headers if isinstance(headers, dict) else None
 
 
 class DelegatedTokenAuthentication(BaseAuthentication):
-    """Bearer tokens issued by the provider, validated locally (RFC 6750, RFC 9068)."""
+    """Tokens issued by the provider, validated locally (RFC 6750, RFC 9068): bearer tokens,
+    and DPoP-bound ones with a proof of their key (RFC 9449)."""
 
     www_authenticate_realm = "api"
 
@@ -220,33 +215,61 @@ class DelegatedTokenAuthentication(BaseAuthentication):
         header = get_authorization_header(request)
         if not header:
             return None
-        scheme, _, value = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None  # another authentication class may know this scheme
         try:
-            token = value.strip().decode("ascii")
-        except UnicodeDecodeError:
-            token = ""
-        if not token or " " in token:
-            self._refuse(request, TokenError("malformed", "The Authorization header is malformed."))
+            credentials = read_authorization(header)
+        except TokenError as exc:
+            scheme = header.split(b" ", 1)[0].lower()
+            setattr(request, _SCHEME_ATTRIBUTE, DPOP if scheme == DPOP.encode() else BEARER)
+            self._refuse(request, exc)
+        if credentials is None:
+            return None  # another authentication class may know this scheme
+        setattr(request, _SCHEME_ATTRIBUTE, credentials.scheme)
+        validator = self.get_validator()
         try:
             urls = metadata.resource_urls_for(request)
-            delegated = self.get_validator().validate(token, resource_urls=urls)
+            proof = proof_request(request) if credentials.scheme == DPOP else None
+            delegated = validator.validate(credentials.token, resource_urls=urls, dpop=proof)
         except ProviderUnavailable as exc:
             raise ProviderDown(exc.description) from exc
         except TokenError as exc:
             self._refuse(request, exc)
+        if credentials.scheme == DPOP:
+            self._send_nonce(request, validator)
         return DelegatedUser(delegated), delegated
 
-    def _refuse(self, request: Request, exc: TokenError) -> None:
+    def _send_nonce(self, request: Request, validator: TokenValidator) -> None:
+        """A fresh ``DPoP-Nonce`` on the answer to a DPoP request, where nonces are required
+        (RFC 9449 section 9): the client proves with it next time, before the one it used
+        goes stale."""
+        nonce = validator.current_nonce()
+        headers = _response_headers(request)
+        if nonce is not None and headers is not None:
+            headers["DPoP-Nonce"] = nonce
+
+    def _refuse(self, request: Request, exc: TokenError) -> NoReturn:
         setattr(request, _ERROR_ATTRIBUTE, exc)
+        headers = _response_headers(request)
+        if headers is not None:
+            headers["Cache-Control"] = "no-store"
+        if getattr(request, _SCHEME_ATTRIBUTE, None) == DPOP:
+            self._send_nonce(request, self.get_validator())
         raise InvalidToken(exc.description) from exc
 
     def authenticate_header(self, request: Request) -> str:
         error: TokenError | None = getattr(request, _ERROR_ATTRIBUTE, None)
+        scheme = getattr(request, _SCHEME_ATTRIBUTE, None)
+        if isinstance(error, DpopProofError):
+            scheme = DPOP
+        realm = self.www_authenticate_realm
+        try:
+            algorithms = self.get_validator().config.dpop_algorithms
+        except exceptions.APIException:  # no resource configured: the settings' list
+            algorithms = dpop_algorithms()
         if error is None:
-            return bearer_challenge(request, realm=self.www_authenticate_realm)
-        return bearer_challenge(request, error.error, error.description, realm=self.www_authenticate_realm)
+            return challenge_for(request, scheme, realm=realm, algorithms=algorithms)
+        return challenge_for(
+            request, scheme, error.error, error.description, realm=realm, algorithms=algorithms
+        )
 
 
 # -- permissions -------------------------------------------------------------------
@@ -283,8 +306,12 @@ class HasScopes(_DelegationPermission):
         if token.has_scopes(*required):
             return True
         exc = InsufficientScope()
-        exc.auth_header = bearer_challenge(  # type: ignore[attr-defined]
-            request, "insufficient_scope", "The access token lacks a required scope.", required
+        exc.auth_header = challenge_for(  # type: ignore[attr-defined]
+            request,
+            DPOP if token.is_bound else BEARER,
+            "insufficient_scope",
+            "The access token lacks a required scope.",
+            required,
         )
         raise exc
 

@@ -49,8 +49,10 @@ __all__ = [
     "metadata_url",
     "protected_resource_metadata",
     "request_origin",
+    "request_url",
     "resource_for_metadata_path",
     "resource_for_request",
+    "resource_metadata_url",
     "resource_urls_for",
 ]
 
@@ -195,6 +197,26 @@ def metadata_url(resource: str) -> str:
     path = parts.path if parts.path != "/" else ""
     query = f"?{parts.query}" if parts.query else ""
     return f"{parts.scheme}://{parts.netloc}{WELL_KNOWN}{path}{query}"
+
+
+def resource_metadata_url(request: Any) -> str | None:
+    """Where the RFC 9728 metadata of the resource ``request`` falls under is (section 5.1;
+    the URL formed as in section 3.1), or ``RESOURCE_METADATA_URL``; None when the site
+    cannot name the resource (no ``RESOURCE_URL`` and a host it may not derive one from)."""
+    if idp_settings.RESOURCE_METADATA_URL:
+        return str(idp_settings.RESOURCE_METADATA_URL)
+    resource = resource_for_request(request)
+    return metadata_url(resource) if resource else None
+
+
+def request_url(request: Any) -> str:
+    """The URL a request was sent to, as this site names it, for a DPoP proof's ``htu``: the
+    origin of ``RESOURCE_URL``, else of the request (:func:`.origin_for`, which
+    trusts only hosts ``ALLOWED_HOSTS`` lists literally), and the request's path (with the
+    script prefix: behind a proxy that strips a path, set ``FORCE_SCRIPT_NAME``). Empty
+    when the site cannot name itself: every proof is then refused (``dpop_wrong_url``)."""
+    origin = origin_for(request)
+    return origin + escape_uri_path(request.path) if origin else ""
 
 
 # -- the document --------------------------------------------------------------------------

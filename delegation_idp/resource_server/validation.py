@@ -19,20 +19,27 @@ raises :class:`TokenError`. The rules:
   a leeway capped at :data:`MAX_LEEWAY`;
 * the ``act`` chain is read with :func:`delegation_idp.core.actchain.chain_from_act`
   (bounded depth);
+* how the token was presented (RFC 9449 section 7): a token bound to a key (``cnf.jkt``,
+  section 6.1) only with the ``DPoP`` scheme and a proof of that key, checked by
+  :func:`delegation_idp.rfc9449.check_proof` (``htm``, ``htu``, ``iat``, ``ath``, the nonce
+  when this service requires one, ``jti`` unseen in the replay store); a bearer token never
+  as bound;
 * revocation: the provider publishes revoked ``jti`` values to Redis under
   ``revocation_prefix + jti`` (with a TTL until the token's expiry), and
   answers RFC 7662 introspection. ``introspection`` is ``"never"``,
   ``"fallback"`` (when Redis is not configured or not reachable) or ``"always"``.
 
 Why one module over 400 lines: validation is one ordered pipeline (size, header, key by
-``kid``, signature, claims, ``act``, revocation) whose steps share the key cache and the
-revocation breaker; split, a reader would lose the order the checks must run in.
+``kid``, signature, claims, ``act``, the presentation and its proof, revocation) whose
+steps share the key cache, the replay store and the revocation breaker; split, a reader
+would lose the order the checks must run in.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -43,13 +50,16 @@ from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
-from delegation_idp import breaker, jose
+from delegation_idp import breaker, jose, rfc9449
 from delegation_idp.core.actchain import ActChainError, chain_from_act
+from delegation_idp.core.reasons import Reason
 
 __all__ = [
     "MAX_LEEWAY",
     "DelegatedToken",
+    "DpopProofError",
     "JwksCache",
+    "ProofRequest",
     "ProviderUnavailable",
     "ResourceServerConfig",
     "TokenError",
@@ -65,6 +75,10 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 INTROSPECTION_MODES = ("never", "fallback", "always")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
+#: An RFC 7638 SHA-256 thumbprint, base64url without padding (RFC 9449 section 6.1).
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+#: The label of a resource server's nonces (:class:`delegation_idp.rfc9449.NonceIssuer`).
+NONCE_LABEL = "resource"
 
 
 def same_resource(first: str, second: str) -> bool:
@@ -99,6 +113,17 @@ class TokenError(Exception):
         self.description = description
 
 
+class DpopProofError(TokenError):
+    """A DPoP proof this service refuses (RFC 9449 section 7.1): ``error`` is
+    ``invalid_dpop_proof``, or ``use_dpop_nonce`` when only the nonce is missing or stale
+    (section 9: resend the proof with the one in ``DPoP-Nonce``). ``reason`` is the
+    catalogue's code of the failed check (:class:`delegation_idp.core.reasons.Reason`)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value, reason.description)
+        self.error = reason.error
+
+
 class ProviderUnavailable(TokenError):
     """The provider's keys, metadata or revocation answer could not be had; the
     token is refused (fail closed) with 503, not 401: the client did nothing wrong."""
@@ -128,6 +153,10 @@ class DelegatedToken:
     #: the ``aud`` entry this service accepted the token under: its identity URI, or the
     #: resource URL (as the token spells it) that clients use for it
     audience: str = ""
+    #: the RFC 7638 thumbprint of the key the token is bound to (``cnf.jkt``, RFC 9449
+    #: section 6.1), None for a bearer token; :meth:`TokenValidator.validate` accepts a
+    #: bound token only with a proof signed by that key
+    jkt: str | None = None
 
     @property
     def depth(self) -> int:
@@ -146,6 +175,11 @@ class DelegatedToken:
     @property
     def scope(self) -> str:
         return " ".join(sorted(self.scopes))
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether the token is DPoP-bound (then it was presented with a proof of its key)."""
+        return self.jkt is not None
 
     def has_scopes(self, *required: str) -> bool:
         return set(required) <= self.scopes
@@ -186,6 +220,14 @@ class ResourceServerConfig:
     http_timeout: float = 5.0
     #: the URLs clients use for this service (see above); a sequence, coerced to a tuple
     resource_urls: tuple[str, ...] = ()
+    #: DPoP (RFC 9449): the proof algorithms accepted (asymmetric only), how old a proof's
+    #: ``iat`` may be (seconds; ``leeway`` is allowed ahead), and whether this service
+    #: requires nonces (section 9): None, or how long each lives (seconds), derived from
+    #: ``dpop_nonce_secret`` so that every process sharing the secret accepts the others'
+    dpop_algorithms: tuple[str, ...] = rfc9449.ALGORITHMS
+    dpop_max_age: int = 60
+    dpop_nonce_lifetime: int | None = None
+    dpop_nonce_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.issuer or not self.resource:
@@ -201,10 +243,27 @@ class ResourceServerConfig:
             raise ValueError("introspection needs the resource server's client_id and client_secret")
         if set(self.algorithms) - jose.ASYMMETRIC_ALGORITHMS:
             raise ValueError("only asymmetric algorithms may be allowed")
+        object.__setattr__(self, "dpop_algorithms", tuple(self.dpop_algorithms))
+        if not self.dpop_algorithms or set(self.dpop_algorithms) - jose.ASYMMETRIC_ALGORITHMS:
+            raise ValueError("DPoP proofs need one or more asymmetric algorithms, and no other")
+        if self.dpop_nonce_lifetime is not None and not self.dpop_nonce_secret:
+            raise ValueError("DPoP nonces (dpop_nonce_lifetime) need a dpop_nonce_secret")
 
     @property
     def effective_leeway(self) -> float:
         return min(max(float(self.leeway), 0.0), MAX_LEEWAY)
+
+
+@dataclass(frozen=True)
+class ProofRequest:
+    """A request that presented its token with the ``DPoP`` scheme (RFC 9449 section 7.1):
+    the values of its ``DPoP`` header (one is allowed: a list, so that a repeated header
+    is seen and refused), its method, and the URL it was sent to as this service names it
+    (its public origin and the request's path; a query is ignored)."""
+
+    proofs: tuple[str, ...]
+    method: str
+    url: str
 
 
 def _read_json(http: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
@@ -340,6 +399,7 @@ class TokenValidator:
         *,
         http: httpx.Client | None = None,
         redis_client: Any = None,
+        replay_store: rfc9449.ReplayStore | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -362,6 +422,15 @@ class TokenValidator:
             clock=monotonic,
             fallback="it counts as unavailable meanwhile",
         )
+        self._replay = replay_store
+        self.nonces = (
+            rfc9449.NonceIssuer(
+                str(config.dpop_nonce_secret).encode(), lifetime=config.dpop_nonce_lifetime, label=NONCE_LABEL
+            )
+            if config.dpop_nonce_lifetime is not None
+            else None
+        )
+        self._proof_policy: rfc9449.ProofPolicy | None = None
 
     def __repr__(self) -> str:
         return f"TokenValidator(issuer={self.config.issuer!r}, resource={self.config.resource!r})"
@@ -419,6 +488,7 @@ class TokenValidator:
             expires_at=int(claims["exp"]),
             claims=MappingProxyType(dict(claims)),
             audience=audience,
+            jkt=_bound_key(claims),
         )
 
     def addressed_as(self, audiences: Iterable[str], resource_urls: Iterable[str] = ()) -> str | None:
@@ -434,18 +504,84 @@ class TokenValidator:
                 return aud
         return None
 
-    def validate(self, token: str, *, resource_urls: Iterable[str] = ()) -> DelegatedToken:
-        """:meth:`verify`, then the revocation check."""
+    def validate(
+        self, token: str, *, resource_urls: Iterable[str] = (), dpop: ProofRequest | None = None
+    ) -> DelegatedToken:
+        """:meth:`verify`, the presentation, then the revocation check.
+
+        ``dpop`` None: the token came as a bearer token (RFC 6750), and a DPoP-bound one is
+        refused (RFC 9449 section 7.2). Otherwise it came with the ``DPoP`` scheme: it must be
+        bound, and the request's proof must pass :meth:`check_proof`."""
         delegated = self.verify(token, resource_urls=resource_urls)
+        if dpop is None:
+            if delegated.jkt is not None:
+                raise TokenError("dpop_bound_token", _DESCRIPTIONS["dpop_bound_token"])
+        else:
+            self.check_proof(token, delegated, dpop)
         self.check_revocation(token, delegated)
         return delegated
 
-    async def avalidate(self, token: str, *, resource_urls: Iterable[str] = ()) -> DelegatedToken:
+    async def avalidate(
+        self, token: str, *, resource_urls: Iterable[str] = (), dpop: ProofRequest | None = None
+    ) -> DelegatedToken:
         """:meth:`validate` for async code: the blocking work runs in a worker thread."""
         import anyio.to_thread
 
-        call = functools.partial(self.validate, token, resource_urls=tuple(resource_urls))
+        call = functools.partial(self.validate, token, resource_urls=tuple(resource_urls), dpop=dpop)
         return await anyio.to_thread.run_sync(call)
+
+    # -- DPoP (RFC 9449) ---------------------------------------------------------------
+
+    @property
+    def replay_store(self) -> rfc9449.ReplayStore:
+        """Where seen proofs are remembered: the store given, else the revocation set's Redis
+        (shared by every process that uses it), else this process's memory."""
+        if self._replay is None:
+            client = self._redis_client()
+            self._replay = (
+                rfc9449.RedisReplayStore(client) if client is not None else rfc9449.MemoryReplayStore()
+            )
+        return self._replay
+
+    @property
+    def proof_policy(self) -> rfc9449.ProofPolicy:
+        if self._proof_policy is None:
+            nonces, clock = self.nonces, self.clock
+            self._proof_policy = rfc9449.ProofPolicy(
+                algorithms=self.config.dpop_algorithms,
+                replay=_FailClosed(self.replay_store),
+                max_age=int(self.config.dpop_max_age),
+                leeway=int(self.config.effective_leeway),
+                max_header_bytes=self.config.max_header_bytes * 2,  # the header carries a key
+                accepts_nonce=(lambda nonce: nonces.accepts(nonce, clock())) if nonces is not None else None,
+            )
+        return self._proof_policy
+
+    def current_nonce(self) -> str | None:
+        """The nonce to send in ``DPoP-Nonce`` now, or None when this service requires none."""
+        return self.nonces.current(self.clock()) if self.nonces is not None else None
+
+    def check_proof(self, token: str, delegated: DelegatedToken, dpop: ProofRequest) -> rfc9449.Proof:
+        """The proof of a request that presented ``token`` with the ``DPoP`` scheme (RFC 9449
+        section 7.1): the token must be bound, the proof pass every check of section 4.3 with
+        ``ath`` the token's hash, and be signed by the key the token is bound to."""
+        if delegated.jkt is None:
+            raise TokenError("dpop_unbound_token", _DESCRIPTIONS["dpop_unbound_token"])
+        try:
+            proof = rfc9449.check_proof(
+                dpop.proofs,
+                method=dpop.method,
+                url=dpop.url,
+                now=self.clock(),
+                policy=self.proof_policy,
+                access_token=token,
+            )
+        except rfc9449.ProofError as exc:
+            raise DpopProofError(Reason.for_proof_error(exc.reason)) from exc
+        if proof.jkt != delegated.jkt:
+            # RFC 9449 section 7.1: the key binding, not the proof, is what is wrong.
+            raise TokenError("dpop_key_binding", _DESCRIPTIONS["dpop_key_binding"])
+        return proof
 
     # -- revocation -----------------------------------------------------------------
 
@@ -522,6 +658,35 @@ class TokenValidator:
         return data.get("active") is True and data.get("jti") == delegated.jti
 
 
+class _FailClosed:
+    """A replay store whose failure (Redis down, a cache error) refuses the proof with 503:
+    a proof whose ``jti`` could not be recorded may be a replay."""
+
+    def __init__(self, store: rfc9449.ReplayStore) -> None:
+        self.store = store
+
+    def first_use(self, key: str, ttl: int) -> bool:
+        try:
+            return self.store.first_use(key, ttl)
+        except Exception as exc:  # any failure of the store means "could not check"
+            raise ProviderUnavailable(
+                "replay_store_unavailable", "DPoP proofs cannot be checked right now."
+            ) from exc
+
+
+def _bound_key(claims: Mapping[str, Any]) -> str | None:
+    """The ``cnf.jkt`` of a token's claims (RFC 9449 section 6.1), None without ``cnf``. A
+    ``cnf`` this service cannot check (another confirmation method, or a malformed one)
+    refuses the token: a sender-constrained token must never pass as a bearer token."""
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not _JKT.match(jkt):
+        raise TokenError("bad_cnf", _DESCRIPTIONS["bad_cnf"])
+    return jkt
+
+
 _DESCRIPTIONS = {
     "expired": "The access token expired.",
     "not_yet_valid": "The access token is not valid yet.",
@@ -532,4 +697,8 @@ _DESCRIPTIONS = {
     "bad_typ": "The token is not an access token (typ at+jwt).",
     "bad_alg": "The access token's algorithm is not allowed.",
     "too_large": "The access token is too large.",
+    "bad_cnf": "The access token is bound by a confirmation method this service does not support.",
+    "dpop_bound_token": "The access token is DPoP-bound: present it with the DPoP scheme and a proof.",
+    "dpop_unbound_token": "The access token is not DPoP-bound: present it as a Bearer token.",
+    "dpop_key_binding": "Invalid DPoP key binding: the proof is not signed by the token's key.",
 }
