@@ -37,7 +37,8 @@ class NonceIssuer:
 
     def accepts(self, nonce: str, now: float) -> bool:
         """Whether ``nonce`` is this or the previous window's."""
-        if len(nonce) > 64 or nonce.count(".") != 1:
+        # ASCII only: hmac.compare_digest raises on other str (a 500, not a refusal).
+        if len(nonce) > 64 or not nonce.isascii() or nonce.count(".") != 1:
             return False
         head, mac = nonce.split(".")
         try:

@@ -134,7 +134,10 @@ def check_proof(
         raise ProofError("dpop_bad_jti")
     if htm != method.upper():
         raise ProofError("dpop_wrong_method")
-    if not isinstance(htu, str) or not htu or normalized_htu(htu) != normalized_htu(url):
+    # An empty normal form (a relative URL) matches nothing, not even another empty one: a
+    # caller that could not name the request's URL refuses every proof.
+    expected = normalized_htu(url)
+    if not isinstance(htu, str) or not expected or normalized_htu(htu) != expected:
         raise ProofError("dpop_wrong_url")
     if isinstance(iat, bool) or not isinstance(iat, int | float):
         raise ProofError("dpop_bad_iat")
