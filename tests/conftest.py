@@ -413,10 +413,13 @@ def make_validator(cast: Any, provider_http: httpx.Client, clock: Clock):
 
     def make(resource: str | None = None, **options: Any) -> TokenValidator:
         monotonic = options.pop("monotonic", clock)
+        replay_store = options.pop("replay_store", None)
         config = ResourceServerConfig(
             issuer=PROVIDER_ISSUER, resource=resource or cast.resource_server, **options
         )
-        return TokenValidator(config, http=provider_http, clock=clock, monotonic=monotonic)
+        return TokenValidator(
+            config, http=provider_http, clock=clock, monotonic=monotonic, replay_store=replay_store
+        )
 
     return make
 

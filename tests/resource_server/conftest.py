@@ -43,3 +43,27 @@ def readdress(db: Any) -> Any:
         return jose.sign(claims, keyset.signing_key())
 
     return sign
+
+
+@pytest.fixture
+def bind(db: Any) -> Any:
+    """A token the provider issued, bound to ``prover``'s key (``cnf.jkt``, RFC 9449 section
+    6.1) and signed again with the provider's current key: what the provider issues to a
+    client that sent a DPoP proof with its token request."""
+    from delegation_idp import jose
+    from delegation_idp.provider.keys import keyset
+    from tests.helpers import decode
+
+    def sign(token: str, prover: Any) -> str:
+        claims = {**decode(token)[1], "cnf": {"jkt": prover.jkt}}
+        return jose.sign(claims, keyset.signing_key())
+
+    return sign
+
+
+@pytest.fixture
+def prover() -> Any:
+    """A client's DPoP key."""
+    from tests.support.dpop import Prover
+
+    return Prover()

@@ -15,7 +15,9 @@ class Api(APIView):
     required_scopes = ("tasks.read",)
 
     def get(self, request):
-        return Response({**describe(request.auth), "user": request.user.get_username()})
+        return Response(
+            {**describe(request.auth), "user": request.user.get_username(), "jkt": request.auth.jkt}
+        )
 
 
 def api(name, permissions, **attributes):
