@@ -2,7 +2,9 @@
 
 Its token verifier is :class:`delegation_idp.resource_server.mcp.DelegationTokenVerifier`:
 only tokens addressed to mcp-server1 get in, by its identity URI or by the URL clients
-connect to (``public_url``, which the SDK's RFC 9728 document names as ``resource``).
+connect to (``public_url``, which the SDK's RFC 9728 document names as ``resource``). With
+:class:`~delegation_idp.resource_server.mcp.DpopAuthMiddleware` added to the SDK's app, a
+DPoP-bound token gets in with a proof of its key (RFC 9449), and never as a bearer token.
 Its tool ``list_tasks`` exchanges the token it received for one addressed to the
 resource server (RFC 8693, with an RFC 8707 ``resource``) and calls the resource server
 with that new token; the received token is never forwarded (the MCP token-passthrough
@@ -20,7 +22,12 @@ from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 
 from delegation_idp.client import AsyncAgentClient, unverified_claims
-from delegation_idp.resource_server.mcp import DelegationTokenVerifier, current_token, incoming_token
+from delegation_idp.resource_server.mcp import (
+    DelegationTokenVerifier,
+    DpopAuthMiddleware,
+    current_token,
+    incoming_token,
+)
 from delegation_idp.resource_server.validation import ResourceServerConfig, TokenValidator
 
 
@@ -34,16 +41,21 @@ class McpConfig:
     resource_url: str  # the resource server's API
 
 
-def build_server(config: McpConfig, *, http: httpx.Client | None = None) -> MCPServer:
-    """The server; ``http`` is the client its validator reaches the provider with (tests)."""
+def build_verifier(config: McpConfig, *, http: httpx.Client | None = None) -> DelegationTokenVerifier:
+    """The token verifier; ``http`` is the client its validator reaches the provider with (tests)."""
     validator = TokenValidator(
         ResourceServerConfig(issuer=config.issuer, resource=config.uri, resource_urls=(config.public_url,)),
         http=http,
     )
+    return DelegationTokenVerifier(validator, resource_server_url=config.public_url)
+
+
+def build_server(config: McpConfig, *, verifier: DelegationTokenVerifier) -> MCPServer:
+    """The server, whose SDK authenticates with ``verifier``."""
     idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret)
     server = MCPServer(
         "mcp-server1",
-        token_verifier=DelegationTokenVerifier(validator, resource_server_url=config.public_url),
+        token_verifier=verifier,
         auth=AuthSettings(
             issuer_url=config.issuer,
             resource_server_url=config.public_url,
@@ -83,4 +95,8 @@ def build_server(config: McpConfig, *, http: httpx.Client | None = None) -> MCPS
 
 
 def mcp_app(config: McpConfig, host: str = "127.0.0.1", *, http: httpx.Client | None = None) -> Starlette:
-    return build_server(config, http=http).streamable_http_app(host=host)
+    """The SDK's streamable-HTTP app, taking DPoP-bound tokens as well as bearer ones."""
+    verifier = build_verifier(config, http=http)
+    app = build_server(config, verifier=verifier).streamable_http_app(host=host)
+    app.add_middleware(DpopAuthMiddleware, verifier=verifier)
+    return app

@@ -305,3 +305,46 @@ def test_same_resource_sets_one_trailing_slash_aside_and_nothing_else(first, sec
     assert same_resource(a, a + "/") and same_resource(a + "/", a)
     assert not same_resource(a, a + "//") and not same_resource(a, a + "/x")
     assert same_resource(a + "/", b) == (first == second) == same_resource(b, a)
+
+
+# -- DPoP-bound tokens (RFC 9449 section 6.1) ---------------------------------------------------
+
+JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+
+
+@pytest.mark.rfc("9449-6.1")
+def test_a_bound_tokens_thumbprint_is_read_from_cnf(provider, validator):
+    delegated = validator.verify(provider.token(cnf={"jkt": JKT}))
+    assert delegated.jkt == JKT and delegated.is_bound
+    assert validator.verify(provider.token()).jkt is None
+
+
+@pytest.mark.rfc("9449-7.2")
+def test_a_bound_token_validated_as_a_bearer_token_is_refused(provider, validator):
+    with pytest.raises(TokenError) as refused:
+        validator.validate(provider.token(cnf={"jkt": JKT}))
+    assert (refused.value.reason, refused.value.error, refused.value.status) == (
+        "dpop_bound_token",
+        "invalid_token",
+        401,
+    )
+
+
+@pytest.mark.rfc("9449-6.1")
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # mTLS (RFC 8705): not checked here
+        {"jkt": "short"},
+        {"jkt": JKT + "="},
+        {"jkt": 7},
+        "a string",
+        [JKT],
+        {},
+    ],
+)
+def test_a_confirmation_this_service_cannot_check_refuses_the_token(provider, validator, cnf):
+    """A sender-constrained token must never pass as a bearer one for want of understanding."""
+    with pytest.raises(TokenError) as refused:
+        validator.verify(provider.token(cnf=cnf))
+    assert refused.value.reason == "bad_cnf"
