@@ -24,18 +24,22 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.http import HttpRequest
 
+from delegation_idp import jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
+from delegation_idp.models import RefreshTokenBinding
 from delegation_idp.rfc9449 import CacheReplayStore, NonceIssuer, Proof, ProofError, ProofPolicy, check_proof
 
 __all__ = [
     "BOUND_KEY",
     "Proof",
+    "bind_refresh_token",
     "bound_key_of",
     "nonce_headers",
     "nonce_issuer",
     "proof_policy",
+    "refresh_binding_refusal",
     "signing_algorithms",
     "token_request_proof",
 ]
@@ -47,8 +51,6 @@ BOUND_KEY = "X_DELEGATION_IDP_DPOP_JKT"
 
 def signing_algorithms() -> tuple[str, ...]:
     """The proof algorithms accepted (and advertised as ``dpop_signing_alg_values_supported``)."""
-    from delegation_idp import jose
-
     return tuple(a for a in idp_settings.DPOP_SIGNING_ALGORITHMS if a in jose.ASYMMETRIC_ALGORITHMS)
 
 
@@ -119,3 +121,25 @@ def bound_key_of(oauthlib_request: Any) -> str | None:
     headers = getattr(oauthlib_request, "headers", None) or {}
     value = headers.get(BOUND_KEY)
     return value if isinstance(value, str) and value else None
+
+
+def bind_refresh_token(refresh_token: Any, oauthlib_request: Any) -> None:
+    """RFC 9449 section 5: a public client's refresh token is bound to the key that obtained it
+    (a confidential client's is guarded by its client authentication)."""
+    jkt = bound_key_of(oauthlib_request)
+    client = oauthlib_request.client
+    if jkt and client.client_type != client.CLIENT_CONFIDENTIAL:
+        RefreshTokenBinding.objects.update_or_create(refresh_token=refresh_token, defaults={"jkt": jkt})
+
+
+def refresh_binding_refusal(oauthlib_request: Any) -> Reason | None:
+    """Why the refresh token being redeemed may not be, with this request's proof: bound to
+    another key (``DPOP_KEY_MISMATCH``) or to a key no proof was sent for (``DPOP_REQUIRED``)."""
+    instance = getattr(oauthlib_request, "refresh_token_instance", None)
+    if instance is None:
+        return None
+    bound = RefreshTokenBinding.objects.filter(refresh_token=instance).values_list("jkt", flat=True).first()
+    proved = bound_key_of(oauthlib_request)
+    if not bound or bound == proved:
+        return None
+    return Reason.DPOP_KEY_MISMATCH if proved else Reason.DPOP_REQUIRED
