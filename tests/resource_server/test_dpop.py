@@ -280,3 +280,64 @@ def test_an_unavailable_replay_store_fails_closed(client, bound, prover, resourc
     use_validator(replay_store=Down())
     response = dpop_get(client, bound, prover.proof("GET", URL, token=bound))
     assert response.status_code == 503, response.content
+
+
+# -- the chain as the provider binds it ------------------------------------------------------------
+
+TOKEN_URL = "http://testserver/o/token/"
+
+
+@pytest.fixture
+def hop_keys(cast) -> dict[str, Prover]:
+    return {name: Prover() for name in cast.agents}
+
+
+@pytest.fixture
+def provider_chain(cast, client, token_endpoint, hop_keys) -> list[str]:
+    """The seed's four tokens as the provider issues them to hops that prove their own key at
+    the token endpoint: each bound to the key of the hop that requested it."""
+    from tests.conftest import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, authorize_code, code_form
+
+    agent1 = cast["agent1"]
+    code, verifier = authorize_code(client, agent1, cast.user, cast.scope)
+    proof = hop_keys["agent1"].proof("POST", TOKEN_URL)
+    response = token_endpoint(code_form(agent1, code, verifier), agent1, HTTP_DPOP=proof)
+    assert response.status_code == 200, response.content
+    tokens = [response.json()["access_token"]]
+    for name, target in (
+        ("agent1", cast["agent2"].uri),
+        ("agent2", cast["mcp-server1"].uri),
+        ("mcp-server1", cast.resource_server),
+    ):
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": tokens[-1],
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            "audience": target,
+        }
+        proof = hop_keys[name].proof("POST", TOKEN_URL)
+        response = token_endpoint(form, cast[name], HTTP_DPOP=proof)
+        assert response.status_code == 200, response.content
+        assert response.json()["token_type"] == "DPoP"
+        tokens.append(response.json()["access_token"])
+    return tokens
+
+
+@pytest.mark.rfc("9449-7.1")
+def test_the_last_hops_token_is_good_only_with_the_key_of_the_hop_that_requested_it(
+    client, provider_chain, hop_keys, rs
+):
+    """mcp-server1 requested the resource server's token with its key: only that key presents
+    it. The same token stolen by any other hop (each with a key of its own) or by an outsider
+    is refused, with proofs that are otherwise perfect."""
+    token = provider_chain[3]
+    for name in ("agent1", "agent2"):
+        stolen = dpop_get(client, token, hop_keys[name].proof("GET", URL, token=token))
+        assert_dpop_refusal(stolen, "invalid_token")
+    assert_dpop_refusal(dpop_get(client, token, Prover().proof("GET", URL, token=token)), "invalid_token")
+    response = client.get("/api/whoami/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401  # nor as a bearer token
+    owner = dpop_get(client, token, hop_keys["mcp-server1"].proof("GET", URL, token=token))
+    assert owner.status_code == 200, owner.content
+    assert owner.json()["jkt"] == hop_keys["mcp-server1"].jkt
+    assert owner.json()["depth"] == 3
