@@ -125,13 +125,24 @@ def request_origin(request: HttpRequest) -> str | None:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+_ORIGIN_ATTRIBUTE = "_delegation_idp_request_origin"
+
+
 def origin_for(request: HttpRequest | None) -> str | None:
-    """The origin the site's resource URLs start with: ``RESOURCE_URL``'s, else the request's."""
+    """The origin the site's resource URLs start with: ``RESOURCE_URL``'s, else the request's
+    (worked out once per request: its audience and a DPoP proof's ``htu`` both need it)."""
     url = configured_resource_url()
     if url:
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.netloc}"
-    return request_origin(request) if request is not None else None
+    if request is None:
+        return None
+    try:
+        return getattr(request, _ORIGIN_ATTRIBUTE)  # type: ignore[no-any-return]
+    except AttributeError:
+        origin = request_origin(request)
+        setattr(request, _ORIGIN_ATTRIBUTE, origin)
+        return origin
 
 
 def _root_resource(origin: str) -> str:

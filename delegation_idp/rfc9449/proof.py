@@ -24,6 +24,7 @@ other failure. ``ProofError.reason`` names the failed check for audit and logs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -80,6 +81,7 @@ class ProofPolicy:
         return self.accepts_nonce is not None
 
 
+@functools.lru_cache(maxsize=1024)  # a server sees few URLs, and a client proves for the same ones
 def normalized_htu(url: str) -> str:
     """``url`` as ``htu`` is compared (section 4.3 check 9): scheme and host lower-cased, the
     scheme's default port left out, no query and no fragment; ``""`` for a URL that is not

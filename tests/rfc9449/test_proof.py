@@ -114,6 +114,15 @@ def test_an_alg_off_the_allow_list_is_refused(check):
     assert refused(check, proof, policy_changes={"algorithms": ("ES256",)}).reason == "dpop_bad_alg"
 
 
+def test_a_header_accepted_once_is_judged_again_under_another_allow_list(check, prover):
+    """Checked headers are remembered per process (a client's proofs share one): the memory is
+    of the header under the allow-list it passed, never of the header alone."""
+    assert check(prover.proof("GET", URL)).jkt == prover.jkt
+    later = prover.proof("GET", URL)
+    assert refused(check, later, policy_changes={"algorithms": ("EdDSA",)}).reason == "dpop_bad_alg"
+    assert check(later).jkt == prover.jkt
+
+
 def test_a_jwk_with_private_members_is_refused(check, prover):
     proof = prover.forged(prover.claims("GET", URL), jwk=prover.private_jwk)
     assert "d" in prover.private_jwk
