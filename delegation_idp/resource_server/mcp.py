@@ -215,7 +215,8 @@ class DpopAuthMiddleware:
             if len(authorizations) != 1:
                 raise TokenError("malformed", "The Authorization header is malformed.")
             credentials = read_authorization(authorizations[0])
-            assert credentials is not None  # the scheme is DPoP
+            if credentials is None:  # not reached: the one header is of the DPoP scheme
+                raise TokenError("malformed", "The Authorization header is malformed.")
             proofs = tuple(v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"dpop")
             request = ProofRequest(proofs=proofs, method=scope["method"], url=self.url_of(scope))
             access = await self.verifier.verify_dpop(credentials.token, request)
