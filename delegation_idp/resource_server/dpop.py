@@ -26,7 +26,7 @@ __all__ = ["BEARER", "DPOP", "Credentials", "challenge", "dpop_challenge", "quot
 BEARER = "bearer"
 DPOP = "dpop"
 # RFC 7235 section 2.1 token68, the syntax of both schemes' credentials.
-_TOKEN68 = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def read_authorization(header: bytes | str) -> Credentials | None:
     if scheme not in (BEARER, DPOP):
         return None
     token = value.strip()
-    if not _TOKEN68.match(token) or not token.isascii():
+    if not _TOKEN68.fullmatch(token) or not token.isascii():
         raise TokenError("malformed", "The Authorization header is malformed.")
     return Credentials(scheme, token)
 

@@ -76,7 +76,7 @@ INTROSPECTION_MODES = ("never", "fallback", "always")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
 #: An RFC 7638 SHA-256 thumbprint, base64url without padding (RFC 9449 section 6.1).
-_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 #: The label of a resource server's nonces (:class:`delegation_idp.rfc9449.NonceIssuer`).
 NONCE_LABEL = "resource"
 
@@ -178,7 +178,8 @@ class DelegatedToken:
 
     @property
     def is_bound(self) -> bool:
-        """Whether the token is DPoP-bound (then it was presented with a proof of its key)."""
+        """Whether the token is DPoP-bound (accepted by :meth:`TokenValidator.validate` only
+        with a proof of its key)."""
         return self.jkt is not None
 
     def has_scopes(self, *required: str) -> bool:
@@ -682,7 +683,7 @@ def _bound_key(claims: Mapping[str, Any]) -> str | None:
         return None
     cnf = claims["cnf"]
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    if not isinstance(jkt, str) or not _JKT.match(jkt):
+    if not isinstance(jkt, str) or not _JKT.fullmatch(jkt):
         raise TokenError("bad_cnf", _DESCRIPTIONS["bad_cnf"])
     return jkt
 

@@ -337,6 +337,7 @@ def test_a_bound_token_validated_as_a_bearer_token_is_refused(provider, validato
         {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # mTLS (RFC 8705): not checked here
         {"jkt": "short"},
         {"jkt": JKT + "="},
+        {"jkt": JKT + "\n"},  # a pattern's "$" would let it through
         {"jkt": 7},
         "a string",
         [JKT],
