@@ -495,6 +495,18 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="delegation_idp.E025",
             )
         )
+    for name in ("DPOP_NONCE_LIFETIME", "RESOURCE_DPOP_NONCE_LIFETIME"):
+        lifetime = getattr(idp_settings, name)
+        if lifetime is not None and (
+            isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime < 1
+        ):
+            errors.append(
+                Error(
+                    f"{name} must be None or a whole number of seconds, at least 1.",
+                    hint="A nonce lives that long; 300 is a common choice.",
+                    id="delegation_idp.E027",
+                )
+            )
     alias = idp_settings.DPOP_REPLAY_CACHE_ALIAS
     backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
     if (

@@ -409,8 +409,13 @@ def _proof_key(members: Any, alg: str) -> tuple[jwk.JWK, str]:
         raise JoseError("bad_alg", "algorithm does not fit the key")
     if members.get("alg") not in (None, alg):
         raise JoseError("bad_alg", "algorithm does not match the key")
-    if kty == "RSA" and len(_b64decode(str(members.get("n", ""))).lstrip(b"\0")) * 8 < 2048:
-        raise JoseError("bad_key", "RSA key shorter than 2048 bits")
+    if kty == "RSA":
+        # 2048 to 4096 bits, and a public exponent of at most 32 bits (65537 in practice): a
+        # long exponent would make every verification a full-length exponentiation.
+        modulus = len(_b64decode(str(members.get("n", ""))).lstrip(b"\0")) * 8
+        exponent = _b64decode(str(members.get("e", ""))).lstrip(b"\0")
+        if not 2048 <= modulus <= 4096 or not 1 <= len(exponent) <= 4:
+            raise JoseError("bad_key", "RSA proof keys have 2048 to 4096 bits and a short exponent")
     return _built_key(tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in members.items())))
 
 

@@ -485,6 +485,12 @@ class Reason(enum.StrEnum):
         "A DPoP-bound subject token is only exchanged for a DPoP-bound token: send a DPoP proof.",
         Family.PROOF,
     )
+    DPOP_IMPLICIT_UNBINDABLE = (
+        "dpop_implicit_unbindable",
+        "unauthorized_client",
+        "This client's tokens must be DPoP-bound; the implicit grant cannot bind them.",
+        Family.PROOF,
+    )
     DPOP_JKT_MALFORMED = (
         "dpop_jkt_malformed",
         "invalid_request",
@@ -523,6 +529,12 @@ class Reason(enum.StrEnum):
     )
     AUDIT_UNAVAILABLE = (
         "audit_unavailable",
+        "temporarily_unavailable",
+        "The service is temporarily unavailable; retry later.",
+        Family.SERVICE,
+    )
+    DPOP_REPLAY_UNAVAILABLE = (
+        "dpop_replay_unavailable",
         "temporarily_unavailable",
         "The service is temporarily unavailable; retry later.",
         Family.SERVICE,

@@ -92,6 +92,7 @@ class AuthorizationView(DOTAuthorizationView):
                 state=credentials.get("state"),
             )
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
+        self.check_binding(request, credentials, scopes)
         jkt = request.GET.get("dpop_jkt")
         if jkt is not None and not dpop.JKT_FORMAT.match(jkt):
             # RFC 9449 section 10: the code is bound to the key this thumbprint names.
@@ -102,6 +103,23 @@ class AuthorizationView(DOTAuthorizationView):
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
         self.authorize_resources(request, credentials, request.GET.getlist("resource"), scopes)
         return scopes, credentials
+
+    def check_binding(self, request: HttpRequest, credentials: Any, scopes: Any) -> None:
+        """RFC 9449 section 5.2: a token from the authorization endpoint (the implicit grant)
+        comes with no proof to bind it, so a party marked "DPoP required" cannot have one: an
+        error redirect with ``state``, audited, on the consent page's GET and on its POST."""
+        response_type = str(credentials.get("response_type") or "").split()
+        if "token" not in response_type:
+            return
+        client = get_application_model().objects.filter(client_id=credentials.get("client_id")).first()
+        party = party_of(client)
+        if party is None or not party.dpop_required:
+            return
+        self.audit_refusal(request, credentials, Reason.DPOP_IMPLICIT_UNBINDABLE, scopes)
+        error = oauth2_errors.UnauthorizedClientError(
+            description=Reason.DPOP_IMPLICIT_UNBINDABLE.description, state=credentials.get("state")
+        )
+        raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
 
     @staticmethod
     def audit_refusal(request: HttpRequest, credentials: Any, reason: Reason, scopes: Any = ()) -> None:
@@ -152,6 +170,7 @@ class AuthorizationView(DOTAuthorizationView):
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> Any:
         if allow:
+            self.check_binding(request, credentials, str(scopes or "").split())
             resources = credentials.get("resource") or []
             self.authorize_resources(request, credentials, list(resources), str(scopes or "").split())
         return super().create_authorization_response(request, scopes, credentials, allow)

@@ -17,6 +17,7 @@ Where the proof goes next:
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import time
 from typing import Any
@@ -29,8 +30,16 @@ from delegation_idp import jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
-from delegation_idp.models import AuthorizationCodeBinding, RefreshTokenBinding
-from delegation_idp.rfc9449 import CacheReplayStore, NonceIssuer, Proof, ProofError, ProofPolicy, check_proof
+from delegation_idp.models import AuthorizationCodeBinding, RefreshTokenBinding, TokenLineage
+from delegation_idp.rfc9449 import (
+    CacheReplayStore,
+    NonceIssuer,
+    Proof,
+    ProofError,
+    ProofPolicy,
+    ReplayStoreUnavailable,
+    check_proof,
+)
 
 __all__ = [
     "BOUND_KEY",
@@ -40,6 +49,7 @@ __all__ = [
     "bind_refresh_token",
     "bound_key_of",
     "code_binding_refusal",
+    "is_bound",
     "nonce_headers",
     "nonce_issuer",
     "proof_policy",
@@ -47,6 +57,8 @@ __all__ = [
     "signing_algorithms",
     "token_request_proof",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: An RFC 7638 SHA-256 thumbprint, as ``dpop_jkt`` carries it (RFC 9449 section 10).
 JKT_FORMAT = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
@@ -121,6 +133,9 @@ def token_request_proof(request: HttpRequest) -> Proof | None:
         )
     except ProofError as exc:
         raise refusal(Reason.for_proof_error(exc.reason), headers=nonce_headers("token")) from exc
+    except ReplayStoreUnavailable as exc:
+        logger.warning("DPoP proof refused: the replay cache is unavailable (%s)", exc)
+        raise refusal(Reason.DPOP_REPLAY_UNAVAILABLE) from exc
 
 
 def bound_key_of(oauthlib_request: Any) -> str | None:
@@ -139,17 +154,45 @@ def bind_refresh_token(refresh_token: Any, oauthlib_request: Any) -> None:
         RefreshTokenBinding.objects.update_or_create(refresh_token=refresh_token, defaults={"jkt": jkt})
 
 
+def is_bound(token: str) -> bool:
+    """Whether one of this provider's stored tokens (found in django-oauth-toolkit's table, so
+    its claims are the ones it issued) is a JWT bound to a DPoP key (``cnf``)."""
+    if token.count(".") != 2:
+        return False  # django-oauth-toolkit's opaque tokens are never bound
+    try:
+        claims = jose.unverified_claims(
+            token,
+            max_bytes=int(idp_settings.MAX_TOKEN_BYTES),
+            max_json_depth=int(idp_settings.MAX_JSON_DEPTH),
+        )
+    except jose.JoseError:
+        return False
+    return "cnf" in claims
+
+
 def refresh_binding_refusal(oauthlib_request: Any) -> Reason | None:
     """Why the refresh token being redeemed may not be, with this request's proof: bound to
-    another key (``DPOP_KEY_MISMATCH``) or to a key no proof was sent for (``DPOP_REQUIRED``)."""
+    another key (``DPOP_KEY_MISMATCH``) or to a key no proof was sent for (``DPOP_REQUIRED``).
+
+    A retry within django-oauth-toolkit's ``REFRESH_TOKEN_GRACE_PERIOD_SECONDS`` is answered
+    with the access token the first refresh issued: the retry must then prove that token's key
+    (or none, for a bearer one), so that the answer's ``token_type`` describes the token."""
     instance = getattr(oauthlib_request, "refresh_token_instance", None)
     if instance is None:
         return None
+    proved = bound_key_of(oauthlib_request) or ""
     bound = RefreshTokenBinding.objects.filter(refresh_token=instance).values_list("jkt", flat=True).first()
-    proved = bound_key_of(oauthlib_request)
-    if not bound or bound == proved:
-        return None
-    return Reason.DPOP_KEY_MISMATCH if proved else Reason.DPOP_REQUIRED
+    if bound and bound != proved:
+        return Reason.DPOP_KEY_MISMATCH if proved else Reason.DPOP_REQUIRED
+    if getattr(instance, "revoked", None) is not None:
+        previous = (
+            TokenLineage.objects.filter(access_token__source_refresh_token=instance)
+            .values_list("jkt", flat=True)
+            .first()
+        )
+        if previous is not None and previous != proved:
+            return Reason.DPOP_KEY_MISMATCH if proved else Reason.DPOP_REQUIRED
+    return None
 
 
 def bind_authorization_code(grant: Any, oauthlib_request: Any) -> None:

@@ -391,9 +391,28 @@ class DelegationValidator(OAuth2Validator):
         refresh_token = super()._create_refresh_token(
             request, refresh_token_code, access_token, previous_refresh_token
         )
-        state_of(request).refresh_token = refresh_token
-        dpop.bind_refresh_token(refresh_token, request)
+        state = state_of(request)
+        state.refresh_token = refresh_token
+        # Bound only with a bound access token: a Bearer answer tells the client that this
+        # server binds nothing (RFC 9449 section 5), so its refresh token must not be bound.
+        if state.issuance is not None and state.issuance.jkt:
+            dpop.bind_refresh_token(refresh_token, request)
         return refresh_token
+
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        """django-oauth-toolkit's resource protection knows the Bearer scheme only and checks no
+        proof: a DPoP-bound token is never valid there (RFC 9449 section 7.2), or a token
+        stolen from an agent would work as a bearer token on the site's own APIs."""
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        if dpop.is_bound(token):
+            request.access_token = None
+            request.oauth2_error = {
+                "error": "invalid_token",
+                "error_description": "This token is DPoP-bound: it is not a bearer token.",
+            }
+            return False
+        return True
 
     def _create_authorization_code(self, request: Any, code: Any, expires: Any = None) -> Any:
         grant = super()._create_authorization_code(request, code, expires)

@@ -20,7 +20,13 @@ from delegation_idp.rfc9449.proof import (
     check_proof,
     normalized_htu,
 )
-from delegation_idp.rfc9449.replay import CacheReplayStore, MemoryReplayStore, RedisReplayStore, ReplayStore
+from delegation_idp.rfc9449.replay import (
+    CacheReplayStore,
+    MemoryReplayStore,
+    RedisReplayStore,
+    ReplayStore,
+    ReplayStoreUnavailable,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -32,6 +38,7 @@ __all__ = [
     "ProofPolicy",
     "RedisReplayStore",
     "ReplayStore",
+    "ReplayStoreUnavailable",
     "check_proof",
     "normalized_htu",
 ]

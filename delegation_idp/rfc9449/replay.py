@@ -18,7 +18,13 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-__all__ = ["CacheReplayStore", "MemoryReplayStore", "RedisReplayStore", "ReplayStore"]
+__all__ = [
+    "CacheReplayStore",
+    "MemoryReplayStore",
+    "RedisReplayStore",
+    "ReplayStore",
+    "ReplayStoreUnavailable",
+]
 
 PREFIX = "delegation_idp:dpop:"
 
@@ -26,6 +32,11 @@ PREFIX = "delegation_idp:dpop:"
 def _key(key: str) -> str:
     # Fixed length whatever the client sent: a cache key is never attacker-sized.
     return PREFIX + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class ReplayStoreUnavailable(Exception):
+    """The store could not answer (its server down or hung): the proof cannot be checked, so
+    it is refused, never accepted unchecked."""
 
 
 class ReplayStore(Protocol):
@@ -43,7 +54,10 @@ class CacheReplayStore:
     def first_use(self, key: str, ttl: int) -> bool:
         from django.core.cache import caches
 
-        return bool(caches[self.alias].add(_key(key), 1, timeout=ttl))
+        try:
+            return bool(caches[self.alias].add(_key(key), 1, timeout=ttl))
+        except Exception as exc:  # the cache backend's own errors (redis, memcached, ...)
+            raise ReplayStoreUnavailable(type(exc).__name__) from exc
 
 
 class RedisReplayStore:
@@ -53,7 +67,10 @@ class RedisReplayStore:
         self.client = client
 
     def first_use(self, key: str, ttl: int) -> bool:
-        return bool(self.client.set(_key(key), 1, nx=True, ex=ttl))
+        try:
+            return bool(self.client.set(_key(key), 1, nx=True, ex=ttl))
+        except Exception as exc:  # redis-py's ConnectionError, TimeoutError, ...
+            raise ReplayStoreUnavailable(type(exc).__name__) from exc
 
 
 class MemoryReplayStore:
