@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.http import HttpRequest
 
-from delegation_idp import jose
+from delegation_idp import audit, jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
@@ -127,11 +127,19 @@ def token_request_proof(request: HttpRequest) -> Proof | None:
         return check_proof(
             [value],
             method=request.method or "POST",
-            url=request.build_absolute_uri(request.path),
+            # The URL the request came to, and the one the metadata advertises (the issuer's
+            # origin): behind a proxy the two may differ, and a client signs the advertised one.
+            url=(
+                request.build_absolute_uri(request.path),
+                str(idp_settings.ISSUER or "").rstrip("/") + request.path,
+            ),
             now=time.time(),
             policy=proof_policy("token"),
         )
     except ProofError as exc:
+        record = audit.current()
+        if record is not None and exc.jkt:
+            record.jkt = exc.jkt
         raise refusal(Reason.for_proof_error(exc.reason), headers=nonce_headers("token")) from exc
     except ReplayStoreUnavailable as exc:
         logger.warning("DPoP proof refused: the replay cache is unavailable (%s)", exc)

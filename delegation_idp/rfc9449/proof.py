@@ -25,8 +25,9 @@ other failure. ``ProofError.reason`` names the failed check for audit and logs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from delegation_idp import jose
@@ -50,6 +51,9 @@ class ProofError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        #: the thumbprint of the key whose signature verified, for a proof refused after that
+        #: (replayed, stale, for another URL...): "" when the signature was not checked
+        self.jkt = ""
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,13 @@ def normalized_htu(url: str) -> str:
 
 def _one_proof(headers: Iterable[str]) -> str:
     values = [v for v in headers]
-    if len(values) != 1 or "," in values[0] or not values[0].strip():
+    if not values:
+        raise ProofError("dpop_missing")
+    if len(values) != 1 or "," in values[0]:
         # Section 4.3 check 1: exactly one DPoP header (WSGI joins repeated headers with ",").
-        raise ProofError("dpop_multiple_proofs" if values else "dpop_missing")
+        raise ProofError("dpop_multiple_proofs")
+    if not values[0].strip():
+        raise ProofError("dpop_malformed")  # one header, with nothing in it
     return values[0].strip()
 
 
@@ -112,12 +120,14 @@ def check_proof(
     headers: Iterable[str],
     *,
     method: str,
-    url: str,
+    url: str | Sequence[str],
     now: float,
     policy: ProofPolicy,
     access_token: str | None = None,
 ) -> Proof:
-    """The :class:`Proof` in the request's ``DPoP`` header values, checked (module docstring)."""
+    """The :class:`Proof` in the request's ``DPoP`` header values, checked (module docstring).
+    ``url`` is the request's URL, or every URL by which the endpoint is known (the URL the
+    request came to, and the one the server advertises for it)."""
     token = _one_proof(headers)
     if len(token) > policy.max_bytes:
         raise ProofError("dpop_too_large")
@@ -131,6 +141,25 @@ def check_proof(
         )
     except jose.JoseError as exc:
         raise ProofError(f"dpop_{exc.reason}") from exc
+    try:
+        return _checked_claims(
+            claims, jkt, method=method, url=url, now=now, policy=policy, access_token=access_token
+        )
+    except ProofError as exc:
+        exc.jkt = jkt  # the signature verified: the refusal names the key that made the proof
+        raise
+
+
+def _checked_claims(
+    claims: dict[str, Any],
+    jkt: str,
+    *,
+    method: str,
+    url: str | Sequence[str],
+    now: float,
+    policy: ProofPolicy,
+    access_token: str | None,
+) -> Proof:
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
     if not isinstance(jti, str) or not jti or len(jti) > 256:
         raise ProofError("dpop_bad_jti")
@@ -138,8 +167,8 @@ def check_proof(
         raise ProofError("dpop_wrong_method")
     # An empty normal form (a relative URL) matches nothing, not even another empty one: a
     # caller that could not name the request's URL refuses every proof.
-    expected = normalized_htu(url)
-    if not isinstance(htu, str) or not expected or normalized_htu(htu) != expected:
+    expected = {normalized_htu(u) for u in ([url] if isinstance(url, str) else url)} - {""}
+    if not isinstance(htu, str) or not expected or normalized_htu(htu) not in expected:
         raise ProofError("dpop_wrong_url")
     if isinstance(iat, bool) or not isinstance(iat, int | float):
         raise ProofError("dpop_bad_iat")
