@@ -660,8 +660,9 @@ class TokenValidator:
 
 
 class _FailClosed:
-    """A replay store whose failure (Redis down, a cache error) refuses the proof with 503:
-    a proof whose ``jti`` could not be recorded may be a replay."""
+    """A replay store whose failure refuses the proof with 503 (``dpop_replay_unavailable``):
+    a proof whose ``jti`` could not be recorded may be a replay. The project's stores raise
+    :class:`~delegation_idp.rfc9449.ReplayStoreUnavailable`; one passed in may raise anything."""
 
     def __init__(self, store: rfc9449.ReplayStore) -> None:
         self.store = store
@@ -671,7 +672,7 @@ class _FailClosed:
             return self.store.first_use(key, ttl)
         except Exception as exc:  # any failure of the store means "could not check"
             raise ProviderUnavailable(
-                "replay_store_unavailable", "DPoP proofs cannot be checked right now."
+                "dpop_replay_unavailable", "DPoP proofs cannot be checked right now."
             ) from exc
 
 

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 import pytest
+import redis
 
-from delegation_idp.rfc9449 import CacheReplayStore
+from delegation_idp.rfc9449 import CacheReplayStore, RedisReplayStore
 from tests.support.dpop import Prover
 
 pytestmark = [pytest.mark.urls("tests.resource_server.urls"), pytest.mark.rfc("9449-7.1")]
@@ -278,6 +279,10 @@ def test_an_unavailable_replay_store_fails_closed(client, bound, prover, resourc
             raise ConnectionError("the cache is down")
 
     use_validator(replay_store=Down())
+    response = dpop_get(client, bound, prover.proof("GET", URL, token=bound))
+    assert response.status_code == 503, response.content
+    # The project's own stores say so with ReplayStoreUnavailable: a hung Redis cache.
+    use_validator(replay_store=RedisReplayStore(redis.Redis.from_url("redis://127.0.0.1:1/0")))
     response = dpop_get(client, bound, prover.proof("GET", URL, token=bound))
     assert response.status_code == 503, response.content
 
