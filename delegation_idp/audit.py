@@ -79,6 +79,8 @@ class Attempt:
     jti: str = ""
     parent_jti: str = ""
     client_ip: str | None = None
+    #: the thumbprint of the DPoP key the request proved (RFC 9449), "" without a proof
+    jkt: str = ""
 
     def deny(self, error: str, reason: Reason | str = "") -> None:
         """Denied with ``error``, for ``reason`` (a catalogue member; a bare error code
@@ -252,6 +254,7 @@ EXPORT_FIELDS = (
     "jti",
     "parent_jti",
     "client_ip",
+    "jkt",
 )
 
 

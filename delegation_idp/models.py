@@ -123,6 +123,14 @@ class Party(models.Model):
             "an admin promotes it to a fully registered agent with rules of its own."
         ),
     )
+    dpop_required = models.BooleanField(
+        _("DPoP required"),
+        default=False,
+        help_text=_(
+            "Every token this client requests must be bound to its key with DPoP (RFC 9449): "
+            "a token request without a DPoP proof is refused."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -145,7 +153,11 @@ class Party(models.Model):
 
     def as_view(self) -> PartyView:
         return PartyView(
-            uri=self.uri, enabled=self.enabled, kind=self.kind, self_registered=self.self_registered
+            uri=self.uri,
+            enabled=self.enabled,
+            kind=self.kind,
+            self_registered=self.self_registered,
+            dpop_required=self.dpop_required,
         )
 
     @property
@@ -354,6 +366,26 @@ class OpaqueRedemption(models.Model):
         return f"code {self.code_hash[:12]}…"
 
 
+class RefreshTokenBinding(models.Model):
+    """The DPoP key a public client's refresh token is bound to (RFC 9449 section 5): only a
+    proof by that key redeems it. A confidential client's refresh tokens are not bound; its
+    client authentication guards them."""
+
+    refresh_token = models.OneToOneField(
+        oauth2_settings.REFRESH_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        related_name="delegation_dpop_binding",
+        editable=False,
+    )
+    jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, editable=False)
+
+    class Meta:
+        verbose_name = _("refresh token binding")
+
+    def __str__(self) -> str:
+        return self.jkt
+
+
 class TokenLineage(models.Model):
     """One issued access token and where it came from.
 
@@ -402,6 +434,9 @@ class TokenLineage(models.Model):
     # a replay of the code finds and revokes it (RFC 6749 section 10.5). Kept as long as
     # the row (LINEAGE_RETENTION_SECONDS after expiry), swept with it.
     code_hash = models.CharField(max_length=64, null=True, blank=True, db_index=True, editable=False)
+    # RFC 7638 thumbprint of the DPoP key the token is bound to (its cnf.jkt, RFC 9449
+    # section 6.1): the key of the client that requested it. Empty for a bearer token.
+    jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("token lineage record")
@@ -464,6 +499,8 @@ class AuditEvent(models.Model):
     jti = models.CharField(max_length=64, blank=True, db_index=True)
     parent_jti = models.CharField(max_length=64, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # The thumbprint of the DPoP key the request proved (RFC 9449), whatever the outcome.
+    jkt = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("audit event")

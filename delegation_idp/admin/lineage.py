@@ -53,6 +53,7 @@ class TokenLineageAdmin(ReadOnlyAdmin):
         "expires_at",
         "revoked_at",
         "revocation_reason",
+        "jkt",
         "tree_link",
     )
     list_filter = ("grant_type", "depth", "revocation_reason")
@@ -213,6 +214,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "subject",
         "jti",
         "client_ip",
+        "jkt",
     )
     list_filter = ("decision", "event", AgentFilter, UserFilter, ("created", admin.DateFieldListFilter))
     search_fields = ("=client_id", "subject", "=jti", "=parent_jti", "=user_id", "reason")

@@ -200,7 +200,7 @@ class PartyAddForm(forms.ModelForm):
 
     class Meta:
         model = Party
-        fields = ("uri", "name", "kind", "contact", "enabled", "resource_prefixes")
+        fields = ("uri", "name", "kind", "contact", "enabled", "resource_prefixes", "dpop_required")
 
     def clean_redirect_uris(self) -> str:
         uris = self.cleaned_data["redirect_uris"].split()
@@ -303,8 +303,17 @@ class TryDelegationForm(forms.Form):
 @admin.register(Party)
 class PartyAdmin(admin.ModelAdmin):
     form = PartyChangeForm
-    list_display = ("name", "uri", "kind", "registration", "enabled", "client_id", "rule_count")
-    list_filter = ("kind", "enabled", "registration", HasClientFilter)
+    list_display = (
+        "name",
+        "uri",
+        "kind",
+        "registration",
+        "enabled",
+        "dpop_required",
+        "client_id",
+        "rule_count",
+    )
+    list_filter = ("kind", "enabled", "registration", "dpop_required", HasClientFilter)
     search_fields = ("name", "uri", "contact", "application__client_id", "resource_prefixes")
     list_select_related = ("application",)
     raw_id_fields = ("application", "clients")
@@ -315,13 +324,13 @@ class PartyAdmin(admin.ModelAdmin):
     change_form_template = "delegation_idp/admin/party_change_form.html"
     fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled", "registration")}),
-        (_("Client"), {"fields": ("client_id", "application", "jwks")}),
+        (_("Client"), {"fields": ("client_id", "application", "jwks", "dpop_required")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes", "clients")}),
         (_("Policy"), {"fields": ("rules_link", "created", "updated")}),
     )
     add_fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled")}),
-        (_("Client"), {"fields": ("redirect_uris",)}),
+        (_("Client"), {"fields": ("redirect_uris", "dpop_required")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes",)}),
     )
 
@@ -370,6 +379,7 @@ class PartyAdmin(admin.ModelAdmin):
             contact=obj.contact,
             redirect_uris=form.cleaned_data.get("redirect_uris", ""),
             resource_prefixes=obj.resource_prefixes,
+            dpop_required=obj.dpop_required,
         )
         created = registration.party
         obj.pk, obj.application, obj.created = created.pk, created.application, created.created

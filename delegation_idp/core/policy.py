@@ -27,8 +27,10 @@ __all__ = [
     "Reason",
     "RuleOutcome",
     "RuleView",
+    "binding_refusal",
     "client_resources",
     "evaluate",
+    "exchange_binding",
     "explain",
     "may_exchange",
     "may_obtain_tokens",
@@ -68,6 +70,8 @@ class PartyView:
     kind: str = "agent"
     #: arrived by itself (a client ID metadata document, RFC 7591) and not promoted
     self_registered: bool = False
+    #: every token it requests must be DPoP-bound (RFC 9449 section 5.2's dpop_bound_access_tokens)
+    dpop_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,31 @@ def may_obtain_tokens(party: PartyView | None) -> Reason | None:
     """Whether a client may obtain tokens by django-oauth-toolkit's grants: any application,
     unless it is a registered party that is disabled (``ACTOR_DISABLED``)."""
     return Reason.ACTOR_DISABLED if party is not None and not party.enabled else None
+
+
+def binding_refusal(party: PartyView | None, *, bound: bool) -> Reason | None:
+    """Whether a token may be issued bound or not as requested: a party marked "DPoP required"
+    (RFC 9449 section 5.2's ``dpop_bound_access_tokens``) gets DPoP-bound tokens only, by every
+    grant (``DPOP_REQUIRED``)."""
+    return Reason.DPOP_REQUIRED if party is not None and party.dpop_required and not bound else None
+
+
+def exchange_binding(*, subject_jkt: str, holder: bool, proof_jkt: str) -> Reason | None:
+    """The bindings of one exchange along the chain (RFC 9449 with RFC 8693), from the subject
+    token's ``cnf.jkt`` (already checked against its lineage row), whether the requester is the
+    subject token's own client (its holder), and the key the requester proved (or ""):
+
+    * a bound subject token is exchanged for a bound token only, never a bearer one
+      (``DPOP_BOUND_SUBJECT``);
+    * its holder proves possession of the key it is bound to (``DPOP_KEY_MISMATCH``); the
+      token's audience exchanges it under its own client authentication and its own key.
+
+    The new token is bound to ``proof_jkt``: each hop's key is its own."""
+    if subject_jkt and not proof_jkt:
+        return Reason.DPOP_BOUND_SUBJECT
+    if subject_jkt and holder and proof_jkt != subject_jkt:
+        return Reason.DPOP_KEY_MISMATCH
+    return None
 
 
 def client_resources(resources: Iterable[str], allowed: Iterable[str]) -> Reason | None:

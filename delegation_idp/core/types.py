@@ -42,6 +42,8 @@ class Exchange:
     issued_token_type: str
     rule_id: int | None = None
     reason: Reason = Reason.ALLOWED
+    #: the requester's DPoP key thumbprint, which the new token is bound to ("" for bearer)
+    jkt: str = ""
 
     @property
     def depth(self) -> int:
@@ -71,6 +73,8 @@ class Issuance:
     parent_path: str = ""
     root_jti: str = ""
     code: str | None = field(default=None, repr=False)
+    #: the DPoP key thumbprint the token is bound to (its ``cnf.jkt``), "" for a bearer token
+    jkt: str = ""
 
     @property
     def jti(self) -> str:

@@ -375,6 +375,7 @@ def record_issued(issuance: Issuance, *, access_token: Any = None) -> None:
             "expires_at": _ts(claims["exp"]),
             "access_token_id": getattr(access_token, "pk", None),
             "code_hash": code_digest(issuance.code) if issuance.code else None,
+            "jkt": issuance.jkt,
         },
         using=router.db_for_write(TokenLineage),
     )

@@ -36,13 +36,21 @@ def register_party(
     redirect_uris: str = "",
     client_id: str | None = None,
     resource_prefixes: str = "",
+    dpop_required: bool = False,
 ) -> Registration:
     """Create a party; agents and MCP servers also get a confidential client.
 
     The plain client secret is returned once and stored hashed by
     django-oauth-toolkit (``hash_client_secret``).
     """
-    party = Party(uri=uri, name=name, kind=kind, contact=contact, resource_prefixes=resource_prefixes)
+    party = Party(
+        uri=uri,
+        name=name,
+        kind=kind,
+        contact=contact,
+        resource_prefixes=resource_prefixes,
+        dpop_required=dpop_required,
+    )
     party.full_clean()
     secret = None
     if kind in (Party.AGENT, Party.MCP_SERVER):

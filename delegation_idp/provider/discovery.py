@@ -17,7 +17,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.conf import idp_settings
-from delegation_idp.provider import keys, registration
+from delegation_idp.provider import dpop, keys, registration
 from delegation_idp.provider.authorization import iss_enforced, plain_pkce_refused
 from delegation_idp.provider.resilience import storage_guard
 
@@ -68,6 +68,8 @@ class ServerMetadataView(View):
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "authorization_response_iss_parameter_supported": iss_enforced(),
+            # RFC 9449 section 5.1: the algorithms of DPoP proofs this server accepts.
+            "dpop_signing_alg_values_supported": list(dpop.signing_algorithms()),
             # draft-ietf-oauth-client-id-metadata-document: the client id may be the URL of
             # its metadata document (django-oauth-toolkit's CIMD support, governed here).
             "client_id_metadata_document_supported": bool(oauth2_settings.CIMD_ENABLED),

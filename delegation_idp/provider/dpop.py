@@ -31,6 +31,7 @@ from delegation_idp.rfc9449 import CacheReplayStore, NonceIssuer, Proof, ProofEr
 
 __all__ = [
     "BOUND_KEY",
+    "Proof",
     "bound_key_of",
     "nonce_headers",
     "nonce_issuer",

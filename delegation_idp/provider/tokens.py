@@ -27,11 +27,12 @@ from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
 from delegation_idp import client_subject, is_client_subject, jose
 from delegation_idp.conf import idp_settings
+from delegation_idp.core import policy
 from delegation_idp.core.errors import OAuthError, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
 from delegation_idp.models import party_of
-from delegation_idp.provider import resources
+from delegation_idp.provider import dpop, resources
 from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.resilience import for_oauthlib
 
@@ -92,9 +93,11 @@ def access_token_claims(
     iat: int,
     exp: int,
     act: Mapping[str, Any] | None = None,
+    jkt: str = "",
 ) -> dict[str, Any]:
     """The claims of an RFC 9068 access token (section 2.2), with ``act`` for a delegated one
-    (RFC 8693 section 4.1): ``aud`` a string when there is one audience."""
+    (RFC 8693 section 4.1) and ``cnf`` for one bound to a DPoP key (RFC 9449 section 6.1):
+    ``aud`` a string when there is one audience."""
     claims: dict[str, Any] = {
         "iss": idp_settings.ISSUER,
         "sub": sub,
@@ -107,6 +110,8 @@ def access_token_claims(
     }
     if act is not None:
         claims["act"] = dict(act)
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}
     return claims
 
 
@@ -179,8 +184,14 @@ def generate_access_token(request: Request) -> str:
     its reason on the audit record."""
     client = request.client
     party = party_of(client)
+    jkt = dpop.bound_key_of(request) or ""
+    unbound = policy.binding_refusal(party.as_view() if party is not None else None, bound=bool(jkt))
+    if unbound is not None:
+        raise for_oauthlib(refusal(unbound))
     authorized = checked_resources(request, client, party)
     if not jwt_enabled_for(client):
+        # django-oauth-toolkit's opaque tokens carry no binding: a Bearer token, as RFC 9449
+        # section 5 lets a server answer a proof (token_type tells the client).
         return random_token_generator(request)
     now = int(time.time())
     user = getattr(request, "user", None)
@@ -196,7 +207,15 @@ def generate_access_token(request: Request) -> str:
         scope=" ".join(request.scopes or []),
         iat=now,
         exp=now + int(request.expires_in),
+        jkt=jkt,
     )
+    if jkt:
+        # RFC 9449 section 5: a bound token's response says so. oauthlib merges the request's
+        # extra credentials into the response after it generated the token.
+        request.extra_credentials = {
+            **(getattr(request, "extra_credentials", None) or {}),
+            "token_type": "DPoP",
+        }
     key = keyset.signing_key()
     token = jose.sign(claims, key)
     parties = tuple(
@@ -209,5 +228,6 @@ def generate_access_token(request: Request) -> str:
         parties=parties,
         user_pk=user_pk,
         code=getattr(request, "code", None) if request.grant_type == "authorization_code" else None,
+        jkt=jkt,
     )
     return token

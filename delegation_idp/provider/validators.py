@@ -19,8 +19,8 @@ from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
 from delegation_idp.lineage import issuance, revocation
-from delegation_idp.models import Party, party_of
-from delegation_idp.provider import client_auth, signin, throttling
+from delegation_idp.models import Party, RefreshTokenBinding, party_of
+from delegation_idp.provider import client_auth, dpop, signin, throttling
 from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.keys import verify as keyset_verify
 from delegation_idp.provider.resilience import for_oauthlib
@@ -383,7 +383,30 @@ class DelegationValidator(OAuth2Validator):
             request, refresh_token_code, access_token, previous_refresh_token
         )
         state_of(request).refresh_token = refresh_token
+        jkt = dpop.bound_key_of(request)
+        if jkt and request.client.client_type != request.client.CLIENT_CONFIDENTIAL:
+            # RFC 9449 section 5: a public client's refresh token is bound to the key that
+            # obtained it (a confidential client's is guarded by its authentication).
+            RefreshTokenBinding.objects.update_or_create(refresh_token=refresh_token, defaults={"jkt": jkt})
         return refresh_token
+
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """django-oauth-toolkit's check, then the refresh token's DPoP binding (RFC 9449
+        section 5): a bound refresh token is redeemed only with a proof by its key."""
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        instance = getattr(request, "refresh_token_instance", None)
+        bound = (
+            RefreshTokenBinding.objects.filter(refresh_token=instance).values_list("jkt", flat=True).first()
+            if instance is not None
+            else None
+        )
+        if bound and bound != dpop.bound_key_of(request):
+            reason = Reason.DPOP_KEY_MISMATCH if dpop.bound_key_of(request) else Reason.DPOP_REQUIRED
+            raise for_oauthlib(refusal(reason))
+        return True
 
 
 @functools.lru_cache(maxsize=4)

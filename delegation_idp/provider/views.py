@@ -4,7 +4,9 @@ and introspection (the authorization endpoint is :mod:`delegation_idp.provider.a
 The first three sit behind :class:`~delegation_idp.provider.guard.ClientAuthGuard`. The
 token endpoint answers token exchange itself (:meth:`TokenView.exchange`: the RFC 8693
 grant, without django-oauth-toolkit's request round trip) and every other grant through
-django-oauth-toolkit. Discovery (RFC 8414 metadata, the JWKS) is in
+django-oauth-toolkit. It checks a request's DPoP proof (RFC 9449) once, before any grant
+runs (:mod:`delegation_idp.provider.dpop`), and binds the token it issues to the proof's key.
+Discovery (RFC 8414 metadata, the JWKS) is in
 :mod:`delegation_idp.provider.discovery`.
 """
 
@@ -39,7 +41,7 @@ from delegation_idp.core.errors import (
 )
 from delegation_idp.core.reasons import Reason
 from delegation_idp.models import TokenLineage, party_of
-from delegation_idp.provider import keys
+from delegation_idp.provider import dpop, keys
 from delegation_idp.provider.authorization import AuthorizationView  # re-exported: its earlier home
 from delegation_idp.provider.guard import SENSITIVE_PARAMETERS, ClientAuthGuard, Credentials
 from delegation_idp.provider.resilience import storage_guard
@@ -82,6 +84,9 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         super().conclude(response, record)
         if record.grant_type == TOKEN_EXCHANGE_GRANT:
             record.event = "token_exchange"
+        # RFC 9449 section 8.2: every answer may carry the nonce to use next.
+        for key, value in dpop.nonce_headers().items():
+            response[key] = value
 
     def screen(self, request: HttpRequest, record: audit.Attempt) -> None:
         super().screen(request, record)  # parsed the form
@@ -98,15 +103,22 @@ class TokenView(ClientAuthGuard, DOTTokenView):
     def answer(
         self, request: HttpRequest, record: audit.Attempt, credentials: Credentials, *args: Any, **kwargs: Any
     ) -> HttpResponse:
+        proof = dpop.token_request_proof(request)  # before any grant: a refusal changes nothing
+        record.jkt = proof.jkt if proof is not None else ""
         if record.grant_type == TOKEN_EXCHANGE_GRANT:
-            return self.exchange(request)
+            return self.exchange(request, proof)
+        # For django-oauth-toolkit's grants the key travels to the token generator in the
+        # headers its backend copies from META (dpop.BOUND_KEY: no client header has the name).
+        request.META.pop(dpop.BOUND_KEY, None)
+        if proof is not None:
+            request.META[dpop.BOUND_KEY] = proof.jkt
         try:
             return self._delivered(request, *args, **kwargs)
         finally:
             # django-oauth-toolkit's post() narrows this to password and client_secret.
             request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
 
-    def exchange(self, request: HttpRequest) -> HttpResponse:
+    def exchange(self, request: HttpRequest, proof: dpop.Proof | None = None) -> HttpResponse:
         """RFC 8693: straight to the server's token-exchange grant, with the oauthlib request
         django-oauth-toolkit's backend builds (its headers and every body value), but not its
         token endpoint's round trip nor the post-200 read-back of an ``AccessToken`` row that
@@ -124,7 +136,7 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             request.build_absolute_uri(request.path), "POST", credentials, headers
         )
         grant = core.server.token_exchange_grant
-        headers, body, status = grant.create_token_response(oauth_request, form=form)
+        headers, body, status = grant.create_token_response(oauth_request, form=form, proof=proof)
         response = HttpResponse(content=body, status=status)
         for key, value in headers.items():
             response[key] = value
@@ -251,9 +263,12 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
             _header, claims = keys.verify(token, now=time.time(), leeway=0)
         except jose.JoseError:
             return dict(INACTIVE)
-        row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at", "expires_at").first()
+        row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at", "expires_at", "jkt").first()
         if row is None or not row.is_active:
             return dict(INACTIVE)
+        jkt = claims.get("cnf", {}).get("jkt", "") if isinstance(claims.get("cnf"), dict) else ""
+        if jkt != row.jkt:
+            return dict(INACTIVE)  # not the token lineage recorded
         if not may_introspect(client, claims):
             return dict(INACTIVE)
         data: dict[str, Any] = {
@@ -263,8 +278,11 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
                 for k in ("iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope")
                 if k in claims
             },
-            "token_type": "Bearer",
+            # RFC 9449 section 6.2: a bound token's key, and its scheme.
+            "token_type": "DPoP" if jkt else "Bearer",
         }
+        if jkt:
+            data["cnf"] = {"jkt": jkt}
         if "act" in claims:
             data["act"] = claims["act"]
         return data

@@ -5,9 +5,12 @@ In order, and nothing else decides an exchange:
 
 1. the client may exchange at all (a registered, enabled agent or MCP server);
 2. the subject token is ours: signed by a key of our set, unexpired, addressed to the
-   client, and exactly the token its lineage row recorded, unrevoked, with an active
-   user; its ``act`` chain is bounded and well formed;
+   client, and exactly the token its lineage row recorded (its DPoP key thumbprint
+   included), unrevoked, with an active user; its ``act`` chain is bounded and well formed;
 3. the actor token, if sent, is the client's own live token;
+3a. the DPoP bindings (RFC 9449): a party marked "DPoP required" sends a proof, a bound
+   subject token is exchanged for a bound token only, and the subject's (or actor's) own
+   client proves the key it is bound to (:func:`delegation_idp.core.policy.exchange_binding`);
 4. the targets: ``audience`` values name parties, ``resource`` URLs map to the party
    whose identity URI or prefix covers them (RFC 8707);
 5. the delegation policy (:func:`delegation_idp.core.policy.evaluate`) over the stored
@@ -36,6 +39,7 @@ from delegation_idp.lineage.issuance import subject_record
 from delegation_idp.models import Party, TokenLineage, party_of
 from delegation_idp.provider import keys, policy_store
 from delegation_idp.rfc8693.request import ExchangeRequest
+from delegation_idp.rfc9449 import Proof
 
 __all__ = ["ExchangeHooks", "Subject", "decide", "verify"]
 
@@ -59,10 +63,22 @@ class Subject:
     #: the chain is the one client a user authorized to address the requester directly
     #: (the subject token has no ``act``; see :func:`_authorizing_client`)
     user_authorized: bool = False
+    #: the key the requester proved (RFC 9449), which the new token is bound to; "" for bearer
+    jkt: str = ""
 
 
-def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: float) -> Subject:
-    """Steps 1 to 3: the client may exchange, and the subject (and actor) tokens hold."""
+def bound_key(claims: Mapping[str, Any]) -> str:
+    """A token's ``cnf.jkt`` (RFC 9449 section 6.1), "" for a bearer token."""
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) else ""
+
+
+def verify(
+    request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: float, proof: Proof | None = None
+) -> Subject:
+    """Steps 1 to 3a: the client may exchange, the subject (and actor) tokens hold, and the
+    DPoP bindings with ``proof``, the request's checked proof (or None)."""
     party = party_of(client)
     denied = policy.may_exchange(
         party.as_view() if party is not None else None,
@@ -72,8 +88,14 @@ def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: 
         raise refusal(denied or Reason.NOT_AN_AGENT)
     claims, parent, chain, user_authorized = _subject(request.subject_token, party, client.client_id, now)
     hooks.validate_subject_claims(claims)
+    jkt = proof.jkt if proof is not None else ""
+    unbound = policy.binding_refusal(party.as_view(), bound=bool(jkt)) or policy.exchange_binding(
+        subject_jkt=bound_key(claims), holder=claims.get("client_id") == client.client_id, proof_jkt=jkt
+    )
+    if unbound is not None:
+        raise refusal(unbound)
     if request.actor_token:
-        _actor(request.actor_token, client.client_id, now)
+        _actor(request.actor_token, client.client_id, now, jkt)
     return Subject(
         claims=claims,
         parent=parent,
@@ -81,6 +103,7 @@ def verify(request: ExchangeRequest, client: Any, hooks: ExchangeHooks, *, now: 
         requester=party,
         client_id=client.client_id,
         user_authorized=user_authorized,
+        jkt=jkt,
     )
 
 
@@ -123,6 +146,7 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
         root_jti=parent.root_jti,
         issued_token_type=request.requested_token_type,
         rule_id=decision.rule_id,
+        jkt=subject.jkt,
     )
 
 
@@ -206,19 +230,25 @@ def _authorizing_client(claims: Mapping[str, Any], parent: TokenLineage, party: 
     return uri if uri is not None and uri != party.uri else None
 
 
-def _actor(token: str, client_id: str, now: float) -> None:
+def _actor(token: str, client_id: str, now: float, jkt: str) -> None:
     """Section 2.1: the actor token must identify the authenticated client: a token it holds
     for itself (its own ``client_id``, and the ``sub`` of a token without a resource owner,
-    never a user's, whatever the client id looks like), still live."""
+    never a user's, whatever the client id looks like), still live, and, when it is DPoP-bound,
+    bound to the key the client proved (``jkt``)."""
     try:
         _header, claims = keys.verify(token, now=now)
     except jose.JoseError as exc:
         raise InvalidRequest(Reason.for_token_error("actor", exc.reason)) from exc
     if claims.get("client_id") != client_id or claims.get("sub") != client_subject(client_id):
         raise InvalidRequest(Reason.ACTOR_MISMATCH)
-    row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at").first()
+    actor_jkt = bound_key(claims)
+    row = TokenLineage.objects.filter(jti=claims["jti"]).only("revoked_at", "jkt").first()
     if row is None or row.revoked_at is not None:
         raise InvalidRequest(Reason.ACTOR_REVOKED)
+    if actor_jkt != row.jkt:
+        raise InvalidRequest(Reason.ACTOR_MISMATCH)  # not the token lineage recorded
+    if actor_jkt and actor_jkt != jkt:
+        raise refusal(Reason.DPOP_KEY_MISMATCH)
 
 
 def _targets(request: ExchangeRequest, store: policy_store.PolicyStore) -> tuple[str, ...]:
@@ -233,7 +263,7 @@ def _targets(request: ExchangeRequest, store: policy_store.PolicyStore) -> tuple
 
 def _matches_lineage(header: Mapping[str, Any], claims: Mapping[str, Any], parent: TokenLineage) -> bool:
     """The verified token is the one its lineage row recorded: same key, subject,
-    client, audience, scope and actor chain."""
+    client, audience, scope, actor chain and DPoP key thumbprint."""
     audience = [claims["aud"]] if isinstance(claims.get("aud"), str) else claims.get("aud")
     return (
         header.get("kid") == parent.kid
@@ -242,4 +272,6 @@ def _matches_lineage(header: Mapping[str, Any], claims: Mapping[str, Any], paren
         and audience == parent.audience
         and claims.get("scope", "") == parent.scope
         and claims.get("act") == parent.act
+        and bound_key(claims) == parent.jkt
+        and ("cnf" not in claims or bool(parent.jkt))
     )

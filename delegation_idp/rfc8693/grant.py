@@ -54,6 +54,7 @@ from delegation_idp.core.types import Issuance
 from delegation_idp.rfc8693.exchange import decide, verify
 from delegation_idp.rfc8693.issue import issue, token_response
 from delegation_idp.rfc8693.request import GRANT_TYPE, parse
+from delegation_idp.rfc9449 import Proof
 
 __all__ = ["TokenExchangeGrant"]
 
@@ -66,16 +67,22 @@ class TokenExchangeGrant(GrantTypeBase):
     GRANT_TYPE = GRANT_TYPE
 
     def create_token_response(
-        self, request: Request, token_handler: Any = None, *, form: Sequence[tuple[str, str]] | None = None
+        self,
+        request: Request,
+        token_handler: Any = None,
+        *,
+        form: Sequence[tuple[str, str]] | None = None,
+        proof: Proof | None = None,
     ) -> tuple[dict, str, int]:
         """Section 2.2: the token response, or a JSON error; never a token on error.
         ``token_handler`` is unused: the pipeline signs and stores its own tokens. ``form``
-        is the request body's every ``(name, value)``; by default oauthlib's ``decoded_body``."""
+        is the request body's every ``(name, value)``; by default oauthlib's ``decoded_body``.
+        ``proof`` is the request's checked DPoP proof (RFC 9449), which the token is bound to."""
         headers = self._get_default_headers()
         form = request.decoded_body if form is None else form
         with audit.attempt(event="token_exchange", grant_type=GRANT_TYPE) as record:
             try:
-                body, issuance = self.exchange(request, record, form)
+                body, issuance = self.exchange(request, record, form, proof)
             except (OAuthError, OAuth2Error) as refused:
                 # Ours carry their catalogue reason; an oauthlib error from a deployment's hook
                 # or custom validator is audited with the generic reason of its code.
@@ -103,7 +110,11 @@ class TokenExchangeGrant(GrantTypeBase):
             return headers, json.dumps(body), 200
 
     def exchange(
-        self, request: Request, record: audit.Attempt, form: Sequence[tuple[str, str]] | None
+        self,
+        request: Request,
+        record: audit.Attempt,
+        form: Sequence[tuple[str, str]] | None,
+        proof: Proof | None = None,
     ) -> tuple[dict[str, Any], Issuance]:
         """The pipeline, the audit record filled from its typed results as they come."""
         record.event = "token_exchange"
@@ -118,7 +129,7 @@ class TokenExchangeGrant(GrantTypeBase):
         client = self.authenticate(request)
         record.client_id = client.client_id
         now = time.time()
-        subject = verify(asked, client, self, now=now)
+        subject = verify(asked, client, self, now=now, proof=proof)
         record.subject, record.chain = str(subject.claims["sub"]), [subject.requester.uri, *subject.chain]
         record.parent_jti, record.user_id = subject.parent.jti, str(subject.parent.user_id or "")
         exchange = decide(asked, subject, now=now)

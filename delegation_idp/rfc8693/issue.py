@@ -70,6 +70,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         iat=now,
         exp=now + lifetime(exchange, now),
         act=exchange.act,
+        jkt=exchange.jkt,
     )
     key = keyset.signing_key()
     token = jose.sign(claims, key)
@@ -82,6 +83,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         parent_jti=exchange.parent_jti,
         parent_path=exchange.parent_path,
         root_jti=exchange.root_jti,
+        jkt=exchange.jkt,
     )
     record.jti, record.granted_scope = issuance.jti, exchange.scope
     record.granted_audience = issuance.audience
@@ -103,11 +105,12 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
 
 
 def token_response(token: str, issuance: Issuance, exchange: Exchange) -> dict[str, Any]:
-    """Section 2.2.1: the successful response."""
+    """Section 2.2.1: the successful response; ``token_type`` ``DPoP`` for a bound token
+    (RFC 9449 section 5)."""
     return {
         "access_token": token,
         "issued_token_type": exchange.issued_token_type,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if exchange.jkt else "Bearer",
         "expires_in": int(issuance.claims["exp"]) - int(issuance.claims["iat"]),
         "scope": exchange.scope,
     }

@@ -26,6 +26,11 @@ class Command(BaseCommand):
             default=[],
             help="RFC 8707 resource URL prefix that means this party (repeatable)",
         )
+        parser.add_argument(
+            "--dpop-required",
+            action="store_true",
+            help="Every token the agent requests must be DPoP-bound (RFC 9449)",
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,6 +45,7 @@ class Command(BaseCommand):
                 redirect_uris=options["redirect_uris"],
                 client_id=options["client_id"],
                 resource_prefixes="\n".join(options["resource_prefix"]),
+                dpop_required=options["dpop_required"],
             )
         except ValidationError as exc:
             if hasattr(exc, "error_dict"):
@@ -52,6 +58,7 @@ class Command(BaseCommand):
             "kind": reg.party.kind,
             "client_id": reg.client_id,
             "client_secret": reg.client_secret,
+            "dpop_required": reg.party.dpop_required,
         }
         if options["json"]:
             self.stdout.write(json.dumps(data))
