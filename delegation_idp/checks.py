@@ -482,6 +482,37 @@ RFC9700_REQUIRED = (
 
 
 @register(Tags.security)
+def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """DPoP (RFC 9449): proofs are signed with asymmetric keys only (section 4.2), and the
+    cache that remembers their ``jti`` does remember (section 11.1)."""
+    errors = []
+    algorithms = set(idp_settings.DPOP_SIGNING_ALGORITHMS)
+    if not algorithms or not algorithms <= ASYMMETRIC_ALGORITHMS:
+        errors.append(
+            Error(
+                "DPOP_SIGNING_ALGORITHMS must list asymmetric algorithms only, and at least one.",
+                hint=f"Use some of {sorted(ASYMMETRIC_ALGORITHMS)}.",
+                id="delegation_idp.E025",
+            )
+        )
+    alias = idp_settings.DPOP_REPLAY_CACHE_ALIAS
+    backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
+    if (
+        alias not in getattr(settings, "CACHES", {})
+        or backend == "django.core.cache.backends.dummy.DummyCache"
+    ):
+        errors.append(
+            Error(
+                f"DPOP_REPLAY_CACHE_ALIAS {alias!r} is not a cache that remembers: every DPoP proof "
+                "could be replayed.",
+                hint="Name a configured cache (Redis in production), not DummyCache.",
+                id="delegation_idp.E026",
+            )
+        )
+    return errors
+
+
+@register(Tags.security)
 def check_rfc9700(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """django-oauth-toolkit's RFC 9700 gates that keep the MUSTs (S256-only PKCE, no
     password grant, RFC 9207 ``iss``) must be on. They default to off in 3.x, so a site
@@ -542,6 +573,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         )
     errors += _check_throttle_cache()
     errors += _check_secret_hashing()
+    errors += _check_dpop_replay_cache()
     if (
         oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
         and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
@@ -585,6 +617,23 @@ def _socket_timeout(options: dict[str, Any]) -> bool:
     django = options.get("socket_timeout") and options.get("socket_connect_timeout")
     django_redis = options.get("SOCKET_TIMEOUT") and options.get("SOCKET_CONNECT_TIMEOUT")
     return bool(django or django_redis)
+
+
+def _check_dpop_replay_cache() -> list[CheckMessage]:
+    """A proof replayed at another process is caught only if every process shares the cache
+    that remembers proof ``jti`` values."""
+    alias = idp_settings.DPOP_REPLAY_CACHE_ALIAS
+    backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
+    if backend != "django.core.cache.backends.locmem.LocMemCache":
+        return []
+    return [
+        Warning(
+            f"DPoP proof jti values are remembered in the process-local cache {alias!r}: a proof "
+            "used at one process can be replayed at another.",
+            hint="Point DPOP_REPLAY_CACHE_ALIAS at a shared cache (Redis).",
+            id="delegation_idp.W105",
+        )
+    ]
 
 
 def _check_throttle_cache() -> list[CheckMessage]:

@@ -23,6 +23,10 @@ compact serialization), and a ``JWS`` object deep-copies jwcrypto's header
 registry each time one is made, about 0.2 ms per token on the machines this was
 measured on. The signing input is rebuilt from the decoded segments, which is
 exact because only canonical base64url is accepted.
+
+Why one module over 400 lines: the design keeps every use of jwcrypto and every JOSE rule
+behind one module, so that a review of what the package accepts as a JWS (tokens, client
+assertions, DPoP proofs) reads one file; splitting it would spread those rules again.
 """
 
 from __future__ import annotations
