@@ -1,7 +1,8 @@
 """``requests-oauth2client``'s DPoP (RFC 9449), unmodified, against the example site served live:
 its ``DPoPKey``, ``DPoPToken`` and ``dpop=True`` token requests obtain tokens bound to each
-hop's own key (authorization code with PKCE, token exchange along the seed's chain, client
-credentials), taking up the provider's nonces (``use_dpop_nonce``) by themselves; the last
+hop's own key (authorization code with PKCE and ``dpop_jkt``, token exchange along the seed's
+chain, client credentials), taking up the provider's nonces (``use_dpop_nonce``) by
+themselves; the last
 hop's bound token is then used at a resource server of the site (Django REST framework,
 ``tests.resource_server.urls``), which asks for a nonce of its own, and refuses the same
 token proven with another key or presented as a bearer token.
@@ -94,7 +95,9 @@ def test_requests_oauth2client_obtains_bound_tokens_along_the_chain_and_uses_one
         DPoPKey.generate(alg="EdDSA"),
     )
 
-    # agent1: the user's token, the code redeemed with a proof of agent1's key.
+    # agent1: the user's token. Its authorization request names agent1's key (dpop_jkt, RFC
+    # 9449 section 10), and the library redeems the code with a proof of that key.
+    key1 = DPoPKey.generate(alg="ES256")
     request = AuthorizationRequest(
         agent1.authorization_endpoint,
         client_id=agent1.client_id,
@@ -102,12 +105,12 @@ def test_requests_oauth2client_obtains_bound_tokens_along_the_chain_and_uses_one
         scope=live_cast["scope"],
         issuer=agent1.issuer,
         authorization_response_iss_parameter_supported=True,
+        dpop_key=key1,
     )
+    assert request.dpop_jkt == key1.dpop_jkt
     callback = asyncio.run(HeadlessUser(user["username"], user["password"]).authorize(str(request.uri)))
-    # dpop=True: the library makes agent1's key itself (the authorization request named none).
-    user_token = agent1.authorization_code(request.validate_callback(callback), dpop=True)
+    user_token = agent1.authorization_code(request.validate_callback(callback))
     assert isinstance(user_token, DPoPToken) and user_token.token_type == "DPoP"
-    key1 = user_token.dpop_key
     assert jkt_of(user_token) == key1.dpop_jkt
     assert key1.as_nonce  # the provider asked for a nonce, and the library took it up
 
