@@ -2,16 +2,16 @@
 
 Its token verifier is :class:`delegation_idp.resource_server.mcp.DelegationTokenVerifier`:
 only tokens addressed to mcp-server1 get in, by its identity URI or by the URL clients
-connect to (``public_url``, which the SDK's RFC 9728 document names as ``resource``).
+connect to (``public_url``, which the SDK's RFC 9728 document names as ``resource``). With
+:class:`~delegation_idp.resource_server.mcp.DpopAuthMiddleware` added to the SDK's app, a
+DPoP-bound token gets in with a proof of its key (RFC 9449), and never as a bearer token.
 Its tool ``list_tasks`` exchanges the token it received for one addressed to the
 resource server (RFC 8693, with an RFC 8707 ``resource``) and calls the resource server
 with that new token; the received token is never forwarded (the MCP token-passthrough
 rule).
 
-DPoP (RFC 9449): :class:`~delegation_idp.resource_server.mcp.DpopAuthMiddleware` lets the
-SDK's app take ``Authorization: DPoP`` with a proof (bearer tokens still go to the SDK's
-own authentication); the server's own key binds the token it exchanges for, and its call to
-the resource server carries a proof of that key.
+The server has a DPoP key of its own (RFC 9449): the token it exchanges for is bound to it,
+and its call to the resource server carries a proof of it.
 """
 
 from __future__ import annotations
@@ -44,17 +44,18 @@ class McpConfig:
     resource_url: str  # the resource server's API
 
 
-def build_server(
-    config: McpConfig, *, http: httpx.Client | None = None
-) -> tuple[MCPServer, DelegationTokenVerifier]:
-    """The server and its token verifier; ``http`` is the client its validator reaches the
-    provider with (tests)."""
+def build_verifier(config: McpConfig, *, http: httpx.Client | None = None) -> DelegationTokenVerifier:
+    """The token verifier; ``http`` is the client its validator reaches the provider with (tests)."""
     validator = TokenValidator(
         ResourceServerConfig(issuer=config.issuer, resource=config.uri, resource_urls=(config.public_url,)),
         http=http,
     )
+    return DelegationTokenVerifier(validator, resource_server_url=config.public_url)
+
+
+def build_server(config: McpConfig, *, verifier: DelegationTokenVerifier) -> MCPServer:
+    """The server, whose SDK authenticates with ``verifier``."""
     idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret, dpop=True)
-    verifier = DelegationTokenVerifier(validator, resource_server_url=config.public_url)
     server = MCPServer(
         "mcp-server1",
         token_verifier=verifier,
@@ -93,11 +94,12 @@ def build_server(
             "downstream": response.json(),
         }
 
-    return server, verifier
+    return server
 
 
 def mcp_app(config: McpConfig, host: str = "127.0.0.1", *, http: httpx.Client | None = None) -> Starlette:
-    server, verifier = build_server(config, http=http)
-    app = server.streamable_http_app(host=host)
+    """The SDK's streamable-HTTP app, taking DPoP-bound tokens as well as bearer ones."""
+    verifier = build_verifier(config, http=http)
+    app = build_server(config, verifier=verifier).streamable_http_app(host=host)
     app.add_middleware(DpopAuthMiddleware, verifier=verifier)
     return app
