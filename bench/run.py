@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.scenarios import DESCRIPTIONS, SCENARIOS, SERVERS, interleaved, requests, token_kind
+from bench.scenarios import (
+    DESCRIPTIONS,
+    SCENARIOS,
+    SERVERS,
+    ProofSigner,
+    interleaved,
+    proof_signers,
+    requests,
+    token_kind,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -61,6 +70,8 @@ TARGETS = [
     ("exchange_d1 / stock_hashed (throughput)", ">=", 40.0),
     ("project_cc_agents / stock_unhashed (mean latency)", "<=", 1.1),
     ("exchange_d8 / exchange_d1 (mean latency)", "<=", 1.1),
+    # RFC 9449: the proof's client-side signing is outside the latency (bench.load.run).
+    ("exchange_d1_dpop / exchange_d1 (mean latency)", "<=", 1.25),
 ]
 
 
@@ -143,23 +154,44 @@ def start_gunicorn(procs: Any, server: str, env: dict[str, str], *, workers: int
     return url
 
 
-def check_servers(urls: dict[str, str], reqs: dict[str, tuple[bytes, dict[str, str]]]) -> dict[str, str]:
+def check_servers(
+    urls: dict[str, str],
+    reqs: dict[str, tuple[bytes, dict[str, str]]],
+    signers: dict[str, ProofSigner] | None = None,
+) -> dict[str, str]:
     """Before measuring: every server runs with DEBUG off, and every scenario succeeds and
-    answers the kind of token it should. Returns scenario -> token kind ("jwt" or "opaque")."""
+    answers the kind of token it should, a DPoP scenario a token bound to its proof's key
+    (``token_type`` ``DPoP``, ``cnf.jkt``). Returns scenario -> token kind ("jwt" or "opaque")."""
+    signers = signers or {}
     for server, url in urls.items():
         status, body = load.request_once(f"{url}/bench-no-such-page/", "GET")
         if status != 404 or b"DEBUG = True" in body:
             raise SystemExit(f"bench: {server} does not run with DEBUG off ({status} to an unknown page)")
     kinds = {}
     for name, (body, headers) in reqs.items():
-        url = urls[SCENARIOS[name].server]
-        status, answer = load.request_once(f"{url}/o/token/", "POST", body, headers)
+        endpoint = f"{urls[SCENARIOS[name].server]}/o/token/"
+        if SCENARIOS[name].dpop:
+            if name not in signers:
+                raise SystemExit(f"bench: {name} needs a DPoP key in the cast")
+            headers = {**headers, **signers[name](endpoint)}
+        status, answer = load.request_once(endpoint, "POST", body, headers)
         if status != 200:
             raise SystemExit(f"bench: {name} answered {status}: {answer[:300]!r}")
-        kinds[name] = token_kind(str(json.loads(answer)["access_token"]))
+        issued = json.loads(answer)
+        kinds[name] = token_kind(str(issued["access_token"]))
         if kinds[name] != SCENARIOS[name].token:
             raise SystemExit(f"bench: {name} issued a {kinds[name]} token, not a {SCENARIOS[name].token} one")
+        if SCENARIOS[name].dpop and (issued.get("token_type") != "DPoP" or not bound(issued["access_token"])):
+            raise SystemExit(f"bench: {name} did not issue a DPoP-bound token")
     return kinds
+
+
+def bound(access_token: str) -> bool:
+    """Whether a JWT access token carries ``cnf.jkt`` (RFC 9449 section 6.1)."""
+    from delegation_idp.client import unverified_claims
+
+    cnf = unverified_claims(access_token).get("cnf")
+    return isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -185,6 +217,7 @@ def compute_ratios(http: dict[str, Any], inproc: dict[str, Any]) -> list[dict[st
         ratio(rps("w1c1", "exchange_d1"), rps("w1c1", "stock_hashed")),
         ratio(mean("w1c1", "project_cc_agents"), mean("w1c1", "stock_unhashed")),
         ratio(mean("w1c1", "exchange_d8"), mean("w1c1", "exchange_d1")),
+        ratio(mean("w1c1", "exchange_d1_dpop"), mean("w1c1", "exchange_d1")),
     ]
     rows = []
     for (label, op, target), value in zip(TARGETS, values, strict=True):
@@ -231,6 +264,14 @@ def compute_ratios(http: dict[str, Any], inproc: dict[str, Any]) -> list[dict[st
         (
             "in-process: exchange_d8 / exchange_d1 (mean latency)",
             ratio(inproc_mean("exchange_d8"), inproc_mean("exchange_d1")),
+        ),
+        (
+            "exchange_d1 / exchange_d1_dpop (throughput; the client's proof signing included)",
+            ratio(rps("w1c1", "exchange_d1"), rps("w1c1", "exchange_d1_dpop")),
+        ),
+        (
+            "in-process: exchange_d1_dpop / exchange_d1 (mean latency)",
+            ratio(inproc_mean("exchange_d1_dpop"), inproc_mean("exchange_d1")),
         ),
         # The sites' in-process runs follow one another (each in its own process), not interleaved.
         (
@@ -336,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                                 *names,
                             )
                         )
-                http, kinds = measure_http(procs, envs, requests(site, stock), args.seconds, args.rounds)
+                http, kinds = measure_http(
+                    procs, envs, requests(site, stock), args.seconds, args.rounds, proof_signers(site)
+                )
     import django
     import oauth2_provider
 
@@ -390,15 +433,20 @@ def _measure(
     clients: int,
     seconds: float,
     rounds: int,
+    signers: dict[str, ProofSigner] | None = None,
 ) -> dict[str, Any]:
     """``names`` take turns in ``rounds`` short rounds (each in a rotated order), each
-    against its own server, so the ratios compare times measured side by side."""
+    against its own server, so the ratios compare times measured side by side. A DPoP
+    scenario signs a new proof before each request (``signers``)."""
+    signers = signers or {}
     samples = {name: load.Sample() for name in names}
     for name in interleaved(names, rounds):
         body, headers = reqs[name]
-        url = urls[SCENARIOS[name].server]
+        endpoint = f"{urls[SCENARIOS[name].server]}/o/token/"
+        signer = signers.get(name)
+        sign = (lambda signer=signer, endpoint=endpoint: signer(endpoint)) if signer else None
         samples[name].merge(
-            load.run(f"{url}/o/token/", body, headers, clients=clients, seconds=seconds / rounds)
+            load.run(endpoint, body, headers, clients=clients, seconds=seconds / rounds, sign=sign)
         )
     return {name: samples[name].summary() for name in names}
 
@@ -409,6 +457,7 @@ def measure_http(
     reqs: dict[str, tuple[bytes, dict[str, str]]],
     seconds: float,
     rounds: int,
+    signers: dict[str, ProofSigner] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Every scenario against one worker per server at 1 client (the targets), then the
     SCALING scenarios at 4 clients against 1 and then 2 workers. Returns the measurements
@@ -416,9 +465,9 @@ def measure_http(
     http: dict[str, Any] = {}
     print("measuring over HTTP with 1 worker per site ...", flush=True)
     urls = {server: start_gunicorn(procs, server, envs[server], workers=1) for server in SERVERS}
-    kinds = check_servers(urls, reqs)
-    http["w1c1"] = _measure(urls, reqs, list(reqs), 1, seconds, rounds)
-    http["w1c4"] = _measure(urls, reqs, SCALING, 4, seconds, rounds)
+    kinds = check_servers(urls, reqs, signers)
+    http["w1c1"] = _measure(urls, reqs, list(reqs), 1, seconds, rounds, signers)
+    http["w1c4"] = _measure(urls, reqs, SCALING, 4, seconds, rounds, signers)
     for server in SERVERS:
         procs.stop(f"bench-{server}-1w")
     print("measuring over HTTP with 2 workers ...", flush=True)
@@ -428,7 +477,7 @@ def measure_http(
         for server in SERVERS
         if server in scaled
     }
-    http["w2c4"] = _measure(urls, reqs, SCALING, 4, seconds, rounds)
+    http["w2c4"] = _measure(urls, reqs, SCALING, 4, seconds, rounds, signers)
     for server in scaled:
         procs.stop(f"bench-{server}-2w")
     return http, kinds

@@ -1,12 +1,16 @@
 """The requests the benchmark sends, which site answers each, shared by the HTTP and the
-in-process runs."""
+in-process runs.
+
+A DPoP scenario (RFC 9449) needs a new proof on every request (a fresh ``jti`` and ``iat``):
+:func:`proof_signers` makes them, and the load generators call it just before each request,
+outside the time they measure for it (bench.load.run, bench.inprocess)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -53,6 +57,7 @@ class Scenario:
     server: str  # a key of SERVERS
     token: str  # what the answer must carry: "jwt" or "opaque" (checked before measuring)
     description: str
+    dpop: bool = False  # a DPoP proof with every request, and a token bound to its key (checked)
 
 
 SCENARIOS = {
@@ -71,6 +76,13 @@ SCENARIOS = {
     ),
     "exchange_d1": Scenario(
         "project-all", "jwt", "this project: token exchange, depth 1 (agent HMAC secret)"
+    ),
+    "exchange_d1_dpop": Scenario(
+        "project-all",
+        "jwt",
+        "this project: token exchange, depth 1, DPoP: a1 proves the key its subject token is bound "
+        "to, and the new token is bound to it (RFC 9449)",
+        dpop=True,
     ),
     "exchange_d8": Scenario(
         "project-all", "jwt", "this project: token exchange, depth 8 (agent HMAC secret)"
@@ -115,6 +127,7 @@ def requests(
         out["stock_hashed"] = _client_credentials(stock["hashed"])
     for name, holder, token, audience in (
         ("exchange_d1", "a1", site["user_token"], agents["a2"]["uri"]),
+        ("exchange_d1_dpop", "a1", site.get("user_token_dpop", ""), agents["a2"]["uri"]),
         ("exchange_d8", "a8", site["depth7_token"], agents["a9"]["uri"]),
     ):
         body = urlencode(
@@ -131,6 +144,21 @@ def requests(
         )
     out["project_cc_agents"] = out["project_cc_all"] = _client_credentials(site["baselines"]["unhashed"])
     return {name: out[name] for name in SCENARIOS if name in out}
+
+
+ProofSigner = Callable[[str], dict[str, str]]
+
+
+def proof_signers(site: dict[str, Any]) -> dict[str, ProofSigner]:
+    """name -> a function of the token endpoint's URL that returns the ``DPoP`` header of one
+    request of that scenario (a new proof signed with a1's key: the client's side of the cost)."""
+    jwk = site["agents"]["a1"].get("dpop_jwk")
+    if not jwk:
+        return {}
+    from delegation_idp.client import DPoPKey
+
+    key = DPoPKey.from_jwk(jwk)
+    return {name: (lambda url: {"DPoP": key.proof("POST", url)}) for name, s in SCENARIOS.items() if s.dpop}
 
 
 def token_kind(access_token: str) -> str:

@@ -3,9 +3,11 @@
 Prints JSON: ``baselines["unhashed"]``, a non-agent client-credentials application with
 an unhashed secret (the stock django-oauth-toolkit baseline is another site:
 bench/stock_site.py), nine agents ``a1`` ... ``a9`` whose rules form one chain, and the
-subject tokens the exchanges start from: ``user_token`` (held by a1, no ``act``) and
-``depth7_token`` (held by a8, seven actors deep). Built with ``JWT_ACCESS_TOKENS="all"``
-(bench/settings.py's default), so both subject tokens are JWTs.
+subject tokens the exchanges start from: ``user_token`` (held by a1, no ``act``),
+``depth7_token`` (held by a8, seven actors deep) and ``user_token_dpop`` (held by a1 and bound
+to a1's DPoP key, RFC 9449: a1 redeemed its code with a proof; the key's private JWK is
+``agents["a1"]["dpop_jwk"]``, for the load generator's proofs). Built with
+``JWT_ACCESS_TOKENS="all"`` (bench/settings.py's default), so the subject tokens are JWTs.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ def agent_uri(i: int) -> str:
     return f"https://a{i}.bench.example.com"
 
 
-def _token(client: Any, data: dict[str, str], client_id: str, secret: str) -> str:
+def _token(client: Any, data: dict[str, str], client_id: str, secret: str, dpop_key: Any = None) -> str:
     import base64
 
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    extra = {"HTTP_DPOP": dpop_key.proof("POST", "http://testserver/o/token/")} if dpop_key else {}
     response = client.post(
-        "/o/token/", urlencode(data), content_type=FORM, HTTP_AUTHORIZATION=f"Basic {basic}"
+        "/o/token/", urlencode(data), content_type=FORM, HTTP_AUTHORIZATION=f"Basic {basic}", **extra
     )
     if response.status_code != 200:
         raise SystemExit(f"bench setup: token request failed: {response.status_code} {response.content!r}")
+    if dpop_key is not None and response.json().get("token_type") != "DPoP":
+        raise SystemExit("bench setup: the provider did not bind the token to the proof's key (DPoP)")
     return str(response.json()["access_token"])
 
 
@@ -45,6 +50,7 @@ def build() -> dict[str, Any]:
     from oauth2_provider.models import get_application_model
 
     from delegation_idp import TOKEN_EXCHANGE_GRANT
+    from delegation_idp.client import DPoPKey
     from delegation_idp.models import Party
     from delegation_idp.provider import keys
     from delegation_idp.provider.agents import allow, register_party
@@ -86,23 +92,26 @@ def build() -> dict[str, Any]:
 
     client = Client()
     a1 = agents["a1"]
-    code, verifier = authorize_code(
-        client,
-        Agent("a1", a1["client_id"], a1["client_secret"], a1["uri"], f"{a1['uri']}/callback"),
-        user,
-        SCOPE,
-    )
-    user_token = _token(
-        client,
-        {
+
+    def user_token_of_a1(dpop_key: Any = None) -> str:
+        code, verifier = authorize_code(
+            client,
+            Agent("a1", a1["client_id"], a1["client_secret"], a1["uri"], f"{a1['uri']}/callback"),
+            user,
+            SCOPE,
+        )
+        form = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": f"{a1['uri']}/callback",
             "code_verifier": verifier,
-        },
-        a1["client_id"],
-        a1["client_secret"],
-    )
+        }
+        return _token(client, form, a1["client_id"], a1["client_secret"], dpop_key)
+
+    user_token = user_token_of_a1()
+    a1_key = DPoPKey.generate("ES256")
+    user_token_dpop = user_token_of_a1(a1_key)
+    a1["dpop_jwk"] = a1_key.private_jwk()  # the load generator's, in the run's temporary directory
     token = user_token
     for i in range(1, 8):  # a1 ... a7 pass the task on: the token a8 holds has seven actors
         holder = agents[f"a{i}"]
@@ -122,6 +131,7 @@ def build() -> dict[str, Any]:
         "agents": agents,
         "resource": RESOURCE,
         "user_token": user_token,
+        "user_token_dpop": user_token_dpop,
         "depth7_token": token,
     }
 

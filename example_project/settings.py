@@ -21,6 +21,8 @@ Deployment settings come from the environment:
 * ``CELERY_VISIBILITY_TIMEOUT``: seconds after which a task of a dead worker is redelivered (900).
 * ``IDP_REVOCATION_PUBLISH_SECONDS``: how often beat rewrites the Redis revocation set (60).
 * ``IDP_BREAKER_RESET_SECONDS``: how long a failing Redis is left alone before one probe (15).
+* ``IDP_DPOP_NONCE_LIFETIME``: seconds each DPoP nonce of the token endpoint lives (RFC 9449
+  section 8); unset, no nonce is required. Every process derives the same nonces from the secret key.
 
 In production (see docs/deployment.md) set ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` and
 ``CELERY_BROKER_URL``: without them the cache is per process and tasks run in the web process.
@@ -237,7 +239,13 @@ DELEGATION_IDP = {
     "CLIENT_SECRET_HMAC_KEY": _client_secret_hmac_key(),
     "CLIENT_REGISTRATION": "dcr",
 }
-for _option in ("KEY_ROTATION_PERIOD", "JWKS_CACHE_SECONDS", "KEY_CACHE_SECONDS", "BREAKER_RESET_SECONDS"):
+for _option in (
+    "KEY_ROTATION_PERIOD",
+    "JWKS_CACHE_SECONDS",
+    "KEY_CACHE_SECONDS",
+    "BREAKER_RESET_SECONDS",
+    "DPOP_NONCE_LIFETIME",
+):
     if os.environ.get(f"IDP_{_option}"):
         DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])
 

@@ -25,7 +25,13 @@ FUNCTION_LEVEL = {
 # What each part may import of the package (prefixes); "*" anything.
 ALLOWED = {
     "delegation_idp.core": ("delegation_idp.core",),
-    "delegation_idp.client": ("delegation_idp.client", "delegation_idp.core"),
+    # The agent client signs DPoP proofs (RFC 9449) through the JOSE layer, with the pure rfc9449 core.
+    "delegation_idp.client": (
+        "delegation_idp.client",
+        "delegation_idp.core",
+        "delegation_idp.jose",
+        "delegation_idp.rfc9449",
+    ),
     "delegation_idp.resource_server": (
         "delegation_idp.resource_server",
         "delegation_idp.core",

@@ -16,6 +16,19 @@ RFC 6749 section 5.2 and RFC 8693 section 2.2.2 have their own subclasses
 (:class:`InvalidTarget`, :class:`InvalidScope`...), so ``except InvalidTarget``
 works as well as ``err.error == "invalid_target"``.
 
+DPoP (RFC 9449): give the agent a key (``dpop=True`` generates one, or pass a
+:class:`~delegation_idp.client.dpop.DPoPKey`) and every token request carries a proof signed
+with it, so every token it obtains is bound to that key (``result.jkt``; ``token_type``
+``DPoP``). Exchanging a bound token needs no more: the provider checks the proof of the
+requester, whoever holds the subject. A ``use_dpop_nonce`` answer is retried once with the
+server's nonce, and the latest nonce each server sent goes into the next proof to it.
+``agent.auth(result)`` is the ``httpx.Auth`` that presents the token to a resource server
+(``Authorization: DPoP`` with a proof, or ``Bearer`` for a token that is not bound)::
+
+    agent = AgentClient("https://idp.example.com", client_id, client_secret, dpop=True)
+    result = agent.exchange(user_token, audience="https://agent2.example.com")
+    httpx.post(agent2_url, auth=agent.auth(result))
+
 Revocation (RFC 7009) is retried while the provider answers ``503`` (section 2.2.1),
 waiting its ``Retry-After`` up to ``REVOKE_MAX_WAIT`` seconds (or a growing backoff),
 ``REVOKE_ATTEMPTS`` times in all; then :class:`RevocationFailed` says the token was not
@@ -34,19 +47,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from delegation_idp.client.dpop import BearerAuth, DPoPAuth, DPoPKey, Nonces, asks_for_nonce
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
     "TOKEN_EXCHANGE",
     "AgentClient",
     "AsyncAgentClient",
+    "DPoPKey",
     "ExchangeResult",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
@@ -54,6 +71,7 @@ __all__ = [
     "OAuthError",
     "RevocationFailed",
     "UnauthorizedClient",
+    "UseDPoPNonce",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,6 +122,16 @@ class InvalidTarget(OAuthError):
     """The audience or resource is unknown or not permitted (RFC 8693 section 2.2.2)."""
 
 
+class InvalidDPoPProof(OAuthError):
+    """The DPoP proof was refused: malformed, replayed, for another URL, or signed with a key
+    the token is not bound to (RFC 9449 section 5 and 7.1)."""
+
+
+class UseDPoPNonce(OAuthError):
+    """The server wants a nonce in the proof, and the retry with its nonce was refused too
+    (RFC 9449 section 8)."""
+
+
 class RevocationFailed(OAuthError):
     """The token was not revoked: the provider refused, or stayed unavailable past the retries.
     It is still active until it expires; retry later, or revoke its parent."""
@@ -116,6 +144,8 @@ _ERRORS: dict[str, type[OAuthError]] = {
     "unauthorized_client": UnauthorizedClient,
     "invalid_scope": InvalidScope,
     "invalid_target": InvalidTarget,
+    "invalid_dpop_proof": InvalidDPoPProof,
+    "use_dpop_nonce": UseDPoPNonce,
 }
 
 
@@ -129,11 +159,14 @@ class ExchangeResult:
     expires_in: int
     scope: str
     expires_at: float
+    #: the thumbprint of the key the token is bound to (``cnf.jkt``), None for a bearer token
+    jkt: str | None = None
 
     def __repr__(self) -> str:  # never print the token itself
+        bound = f", jkt={self.jkt!r}" if self.jkt else ""
         return (
             f"ExchangeResult(token_type={self.token_type!r}, expires_in={self.expires_in}, "
-            f"scope={self.scope!r})"
+            f"scope={self.scope!r}{bound})"
         )
 
 
@@ -147,7 +180,11 @@ def unverified_claims(token: str) -> dict[str, Any]:
 
 
 class AgentClient:
-    """A confidential agent talking to the provider's endpoints."""
+    """A confidential agent talking to the provider's endpoints.
+
+    ``dpop``: False (bearer tokens), True (a new ES256 :class:`DPoPKey` for this agent), or the
+    agent's own :class:`DPoPKey`; then every token request carries a proof and every token
+    obtained is bound to the key."""
 
     #: seconds before expiry at which a cached token is no longer handed out
     REFRESH_MARGIN = 30
@@ -163,6 +200,7 @@ class AgentClient:
         *,
         http: httpx.Client | None = None,
         timeout: float = 10.0,
+        dpop: DPoPKey | bool = False,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
@@ -172,9 +210,13 @@ class AgentClient:
         self._cache: dict[tuple[str, tuple[str, ...], str], ExchangeResult] = {}
         self._lock = threading.Lock()
         self.sleep: Callable[[float], None] = time.sleep
+        self.dpop_key: DPoPKey | None = _dpop_key(dpop)
+        #: the latest DPoP-Nonce of the provider and of each resource server called through auth()
+        self.nonces = Nonces()
 
     def __repr__(self) -> str:
-        return f"AgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+        bound = f", dpop={self.dpop_key!r}" if self.dpop_key else ""
+        return f"AgentClient(issuer={self.issuer!r}, client_id={self.client_id!r}{bound})"
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -192,13 +234,23 @@ class AgentClient:
         response = self.http.post(
             self.metadata[endpoint], data=_form(data), auth=(self.client_id, self._secret)
         )
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        body = _body(response)
         if response.status_code != 200:
             raise OAuthError.from_response(response.status_code, body)
         return body if isinstance(body, dict) else {}
+
+    def _token(self, data: list[tuple[str, str]]) -> dict[str, Any]:
+        """A token request, with a DPoP proof when the agent has a key; a ``use_dpop_nonce``
+        answer is retried once with the provider's nonce (RFC 9449 section 8)."""
+        url = self.metadata["token_endpoint"]
+        for attempt in (1, 2):
+            headers, sent = _proof_header(self.dpop_key, self.nonces, url)
+            response = self.http.post(
+                url, data=_form(data), auth=(self.client_id, self._secret), headers=headers
+            )
+            if not _retry_with_nonce(self.dpop_key, self.nonces, url, response, sent, attempt):
+                break
+        return _token_response(self.dpop_key, response)
 
     def exchange(
         self,
@@ -210,7 +262,8 @@ class AgentClient:
         actor_token: str | None = None,
         use_cache: bool = True,
     ) -> ExchangeResult:
-        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1)."""
+        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1),
+        bound to the agent's key if it has one (whether the subject token is bound or not)."""
         key, data = _exchange_form(subject_token, audience, resource, scope, actor_token)
         cacheable = use_cache and bool(key[0]) and actor_token is None
         if cacheable:
@@ -218,17 +271,33 @@ class AgentClient:
                 cached = _usable(self._cache.get(key), self.REFRESH_MARGIN)
             if cached is not None:
                 return cached
-        result = _exchange_result(self._post("token_endpoint", data))
+        result = _exchange_result(self._token(data), self.dpop_key)
         if cacheable:
             with self._lock:
                 self._cache[key] = result
         return result
 
     def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
+        """The client credentials grant (RFC 6749 section 4.4): the token response."""
         data = [("grant_type", "client_credentials")]
         if scope:
             data.append(("scope", scope))
-        return self._post("token_endpoint", data)
+        return self._token(data)
+
+    def authorization_code(self, code: str, *, redirect_uri: str, code_verifier: str) -> dict[str, Any]:
+        """Redeem an authorization code with its PKCE verifier (RFC 6749 section 4.1.3, RFC 7636
+        section 4.5): the token response."""
+        return self._token(_code_form(code, redirect_uri, code_verifier))
+
+    def refresh(self, refresh_token: str, scope: str | None = None) -> dict[str, Any]:
+        """The refresh token grant (RFC 6749 section 6): the token response."""
+        return self._token(_refresh_form(refresh_token, scope))
+
+    def auth(self, token: str | ExchangeResult | Mapping[str, Any]) -> httpx.Auth:
+        """The ``httpx.Auth`` that presents ``token`` (a token, an :class:`ExchangeResult` or
+        a token response) to a resource server: :class:`DPoPAuth` with this agent's key for a
+        token bound to it, ``Bearer`` for a token that is not bound."""
+        return _auth_for(token, self.dpop_key, self.nonces)
 
     def introspect(self, token: str) -> dict[str, Any]:
         return self._post("introspection_endpoint", [("token", token)])
@@ -249,6 +318,107 @@ class AgentClient:
             if wait is None:
                 return
             self.sleep(wait)
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
+
+
+def _dpop_key(dpop: DPoPKey | bool) -> DPoPKey | None:
+    if isinstance(dpop, DPoPKey):
+        return dpop
+    if dpop is True:
+        return DPoPKey.generate()
+    if dpop is False or dpop is None:
+        return None
+    raise TypeError("dpop is a DPoPKey, True (generate one) or False")
+
+
+def _proof_header(key: DPoPKey | None, nonces: Nonces, url: str) -> tuple[dict[str, str], str | None]:
+    """The ``DPoP`` header of a token request (none without a key), and the nonce it carries."""
+    if key is None:
+        return {}, None
+    nonce = nonces.get(url)
+    return {"DPoP": key.proof("POST", url, nonce=nonce)}, nonce
+
+
+def _retry_with_nonce(
+    key: DPoPKey | None, nonces: Nonces, url: str, response: httpx.Response, sent: str | None, attempt: int
+) -> bool:
+    """Keep the nonce the provider sent; True once, when it refused the proof for want of a
+    nonce and sent a new one (a nonce it already refused is not tried again)."""
+    fresh = nonces.remember(url, response) if key is not None else None
+    if attempt > 1 or key is None or not asks_for_nonce(response, _body(response)):
+        return False
+    if fresh and fresh != sent:
+        logger.debug("the provider asked for a DPoP nonce; retrying once with it")
+        return True
+    return False
+
+
+def _token_response(key: DPoPKey | None, response: httpx.Response) -> dict[str, Any]:
+    body = _body(response)
+    if response.status_code != 200:
+        raise OAuthError.from_response(response.status_code, body)
+    body = body if isinstance(body, dict) else {}
+    _bound_jkt(key, body)
+    return body
+
+
+def _bound_jkt(key: DPoPKey | None, body: Mapping[str, Any]) -> str | None:
+    """The thumbprint the issued token is bound to: this agent's key when the provider answered
+    ``token_type`` ``DPoP`` to its proof (RFC 9449 section 5), None for a bearer token. A token
+    whose ``cnf.jkt`` names another key is refused: the agent could never present it."""
+    if key is None or str(body.get("token_type", "")).lower() != "dpop":
+        return None
+    jkt = _cnf_jkt(str(body.get("access_token", "")))
+    if jkt is not None and jkt != key.jkt:
+        raise OAuthError("invalid_response", "the issued token is bound to another key", 200)
+    return key.jkt
+
+
+def _cnf_jkt(token: str) -> str | None:
+    cnf = unverified_claims(token).get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    return jkt if isinstance(jkt, str) else None
+
+
+def _auth_for(
+    token: str | ExchangeResult | Mapping[str, Any], key: DPoPKey | None, nonces: Nonces
+) -> httpx.Auth:
+    if isinstance(token, ExchangeResult):
+        access, bound = token.access_token, token.jkt
+    elif isinstance(token, Mapping):
+        access = str(token.get("access_token", ""))
+        bound = _cnf_jkt(access) or (
+            key.jkt if key and str(token.get("token_type")).lower() == "dpop" else None
+        )
+    else:
+        access, bound = token, _cnf_jkt(token)
+    if bound is None:
+        return BearerAuth(access)
+    if key is None or bound != key.jkt:
+        raise ValueError("the token is bound to another key: only its holder can present it")
+    return DPoPAuth(access, key, nonces)
+
+
+def _code_form(code: str, redirect_uri: str, code_verifier: str) -> list[tuple[str, str]]:
+    return [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", code_verifier),
+    ]
+
+
+def _refresh_form(refresh_token: str, scope: str | None) -> list[tuple[str, str]]:
+    data = [("grant_type", "refresh_token"), ("refresh_token", refresh_token)]
+    if scope:
+        data.append(("scope", scope))
+    return data
 
 
 def _revocation_outcome(
@@ -320,7 +490,7 @@ def _exchange_form(
     return key, data
 
 
-def _exchange_result(body: dict[str, Any]) -> ExchangeResult:
+def _exchange_result(body: dict[str, Any], key: DPoPKey | None = None) -> ExchangeResult:
     """The RFC 8693 section 2.2.1 response as an :class:`ExchangeResult`."""
     if not isinstance(body.get("access_token"), str):
         raise OAuthError("invalid_response", "the token response has no access_token", 200)
@@ -332,6 +502,7 @@ def _exchange_result(body: dict[str, Any]) -> ExchangeResult:
         expires_in=expires_in,
         scope=body.get("scope", ""),
         expires_at=time.time() + expires_in,
+        jkt=_bound_jkt(key, body),
     )
 
 
@@ -367,6 +538,7 @@ class AsyncAgentClient:
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
+        dpop: DPoPKey | bool = False,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
@@ -376,9 +548,12 @@ class AsyncAgentClient:
         self._metadata: dict[str, Any] | None = None
         self._cache: dict[_CacheKey, ExchangeResult] = {}
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.dpop_key: DPoPKey | None = _dpop_key(dpop)
+        self.nonces = Nonces()
 
     def __repr__(self) -> str:
-        return f"AsyncAgentClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+        bound = f", dpop={self.dpop_key!r}" if self.dpop_key else ""
+        return f"AsyncAgentClient(issuer={self.issuer!r}, client_id={self.client_id!r}{bound})"
 
     async def __aenter__(self) -> AsyncAgentClient:
         return self
@@ -404,13 +579,22 @@ class AsyncAgentClient:
     async def _post(self, endpoint: str, data: list[tuple[str, str]]) -> dict[str, Any]:
         url = (await self.metadata())[endpoint]
         response = await self.http.post(url, data=_form(data), auth=(self.client_id, self._secret))
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        body = _body(response)
         if response.status_code != 200:
             raise OAuthError.from_response(response.status_code, body)
         return body if isinstance(body, dict) else {}
+
+    async def _token(self, data: list[tuple[str, str]]) -> dict[str, Any]:
+        """:meth:`AgentClient._token`: a proof with the agent's key, one retry with a nonce."""
+        url = (await self.metadata())["token_endpoint"]
+        for attempt in (1, 2):
+            headers, sent = _proof_header(self.dpop_key, self.nonces, url)
+            response = await self.http.post(
+                url, data=_form(data), auth=(self.client_id, self._secret), headers=headers
+            )
+            if not _retry_with_nonce(self.dpop_key, self.nonces, url, response, sent, attempt):
+                break
+        return _token_response(self.dpop_key, response)
 
     async def exchange(
         self,
@@ -422,17 +606,34 @@ class AsyncAgentClient:
         actor_token: str | None = None,
         use_cache: bool = True,
     ) -> ExchangeResult:
-        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1)."""
+        """Trade ``subject_token`` for a token addressed to the next hop (RFC 8693 section 2.1),
+        bound to the agent's key if it has one."""
         key, data = _exchange_form(subject_token, audience, resource, scope, actor_token)
         cacheable = use_cache and bool(key[0]) and actor_token is None
         if cacheable:
             cached = _usable(self._cache.get(key), self.REFRESH_MARGIN)
             if cached is not None:
                 return cached
-        result = _exchange_result(await self._post("token_endpoint", data))
+        result = _exchange_result(await self._token(data), self.dpop_key)
         if cacheable:
             self._cache[key] = result
         return result
+
+    async def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
+        data = [("grant_type", "client_credentials")]
+        if scope:
+            data.append(("scope", scope))
+        return await self._token(data)
+
+    async def authorization_code(self, code: str, *, redirect_uri: str, code_verifier: str) -> dict[str, Any]:
+        return await self._token(_code_form(code, redirect_uri, code_verifier))
+
+    async def refresh(self, refresh_token: str, scope: str | None = None) -> dict[str, Any]:
+        return await self._token(_refresh_form(refresh_token, scope))
+
+    def auth(self, token: str | ExchangeResult | Mapping[str, Any]) -> httpx.Auth:
+        """:meth:`AgentClient.auth`: the same ``httpx.Auth`` serves an ``httpx.AsyncClient``."""
+        return _auth_for(token, self.dpop_key, self.nonces)
 
     async def introspect(self, token: str) -> dict[str, Any]:
         return await self._post("introspection_endpoint", [("token", token)])

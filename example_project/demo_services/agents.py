@@ -1,11 +1,19 @@
 """agent1 and agent2 as small HTTP services (Starlette), without Django.
 
-``POST /task`` with ``Authorization: Bearer <a token addressed to this agent>``.
-The agent validates the token (:class:`TokenValidator`, its own URI as the
-audience), exchanges it at the provider for a token addressed to the next hop
-(:class:`AsyncAgentClient`), and calls that hop with the new token: agent1
-calls agent2 over HTTP, agent2 calls the MCP server's tool with the official
+``POST /task`` with a token addressed to this agent: ``Authorization: DPoP <token>`` and a
+``DPoP`` proof of the key it is bound to (RFC 9449 section 7.1), or ``Authorization: Bearer``
+for a token that is not bound. The agent validates the token (:class:`TokenValidator`, its
+own URI as the audience, the proof for this URL), exchanges it at the provider for a token
+addressed to the next hop (:class:`AsyncAgentClient`, with a DPoP key of the agent's own:
+the new token is bound to it), and calls that hop with the new token and a proof of its
+key: agent1 calls agent2 over HTTP, agent2 calls the MCP server's tool with the official
 MCP SDK client over streamable HTTP. The token received is never sent on.
+
+``POST /authorized`` (agent1) takes the user's authorization code instead (JSON ``code``,
+``code_verifier``): agent1 redeems it with a proof of its key, so the user's token is bound to
+agent1 from the start and never leaves it, then goes on as ``/task`` does.
+
+Every answer names the agent's key by its thumbprint (``jkt``), never the key or a token.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,8 +29,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from delegation_idp.client import AsyncAgentClient, OAuthError, unverified_claims
+from delegation_idp.resource_server.dpop import DPOP, dpop_challenge, read_authorization
 from delegation_idp.resource_server.validation import (
     DelegatedToken,
+    ProofRequest,
     ResourceServerConfig,
     TokenError,
     TokenValidator,
@@ -35,13 +46,15 @@ def describe(token: DelegatedToken) -> dict[str, Any]:
         "depth": token.depth,
         "jti": token.jti,
         "aud": list(token.audiences),
+        "jkt": token.jkt,  # the key the token is bound to (RFC 9449 cnf.jkt), None if bearer
     }
 
 
 def sent(token: str) -> dict[str, Any]:
     """The claims of a token this service sent, for the trace (never the token)."""
     claims = unverified_claims(token)
-    return {"jti": claims.get("jti"), "aud": claims.get("aud")}
+    cnf = claims.get("cnf")
+    return {"jti": claims.get("jti"), "aud": claims.get("aud"), "jkt": cnf.get("jkt") if cnf else None}
 
 
 @dataclass(frozen=True)
@@ -52,29 +65,57 @@ class AgentConfig:
     client_secret: str
     next_url: str  # agent2's /task, or the MCP server's /mcp
     next_audience: str | None = None  # exchange with `audience`; else with `resource=next_url`
+    public_url: str = ""  # this agent's /task URL as callers use it: a proof's htu names it
+    redirect_uri: str = ""  # agent1's, to redeem the user's authorization code
 
 
-def bearer(request: Request) -> str:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
+def presented(request: Request, public_url: str) -> tuple[str, ProofRequest | None]:
+    """The token of the request, and its proof request when it came with the DPoP scheme
+    (``("", None)`` without a token of either scheme)."""
+    credentials = read_authorization(request.headers.get("authorization", ""))
+    if credentials is None:
+        return "", None
+    if credentials.scheme != DPOP:
+        return credentials.token, None
+    url = (public_url or str(request.url)).split("?", 1)[0]
+    return credentials.token, ProofRequest(tuple(request.headers.getlist("dpop")), request.method, url)
 
 
-def refusal(exc: TokenError, uri: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": exc.error, "error_description": exc.description},
-        status_code=exc.status,
-        headers={"WWW-Authenticate": f'Bearer realm="{uri}", error="{exc.error}"'},
-    )
+def refusal(exc: TokenError, uri: str, validator: TokenValidator) -> JSONResponse:
+    bearer = f'Bearer realm="{uri}", error="{exc.error}"'
+    dpop = dpop_challenge(validator.config.dpop_algorithms, exc.error, exc.description)
+    headers = {"WWW-Authenticate": f"{dpop}, {bearer}"}
+    nonce = validator.current_nonce()
+    if nonce:
+        headers["DPoP-Nonce"] = nonce
+    return JSONResponse({"error": exc.error, "error_description": exc.description}, exc.status, headers)
 
 
-async def call_mcp_tool(url: str, token: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Call ``tool`` on the MCP server at ``url`` with the official SDK over streamable HTTP."""
+def sdk_auth(auth: httpx.Auth) -> Any:
+    """``auth`` (the agent client's, an ``httpx.Auth``) for the MCP SDK's ``httpx2`` client:
+    both libraries drive an auth the same way (a generator of requests and responses)."""
+    import httpx2
+
+    class Adapted(httpx2.Auth):
+        def auth_flow(self, request: Any) -> Any:
+            return (yield from auth.auth_flow(request))
+
+    return Adapted()
+
+
+async def call_mcp_tool(
+    url: str, token: str, tool: str, arguments: dict[str, Any], *, auth: httpx.Auth | None = None
+) -> dict[str, Any]:
+    """Call ``tool`` on the MCP server at ``url`` with the official SDK over streamable HTTP;
+    ``auth`` presents the token (DPoP: a new proof for every request the SDK sends),
+    else it goes as a bearer token."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http:
+    headers = {} if auth is not None else {"Authorization": f"Bearer {token}"}
+    adapted = sdk_auth(auth) if auth is not None else None
+    async with httpx2.AsyncClient(headers=headers, auth=adapted, timeout=httpx2.Timeout(30.0)) as http:
         async with Client(streamable_http_client(url, http_client=http)) as client:
             result = await client.call_tool(tool, arguments)
     if result.is_error:
@@ -85,38 +126,67 @@ async def call_mcp_tool(url: str, token: str, tool: str, arguments: dict[str, An
 def agent_app(config: AgentConfig, *, mcp_tool: str | None = None) -> Starlette:
     """agent1 (``mcp_tool`` None: the next hop is another agent) or agent2 (calls ``mcp_tool``)."""
     validator = TokenValidator(ResourceServerConfig(issuer=config.issuer, resource=config.uri))
-    idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret)
+    idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret, dpop=True)
+    own_key = idp.dpop_key.jkt if idp.dpop_key else None
 
-    async def task(request: Request) -> JSONResponse:
-        token = bearer(request)
-        try:
-            received = await validator.avalidate(token)
-        except TokenError as exc:
-            return refusal(exc, config.uri)
+    async def onward(token: str, received: DelegatedToken) -> JSONResponse:
         try:
             if config.next_audience:
-                onward = await idp.exchange(token, audience=config.next_audience)
+                result = await idp.exchange(token, audience=config.next_audience)
             else:
-                onward = await idp.exchange(token, resource=config.next_url)
+                result = await idp.exchange(token, resource=config.next_url)
         except OAuthError as exc:
             return JSONResponse({"error": exc.error, "at": config.uri}, status_code=502)
         if mcp_tool is None:
             async with httpx.AsyncClient(timeout=60) as http:
-                response = await http.post(
-                    config.next_url, headers={"Authorization": f"Bearer {onward.access_token}"}
-                )
+                response = await http.post(config.next_url, auth=idp.auth(result))
             downstream = response.json()
             if response.status_code != 200:
                 return JSONResponse({"error": "downstream", "downstream": downstream}, status_code=502)
         else:
-            downstream = await call_mcp_tool(config.next_url, onward.access_token, mcp_tool, {})
+            downstream = await call_mcp_tool(
+                config.next_url, result.access_token, mcp_tool, {}, auth=idp.auth(result)
+            )
         return JSONResponse(
             {
                 "party": config.uri,
+                "key": own_key,
                 "received": describe(received),
-                "sent": sent(onward.access_token),
+                "sent": sent(result.access_token),
                 "downstream": downstream,
             }
         )
 
-    return Starlette(routes=[Route("/task", task, methods=["POST"])])
+    async def task(request: Request) -> JSONResponse:
+        token, proof = presented(request, config.public_url)
+        try:
+            received = await validator.avalidate(token, dpop=proof)
+        except TokenError as exc:
+            return refusal(exc, config.uri, validator)
+        return await onward(token, received)
+
+    async def authorized(request: Request) -> JSONResponse:
+        """The user's authorization code, redeemed here with this agent's proof."""
+        body = await request.json()
+        try:
+            issued = await idp.authorization_code(
+                str(body.get("code", "")),
+                redirect_uri=config.redirect_uri,
+                code_verifier=str(body.get("code_verifier", "")),
+            )
+        except OAuthError as exc:
+            return JSONResponse({"error": exc.error, "at": config.uri}, status_code=502)
+        token = str(issued["access_token"])
+        try:
+            # Its own token, checked as any it receives (signature, audience), and bound to its key.
+            received = await anyio.to_thread.run_sync(validator.verify, token)
+        except TokenError as exc:
+            return refusal(exc, config.uri, validator)
+        if received.jkt != own_key:
+            return JSONResponse({"error": "not_bound_to_this_agent", "at": config.uri}, status_code=502)
+        return await onward(token, received)
+
+    routes = [Route("/task", task, methods=["POST"])]
+    if config.redirect_uri:
+        routes.append(Route("/authorized", authorized, methods=["POST"]))
+    return Starlette(routes=routes)

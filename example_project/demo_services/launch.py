@@ -105,9 +105,17 @@ def service_env(
             }
         )
     if role == "agent1":
-        env.update({"DEMO_NEXT_URL": ports.agent2_url, "DEMO_NEXT_AUDIENCE": agents["agent2"]["uri"]})
+        env.update(
+            {
+                "DEMO_NEXT_URL": ports.agent2_url,
+                "DEMO_NEXT_AUDIENCE": agents["agent2"]["uri"],
+                "DEMO_PUBLIC_URL": ports.agent1_url,
+                "DEMO_REDIRECT_URI": agents["agent1"]["redirect_uri"],
+            }
+        )
     elif role == "agent2":
-        env["DEMO_NEXT_URL"] = ports.mcp_url  # exchanged with resource=<this URL> (RFC 8707)
+        # exchanged with resource=<this URL> (RFC 8707)
+        env.update({"DEMO_NEXT_URL": ports.mcp_url, "DEMO_PUBLIC_URL": ports.agent2_url})
     elif role == "mcp-server1":
         env.update({"DEMO_PUBLIC_URL": ports.mcp_url, "DEMO_NEXT_URL": ports.resource_url})
     elif role == "resource-server":
@@ -184,6 +192,21 @@ def services(
 def ask_agent1(ports: Ports, user_token: str) -> dict[str, Any]:
     """The user's side: hand agent1 the task with the user's token (aud agent1)."""
     response = httpx.post(ports.agent1_url, headers={"Authorization": f"Bearer {user_token}"}, timeout=120)
+    body = response.json()
+    if response.status_code != 200:
+        raise RuntimeError(f"agent1 answered {response.status_code}: {body}")
+    return dict(body)
+
+
+def hand_agent1_the_code(ports: Ports, code: str, verifier: str) -> dict[str, Any]:
+    """The user's side with DPoP: agent1's callback receives the authorization code (and
+    the PKCE verifier it made), redeems it with a proof of its own key, and carries the task
+    on; the user's token is bound to agent1 and never leaves it."""
+    response = httpx.post(
+        ports.agent1_url.replace("/task", "/authorized"),
+        json={"code": code, "code_verifier": verifier},
+        timeout=120,
+    )
     body = response.json()
     if response.status_code != 200:
         raise RuntimeError(f"agent1 answered {response.status_code}: {body}")

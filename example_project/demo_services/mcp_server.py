@@ -9,6 +9,9 @@ Its tool ``list_tasks`` exchanges the token it received for one addressed to the
 resource server (RFC 8693, with an RFC 8707 ``resource``) and calls the resource server
 with that new token; the received token is never forwarded (the MCP token-passthrough
 rule).
+
+The server has a DPoP key of its own (RFC 9449): the token it exchanges for is bound to it,
+and its call to the resource server carries a proof of it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def build_verifier(config: McpConfig, *, http: httpx.Client | None = None) -> De
 
 def build_server(config: McpConfig, *, verifier: DelegationTokenVerifier) -> MCPServer:
     """The server, whose SDK authenticates with ``verifier``."""
-    idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret)
+    idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret, dpop=True)
     server = MCPServer(
         "mcp-server1",
         token_verifier=verifier,
@@ -73,20 +76,20 @@ def build_server(config: McpConfig, *, verifier: DelegationTokenVerifier) -> MCP
             raise PermissionError("no validated token")
         onward = await idp.exchange(token, resource=config.resource_url)
         async with httpx.AsyncClient(timeout=30) as http:
-            response = await http.get(
-                config.resource_url, headers={"Authorization": f"Bearer {onward.access_token}"}
-            )
+            response = await http.get(config.resource_url, auth=idp.auth(onward))
         claims = unverified_claims(onward.access_token)
         return {
             "party": config.uri,
+            "key": idp.dpop_key.jkt if idp.dpop_key else None,
             "received": {
                 "sub": received.subject,
                 "actors": list(received.actors),
                 "depth": received.depth,
                 "jti": received.jti,
                 "aud": list(received.audiences),
+                "jkt": received.jkt,
             },
-            "sent": {"jti": claims.get("jti"), "aud": claims.get("aud")},
+            "sent": {"jti": claims.get("jti"), "aud": claims.get("aud"), "jkt": onward.jkt},
             "downstream_status": response.status_code,
             "downstream": response.json(),
         }

@@ -31,6 +31,7 @@ def describe(token: DelegatedToken) -> dict[str, Any]:
         "scope": token.scope,
         "jti": token.jti,
         "aud": list(token.audiences),
+        "jkt": token.jkt,  # the key the token is bound to (RFC 9449 cnf.jkt), None if bearer
     }
 
 

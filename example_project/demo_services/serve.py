@@ -29,6 +29,8 @@ def application(role: str) -> Any:
             client_secret=_env("DEMO_CLIENT_SECRET"),
             next_url=_env("DEMO_NEXT_URL"),
             next_audience=os.environ.get("DEMO_NEXT_AUDIENCE") or None,
+            public_url=os.environ.get("DEMO_PUBLIC_URL", ""),
+            redirect_uri=os.environ.get("DEMO_REDIRECT_URI", ""),
         )
         return agent_app(config, mcp_tool="list_tasks" if role == "agent2" else None)
     if role == "mcp-server1":

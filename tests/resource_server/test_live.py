@@ -59,7 +59,14 @@ def test_demo_live_plays_four_real_hops(tmp_path):
         assert sender["sent"]["jti"] == receiver["received"]["jti"]
         assert sender["sent"]["jti"] != sender["received"]["jti"]
     assert hops[-1]["answer"]["through"] == f"{MCP} <- {AGENT2} <- {AGENT1}"
+    # DPoP (RFC 9449): every service has a key of its own; every token is bound to the key of
+    # the service that requested it (agent1 redeemed the user's code), and proven by it.
+    keys = [h["key"] for h in hops[:3]]
+    assert len(set(keys)) == 3 and all(isinstance(k, str) and len(k) == 43 for k in keys)
+    assert [h["received"]["jkt"] for h in hops] == [keys[0], keys[0], keys[1], keys[2]]
+    assert [h["sent"]["jkt"] for h in hops[:3]] == keys
     assert "eyJ" not in result.stdout  # no token is ever printed
+    assert '"d"' not in result.stdout  # nor a private key
     # Then an unmodified MCP SDK client (the stock MCP client) logged in on its own and called the tool.
     sdk = trace["sdk_login"]
     assert "error" not in sdk, sdk["error"]

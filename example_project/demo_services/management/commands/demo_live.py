@@ -7,6 +7,12 @@ their own port. Every hop is a separate HTTP call with a token addressed to
 the callee, obtained by token exchange; the command prints the chain the
 resource server saw.
 
+Every hop is DPoP-bound (RFC 9449): each service generates a key of its own when it starts;
+agent1 redeems the user's authorization code with a proof of its key, and every token a
+service obtains by exchange is bound to that service's key, which it proves to the next hop
+with every call. The command prints each service's key thumbprint (``jkt``) and the one each
+received token is bound to, never a key or a token.
+
 Then an unmodified MCP SDK client logs in on its own: the official SDK's
 ``OAuthClientProvider`` with a pre-registered public client (the stock MCP client),
 discovering the provider from the MCP server's 401, the user signing in and consenting at
@@ -33,7 +39,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_a
 from delegation_idp.conf import idp_settings
 from example_project.demo_services import launch
 from example_project.demo_services.cast import seed_live, seed_stock_mcp_client
-from example_project.demo_services.management.commands.demo import QuietHandler, user_token
+from example_project.demo_services.management.commands.demo import QuietHandler, authorization_code
 
 
 class Command(BaseCommand):
@@ -75,7 +81,7 @@ class Command(BaseCommand):
                 launch.services(issuer, cast, ports, Path(logs), redis_url=options["redis_url"]) as running,
             ):
                 try:
-                    trace = launch.ask_agent1(ports, user_token(issuer, cast))
+                    trace = launch.hand_agent1_the_code(ports, *authorization_code(issuer, cast))
                 except RuntimeError as exc:
                     raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
                 login, failure = self._sdk_login(ports, stock, cast)
@@ -126,15 +132,22 @@ class Command(BaseCommand):
             document = {"hops": hops, "resource_server_saw": seen, "urls": urls, "sdk_login": sdk}
             self.stdout.write(json.dumps(document, indent=2))
             return
+        keys = {hop["key"]: hop["party"] for hop in hops if hop.get("key")}
         for number, hop in enumerate(hops, start=1):
             received = hop["received"] or {}
             self.stdout.write(self.style.MIGRATE_HEADING(f"{number}. {hop['party']}"))
+            if hop.get("key"):
+                self.stdout.write(f"   its key:  jkt {hop['key']}")
             self.stdout.write(
                 f"   received: sub {received.get('sub')}  aud {received.get('aud')}  "
                 f"chain {' <- '.join(received.get('actors') or []) or '(the user directly)'}"
             )
+            self.stdout.write(f"             {bound_to(received.get('jkt'), keys)}")
             if hop.get("sent"):
-                self.stdout.write(f"   sent on:  a new token, aud {hop['sent'].get('aud')}")
+                self.stdout.write(
+                    f"   sent on:  a new token, aud {hop['sent'].get('aud')}, "
+                    f"{bound_to(hop['sent'].get('jkt'), keys)}"
+                )
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nThe resource server served {seen.get('sub')} through "
@@ -161,6 +174,13 @@ class Command(BaseCommand):
                 f"{' <- '.join(saw.get('actors') or [])}"
             )
         )
+
+
+def bound_to(jkt: str | None, keys: dict[str, str]) -> str:
+    """``bound to jkt <thumbprint> (<whose key>)``, or that the token is a bearer token."""
+    if not jkt:
+        return "a bearer token (not bound)"
+    return f"bound to jkt {jkt} ({keys.get(jkt, 'an unknown key')}'s key)"
 
 
 def sdk_summary(login: launch.SdkLogin | None, failure: str) -> dict[str, Any]:
