@@ -29,14 +29,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, validate_identity_uri
-from delegation_idp.provider import resources as resources_policy
-from delegation_idp.provider import self_registered
+from delegation_idp.provider import dry_run, self_registered
 from delegation_idp.provider.agents import register_party
 from delegation_idp.provider.client_auth import validate_client_jwks
-from delegation_idp.provider.policy_store import load as load_policy
 
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
@@ -483,46 +480,17 @@ class PartyAdmin(admin.ModelAdmin):
         if form.is_valid():
             data = form.cleaned_data
             requested = policy.scope_set(data["requested_scope"]) if data["requested_scope"] else None
-            if data["request_kind"] == TryDelegationForm.AUTHORIZE:
-                # The authorization endpoint's own question (delegation_idp.provider.resources):
-                # the user grants the scopes asked for (the requested scope, else the subject's).
-                explanation, ctx, _targets = resources_policy.explain_direct(
-                    data["actor"],
-                    [p.uri for p in data["audiences"]],
-                    user=data["username"],
-                    scopes=sorted(requested or policy.scope_set(data["subject_scope"])),
-                )
-                limits = policy.Limits(
-                    max_depth=idp_settings.MAX_DELEGATION_DEPTH,
-                    allow_repeated_actors=idp_settings.ALLOW_REPEATED_ACTORS,
-                )
-                issued_chain: tuple[str, ...] = ()
-            else:
-                ctx, rules, limits = load_policy(
-                    data["actor"],
-                    data["chain"],
-                    [p.uri for p in data["audiences"]],
-                    subject_scope=policy.scope_set(data["subject_scope"]),
-                    requested_scope=requested,
-                    user=data["username"],
-                    # The page tries a delegation of a user's token (a client's own token never
-                    # matches "directly from a user token").
-                    from_user=True,
-                    may_act=data["may_act"],
-                )
-                # The same questions in the same order as a real exchange: may this client
-                # exchange at all, then the policy (delegation_idp.rfc8693.exchange).
-                application = data["actor"].application
-                denied = policy.may_exchange(
-                    data["actor"].as_view(),
-                    confidential=application is not None and application.client_type == "confidential",
-                )
-                if denied is not None:
-                    explanation = policy.Explanation(policy.Decision(allowed=False, reason=denied), ())
-                else:
-                    explanation = policy.explain(ctx, rules, limits)
-                issued_chain = (data["actor"].uri, *data["chain"])
-            decision = explanation.decision
+            run = dry_run.try_delegation(
+                data["actor"],
+                data["chain"],
+                [p.uri for p in data["audiences"]],
+                subject_scope=policy.scope_set(data["subject_scope"]),
+                requested_scope=requested,
+                user=data["username"],
+                may_act=data["may_act"],
+                authorize=data["request_kind"] == TryDelegationForm.AUTHORIZE,
+            )
+            decision = run.decision
             rule_rows = {r.pk: r for r in DelegationRule.objects.filter(actor=data["actor"])}
             result = {
                 "decision": decision,
@@ -531,13 +499,13 @@ class PartyAdmin(admin.ModelAdmin):
                 "description": decision.description,
                 "granted_scope": " ".join(sorted(decision.granted_scope)),
                 "audience": decision.audience,
-                "depth": ctx.depth,
-                "issued_chain": issued_chain,
-                "authorize": data["request_kind"] == TryDelegationForm.AUTHORIZE,
-                "limits": limits,
+                "depth": run.context.depth,
+                "issued_chain": run.issued_chain,
+                "authorize": run.authorize,
+                "limits": run.limits,
                 "outcomes": [
                     {"rule": rule_rows.get(o.rule_id), "id": o.rule_id, "reason": o.reason.value}
-                    for o in explanation.rules
+                    for o in run.explanation.rules
                 ],
             }
         context = {

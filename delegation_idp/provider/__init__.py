@@ -9,5 +9,8 @@
   ``private_key_jwt``), :mod:`~.signin`, :mod:`~.throttling`;
 * what the exchange reads: :mod:`~.keys` (the key set), :mod:`~.policy_store` (the stored
   delegation policy and its per-process cache, kept fresh by :mod:`~.policy_triggers`);
-* :mod:`~.agents`: registering agents; :mod:`~.resilience`: storage faults as JSON errors.
+* :mod:`~.agents`: registering agents and the rest of their life (a new secret, enabled or
+  not, finding one by any name); :mod:`~.dry_run`: the policy's answer to a hypothetical
+  request (the admin's dry-run page, ``manage.py explain``); :mod:`~.resilience`: storage
+  faults as JSON errors.
 """

@@ -1,17 +1,41 @@
-"""Registering agents: a party plus its confidential django-oauth-toolkit client."""
+"""Registering agents and what follows in their life: a party plus its confidential
+django-oauth-toolkit client, a new secret, enabling and disabling, finding one by any name.
+
+The admin and the management commands (``createagent``, ``reissue_secret``,
+``disableagent``, ``enableagent`` and the others that name an agent) go through these
+functions, so a secret is always stored the same way and a party is always disabled by the
+one path that revokes its live tokens.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
-from delegation_idp.models import DelegationRule, Party
+from delegation_idp.models import DelegationRule, Party, TokenLineage
 from delegation_idp.provider import client_auth
 
-__all__ = ["Registration", "allow", "register_party"]
+__all__ = [
+    "AmbiguousParty",
+    "NoSuchParty",
+    "PartyLookupError",
+    "Registration",
+    "SecretNotReissued",
+    "allow",
+    "find_party",
+    "live_tokens_naming",
+    "register_party",
+    "reissue_secret",
+    "set_enabled",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,3 +128,95 @@ def allow(
     if upstream:
         rule.upstream_actors.set(upstream)
     return rule
+
+
+# -- finding a party by any of its names ----------------------------------------------
+
+
+class PartyLookupError(LookupError):
+    """A reference that names no party, or more than one."""
+
+
+class NoSuchParty(PartyLookupError):
+    pass
+
+
+class AmbiguousParty(PartyLookupError):
+    def __init__(self, reference: str, matches: list[Party]):
+        self.matches = matches
+        named = ", ".join(str(p) for p in matches)
+        super().__init__(f"{reference!r} names more than one party ({named}): use the identity URI.")
+
+
+def find_party(reference: str, kinds: tuple[str, ...] | None = None) -> Party:
+    """The party that ``reference`` names: its identity URI, else its client id or display
+    name (case-insensitive), which must name one party only.
+
+    The identity URI is unique, so it always works; a client id or a display name that two
+    parties share is refused rather than guessed. ``kinds`` limits the search.
+    """
+    parties = Party.objects.select_related("application")
+    if kinds is not None:
+        parties = parties.filter(kind__in=kinds)
+    by_uri = parties.filter(uri=reference).first()
+    if by_uri is not None:
+        return by_uri
+    matches = list(parties.filter(Q(application__client_id=reference) | Q(name__iexact=reference))[:6])
+    if not matches:
+        raise NoSuchParty(f"No registered party is named {reference!r} (by identity URI, client id or name).")
+    if len(matches) > 1:
+        raise AmbiguousParty(reference, matches)
+    return matches[0]
+
+
+# -- a party's standing: its secret, enabled or not ------------------------------------
+
+
+class SecretNotReissued(Exception):
+    """The party has no client secret this app may replace."""
+
+
+@transaction.atomic
+def reissue_secret(party: Party) -> Registration:
+    """Give ``party``'s client a new generated secret, returned once.
+
+    Stored as :func:`register_party` stores one (a keyed hash under
+    ``CLIENT_SECRET_HMAC_KEY``, else django-oauth-toolkit's password hash); the old secret
+    stops authenticating with the commit. Tokens already issued stay valid: disabling the
+    party revokes them.
+    """
+    application = party.application
+    if application is None:
+        raise SecretNotReissued(f"{party.uri} has no OAuth client, so no secret.")
+    if application.client_type != application.CLIENT_CONFIDENTIAL:
+        raise SecretNotReissued(f"{party.uri}'s client is public: it has no secret.")
+    if getattr(application, "algorithm", "") == application.HS256_ALGORITHM:
+        # Its secret is also the key of its HS256 ID tokens, stored in plain: not ours to replace.
+        raise SecretNotReissued(f"{party.uri}'s secret signs its HS256 ID tokens: change it in the admin.")
+    secret = generate_secret()
+    client_auth.store_secret(application, secret)
+    application.save(update_fields=["client_secret", "hash_client_secret", "updated"])
+    logger.info("client secret reissued for %s (client %s)", party.uri, application.client_id)
+    return Registration(party=party, client_id=application.client_id, client_secret=secret)
+
+
+def set_enabled(party: Party, enabled: bool) -> bool:
+    """Enable or disable ``party``; True if that changed it.
+
+    One ``save()`` per party, as the admin's *Enable* and *Disable* actions do: disabling
+    sends the signal whose receiver revokes every live token naming the party
+    (:mod:`delegation_idp.lineage.receivers`).
+    """
+    if party.enabled == enabled:
+        return False
+    party.enabled = enabled
+    party.save()
+    return True
+
+
+def live_tokens_naming(party: Party) -> int:
+    """How many unexpired, unrevoked tokens name ``party`` as their client, an audience or an
+    actor: those that disabling it revokes (for confirmation prompts)."""
+    return TokenLineage.objects.filter(
+        parties__contains=f"|{party.uri}|", revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).count()

@@ -1,11 +1,15 @@
-"""``manage.py createagent``: register a party for automation; the secret is printed once."""
+"""``manage.py createagent``: register a party for automation; the secret is printed once.
 
-import json
+An agent or MCP server starts without delegation rules, so every exchange it asks for is
+refused: the command says so on stderr, with the ``createrule`` to run next.
+"""
+
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from delegation_idp.management import cli
 from delegation_idp.models import Party
 from delegation_idp.provider.agents import register_party
 
@@ -48,10 +52,9 @@ class Command(BaseCommand):
                 dpop_required=options["dpop_required"],
             )
         except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                message = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-            else:
-                message = " ".join(exc.messages)
+            message = cli.validation_message(exc)
+            if Party.objects.filter(uri=uri).exists():
+                message += f" (`manage.py reissue_secret {uri}` gives it a new secret)"
             raise CommandError(message) from exc
         data = {
             "uri": reg.party.uri,
@@ -61,9 +64,12 @@ class Command(BaseCommand):
             "dpop_required": reg.party.dpop_required,
         }
         if options["json"]:
-            self.stdout.write(json.dumps(data))
+            cli.write_json(self, data)
         else:
             self.stdout.write(f"Registered {reg.party.kind} {reg.party.uri}")
             if reg.client_id:
                 self.stdout.write(f"client_id: {reg.client_id}")
                 self.stdout.write(f"client_secret (shown once): {reg.client_secret}")
+        if reg.party.kind in cli.ACTING_KINDS:
+            # On stderr, so that --json output stays one JSON document.
+            self.stderr.write(self.style.WARNING(cli.no_rules_warning(reg.party)))
