@@ -18,4 +18,5 @@ token_exchanged = Signal()
 exchange_denied = Signal()
 token_revoked = Signal()
 signing_key_revoked = Signal()
-request_audited = Signal()
+# Sent at every request, always by the same sender: its receivers are looked up once, not per send.
+request_audited = Signal(use_caching=True)

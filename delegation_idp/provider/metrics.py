@@ -94,6 +94,21 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
 DEPTH_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 16, 32)
 
 
+class _Children:
+    """One metric's children by their label values. ``labels()`` checks its arguments and
+    takes a lock at every call; here that happens once per label set (a bounded number)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.made: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.made.get(values)
+        if child is None:
+            child = self.made[values] = self.metric.labels(*values)
+        return child
+
+
 class _Instruments:
     """The process's counters and histograms, made once, on first use."""
 
@@ -136,6 +151,11 @@ class _Instruments:
             ["result"],
             registry=registry,
         )
+        self.count_request = _Children(self.requests)
+        self.count_request_by_client = _Children(self.requests_by_client)
+        self.time_request = _Children(self.duration)
+        self.count_revoked = _Children(self.revoked)
+        self.count_policy_lookup = _Children(self.policy_lookups)
 
 
 _lock = threading.Lock()
@@ -157,7 +177,8 @@ def reset() -> None:
     with _lock:
         for made in _made:
             for collector in vars(made).values():
-                REGISTRY.unregister(collector)
+                if not isinstance(collector, _Children):
+                    REGISTRY.unregister(collector)
         _made.clear()
 
 
@@ -191,11 +212,11 @@ def on_request_audited(sender: Any, record: audit.Attempt, seconds: float, **kwa
     grant = _grant(record, endpoint)
     result = "granted" if record.decision == "granted" else "denied"
     reason = record.reason if record.reason in _REASONS else "other"
-    counted.requests.labels(endpoint, grant, result, reason).inc()
-    counted.duration.labels(endpoint, grant, result).observe(seconds)
+    counted.count_request(endpoint, grant, result, reason).inc()
+    counted.time_request(endpoint, grant, result).observe(seconds)
     if idp_settings.METRICS_CLIENT_ID_LABELS:
         client_id = proven_client_id(record)
-        counted.requests_by_client.labels(endpoint, grant, result, reason, client_id).inc()
+        counted.count_request_by_client(endpoint, grant, result, reason, client_id).inc()
     if result == "granted" and record.grant_type == TOKEN_EXCHANGE_GRANT:
         counted.depth.observe(len(record.chain))
 
@@ -204,14 +225,14 @@ def on_token_revoked(sender: Any, jtis: list[str], reason: str, **kwargs: Any) -
     """``token_revoked`` receiver. The cause is the code's own argument (``admin``,
     ``party_disabled``, ``key_revoked``...), never a request's value."""
     if idp_settings.METRICS and jtis:
-        instruments().revoked.labels(str(reason)[:64]).inc(len(jtis))
+        instruments().count_revoked(str(reason)[:64]).inc(len(jtis))
 
 
 def observe_policy_lookup(hit: bool | None) -> None:
     """One look-up of the policy store: from the snapshot (True), into it (False), or
     without one (None: ``POLICY_CACHE`` off or the version triggers missing)."""
     if idp_settings.METRICS:
-        instruments().policy_lookups.labels("uncached" if hit is None else "hit" if hit else "miss").inc()
+        instruments().count_policy_lookup("uncached" if hit is None else "hit" if hit else "miss").inc()
 
 
 def connect() -> None:
