@@ -19,6 +19,9 @@ When the sink fails (the database is down), the record is not lost without a tra
 JSON line with its event, decision, reason, error, grant type, client id, address and
 ``jti`` goes to the ``delegation_idp.audit.fallback`` logger (never a token or secret).
 Route that logger somewhere durable to keep refusals made during an outage.
+
+Once the record is written, the outermost ``attempt()`` sends ``request_audited`` with the
+record and the request's duration: the metrics count each request there, once.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@ labels, the signing-key gauges, and the protection of the metrics view."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -400,3 +403,43 @@ def test_on_without_a_working_protection_answers_no_one(settings, client, db, ad
     }
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+# -- the dashboard and the docs ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_site_exposes(
+    scrape, cast, user_token, exchange, django_capture_on_commit_callbacks
+):
+    token = exchange("agent1", user_token, cast["agent2"].uri).json()["access_token"]
+    with django_capture_on_commit_callbacks(execute=True):
+        revocation.revoke_subtree(decode(token)[1]["jti"], reason="admin")
+    exposed = {name for name, _labels in scrape()}
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = {name for query in queries for name in re.findall(r"\bdelegation_idp_\w+", query)}
+    assert len(queries) >= 10 and named
+    assert named <= exposed, named - exposed
+    families = {
+        re.sub(r"_(total|bucket|sum|count|created)$", "", name)
+        for name in exposed
+        if "delegation_idp_" in name
+    }
+    assert {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in named} == families - {
+        "delegation_idp_requests_by_client",  # off by default: not on the dashboard
+    }
+
+
+def test_every_metric_is_explained_in_the_deployment_guide(scrape, cast, user_token, exchange):
+    exchange("agent1", user_token, cast["agent2"].uri)
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    families = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for name, _labels in scrape()
+        if name.startswith("delegation_idp_") and not name.endswith("_created")
+    }
+    assert len(families) >= 7
+    for family in families | {BY_CLIENT}:
+        assert f"`{family}`" in guide, family
