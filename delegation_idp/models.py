@@ -366,6 +366,25 @@ class OpaqueRedemption(models.Model):
         return f"code {self.code_hash[:12]}…"
 
 
+class AuthorizationCodeBinding(models.Model):
+    """The DPoP key an authorization request bound its code to with ``dpop_jkt`` (RFC 9449
+    section 10): only a token request with a proof by that key redeems the code."""
+
+    grant = models.OneToOneField(
+        oauth2_settings.GRANT_MODEL,
+        on_delete=models.CASCADE,
+        related_name="delegation_dpop_binding",
+        editable=False,
+    )
+    jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, editable=False)
+
+    class Meta:
+        verbose_name = _("authorization code binding")
+
+    def __str__(self) -> str:
+        return self.jkt
+
+
 class RefreshTokenBinding(models.Model):
     """The DPoP key a public client's refresh token is bound to (RFC 9449 section 5): only a
     proof by that key redeems it. A confidential client's refresh tokens are not bound; its

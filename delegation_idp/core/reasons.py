@@ -479,6 +479,12 @@ class Reason(enum.StrEnum):
         "A DPoP-bound subject token is only exchanged for a DPoP-bound token: send a DPoP proof.",
         Family.PROOF,
     )
+    DPOP_JKT_MALFORMED = (
+        "dpop_jkt_malformed",
+        "invalid_request",
+        "dpop_jkt must be the base64url SHA-256 thumbprint of a key (RFC 7638).",
+        Family.PROOF,
+    )
     DPOP_KEY_MISMATCH = (
         "dpop_key_mismatch",
         "invalid_dpop_proof",

@@ -21,8 +21,8 @@ from delegation_idp.core import policy
 from delegation_idp.core.errors import OAuthError, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.models import party_of
+from delegation_idp.provider import dpop, throttling
 from delegation_idp.provider import resources as resources_policy
-from delegation_idp.provider import throttling
 
 __all__ = ["AuthorizationView", "iss_enforced", "plain_pkce_refused", "with_iss"]
 
@@ -92,8 +92,30 @@ class AuthorizationView(DOTAuthorizationView):
                 state=credentials.get("state"),
             )
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
+        jkt = request.GET.get("dpop_jkt")
+        if jkt is not None and not dpop.JKT_FORMAT.match(jkt):
+            # RFC 9449 section 10: the code is bound to the key this thumbprint names.
+            self.audit_refusal(request, credentials, Reason.DPOP_JKT_MALFORMED, scopes)
+            error = oauth2_errors.InvalidRequestError(
+                description=Reason.DPOP_JKT_MALFORMED.description, state=credentials.get("state")
+            )
+            raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"])
         self.authorize_resources(request, credentials, request.GET.getlist("resource"), scopes)
         return scopes, credentials
+
+    @staticmethod
+    def audit_refusal(request: HttpRequest, credentials: Any, reason: Reason, scopes: Any = ()) -> None:
+        user = request.user if request.user.is_authenticated else None
+        audit.write_refusal(
+            event="authorization",
+            grant_type=str(credentials.get("response_type") or ""),
+            client_id=str(credentials.get("client_id") or "")[:255],
+            user_id=str(getattr(user, "pk", "") or ""),
+            requested_scope=" ".join(scopes or []),
+            client_ip=throttling.client_address(request.META),
+            error=reason.error,
+            reason=reason,
+        )
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         # django-oauth-toolkit's approval_prompt=auto skips the consent page when an earlier

@@ -17,6 +17,7 @@ Where the proof goes next:
 from __future__ import annotations
 
 import functools
+import re
 import time
 from typing import Any
 
@@ -28,14 +29,17 @@ from delegation_idp import jose
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
-from delegation_idp.models import RefreshTokenBinding
+from delegation_idp.models import AuthorizationCodeBinding, RefreshTokenBinding
 from delegation_idp.rfc9449 import CacheReplayStore, NonceIssuer, Proof, ProofError, ProofPolicy, check_proof
 
 __all__ = [
     "BOUND_KEY",
+    "JKT_FORMAT",
     "Proof",
+    "bind_authorization_code",
     "bind_refresh_token",
     "bound_key_of",
+    "code_binding_refusal",
     "nonce_headers",
     "nonce_issuer",
     "proof_policy",
@@ -43,6 +47,9 @@ __all__ = [
     "signing_algorithms",
     "token_request_proof",
 ]
+
+#: An RFC 7638 SHA-256 thumbprint, as ``dpop_jkt`` carries it (RFC 9449 section 10).
+JKT_FORMAT = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 
 #: The oauthlib request header that carries a verified proof's key thumbprint. Not of the
 #: ``HTTP_`` form: a WSGI server names every client header ``HTTP_*``, so no client sets it.
@@ -139,6 +146,31 @@ def refresh_binding_refusal(oauthlib_request: Any) -> Reason | None:
     if instance is None:
         return None
     bound = RefreshTokenBinding.objects.filter(refresh_token=instance).values_list("jkt", flat=True).first()
+    proved = bound_key_of(oauthlib_request)
+    if not bound or bound == proved:
+        return None
+    return Reason.DPOP_KEY_MISMATCH if proved else Reason.DPOP_REQUIRED
+
+
+def bind_authorization_code(grant: Any, oauthlib_request: Any) -> None:
+    """RFC 9449 section 10: the authorization request's ``dpop_jkt`` (already checked at the
+    authorization endpoint) binds the code it issued to that key."""
+    try:
+        jkt = oauthlib_request.dpop_jkt  # oauthlib exposes every query parameter by name
+    except AttributeError:
+        return
+    if isinstance(jkt, str) and JKT_FORMAT.match(jkt):
+        AuthorizationCodeBinding.objects.create(grant=grant, jkt=jkt)
+
+
+def code_binding_refusal(code: str, client: Any, oauthlib_request: Any) -> Reason | None:
+    """Why an authorization code bound with ``dpop_jkt`` may not be redeemed with this request's
+    proof: by another key (``DPOP_KEY_MISMATCH``) or without one (``DPOP_REQUIRED``)."""
+    bound = (
+        AuthorizationCodeBinding.objects.filter(grant__code=code, grant__application=client)
+        .values_list("jkt", flat=True)
+        .first()
+    )
     proved = bound_key_of(oauthlib_request)
     if not bound or bound == proved:
         return None

@@ -270,6 +270,9 @@ class DelegationValidator(OAuth2Validator):
         self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            refused = dpop.code_binding_refusal(code, client, request)  # RFC 9449 section 10
+            if refused is not None:
+                raise for_oauthlib(refusal(refused))
             return True
         # Refused (oauthlib answers invalid_grant). Only now, never on the successful
         # path, look whether the code was redeemed before: a replay.
@@ -391,6 +394,11 @@ class DelegationValidator(OAuth2Validator):
         state_of(request).refresh_token = refresh_token
         dpop.bind_refresh_token(refresh_token, request)
         return refresh_token
+
+    def _create_authorization_code(self, request: Any, code: Any, expires: Any = None) -> Any:
+        grant = super()._create_authorization_code(request, code, expires)
+        dpop.bind_authorization_code(grant, request)
+        return grant
 
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any

@@ -287,3 +287,82 @@ def test_dpop_required_party_cannot_exchange_for_a_bearer_token(
         "audience": cast["agent2"].uri,
     }
     bound_to(token_endpoint(form, cast["agent1"], **key.header()), key)
+
+
+# -- dpop_jkt: the authorization code bound to a key (section 10) -------------------------------
+
+
+def _authorize(client: Any, agent: Any, user: Any, **extra: str) -> Any:
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import urlencode
+
+    client.force_login(user)
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {
+        "response_type": "code",
+        "client_id": agent.client_id,
+        "redirect_uri": agent.redirect_uri,
+        "scope": "tasks.read",
+        "state": "s1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    response = client.post(f"/o/authorize/?{urlencode(params)}", {**params, "allow": "Authorize"})
+    client.logout()
+    return response, verifier
+
+
+def _code(response: Any) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    assert response.status_code == 302, response.content
+    return parse_qs(urlsplit(response["Location"]).query)["code"][0]
+
+
+@pytest.mark.rfc("9449-10")
+def test_dpop_jkt_binds_the_code_to_the_key(cast, client, token_endpoint, prover):
+    from tests.conftest import code_form
+
+    agent, key = cast["agent1"], prover()
+    response, verifier = _authorize(client, agent, cast.user, dpop_jkt=key.jkt)
+    code = _code(response)
+    before = snapshot()
+    other = token_endpoint(code_form(agent, code, verifier), agent, **prover().header())
+    assert_oauth_error(other, 400, "invalid_dpop_proof")
+    assert AuditEvent.objects.order_by("-id").first().reason == "dpop_key_mismatch"
+    without = token_endpoint(code_form(agent, code, verifier), agent)
+    assert_oauth_error(without, 400, "invalid_dpop_proof")
+    assert AuditEvent.objects.order_by("-id").first().reason == "dpop_required"
+    assert snapshot() == before  # neither consumed the code
+    bound_to(token_endpoint(code_form(agent, code, verifier), agent, **key.header()), key)
+
+
+@pytest.mark.rfc("9449-10")
+def test_malformed_dpop_jkt_is_an_error_redirect(cast, client):
+    from urllib.parse import parse_qs, urlsplit
+
+    agent = cast["agent1"]
+    client.force_login(cast.user)
+    from urllib.parse import urlencode
+
+    params = {
+        "response_type": "code",
+        "client_id": agent.client_id,
+        "redirect_uri": agent.redirect_uri,
+        "scope": "tasks.read",
+        "state": "s2",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+        "dpop_jkt": "not a thumbprint",
+    }
+    before = AuditEvent.objects.count()
+    response = client.get(f"/o/authorize/?{urlencode(params)}")
+    assert response.status_code == 302
+    query = parse_qs(urlsplit(response["Location"]).query)
+    assert query["error"] == ["invalid_request"] and query["state"] == ["s2"] and "code" not in query
+    assert AuditEvent.objects.count() == before + 1
+    assert AuditEvent.objects.order_by("-id").first().reason == "dpop_jkt_malformed"
