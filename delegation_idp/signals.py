@@ -6,9 +6,9 @@
 * ``signing_key_revoked(sender, kid, now)``: a signing key was revoked; lineage's receiver revokes
   every live token it signed and returns how many.
 * ``request_audited(sender, record, seconds)``: a request of the token, introspection or revocation
-  endpoint ended and its audit record was written; ``record`` is that
-  :class:`delegation_idp.audit.Attempt` (read it, never change it), ``seconds`` how long the
-  request took. Sent once per request, robustly (a failing receiver is logged); the metrics
+  endpoint ended and its audit record was written; ``sender`` is
+  :class:`delegation_idp.audit.Attempt`, ``record`` the request's (read it, never change it),
+  ``seconds`` how long the request took. Sent once per request, robustly (a failing receiver is logged); the metrics
   count here (:mod:`delegation_idp.provider.metrics`).
 """
 
