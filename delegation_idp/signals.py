@@ -8,8 +8,8 @@
 * ``request_audited(sender, record, seconds)``: a request of the token, introspection or revocation
   endpoint ended and its audit record was written; ``sender`` is
   :class:`delegation_idp.audit.Attempt`, ``record`` the request's (read it, never change it),
-  ``seconds`` how long the request took. Sent once per request, robustly (a failing receiver is logged); the metrics
-  count here (:mod:`delegation_idp.provider.metrics`).
+  ``seconds`` how long the request took. Sent once per request, robustly (a failing receiver
+  is logged); the metrics count here (:mod:`delegation_idp.provider.metrics`).
 """
 
 from django.dispatch import Signal
