@@ -260,6 +260,16 @@ def test_policy_look_ups_count_hits_misses_and_uncached_reads(scrape, metrics_on
     assert delta(second, third, POLICY, result="hit") == delta(second, third, POLICY, result="miss") == 0
 
 
+def test_counting_costs_an_exchange_no_database_query(scrape, cast, user_token, exchange):
+    from tests.perf.test_queries import EXCHANGE_QUERIES, queries_of
+
+    assert exchange("agent1", user_token, cast["agent2"].uri).status_code == 200
+    response, queries = queries_of(lambda: exchange("agent1", user_token, cast["agent2"].uri))
+    assert response.status_code == 200
+    assert len(queries) == EXCHANGE_QUERIES, "\n".join(queries)
+    assert value(scrape(), REQUESTS, **exchange_labels()) == 2
+
+
 def test_nothing_is_counted_while_metrics_are_off(cast, user_token, exchange, token_endpoint):
     assert DEFAULTS["METRICS"] is False
     assert exchange("agent1", user_token, cast["agent2"].uri).status_code == 200
