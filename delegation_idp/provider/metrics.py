@@ -230,9 +230,15 @@ def on_token_revoked(sender: Any, jtis: list[str], reason: str, **kwargs: Any) -
 
 def observe_policy_lookup(hit: bool | None) -> None:
     """One look-up of the policy store: from the snapshot (True), into it (False), or
-    without one (None: ``POLICY_CACHE`` off or the version triggers missing)."""
-    if idp_settings.METRICS:
+    without one (None: ``POLICY_CACHE`` off or the version triggers missing). Called inside
+    the exchange: a failure to count (a ``PROMETHEUS_MULTIPROC_DIR`` that is not a directory)
+    is logged, never raised."""
+    if not idp_settings.METRICS:
+        return
+    try:
         instruments().count_policy_lookup("uncached" if hit is None else "hit" if hit else "miss").inc()
+    except Exception:
+        logger.exception("metrics: a policy look-up was not counted")
 
 
 def connect() -> None:

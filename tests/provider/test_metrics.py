@@ -292,6 +292,22 @@ def test_a_failing_receiver_neither_fails_the_request_nor_goes_unlogged(cast, us
     assert "request_audited receiver" in caplog.text and "receiver bug" in caplog.text
 
 
+def test_counting_that_fails_never_fails_an_exchange(
+    metrics_on, cast, user_token, exchange, monkeypatch, caplog
+):
+    """A multiprocess directory that is not one: every count raises; the exchange is issued."""
+
+    def unwritable() -> Any:
+        raise FileNotFoundError("/run/prometheus/counter_1234.db")
+
+    monkeypatch.setattr(metrics, "instruments", unwritable)
+    with caplog.at_level(logging.ERROR):
+        response = exchange("agent1", user_token, cast["agent2"].uri)
+    assert response.status_code == 200, response.content
+    assert "a policy look-up was not counted" in caplog.text
+    assert "request_audited receiver" in caplog.text
+
+
 # -- the signing keys, read at each scrape ---------------------------------------------------------
 
 
