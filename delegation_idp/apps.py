@@ -11,9 +11,11 @@ class DelegationIdpConfig(AppConfig):
         from delegation_idp import checks  # noqa: F401  (registers the system checks)
         from delegation_idp.lineage import receivers
         from delegation_idp.provider import (
+            metrics,
             self_registered,
             signin,  # noqa: F401  (connects the sign-in lockout)
         )
 
         receivers.connect()
         self_registered.connect()
+        metrics.connect()

@@ -19,6 +19,9 @@ When the sink fails (the database is down), the record is not lost without a tra
 JSON line with its event, decision, reason, error, grant type, client id, address and
 ``jti`` goes to the ``delegation_idp.audit.fallback`` logger (never a token or secret).
 Route that logger somewhere durable to keep refusals made during an outage.
+
+Once the record is written, the outermost ``attempt()`` sends ``request_audited`` with the
+record and the request's duration: the metrics count each request there, once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from typing import Any
 
 from django.db import DatabaseError, router
 
-from delegation_idp import sql
+from delegation_idp import signals, sql
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
@@ -133,6 +137,7 @@ def attempt(**initial: Any) -> Iterator[Attempt]:
         yield existing
         return
     record = Attempt(**initial)
+    began = time.perf_counter()
     token = _current.set(record)
     written = _written.set(False)
     try:
@@ -143,6 +148,17 @@ def attempt(**initial: Any) -> Iterator[Attempt]:
         _written.reset(written)
         if not already:
             _write(record)
+        _audited(record, time.perf_counter() - began)
+
+
+def _audited(record: Attempt, seconds: float) -> None:
+    """``request_audited``, once per request: a failing receiver (the metrics) is logged,
+    never raised, since the answer is decided and its record written."""
+    for receiver, result in signals.request_audited.send_robust(
+        sender=Attempt, record=record, seconds=seconds
+    ):
+        if isinstance(result, Exception):
+            logger.error("request_audited receiver %r failed: %r", receiver, result)
 
 
 def _write(record: Attempt) -> None:

@@ -9,6 +9,7 @@ each check is a short function with its docstring, and an operator looks ids up 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -525,6 +526,51 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.security)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The metrics view serves only requests that pass a protection (an allowed address, a
+    bearer token); with metrics on and neither set it answers no one, which is a mistake
+    to say at once rather than leave to a scraper's 403s. An allow-list entry that is not an
+    address or a network allows nothing, silently, so it is refused here."""
+    if not idp_settings.METRICS:
+        return []
+    errors = []
+    entries = idp_settings.METRICS_ALLOWED_ADDRESSES or []
+    token = idp_settings.METRICS_TOKEN
+    if not entries and not token:
+        errors.append(
+            Error(
+                "METRICS is on, but neither METRICS_ALLOWED_ADDRESSES nor METRICS_TOKEN is set: "
+                "the metrics view refuses every request.",
+                hint="List the scrapers' addresses or networks, or set a bearer token (both: both apply).",
+                id="delegation_idp.E027",
+            )
+        )
+    invalid = []
+    for entry in entries if isinstance(entries, list | tuple) else [entries]:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            invalid.append(entry)
+    if invalid:
+        errors.append(
+            Error(
+                f"METRICS_ALLOWED_ADDRESSES must list IP addresses or networks; {invalid!r} are not.",
+                hint='For example ["127.0.0.1", "10.0.0.0/8"].',
+                id="delegation_idp.E028",
+            )
+        )
+    if token is not None and not isinstance(token, str):
+        errors.append(
+            Error(
+                "METRICS_TOKEN must be a string or None.",
+                hint="A random string the scraper sends as Authorization: Bearer.",
+                id="delegation_idp.E028",
+            )
+        )
+    return errors
+
+
+@register(Tags.security)
 def check_rfc9700(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """django-oauth-toolkit's RFC 9700 gates that keep the MUSTs (S256-only PKCE, no
     password grant, RFC 9207 ``iss``) must be on. They default to off in 3.x, so a site
@@ -586,6 +632,15 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors += _check_throttle_cache()
     errors += _check_secret_hashing()
     errors += _check_dpop_replay_cache()
+    token = idp_settings.METRICS_TOKEN
+    if idp_settings.METRICS and isinstance(token, str) and token and len(token) < 32:
+        errors.append(
+            Warning(
+                "METRICS_TOKEN is shorter than 32 characters.",
+                hint="Use a random token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+                id="delegation_idp.W106",
+            )
+        )
     if (
         oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
         and "http" in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES

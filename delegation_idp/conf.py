@@ -127,6 +127,17 @@ DEFAULTS: dict[str, Any] = {
     # DPOP_NONCE_SECRET (None: derived from SECRET_KEY), so any process accepts any's nonce.
     "DPOP_NONCE_LIFETIME": None,
     "DPOP_NONCE_SECRET": None,
+    # Prometheus metrics (delegation_idp.provider.metrics; docs/deployment.md, "Metrics"): counted,
+    # and served by MetricsView, only when METRICS is True (otherwise the view is a 404). The view
+    # answers a request only if it passes every protection set: a source address (as
+    # TRUSTED_PROXIES resolves it) in METRICS_ALLOWED_ADDRESSES (addresses or networks), and an
+    # `Authorization: Bearer` equal to METRICS_TOKEN. With neither set it answers no one (E027).
+    "METRICS": False,
+    "METRICS_ALLOWED_ADDRESSES": [],
+    "METRICS_TOKEN": None,
+    # Also count requests per client id (delegation_idp_requests_by_client_total): one series per
+    # client, so off by default. Only ids the client proved (see the docs) become label values.
+    "METRICS_CLIENT_ID_LABELS": False,
     # Resource-server side (delegation_idp.resource_server); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
     # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
     # This service's identity URI: a token's `aud` must contain it (or one of its resource URLs).

@@ -5,6 +5,11 @@
 * ``token_revoked(sender, jtis, reason)``: tokens were revoked (a subtree, a user, a party, a key).
 * ``signing_key_revoked(sender, kid, now)``: a signing key was revoked; lineage's receiver revokes
   every live token it signed and returns how many.
+* ``request_audited(sender, record, seconds)``: a request of the token, introspection or revocation
+  endpoint ended and its audit record was written; ``sender`` is
+  :class:`delegation_idp.audit.Attempt`, ``record`` the request's (read it, never change it),
+  ``seconds`` how long the request took. Sent once per request, robustly (a failing receiver
+  is logged); the metrics count here (:mod:`delegation_idp.provider.metrics`).
 """
 
 from django.dispatch import Signal
@@ -13,3 +18,5 @@ token_exchanged = Signal()
 exchange_denied = Signal()
 token_revoked = Signal()
 signing_key_revoked = Signal()
+# Sent at every request, always by the same sender: its receivers are looked up once, not per send.
+request_audited = Signal(use_caching=True)

@@ -5,12 +5,15 @@
 Environment: ``PORT`` (default 8000) or ``GUNICORN_BIND`` (``host:port``, overrides it),
 ``WEB_CONCURRENCY`` (sync worker processes; default two per core plus one),
 ``FORWARDED_ALLOW_IPS`` (the load balancer's addresses whose ``X-Forwarded-*`` headers
-are trusted; default loopback only).
+are trusted; default loopback only), ``PROMETHEUS_MULTIPROC_DIR`` (with ``IDP_METRICS=1``: a
+directory of this instance's own where every worker writes its metrics, and which each
+scrape sums; emptied when the instance starts, as prometheus-client's multiprocess mode asks).
 
 Web processes keep no state of their own: the database, Redis and the broker are shared,
 so instances are added or removed behind the load balancer at any time.
 """
 
+import glob
 import multiprocessing
 import os
 
@@ -33,3 +36,21 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # No runtime control socket: unused here, and instances on one host would share its path.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Counts left by an earlier run of this instance would be summed with this one's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+
+
+def child_exit(server, worker):
+    """A worker ended (recycled by max_requests, or killed): its live gauges go; its
+    counters stay in the directory and keep being summed, so no count is lost."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -23,6 +23,8 @@ Deployment settings come from the environment:
 * ``IDP_BREAKER_RESET_SECONDS``: how long a failing Redis is left alone before one probe (15).
 * ``IDP_DPOP_NONCE_LIFETIME``: seconds each DPoP nonce of the token endpoint lives (RFC 9449
   section 8); unset, no nonce is required. Every process derives the same nonces from the secret key.
+* ``IDP_METRICS`` (default off), ``IDP_METRICS_TOKEN``, ``IDP_METRICS_ALLOWED_ADDRESSES``: Prometheus
+  metrics at ``/metrics``; ``PROMETHEUS_MULTIPROC_DIR`` for several gunicorn workers.
 
 In production (see docs/deployment.md) set ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` and
 ``CELERY_BROKER_URL``: without them the cache is per process and tasks run in the web process.
@@ -254,6 +256,14 @@ if os.environ.get("IDP_THROTTLE_RATES"):
     DELEGATION_IDP["THROTTLE_RATES"] = dict(
         rate.split("=", 1) for rate in os.environ["IDP_THROTTLE_RATES"].split(",") if "=" in rate
     )
+
+# Prometheus metrics at /metrics (docs/deployment.md, "Metrics"): IDP_METRICS=1, protected by
+# IDP_METRICS_TOKEN (a bearer token) and/or IDP_METRICS_ALLOWED_ADDRESSES ("10.0.0.0/8,127.0.0.1").
+DELEGATION_IDP["METRICS"] = env_bool("IDP_METRICS", False)
+DELEGATION_IDP["METRICS_TOKEN"] = os.environ.get("IDP_METRICS_TOKEN") or None
+DELEGATION_IDP["METRICS_ALLOWED_ADDRESSES"] = [
+    a.strip() for a in os.environ.get("IDP_METRICS_ALLOWED_ADDRESSES", "").split(",") if a.strip()
+]
 
 # Celery: a real broker when CELERY_BROKER_URL is set, eager in-process otherwise.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or None

@@ -17,6 +17,7 @@ FUNCTION_LEVEL = {
     ("delegation_idp/apps.py", "delegation_idp.lineage.receivers"),
     ("delegation_idp/apps.py", "delegation_idp.provider.signin"),
     ("delegation_idp/apps.py", "delegation_idp.provider.self_registered"),
+    ("delegation_idp/apps.py", "delegation_idp.provider.metrics"),
     # The resource side and the agent client run without Django configured (or installed):
     # the circuit breaker reads its reset time from the settings only if there are any.
     ("delegation_idp/breaker.py", "delegation_idp.conf"),

@@ -11,7 +11,9 @@ same transaction as any write to the policy tables (ORM, bulk ``update()``,
 raw SQL, another process), so a rule or party edited anywhere governs the very
 next request in every process. Where the triggers are absent (a database other
 than SQLite or PostgreSQL, or a table rebuilt without them) or
-``POLICY_CACHE`` is off, every request reads the policy afresh instead.
+``POLICY_CACHE`` is off, every request reads the policy afresh instead. Each look-up is
+counted (with metrics on) as answered from the snapshot, read into it, or read without one
+(``delegation_idp_policy_cache_lookups_total``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from django.utils import timezone
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, PolicyVersion
+from delegation_idp.provider import metrics, self_registered
 from delegation_idp.provider import policy_triggers as triggers
-from delegation_idp.provider import self_registered
 
 __all__ = ["PolicyStore", "current", "load", "rules_for"]
 
@@ -132,9 +134,11 @@ class PolicyStore:
         ``enabled`` itself, so a disabled rule is reported as not in effect)."""
         snap = self._snapshot
         if snap is None:
+            metrics.observe_policy_lookup(None)
             return _read_rules(party)
         key = (party.pk, party.uri)
         found = snap.rules.get(key)
+        metrics.observe_policy_lookup(found is not None)
         if found is None:
             found = _read_rules(party, snap.alias)
             if len(snap.rules) < MAX_ENTRIES:
@@ -147,8 +151,10 @@ class PolicyStore:
         wanted = {uri for uri in uris if len(uri) <= longest}  # longer ones name no party
         snap = self._snapshot
         if snap is None:
+            metrics.observe_policy_lookup(None)
             return {p.uri: p.as_view() for p in Party.objects.filter(uri__in=wanted)}
         missing = wanted - snap.parties.keys()
+        metrics.observe_policy_lookup(not missing)
         if missing:
             found = {p.uri: p.as_view() for p in Party.objects.using(snap.alias).filter(uri__in=missing)}
             for uri in missing:
@@ -162,6 +168,7 @@ class PolicyStore:
     def resource_owners(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """``(uri, resource prefixes)`` of every enabled party, for RFC 8707 resource look-ups."""
         snap = self._snapshot
+        metrics.observe_policy_lookup(None if snap is None else snap.owners is not None)
         if snap is not None and snap.owners is not None:
             return snap.owners
         enabled = Party.objects.using(self._alias).filter(enabled=True).only("uri", "resource_prefixes")
@@ -174,6 +181,7 @@ class PolicyStore:
         """``(uri, resource prefixes)`` of every enabled party on the audience allow-list
         of the application ``application_pk`` (``Party.clients``), for RFC 8707 look-ups."""
         snap = self._snapshot
+        metrics.observe_policy_lookup(None if snap is None else application_pk in snap.client_audiences)
         if snap is not None and application_pk in snap.client_audiences:
             return snap.client_audiences[application_pk]
         rows = (

@@ -31,6 +31,7 @@ def test_the_test_site_passes_every_check(check_ids):
         checks.check_issuer_and_urls,
         checks.check_policy_options,
         checks.check_rfc9700,
+        checks.check_metrics,
     ):
         assert check_ids(check) == []
 
@@ -250,4 +251,38 @@ def test_cimd_without_the_registration_rule_permission_is_reported(check_ids):
     assert "delegation_idp.W007" not in check_ids(checks.check_client_registration, oauth2=governed)
     assert "delegation_idp.W007" not in check_ids(
         checks.check_client_registration, oauth2={**default, "CIMD_ENABLED": False}
+    )
+
+
+TOKEN = "a-metrics-token-of-more-than-32-characters"
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"METRICS": False}, []),
+        ({"METRICS": True, "METRICS_TOKEN": TOKEN}, []),
+        ({"METRICS": True, "METRICS_ALLOWED_ADDRESSES": ["10.0.0.0/8", "::1"]}, []),
+        ({"METRICS": True}, ["delegation_idp.E027"]),
+        ({"METRICS": True, "METRICS_TOKEN": ""}, ["delegation_idp.E027"]),
+        (
+            {"METRICS": True, "METRICS_TOKEN": TOKEN, "METRICS_ALLOWED_ADDRESSES": ["10.0.0.0/33"]},
+            ["delegation_idp.E028"],
+        ),
+        ({"METRICS": True, "METRICS_ALLOWED_ADDRESSES": ["localhost"]}, ["delegation_idp.E028"]),
+        ({"METRICS": True, "METRICS_TOKEN": b"bytes"}, ["delegation_idp.E028"]),
+        # Off, nothing is served: nothing to say.
+        ({"METRICS": False, "METRICS_ALLOWED_ADDRESSES": ["localhost"]}, []),
+    ],
+)
+def test_metrics_protection(check_ids, options, expected):
+    assert check_ids(checks.check_metrics, idp=options) == expected
+
+
+def test_a_short_metrics_token_is_a_deploy_warning(check_ids):
+    assert "delegation_idp.W106" in check_ids(
+        checks.check_deploy, idp={"METRICS": True, "METRICS_TOKEN": "x" * 31}
+    )
+    assert "delegation_idp.W106" not in check_ids(
+        checks.check_deploy, idp={"METRICS": True, "METRICS_TOKEN": TOKEN}
     )
