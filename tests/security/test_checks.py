@@ -38,6 +38,10 @@ UNBOUNDED_REDIS_CACHE = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
 }
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The same, with DPoP proofs remembered in a shared cache: only the throttle cache is
+# process-local (a process-local replay cache is W105's, tests/e2e/rfc9449/test_operations.py).
+LOCMEM_THROTTLE_CACHE = {**LOCMEM_CACHE, "dpop": REDIS_CACHE["default"]}
+SHARED_REPLAY = {"DPOP_REPLAY_CACHE_ALIAS": "dpop"}
 
 
 def deploy_ids(*, idp: dict[str, Any] | None = None, oauth2: dict[str, Any] | None = None, **django: Any):
@@ -95,7 +99,11 @@ def test_safe_production_configuration_raises_nothing():
             {"oauth2": {"ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"]}},
             "delegation_idp.W101",
         ),
-        ("process-local-throttle-cache", {"CACHES": LOCMEM_CACHE}, "delegation_idp.W102"),
+        (
+            "process-local-throttle-cache",
+            {"CACHES": LOCMEM_THROTTLE_CACHE, "idp": SHARED_REPLAY},
+            "delegation_idp.W102",
+        ),
         # A hung Redis would hold every request for as long as the socket waits: the circuit
         # breaker bounds only waits that end.
         ("throttle-cache-without-socket-timeout", {"CACHES": UNBOUNDED_REDIS_CACHE}, "delegation_idp.W104"),
@@ -118,7 +126,13 @@ def test_oauthlib_debug_mode_is_an_error():
 
 
 def test_process_local_cache_is_fine_without_throttling():
-    assert deploy_ids(**with_safe(CACHES=LOCMEM_CACHE, idp={"THROTTLE_RATES": {}})) == []
+    changes = with_safe(CACHES=LOCMEM_THROTTLE_CACHE, idp={"THROTTLE_RATES": {}, **SHARED_REPLAY})
+    assert deploy_ids(**changes) == []
+
+
+def test_a_process_local_cache_warns_for_dpop_replay_too():
+    """The whole cache process-local: throttles and DPoP proofs alike would count per process."""
+    assert deploy_ids(**with_safe(CACHES=LOCMEM_CACHE)) == ["delegation_idp.W102", "delegation_idp.W105"]
 
 
 @pytest.mark.parametrize(
