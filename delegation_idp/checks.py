@@ -505,7 +505,7 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 Error(
                     f"{name} must be None or a whole number of seconds, at least 1.",
                     hint="A nonce lives that long; 300 is a common choice.",
-                    id="delegation_idp.E027",
+                    id="delegation_idp.E029",
                 )
             )
     alias = idp_settings.DPOP_REPLAY_CACHE_ALIAS
