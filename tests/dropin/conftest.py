@@ -1,7 +1,10 @@
-"""Fixtures for the drop-in tests: run one system check under changed settings."""
+"""Fixtures for the drop-in tests: one system check under changed settings, the built wheel."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,6 +20,8 @@ def urlconf(*patterns: Any) -> ModuleType:
     module.urlpatterns = list(patterns)  # type: ignore[attr-defined]
     return module
 
+
+ROOT = Path(__file__).resolve().parents[2]
 
 IDP_URLS = path("o/", include("delegation_idp.urls"))
 WELLKNOWN_URLS = path("", include("delegation_idp.wellknown_urls"))
@@ -46,3 +51,20 @@ def check_ids():
         return [message.id for message in messages]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel, built once per session as docs/installation.md step 1 says
+    (``python -m build --wheel``, here into a temporary folder instead of ``dist/``)."""
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = out.glob("delegation_idp-*-py3-none-any.whl")
+    return wheel
