@@ -166,6 +166,16 @@ def test_the_installation_page_as_pasted_gives_a_working_exchange(installed: dic
         assert claims["act"] == {"sub": AGENT1}
         assert set(claims["scope"].split()) == {"read", "write"}
 
+        # The browser's way in: the printed authorization address sends a signed-out user to
+        # the login page, which brings them back to it.
+        (authorize,) = [line for line in output.splitlines() if line.startswith(f"{issuer}/o/authorize/?")]
+        to_login = httpx.get(authorize)
+        assert to_login.status_code == 302, to_login.text
+        assert to_login.headers["Location"].startswith("/accounts/login/?next=/o/authorize/")
+        login_page = httpx.get(f"{issuer}{to_login.headers['Location']}")
+        assert login_page.status_code == 200
+        assert 'name="next" value="/o/authorize/?' in login_page.text
+
         # The pasted site has no system check message at all, and the safe start is on.
         checked = (folder / "check.txt").read_text()
         assert (folder / "check.rc").read_text().strip() == "0", checked
