@@ -452,6 +452,17 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="delegation_idp.E016",
             )
         )
+    lifetime = idp_settings.ID_JAG_LIFETIME
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not 10 <= lifetime <= 600:
+        # An ID-JAG is a bearer grant redeemed at once (draft-ietf-oauth-identity-assertion-
+        # authz-grant section 7): a long-lived one is a long window for a stolen one.
+        errors.append(
+            Error(
+                "ID_JAG_LIFETIME must be a whole number of seconds between 10 and 600.",
+                hint="The default is 300 (5 minutes).",
+                id="delegation_idp.E036",
+            )
+        )
     return errors
 
 

@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBJECT_RESOLVER": "delegation_idp.provider.tokens.default_subject",
     # Lifetime cap of an exchanged token; it never outlives its subject token either.
     "EXCHANGED_TOKEN_LIFETIME": 600,
+    # Lifetime of an ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant), seconds: short,
+    # since it is redeemed at once; it never outlives its subject token either.
+    "ID_JAG_LIFETIME": 300,
     # Keep parties and rules per process, keyed by the policy version row that database
     # triggers change on every policy write (SQLite and PostgreSQL). False: read every request.
     "POLICY_CACHE": True,

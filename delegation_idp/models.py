@@ -20,6 +20,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.core.actchain import chain_from_act
 from delegation_idp.core.policy import PartyView, RuleView, scope_set
+from delegation_idp.idjag import claims as idjag
 
 
 def validate_identity_uri(value: str) -> None:
@@ -51,20 +52,25 @@ def _is_loopback(host: str) -> bool:
 
 
 class Party(models.Model):
-    """An agent, MCP server or resource server, known by its identity URI.
+    """An agent, MCP server, resource server or external authorization server, known by its
+    identity URI.
 
     Agents and MCP servers that call the token endpoint are linked to a
     confidential django-oauth-toolkit application. The URI is what tokens name
-    in ``aud`` and in ``act.sub``.
+    in ``aud`` and in ``act.sub``. An external authorization server's URI is its issuer
+    identifier: the ``aud`` of the ID-JAGs addressed to it (``metadata_url`` and
+    ``client_ids`` are its own fields).
     """
 
     AGENT = "agent"
     MCP_SERVER = "mcp_server"
     RESOURCE_SERVER = "resource_server"
+    AUTHORIZATION_SERVER = idjag.AUTHORIZATION_SERVER
     KIND_CHOICES = [
         (AGENT, _("Agent")),
         (MCP_SERVER, _("MCP server")),
         (RESOURCE_SERVER, _("Resource server (audience only)")),
+        (AUTHORIZATION_SERVER, _("External authorization server (ID-JAG audience)")),
     ]
     # How the party came to be: registered by an admin (or createagent), or arrived by
     # itself, through RFC 7591 dynamic registration or a client ID metadata document.
@@ -131,6 +137,22 @@ class Party(models.Model):
             "a token request without a DPoP proof is refused."
         ),
     )
+    metadata_url = models.CharField(
+        _("authorization server metadata URL"),
+        max_length=255,
+        blank=True,
+        validators=[validate_identity_uri],
+        help_text=_("External authorization servers only: its RFC 8414 metadata document, if known."),
+    )
+    client_ids = models.JSONField(
+        _("client ids at this authorization server"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "External authorization servers only: the client id each agent (by identity URI) has "
+            "there, which its ID-JAGs carry as client_id. An agent not listed keeps its own client id."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -148,6 +170,16 @@ class Party(models.Model):
     def clean(self) -> None:
         for prefix in self.prefixes():
             validate_identity_uri(prefix)
+        if self.kind != self.AUTHORIZATION_SERVER and (self.metadata_url or self.client_ids):
+            raise ValidationError(
+                _("Only an external authorization server has a metadata URL or client ids.")
+            )
+        if self.kind == self.AUTHORIZATION_SERVER and self.application_id is not None:
+            raise ValidationError(_("An external authorization server is not a client of this provider."))
+        if not isinstance(self.client_ids, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in self.client_ids.items()
+        ):
+            raise ValidationError(_("Client ids map an agent's identity URI to a client id."))
         # A resource server may link a client: it authenticates to introspection
         # with it, and can never exchange (validators.client_may_exchange).
 
@@ -163,6 +195,12 @@ class Party(models.Model):
     @property
     def self_registered(self) -> bool:
         return self.registration != self.BY_ADMIN
+
+    def client_id_for(self, agent_uri: str, own_client_id: str) -> str:
+        """The client id that the agent ``agent_uri`` has at this external authorization server
+        (the ``client_id`` of its ID-JAGs): as the admin mapped it, else its own."""
+        mapped = self.client_ids.get(agent_uri) if isinstance(self.client_ids, dict) else None
+        return mapped if isinstance(mapped, str) and mapped else own_client_id
 
 
 def party_of(client: Any) -> Party | None:

@@ -154,6 +154,12 @@ class Reason(enum.StrEnum):
         "The request is missing a parameter, repeats one, or is otherwise malformed.",
         Family.REQUEST,
     )
+    ID_JAG_ONE_AUDIENCE = (
+        "id_jag_one_audience",
+        "invalid_request",
+        "An ID-JAG is requested with exactly one audience: the authorization server's issuer.",
+        Family.REQUEST,
+    )
     INVALID_TARGET = (
         "invalid_target",
         "invalid_target",
@@ -389,6 +395,27 @@ class Reason(enum.StrEnum):
         "subject_reserved",
         "invalid_grant",
         "This user's subject identifier is reserved; the token cannot be issued.",
+        Family.POLICY,
+    )
+
+    # An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant) is addressed to one external
+    # authorization server; checked once the rule allowed the targets, so nothing is revealed.
+    ID_JAG_NOT_AN_AUTHORIZATION_SERVER = (
+        "id_jag_not_an_authorization_server",
+        "invalid_target",
+        "An ID-JAG's audience must be an external authorization server's issuer.",
+        Family.POLICY,
+    )
+    ID_JAG_RESOURCE_ELSEWHERE = (
+        "id_jag_resource_elsewhere",
+        "invalid_target",
+        "An ID-JAG's resources must belong to its authorization server.",
+        Family.POLICY,
+    )
+    ID_JAG_ONLY_TARGET = (
+        "id_jag_only_target",
+        "invalid_target",
+        "An external authorization server is reached with an ID-JAG, not an access token.",
         Family.POLICY,
     )
 
