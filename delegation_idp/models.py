@@ -21,6 +21,7 @@ from oauth2_provider.settings import oauth2_settings
 from delegation_idp.core.actchain import chain_from_act
 from delegation_idp.core.policy import PartyView, RuleView, scope_set
 from delegation_idp.idjag import claims as idjag
+from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
 
 
 def validate_identity_uri(value: str) -> None:
@@ -509,6 +510,115 @@ class TokenLineage(models.Model):
     @property
     def chain(self) -> tuple[str, ...]:
         return chain_from_act(self.act, max_depth=64) if self.act else ()
+
+
+def validate_algorithms(value: str) -> None:
+    """Space-separated asymmetric JWS algorithms this package verifies (RFC 8725 section 3.1)."""
+    algorithms = value.split()
+    if not algorithms or not set(algorithms) <= ASYMMETRIC_ALGORITHMS:
+        raise ValidationError(
+            _("Use asymmetric algorithms only, among: %(algs)s."),
+            params={"algs": " ".join(sorted(ASYMMETRIC_ALGORITHMS))},
+            code="invalid",
+        )
+
+
+class TrustedIssuer(models.Model):
+    """An external identity provider whose ID-JAGs this provider redeems with the RFC 7523
+    ``jwt-bearer`` grant (draft-ietf-oauth-identity-assertion-authz-grant section 5), as an
+    admin registered it: its keys, its algorithms, the clients that may redeem its grants, and
+    how its ``sub`` becomes a local user."""
+
+    BY_CLAIM = "claim"
+    JUST_IN_TIME = "jit"
+    USER_MAPPING_CHOICES = [
+        (BY_CLAIM, _("an existing user whose field equals the claim")),
+        (JUST_IN_TIME, _("a user created just in time, linked to the issuer and sub")),
+    ]
+
+    issuer = models.CharField(
+        _("issuer"),
+        max_length=255,
+        unique=True,
+        validators=[validate_identity_uri],
+        help_text=_("The exact iss of its ID-JAGs."),
+    )
+    name = models.CharField(_("display name"), max_length=200)
+    jwks_uri = models.CharField(
+        _("JWKS URI"),
+        max_length=255,
+        validators=[validate_identity_uri],
+        help_text=_("Its public keys (https; fetched without redirects, cached, size- and time-limited)."),
+    )
+    algorithms = models.CharField(
+        _("allowed algorithms"),
+        max_length=100,
+        default="ES256 RS256 EdDSA",
+        validators=[validate_algorithms],
+        help_text=_("Space-separated; asymmetric only."),
+    )
+    clients = models.ManyToManyField(
+        oauth2_settings.APPLICATION_MODEL,
+        verbose_name=_("clients that may redeem its ID-JAGs"),
+        related_name="delegation_trusted_issuers",
+        blank=True,
+    )
+    user_mapping = models.CharField(
+        _("local user"),
+        max_length=10,
+        choices=USER_MAPPING_CHOICES,
+        default=BY_CLAIM,
+    )
+    subject_claim = models.CharField(
+        _("claim"),
+        max_length=64,
+        default="sub",
+        help_text=_("For an existing user: the ID-JAG claim to match (e.g. sub or email)."),
+    )
+    user_field = models.CharField(
+        _("user field"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "For an existing user: the user model's field it must equal (blank: the username field)."
+        ),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("trusted ID-JAG issuer")
+        verbose_name_plural = _("trusted ID-JAG issuers")
+        ordering = ["issuer"]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.issuer}>"
+
+    def algorithm_list(self) -> list[str]:
+        return self.algorithms.split()
+
+
+class ExternalIdentity(models.Model):
+    """A local user created just in time for a trusted issuer's ``sub``: the pair (issuer, sub)
+    finds it again, and nothing else does (never a username or email the other side chose)."""
+
+    issuer = models.ForeignKey(TrustedIssuer, on_delete=models.CASCADE, related_name="identities")
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("external identity")
+        verbose_name_plural = _("external identities")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="delegation_idp_external_identity_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer.issuer} {self.subject}"
 
 
 class ClientAssertionJti(models.Model):

@@ -13,7 +13,11 @@ __all__ = [
     "GRANT_PROFILE",
     "TOKEN_TYPE",
     "TYP",
+    "asserted_resources",
+    "assertion_refusal",
+    "granted_scope",
     "issued_claims",
+    "redeemed_resources",
     "target_refusal",
 ]
 
@@ -87,3 +91,59 @@ def issued_claims(
     if act is not None:
         claims["act"] = dict(act)
     return claims
+
+
+def assertion_refusal(claims: Mapping[str, Any], *, issuer: str, client_id: str) -> Reason | None:
+    """The draft's checks of a presented ID-JAG whose signature, ``iss``, ``exp``, ``iat`` and
+    ``nbf`` the JOSE layer already verified (section 5.1, RFC 7523 section 3): ``aud`` is this
+    server's issuer and nothing else, ``client_id`` the authenticated client, ``jti`` present,
+    and ``resource`` and ``scope`` well formed."""
+    aud = claims.get("aud")
+    if aud != issuer and aud != [issuer]:
+        return Reason.ID_JAG_BAD_AUD
+    if not isinstance(claims.get("client_id"), str):
+        return Reason.ID_JAG_MISSING_CLAIM
+    if claims["client_id"] != client_id:
+        return Reason.ID_JAG_CLIENT_MISMATCH
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 255:
+        return Reason.ID_JAG_MISSING_CLAIM
+    resource = claims.get("resource")
+    if resource is not None and not (
+        isinstance(resource, str)
+        or (isinstance(resource, list) and all(isinstance(r, str) for r in resource))
+    ):
+        return Reason.ID_JAG_MALFORMED
+    if "scope" in claims and not isinstance(claims["scope"], str):
+        return Reason.ID_JAG_MALFORMED
+    return None
+
+
+def asserted_resources(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ID-JAG's ``resource`` values (a string or a list, already checked)."""
+    resource = claims.get("resource")
+    if resource is None:
+        return ()
+    return (resource,) if isinstance(resource, str) else tuple(resource)
+
+
+def redeemed_resources(claims: Mapping[str, Any], requested: Sequence[str]) -> tuple[str, ...] | Reason:
+    """The resources the access token is bound to: those requested, each one the ID-JAG names
+    (``ID_JAG_RESOURCE_MISMATCH`` otherwise), or without a request all the ID-JAG names; one of
+    the two must name some (``ID_JAG_NO_RESOURCE``)."""
+    asserted = asserted_resources(claims)
+    if requested:
+        if not set(requested) <= set(asserted):
+            return Reason.ID_JAG_RESOURCE_MISMATCH
+        return tuple(dict.fromkeys(requested))
+    return asserted or Reason.ID_JAG_NO_RESOURCE
+
+
+def granted_scope(requested: str | None, asserted: str | None) -> frozenset[str] | Reason:
+    """The intersection of the requested and the asserted scopes (all the asserted ones when
+    none is requested); ``ID_JAG_SCOPE_EMPTY`` when a request keeps none of them."""
+    grant = frozenset((asserted or "").split())
+    if requested is None:
+        return grant
+    kept = grant & frozenset(requested.split())
+    return kept if kept else Reason.ID_JAG_SCOPE_EMPTY

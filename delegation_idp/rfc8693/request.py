@@ -31,6 +31,7 @@ __all__ = [
     "JWT_TOKEN_TYPE",
     "REFRESH_TOKEN_TYPE",
     "ExchangeRequest",
+    "absolute_without_fragment",
     "parse",
 ]
 
@@ -115,7 +116,7 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
         # The draft's section 4.3: audience is the one issuer of the resource authorization server.
         raise InvalidRequest(Reason.ID_JAG_ONE_AUDIENCE)
     for resource in resources:
-        if not _absolute_without_fragment(resource):
+        if not absolute_without_fragment(resource):
             raise InvalidTarget(Reason.RESOURCE_MALFORMED)
     return ExchangeRequest(
         subject_token=seen["subject_token"],
@@ -129,7 +130,8 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
     )
 
 
-def _absolute_without_fragment(resource: str) -> bool:
+def absolute_without_fragment(resource: str) -> bool:
+    """RFC 8707 section 2: an absolute URI without a fragment."""
     try:
         parts = urlsplit(resource)
     except ValueError:  # e.g. an unbalanced IPv6 bracket

@@ -62,3 +62,105 @@ def request_id_jag(token_endpoint: Any, cast: Any):
         return token_endpoint(form, cast[agent])
 
     return post
+
+
+# -- leg 2: an enterprise identity provider elsewhere, trusted here ------------------------------
+
+ENTERPRISE = "https://idp.enterprise.example.com"
+ENTERPRISE_JWKS = f"{ENTERPRISE}/oauth2/jwks"
+
+
+class StaticFetcher:
+    """An ``ID_JAG_JWKS_FETCHER`` for tests that serves the documents in :attr:`documents`
+    (by URL) and counts its fetches; a URL it lacks fails as an unreachable one does."""
+
+    documents: dict[str, Any] = {}
+    fetched: list[str] = []
+
+    def fetch(self, url: str) -> tuple[Any, int]:
+        type(self).fetched.append(url)
+        if url not in self.documents:
+            raise OSError("unreachable")
+        return self.documents[url], 600
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Any:
+    """The JWKS cache and the replay store live in Django's cache, per process in tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    StaticFetcher.documents = {}
+    StaticFetcher.fetched = []
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def enterprise_key() -> Any:
+    from delegation_idp import jose
+
+    key = jose.generate_key("ES256")
+    StaticFetcher.documents[ENTERPRISE_JWKS] = {"keys": [key.public_jwk()]}
+    return key
+
+
+@pytest.fixture
+def trusted(cast: Any, enterprise_key: Any, settings: Any) -> Any:
+    """The enterprise IdP, trusted for ID-JAGs that agent2 redeems; its ``sub`` is a username."""
+    from oauth2_provider.models import get_application_model
+
+    from delegation_idp.models import TrustedIssuer
+
+    settings.DELEGATION_IDP = {
+        **settings.DELEGATION_IDP,
+        "ID_JAG_JWKS_FETCHER": "tests.idjag.conftest.StaticFetcher",
+    }
+    issuer = TrustedIssuer.objects.create(
+        issuer=ENTERPRISE, name="Enterprise IdP", jwks_uri=ENTERPRISE_JWKS, algorithms="ES256 RS256"
+    )
+    issuer.clients.set([get_application_model().objects.get(client_id=cast["agent2"].client_id)])
+    return issuer
+
+
+@pytest.fixture
+def make_id_jag(cast: Any, enterprise_key: Any):
+    """An ID-JAG of the enterprise IdP for the cast's user, to be redeemed here by agent2."""
+    import secrets
+    import time
+
+    from delegation_idp import jose
+    from delegation_idp.idjag import TYP
+
+    def make(*, key: Any = None, typ: str = TYP, **overrides: Any) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": ENTERPRISE,
+            "sub": cast.user.get_username(),
+            "aud": "http://testserver",
+            "client_id": cast["agent2"].client_id,
+            "jti": secrets.token_urlsafe(12),
+            "iat": now,
+            "exp": now + 300,
+            "resource": cast.resource_server,
+            "scope": "tasks.read tasks.write",
+            "act": {"sub": "https://agent.enterprise.example.com"},
+        }
+        claims.update(overrides)
+        for name in [k for k, v in overrides.items() if v is None]:
+            claims.pop(name)
+        return jose.sign(claims, key or enterprise_key, typ=typ)
+
+    return make
+
+
+@pytest.fixture
+def redeem(token_endpoint: Any, cast: Any):
+    """Leg 2: the jwt-bearer grant, as the named client (agent2 by default)."""
+    from delegation_idp.rfc7523 import GRANT_TYPE
+
+    def post(assertion: str, agent: str = "agent2", **params: Any) -> Any:
+        form: dict[str, Any] = {"grant_type": GRANT_TYPE, "assertion": assertion, **params}
+        return token_endpoint(form, cast[agent])
+
+    return post
