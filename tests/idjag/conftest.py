@@ -11,6 +11,7 @@ from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.idjag import TOKEN_TYPE
 from delegation_idp.models import DelegationRule, Party
 from tests.conftest import ACCESS_TOKEN_TYPE
+from tests.support.tls import https_documents, tls_authority  # noqa: F401 - fixtures
 
 AS_ISSUER = "https://as.tools.example.net"
 MCP_RESOURCE = "https://mcp.tools.example.net/mcp"

@@ -10,7 +10,7 @@ import pytest
 
 from delegation_idp.models import AuditEvent, TrustedIssuer
 from tests.helpers import assert_oauth_error, snapshot
-from tests.support.tls import Document, https_documents, tls_authority  # noqa: F401 - fixtures
+from tests.support.tls import Document
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("trusted")]
 
