@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -594,6 +595,13 @@ class TrustedIssuer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.issuer}>"
+
+    def clean(self) -> None:
+        if self.user_field:
+            try:
+                get_user_model()._meta.get_field(self.user_field)
+            except FieldDoesNotExist as exc:
+                raise ValidationError({"user_field": _("The user model has no such field.")}) from exc
 
     def algorithm_list(self) -> list[str]:
         return self.algorithms.split()

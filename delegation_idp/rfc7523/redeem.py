@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldError
 from django.db import IntegrityError, router, transaction
 from oauth2_provider.settings import oauth2_settings
 
@@ -162,6 +163,9 @@ def verify(request: BearerRequest, client: Any, *, now: float, jkt: str = "") ->
     if isinstance(scope, Reason):
         raise refusal(scope)
     party = party_of(client)
+    disabled = policy.may_obtain_tokens(party.as_view() if party is not None else None)
+    if disabled is not None:
+        raise refusal(disabled)
     unbound = policy.binding_refusal(party.as_view() if party is not None else None, bound=bool(jkt))
     if unbound is not None:
         raise refusal(unbound)
@@ -211,7 +215,11 @@ def local_user(trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Any:
     if not isinstance(value, str) or not value:
         return None
     field = trusted.user_field or User.USERNAME_FIELD
-    matches = list(User.objects.filter(**{field: value})[:2])
+    try:
+        matches = list(User.objects.filter(**{field: value})[:2])
+    except FieldError:
+        logger.error("trusted ID-JAG issuer %s maps users by a field the user model lacks", trusted.issuer)
+        return None
     if len(matches) != 1 or not matches[0].is_active:
         return None  # none, or ambiguous: never guess
     return matches[0]

@@ -120,3 +120,16 @@ def test_a_trusted_issuer_is_registered_in_the_admin(admin_client, cast):
     assert not TrustedIssuer.objects.filter(issuer="https://idp.other.example.net").exists()
     assert admin_client.get("/admin/delegation_idp/trustedissuer/").status_code == 200
     assert admin_client.get("/admin/delegation_idp/externalidentity/").status_code == 200
+
+
+def test_a_user_field_the_user_model_lacks_is_refused(admin_client, db):
+    from django.core.exceptions import ValidationError
+
+    issuer = TrustedIssuer(
+        issuer="https://idp.x.example.net",
+        name="X",
+        jwks_uri="https://idp.x.example.net/jwks",
+        user_field="no_such_field",
+    )
+    with pytest.raises(ValidationError):
+        issuer.full_clean()

@@ -268,3 +268,17 @@ def test_a_refused_assertion_is_never_echoed(redeem, make_id_jag):
         {f.name: str(getattr(event, f.name)) for f in AuditEvent._meta.fields}
     )
     assert ENTERPRISE not in response.content.decode()
+
+
+def test_a_disabled_client_party(redeem, make_id_jag, cast):
+    from delegation_idp.models import Party
+
+    Party.objects.filter(uri=cast["agent2"].uri).update(enabled=False)
+    before = snapshot()
+    refused(redeem(make_id_jag()), before, 400, "unauthorized_client", "actor_disabled")
+
+
+def test_a_user_field_the_user_model_lacks_is_no_500(redeem, make_id_jag, trusted):
+    TrustedIssuer.objects.filter(pk=trusted.pk).update(user_field="no_such_field")
+    before = snapshot()
+    refused(redeem(make_id_jag()), before, 400, "invalid_grant", "id_jag_unknown_user")
