@@ -452,6 +452,17 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="delegation_idp.E016",
             )
         )
+    lifetime = idp_settings.ID_JAG_LIFETIME
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not 10 <= lifetime <= 600:
+        # An ID-JAG is a bearer grant redeemed at once (draft-ietf-oauth-identity-assertion-
+        # authz-grant section 7): a long-lived one is a long window for a stolen one.
+        errors.append(
+            Error(
+                "ID_JAG_LIFETIME must be a whole number of seconds between 10 and 600.",
+                hint="The default is 300 (5 minutes).",
+                id="delegation_idp.E036",
+            )
+        )
     return errors
 
 
@@ -632,6 +643,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors += _check_throttle_cache()
     errors += _check_secret_hashing()
     errors += _check_dpop_replay_cache()
+    errors += _check_id_jag_replay_cache()
     token = idp_settings.METRICS_TOKEN
     if idp_settings.METRICS and isinstance(token, str) and token and len(token) < 32:
         errors.append(
@@ -699,6 +711,24 @@ def _check_dpop_replay_cache() -> list[CheckMessage]:
             "used at one process can be replayed at another.",
             hint="Point DPOP_REPLAY_CACHE_ALIAS at a shared cache (Redis).",
             id="delegation_idp.W105",
+        )
+    ]
+
+
+def _check_id_jag_replay_cache() -> list[CheckMessage]:
+    """An ID-JAG redeemed at one process is refused at another only if every process shares
+    the cache that remembers ID-JAG ``jti`` values (draft-ietf-oauth-identity-assertion-authz-
+    grant section 5.1, RFC 7523 section 3)."""
+    alias = idp_settings.ID_JAG_REPLAY_CACHE_ALIAS
+    backend = getattr(settings, "CACHES", {}).get(alias, {}).get("BACKEND", "")
+    if backend != "django.core.cache.backends.locmem.LocMemCache":
+        return []
+    return [
+        Warning(
+            f"ID-JAG jti values are remembered in the process-local cache {alias!r}: an ID-JAG "
+            "redeemed at one process can be redeemed again at another.",
+            hint="Point ID_JAG_REPLAY_CACHE_ALIAS at a shared cache (Redis).",
+            id="delegation_idp.W109",
         )
     ]
 

@@ -57,6 +57,18 @@ DEFAULTS: dict[str, Any] = {
     "SUBJECT_RESOLVER": "delegation_idp.provider.tokens.default_subject",
     # Lifetime cap of an exchanged token; it never outlives its subject token either.
     "EXCHANGED_TOKEN_LIFETIME": 600,
+    # Lifetime of an ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant), seconds: short,
+    # since it is redeemed at once; it never outlives its subject token either.
+    "ID_JAG_LIFETIME": 300,
+    # Redeeming ID-JAGs (the RFC 7523 jwt-bearer grant, delegation_idp.rfc7523) from the trusted
+    # issuers an admin registered: the fetcher of their JWKS (a class whose fetch(url) returns
+    # (document, max_age); django-oauth-toolkit's SSRF-hardened CIMD fetcher: https only, public
+    # addresses only, no redirects, its CIMD size and time limits), how soon an unknown kid may
+    # refetch an issuer's keys (seconds, shared by every process through the cache), and the cache
+    # alias that remembers redeemed jti values (shared by every process: Redis in production).
+    "ID_JAG_JWKS_FETCHER": "oauth2_provider.cimd.SafeMetadataFetcher",
+    "ID_JAG_JWKS_REFRESH_INTERVAL": 30,
+    "ID_JAG_REPLAY_CACHE_ALIAS": "default",
     # Keep parties and rules per process, keyed by the policy version row that database
     # triggers change on every policy write (SQLite and PostgreSQL). False: read every request.
     "POLICY_CACHE": True,
@@ -165,7 +177,7 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_DPOP_NONCE_LIFETIME": None,
 }
 
-IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER")
+IMPORT_STRINGS = ("SUBJECT_RESOLVER", "AUDIT_WRITER", "ID_JAG_JWKS_FETCHER")
 
 
 class IdpSettings:

@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -20,6 +21,8 @@ from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.core.actchain import chain_from_act
 from delegation_idp.core.policy import PartyView, RuleView, scope_set
+from delegation_idp.idjag import claims as idjag
+from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
 
 
 def validate_identity_uri(value: str) -> None:
@@ -51,20 +54,25 @@ def _is_loopback(host: str) -> bool:
 
 
 class Party(models.Model):
-    """An agent, MCP server or resource server, known by its identity URI.
+    """An agent, MCP server, resource server or external authorization server, known by its
+    identity URI.
 
     Agents and MCP servers that call the token endpoint are linked to a
     confidential django-oauth-toolkit application. The URI is what tokens name
-    in ``aud`` and in ``act.sub``.
+    in ``aud`` and in ``act.sub``. An external authorization server's URI is its issuer
+    identifier: the ``aud`` of the ID-JAGs addressed to it (``metadata_url`` and
+    ``client_ids`` are its own fields).
     """
 
     AGENT = "agent"
     MCP_SERVER = "mcp_server"
     RESOURCE_SERVER = "resource_server"
+    AUTHORIZATION_SERVER = idjag.AUTHORIZATION_SERVER
     KIND_CHOICES = [
         (AGENT, _("Agent")),
         (MCP_SERVER, _("MCP server")),
         (RESOURCE_SERVER, _("Resource server (audience only)")),
+        (AUTHORIZATION_SERVER, _("External authorization server (ID-JAG audience)")),
     ]
     # How the party came to be: registered by an admin (or createagent), or arrived by
     # itself, through RFC 7591 dynamic registration or a client ID metadata document.
@@ -131,6 +139,22 @@ class Party(models.Model):
             "a token request without a DPoP proof is refused."
         ),
     )
+    metadata_url = models.CharField(
+        _("authorization server metadata URL"),
+        max_length=255,
+        blank=True,
+        validators=[validate_identity_uri],
+        help_text=_("External authorization servers only: its RFC 8414 metadata document, if known."),
+    )
+    client_ids = models.JSONField(
+        _("client ids at this authorization server"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            "External authorization servers only: the client id each agent (by identity URI) has "
+            "there, which its ID-JAGs carry as client_id. An agent not listed keeps its own client id."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -148,6 +172,16 @@ class Party(models.Model):
     def clean(self) -> None:
         for prefix in self.prefixes():
             validate_identity_uri(prefix)
+        if self.kind != self.AUTHORIZATION_SERVER and (self.metadata_url or self.client_ids):
+            raise ValidationError(
+                _("Only an external authorization server has a metadata URL or client ids.")
+            )
+        if self.kind == self.AUTHORIZATION_SERVER and self.application_id is not None:
+            raise ValidationError(_("An external authorization server is not a client of this provider."))
+        if not isinstance(self.client_ids, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in self.client_ids.items()
+        ):
+            raise ValidationError(_("Client ids map an agent's identity URI to a client id."))
         # A resource server may link a client: it authenticates to introspection
         # with it, and can never exchange (validators.client_may_exchange).
 
@@ -163,6 +197,12 @@ class Party(models.Model):
     @property
     def self_registered(self) -> bool:
         return self.registration != self.BY_ADMIN
+
+    def client_id_for(self, agent_uri: str, own_client_id: str) -> str:
+        """The client id that the agent ``agent_uri`` has at this external authorization server
+        (the ``client_id`` of its ID-JAGs): as the admin mapped it, else its own."""
+        mapped = self.client_ids.get(agent_uri) if isinstance(self.client_ids, dict) else None
+        return mapped if isinstance(mapped, str) and mapped else own_client_id
 
 
 def party_of(client: Any) -> Party | None:
@@ -471,6 +511,122 @@ class TokenLineage(models.Model):
     @property
     def chain(self) -> tuple[str, ...]:
         return chain_from_act(self.act, max_depth=64) if self.act else ()
+
+
+def validate_algorithms(value: str) -> None:
+    """Space-separated asymmetric JWS algorithms this package verifies (RFC 8725 section 3.1)."""
+    algorithms = value.split()
+    if not algorithms or not set(algorithms) <= ASYMMETRIC_ALGORITHMS:
+        raise ValidationError(
+            _("Use asymmetric algorithms only, among: %(algs)s."),
+            params={"algs": " ".join(sorted(ASYMMETRIC_ALGORITHMS))},
+            code="invalid",
+        )
+
+
+class TrustedIssuer(models.Model):
+    """An external identity provider whose ID-JAGs this provider redeems with the RFC 7523
+    ``jwt-bearer`` grant (draft-ietf-oauth-identity-assertion-authz-grant section 5), as an
+    admin registered it: its keys, its algorithms, the clients that may redeem its grants, and
+    how its ``sub`` becomes a local user."""
+
+    BY_CLAIM = "claim"
+    JUST_IN_TIME = "jit"
+    USER_MAPPING_CHOICES = [
+        (BY_CLAIM, _("an existing user whose field equals the claim")),
+        (JUST_IN_TIME, _("a user created just in time, linked to the issuer and sub")),
+    ]
+
+    issuer = models.CharField(
+        _("issuer"),
+        max_length=255,
+        unique=True,
+        validators=[validate_identity_uri],
+        help_text=_("The exact iss of its ID-JAGs."),
+    )
+    name = models.CharField(_("display name"), max_length=200)
+    jwks_uri = models.CharField(
+        _("JWKS URI"),
+        max_length=255,
+        validators=[validate_identity_uri],
+        help_text=_("Its public keys (https; fetched without redirects, cached, size- and time-limited)."),
+    )
+    algorithms = models.CharField(
+        _("allowed algorithms"),
+        max_length=100,
+        default="ES256 RS256 EdDSA",
+        validators=[validate_algorithms],
+        help_text=_("Space-separated; asymmetric only."),
+    )
+    clients = models.ManyToManyField(
+        oauth2_settings.APPLICATION_MODEL,
+        verbose_name=_("clients that may redeem its ID-JAGs"),
+        related_name="delegation_trusted_issuers",
+        blank=True,
+    )
+    user_mapping = models.CharField(
+        _("local user"),
+        max_length=10,
+        choices=USER_MAPPING_CHOICES,
+        default=BY_CLAIM,
+    )
+    subject_claim = models.CharField(
+        _("claim"),
+        max_length=64,
+        default="sub",
+        help_text=_("For an existing user: the ID-JAG claim to match (e.g. sub or email)."),
+    )
+    user_field = models.CharField(
+        _("user field"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "For an existing user: the user model's field it must equal (blank: the username field)."
+        ),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("trusted ID-JAG issuer")
+        verbose_name_plural = _("trusted ID-JAG issuers")
+        ordering = ["issuer"]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.issuer}>"
+
+    def clean(self) -> None:
+        if self.user_field:
+            try:
+                get_user_model()._meta.get_field(self.user_field)
+            except FieldDoesNotExist as exc:
+                raise ValidationError({"user_field": _("The user model has no such field.")}) from exc
+
+    def algorithm_list(self) -> list[str]:
+        return self.algorithms.split()
+
+
+class ExternalIdentity(models.Model):
+    """A local user created just in time for a trusted issuer's ``sub``: the pair (issuer, sub)
+    finds it again, and nothing else does (never a username or email the other side chose)."""
+
+    issuer = models.ForeignKey(TrustedIssuer, on_delete=models.CASCADE, related_name="identities")
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("external identity")
+        verbose_name_plural = _("external identities")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="delegation_idp_external_identity_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer.issuer} {self.subject}"
 
 
 class ClientAssertionJti(models.Model):

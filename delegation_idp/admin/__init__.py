@@ -1,5 +1,5 @@
 """Django admin: one module per area, registered on import (Django autodiscovers this package)."""
 
-from delegation_idp.admin import keys, lineage, parties, registration
+from delegation_idp.admin import keys, lineage, parties, registration, trusted_issuers
 
-__all__ = ["keys", "lineage", "parties", "registration"]
+__all__ = ["keys", "lineage", "parties", "registration", "trusted_issuers"]

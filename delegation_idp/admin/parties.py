@@ -197,7 +197,17 @@ class PartyAddForm(forms.ModelForm):
 
     class Meta:
         model = Party
-        fields = ("uri", "name", "kind", "contact", "enabled", "resource_prefixes", "dpop_required")
+        fields = (
+            "uri",
+            "name",
+            "kind",
+            "contact",
+            "enabled",
+            "resource_prefixes",
+            "dpop_required",
+            "metadata_url",
+            "client_ids",
+        )
 
     def clean_redirect_uris(self) -> str:
         uris = self.cleaned_data["redirect_uris"].split()
@@ -242,12 +252,14 @@ class TryDelegationForm(forms.Form):
     party's resource (RFC 8707 at the authorization endpoint)."""
 
     EXCHANGE = "exchange"
+    ID_JAG = "id_jag"
     AUTHORIZE = "authorize"
 
     request_kind = forms.ChoiceField(
         label=_("request"),
         choices=[
             (EXCHANGE, _("token exchange (RFC 8693) of a subject token")),
+            (ID_JAG, _("token exchange for an ID-JAG, for an external authorization server")),
             (AUTHORIZE, _("authorization endpoint: a user authorizes the agent for the targets (RFC 8707)")),
         ],
         initial=EXCHANGE,
@@ -323,12 +335,14 @@ class PartyAdmin(admin.ModelAdmin):
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled", "registration")}),
         (_("Client"), {"fields": ("client_id", "application", "jwks", "dpop_required")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes", "clients")}),
+        (_("External authorization server (ID-JAG)"), {"fields": ("metadata_url", "client_ids")}),
         (_("Policy"), {"fields": ("rules_link", "created", "updated")}),
     )
     add_fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled")}),
         (_("Client"), {"fields": ("redirect_uris", "dpop_required")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes",)}),
+        (_("External authorization server (ID-JAG)"), {"fields": ("metadata_url", "client_ids")}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Party]:
@@ -365,7 +379,8 @@ class PartyAdmin(admin.ModelAdmin):
         return () if obj is None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Party, form: Any, change: bool) -> None:
-        if change or obj.kind == Party.RESOURCE_SERVER:
+        if change or obj.kind in (Party.RESOURCE_SERVER, Party.AUTHORIZATION_SERVER):
+            # Neither is a client here: an external authorization server redeems, never asks.
             super().save_model(request, obj, form, change)
             return
         # One place creates clients and stores their secrets: agents.register_party.
@@ -489,6 +504,7 @@ class PartyAdmin(admin.ModelAdmin):
                 user=data["username"],
                 may_act=data["may_act"],
                 authorize=data["request_kind"] == TryDelegationForm.AUTHORIZE,
+                id_jag=data["request_kind"] == TryDelegationForm.ID_JAG,
             )
             decision = run.decision
             rule_rows = {r.pk: r for r in DelegationRule.objects.filter(actor=data["actor"])}

@@ -78,6 +78,9 @@ logger = logging.getLogger(__name__)
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+# draft-ietf-oauth-identity-assertion-authz-grant section 4.3 (the client needs nothing of the
+# provider's packages: the protocol's value, as the two above).
+ID_JAG_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
 
 
 class OAuthError(Exception):
@@ -276,6 +279,20 @@ class AgentClient:
             with self._lock:
                 self._cache[key] = result
         return result
+
+    def id_jag(
+        self,
+        subject_token: str,
+        *,
+        audience: str,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+    ) -> ExchangeResult:
+        """Trade ``subject_token`` for an ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant
+        section 4.3) for the authorization server whose issuer is ``audience``: the grant the
+        client then redeems there with RFC 7523's ``jwt-bearer`` grant. Never cached: that
+        server accepts each ID-JAG once. ``token_type`` is ``N_A``."""
+        return _exchange_result(self._token(_id_jag_form(subject_token, audience, resource, scope)))
 
     def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
         """The client credentials grant (RFC 6749 section 4.4): the token response."""
@@ -490,6 +507,14 @@ def _exchange_form(
     return key, data
 
 
+def _id_jag_form(
+    subject_token: str, audience: str, resource: str | Sequence[str] | None, scope: str | None
+) -> list[tuple[str, str]]:
+    """The token-exchange form that asks for an ID-JAG: one audience, the server's issuer."""
+    _key, data = _exchange_form(subject_token, audience, resource, scope, None)
+    return [*data, ("requested_token_type", ID_JAG_TOKEN_TYPE)]
+
+
 def _exchange_result(body: dict[str, Any], key: DPoPKey | None = None) -> ExchangeResult:
     """The RFC 8693 section 2.2.1 response as an :class:`ExchangeResult`."""
     if not isinstance(body.get("access_token"), str):
@@ -618,6 +643,17 @@ class AsyncAgentClient:
         if cacheable:
             self._cache[key] = result
         return result
+
+    async def id_jag(
+        self,
+        subject_token: str,
+        *,
+        audience: str,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+    ) -> ExchangeResult:
+        """:meth:`AgentClient.id_jag`, asynchronously."""
+        return _exchange_result(await self._token(_id_jag_form(subject_token, audience, resource, scope)))
 
     async def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
         data = [("grant_type", "client_credentials")]

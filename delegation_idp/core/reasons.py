@@ -51,6 +51,7 @@ _INACTIVE_SUBJECT = "The subject token is not active."
 _INVALID_ACTOR = "The actor token is invalid."
 _AUTH_FAILED = "Client authentication failed."
 _BAD_PROOF = "The DPoP proof is invalid."
+_INVALID_ID_JAG = "The ID-JAG is invalid."
 
 
 class Reason(enum.StrEnum):
@@ -152,6 +153,12 @@ class Reason(enum.StrEnum):
         "invalid_request",
         "invalid_request",
         "The request is missing a parameter, repeats one, or is otherwise malformed.",
+        Family.REQUEST,
+    )
+    ID_JAG_ONE_AUDIENCE = (
+        "id_jag_one_audience",
+        "invalid_request",
+        "An ID-JAG is requested with exactly one audience: the authorization server's issuer.",
         Family.REQUEST,
     )
     INVALID_TARGET = (
@@ -392,6 +399,89 @@ class Reason(enum.StrEnum):
         Family.POLICY,
     )
 
+    # An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant) is addressed to one external
+    # authorization server; checked once the rule allowed the targets, so nothing is revealed.
+    ID_JAG_NOT_AN_AUTHORIZATION_SERVER = (
+        "id_jag_not_an_authorization_server",
+        "invalid_target",
+        "An ID-JAG's audience must be an external authorization server's issuer.",
+        Family.POLICY,
+    )
+    ID_JAG_RESOURCE_ELSEWHERE = (
+        "id_jag_resource_elsewhere",
+        "invalid_target",
+        "An ID-JAG's resources must belong to its authorization server.",
+        Family.POLICY,
+    )
+    ID_JAG_ONLY_TARGET = (
+        "id_jag_only_target",
+        "invalid_target",
+        "An external authorization server is reached with an ID-JAG, not an access token.",
+        Family.POLICY,
+    )
+
+    # An ID-JAG presented to the jwt-bearer grant (RFC 7523 section 3.1: invalid_grant), as the
+    # JOSE layer refused it (Reason.for_token_error("id_jag", code)), then the draft's checks.
+    ID_JAG_MALFORMED = "id_jag_malformed", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_TOO_LARGE = "id_jag_too_large", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_TOO_DEEP = "id_jag_too_deep", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_DUPLICATE_MEMBER = "id_jag_duplicate_member", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_FORBIDDEN_HEADER = "id_jag_forbidden_header", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_TYP = "id_jag_bad_typ", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_ALG = "id_jag_bad_alg", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_KID = "id_jag_bad_kid", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_UNKNOWN_KID = "id_jag_unknown_kid", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_SIGNATURE = "id_jag_bad_signature", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_ISS = "id_jag_bad_iss", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_BAD_AUD = "id_jag_bad_aud", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_MISSING_CLAIM = "id_jag_missing_claim", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_EXPIRED = "id_jag_expired", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_NOT_YET_VALID = "id_jag_not_yet_valid", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_UNTRUSTED_ISSUER = "id_jag_untrusted_issuer", "invalid_grant", _INVALID_ID_JAG, Family.TOKEN
+    ID_JAG_CLIENT_MISMATCH = (
+        "id_jag_client_mismatch",
+        "invalid_grant",
+        "The ID-JAG was issued to another client.",
+        Family.TOKEN,
+    )
+    ID_JAG_REPLAYED = "id_jag_replayed", "invalid_grant", "The ID-JAG was already used.", Family.TOKEN
+    ID_JAG_BAD_ACT = (
+        "id_jag_bad_act",
+        "invalid_grant",
+        "The ID-JAG's delegation chain is not acceptable.",
+        Family.TOKEN,
+    )
+    ID_JAG_UNKNOWN_USER = (
+        "id_jag_unknown_user",
+        "invalid_grant",
+        "The ID-JAG's subject is not an active user here.",
+        Family.TOKEN,
+    )
+    ID_JAG_CLIENT_NOT_ALLOWED = (
+        "id_jag_client_not_allowed",
+        "unauthorized_client",
+        "This client may not redeem ID-JAGs of this issuer.",
+        Family.CLIENT,
+    )
+    ID_JAG_RESOURCE_MISMATCH = (
+        "id_jag_resource_mismatch",
+        "invalid_target",
+        "The requested resource is not one the ID-JAG names.",
+        Family.TOKEN,
+    )
+    ID_JAG_NO_RESOURCE = (
+        "id_jag_no_resource",
+        "invalid_target",
+        "The ID-JAG names no resource and none was requested.",
+        Family.TOKEN,
+    )
+    ID_JAG_SCOPE_EMPTY = (
+        "id_jag_scope_empty",
+        "invalid_scope",
+        "None of the requested scopes is granted by the ID-JAG.",
+        Family.TOKEN,
+    )
+
     # -- DPoP proofs and bindings (RFC 9449) ---------------------------------------------
     DPOP_MISSING = (
         "dpop_missing",
@@ -537,6 +627,18 @@ class Reason(enum.StrEnum):
         "dpop_replay_unavailable",
         "temporarily_unavailable",
         "The service is temporarily unavailable; retry later.",
+        Family.SERVICE,
+    )
+    ID_JAG_KEYS_UNAVAILABLE = (
+        "id_jag_keys_unavailable",
+        "temporarily_unavailable",
+        "The issuer's keys could not be fetched; try again later.",
+        Family.SERVICE,
+    )
+    ID_JAG_REPLAY_UNAVAILABLE = (
+        "id_jag_replay_unavailable",
+        "temporarily_unavailable",
+        "The server cannot check ID-JAG replay right now; try again later.",
         Family.SERVICE,
     )
     UNHANDLED_EXCEPTION = (

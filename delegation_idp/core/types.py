@@ -44,6 +44,10 @@ class Exchange:
     reason: Reason = Reason.ALLOWED
     #: the requester's DPoP key thumbprint, which the new token is bound to ("" for bearer)
     jkt: str = ""
+    #: the RFC 8707 resources as requested (an ID-JAG names them in its ``resource`` claim)
+    resources: tuple[str, ...] = ()
+    #: an ID-JAG's ``client_id``: the requester's client id at the authorization server
+    assertion_client_id: str = ""
 
     @property
     def depth(self) -> int:

@@ -17,9 +17,11 @@ from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.conf import idp_settings
+from delegation_idp.idjag import GRANT_PROFILE as ID_JAG_GRANT_PROFILE
 from delegation_idp.provider import dpop, keys, registration
 from delegation_idp.provider.authorization import iss_enforced, plain_pkce_refused
 from delegation_idp.provider.resilience import storage_guard
+from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
 
 __all__ = ["JwksView", "ServerMetadataView", "grant_types_supported"]
 
@@ -31,7 +33,13 @@ def _endpoint(name: str) -> str:
 def grant_types_supported() -> list[str]:
     """Every grant the token and authorization endpoints accept from a client registered
     for it (RFC 8414 section 2), and none that the RFC 9700 gates refuse."""
-    grants = ["authorization_code", "client_credentials", "refresh_token", TOKEN_EXCHANGE_GRANT]
+    grants = [
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+        TOKEN_EXCHANGE_GRANT,
+        JWT_BEARER_GRANT,
+    ]
     if not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT:
         grants.append("implicit")
     if not oauth2_settings.COMPLIANT_BCP_RFC9700_PASSWORD_GRANT:
@@ -73,6 +81,9 @@ class ServerMetadataView(View):
             # draft-ietf-oauth-client-id-metadata-document: the client id may be the URL of
             # its metadata document (django-oauth-toolkit's CIMD support, governed here).
             "client_id_metadata_document_supported": bool(oauth2_settings.CIMD_ENABLED),
+            # draft-ietf-oauth-identity-assertion-authz-grant section 6: ID-JAGs of trusted
+            # issuers are redeemed with the jwt-bearer grant (delegation_idp.rfc7523).
+            "authorization_grant_profiles_supported": [ID_JAG_GRANT_PROFILE],
         }
         if registration.enabled() and oauth2_settings.DCR_ENABLED:
             data["registration_endpoint"] = _endpoint("oauth2_provider:dcr-register")

@@ -6,7 +6,9 @@ which loads the stored policy exactly as a real request does
 :func:`delegation_idp.provider.resources.explain_direct` for the authorization endpoint) and
 asks the same pure functions in the same order as the token-exchange grant: may this client
 exchange at all (:func:`delegation_idp.core.policy.may_exchange`), then the policy
-(:func:`delegation_idp.core.policy.explain`). It reads only: nothing is issued, recorded or
+(:func:`delegation_idp.core.policy.explain`), then the kind of token for the targets
+(:func:`delegation_idp.idjag.target_refusal`: an ID-JAG for one external authorization
+server, an access token for any other party). It reads only: nothing is issued, recorded or
 changed.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
+from delegation_idp.idjag import target_refusal
 from delegation_idp.models import Party
 from delegation_idp.provider import resources
 from delegation_idp.provider.policy_store import load
@@ -51,10 +54,13 @@ def try_delegation(
     user: Any = None,
     may_act: Any = None,
     authorize: bool = False,
+    id_jag: bool = False,
 ) -> DryRun:
     """``actor`` exchanging a user's token whose actor chain is ``chain`` (nearest first)
-    for ``audiences`` (identity URIs); or, with ``authorize``, a user authorizing ``actor``
-    for those audiences at the authorization endpoint (RFC 8707), where there is no chain."""
+    for ``audiences`` (identity URIs), for an access token or, with ``id_jag``, an ID-JAG
+    (``requested_token_type`` ``urn:ietf:params:oauth:token-type:id-jag``); or, with
+    ``authorize``, a user authorizing ``actor`` for those audiences at the authorization
+    endpoint (RFC 8707), where there is no chain."""
     if authorize:
         # The authorization endpoint's own question: the user grants the scopes asked for
         # (the requested scope, else the subject's).
@@ -91,4 +97,19 @@ def try_delegation(
         explanation = policy.Explanation(policy.Decision(allowed=False, reason=denied), ())
     else:
         explanation = policy.explain(ctx, rules, limits)
+    decision = explanation.decision
+    misdirected = (
+        target_refusal(
+            id_jag=id_jag,
+            audiences=list(audiences),
+            targets=decision.audience,
+            kinds={uri: view.kind for uri, view in ctx.parties.items()},
+        )
+        if decision.allowed
+        else None
+    )
+    if misdirected is not None:
+        explanation = policy.Explanation(
+            policy.Decision(allowed=False, reason=misdirected), explanation.rules
+        )
     return DryRun(explanation, ctx, limits, (actor.uri, *chain), authorize=False)

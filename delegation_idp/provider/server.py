@@ -7,6 +7,8 @@ from typing import Any
 from oauthlib.oauth2 import Server
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
+from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
+from delegation_idp.rfc7523 import JwtBearerGrant
 from delegation_idp.rfc8693 import GRANT_TYPE, TokenExchangeGrant
 
 __all__ = ["DEVICE_CODE_GRANT", "DelegationServer"]
@@ -15,17 +17,18 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class DelegationServer(Server):
-    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant, without the
-    device-code grant.
+    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant and the RFC 7523
+    ``jwt-bearer`` grant (for ID-JAGs), without the device-code grant.
 
     Every keyword argument django-oauth-toolkit passes (``pre_token`` and the
     other device-flow hooks among them) reaches the parent server unchanged;
     the new grant gets only the validator. Refresh tokens stay opaque even
     when access tokens are JWTs. A subclass swaps the grant through
-    ``token_exchange_grant_class``.
+    ``token_exchange_grant_class`` (and ``jwt_bearer_grant_class``).
     """
 
     token_exchange_grant_class: type[TokenExchangeGrant] = TokenExchangeGrant
+    jwt_bearer_grant_class: type[JwtBearerGrant] = JwtBearerGrant
 
     def __init__(
         self,
@@ -46,6 +49,8 @@ class DelegationServer(Server):
         )
         self.token_exchange_grant = self.token_exchange_grant_class(request_validator)
         self.grant_types[GRANT_TYPE] = self.token_exchange_grant
+        self.jwt_bearer_grant = self.jwt_bearer_grant_class(request_validator)
+        self.grant_types[JWT_BEARER_GRANT] = self.jwt_bearer_grant
         # The device flow (RFC 8628) is not offered: its authorization endpoint would be one
         # more place where clients authenticate outside this app's guard (delegation_idp.urls
         # does not mount it), so its grant is unsupported here too.

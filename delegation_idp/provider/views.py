@@ -46,6 +46,8 @@ from delegation_idp.provider.authorization import AuthorizationView  # re-export
 from delegation_idp.provider.guard import SENSITIVE_PARAMETERS, ClientAuthGuard, Credentials
 from delegation_idp.provider.resilience import storage_guard
 from delegation_idp.provider.server import DEVICE_CODE_GRANT
+from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
+from delegation_idp.rfc7523.grant import EVENT as ID_JAG_REDEMPTION
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         super().conclude(response, record)
         if record.grant_type == TOKEN_EXCHANGE_GRANT:
             record.event = "token_exchange"
+        elif record.grant_type == JWT_BEARER_GRANT:
+            record.event = ID_JAG_REDEMPTION
         # RFC 9449 section 8.2: every answer may carry the nonce to use next.
         for key, value in dpop.nonce_headers().items():
             response[key] = value
@@ -107,6 +111,8 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         record.jkt = proof.jkt if proof is not None else ""
         if record.grant_type == TOKEN_EXCHANGE_GRANT:
             return self.exchange(request, proof)
+        if record.grant_type == JWT_BEARER_GRANT:  # RFC 7523 for ID-JAGs: the same path
+            return self.exchange(request, proof, grant="jwt_bearer_grant")
         # For django-oauth-toolkit's grants the key travels to the token generator in the
         # headers its backend copies from META (dpop.BOUND_KEY: no client header has the name).
         request.META.pop(dpop.BOUND_KEY, None)
@@ -118,7 +124,9 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             # django-oauth-toolkit's post() narrows this to password and client_secret.
             request.sensitive_post_parameters = SENSITIVE_PARAMETERS  # type: ignore[attr-defined]
 
-    def exchange(self, request: HttpRequest, proof: dpop.Proof | None = None) -> HttpResponse:
+    def exchange(
+        self, request: HttpRequest, proof: dpop.Proof | None = None, grant: str = "token_exchange_grant"
+    ) -> HttpResponse:
         """RFC 8693: straight to the server's token-exchange grant, with the oauthlib request
         django-oauth-toolkit's backend builds (its headers and every body value), but not its
         token endpoint's round trip nor the post-200 read-back of an ``AccessToken`` row that
@@ -135,8 +143,9 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         oauth_request = OAuthlibRequest(
             request.build_absolute_uri(request.path), "POST", credentials, headers
         )
-        grant = core.server.token_exchange_grant
-        headers, body, status = grant.create_token_response(oauth_request, form=form, proof=proof)
+        headers, body, status = getattr(core.server, grant).create_token_response(
+            oauth_request, form=form, proof=proof
+        )
         response = HttpResponse(content=body, status=status)
         for key, value in headers.items():
             response[key] = value

@@ -14,7 +14,9 @@ In order, and nothing else decides an exchange:
 4. the targets: ``audience`` values name parties, ``resource`` URLs map to the party
    whose identity URI or prefix covers them (RFC 8707);
 5. the delegation policy (:func:`delegation_idp.core.policy.evaluate`) over the stored
-   rules, the chain, the user, the scopes and ``may_act``.
+   rules, the chain, the user, the scopes and ``may_act``;
+6. the kind of token for the targets (:func:`delegation_idp.idjag.target_refusal`): an ID-JAG
+   for one external authorization server and its resources, an access token for any other.
 
 The database is read twice on the steady path: the subject token's lineage row with
 its user and the policy version (one statement), and the client's row before this
@@ -35,6 +37,8 @@ from delegation_idp.core.actchain import ActChainError, build_act, chain_from_ac
 from delegation_idp.core.errors import InvalidRequest, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Exchange
+from delegation_idp.idjag import TOKEN_TYPE as ID_JAG_TOKEN_TYPE
+from delegation_idp.idjag import target_refusal
 from delegation_idp.lineage.issuance import subject_record
 from delegation_idp.models import Party, TokenLineage, party_of
 from delegation_idp.provider import keys, policy_store
@@ -130,6 +134,15 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
     decision = policy.evaluate(ctx, rules, limits)
     if not decision.allowed:
         raise refusal(decision.reason)
+    id_jag = request.requested_token_type == ID_JAG_TOKEN_TYPE
+    misdirected = target_refusal(
+        id_jag=id_jag,
+        audiences=request.audiences,
+        targets=decision.audience,
+        kinds={uri: view.kind for uri, view in ctx.parties.items()},
+    )
+    if misdirected is not None:
+        raise refusal(misdirected)
     return Exchange(
         client_id=subject.client_id,
         requester=party.uri,
@@ -146,7 +159,12 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
         root_jti=parent.root_jti,
         issued_token_type=request.requested_token_type,
         rule_id=decision.rule_id,
-        jkt=subject.jkt,
+        # An ID-JAG is a grant for another server to redeem, not a token used here: it is
+        # not sender-constrained (the draft defines no binding); its client_id is the one
+        # the requester has at that server, and it names the resources as asked.
+        jkt="" if id_jag else subject.jkt,
+        resources=request.resources,
+        assertion_client_id=_client_id_at(decision.audience[0], party, subject.client_id) if id_jag else "",
     )
 
 
@@ -193,6 +211,13 @@ def _subject(
     if parent.user is not None and not parent.user.is_active:
         raise InvalidRequest(Reason.SUBJECT_USER_INACTIVE)
     return claims, parent, chain, authorized_by_user
+
+
+def _client_id_at(issuer: str, party: Party, client_id: str) -> str:
+    """The requester's client id at the external authorization server ``issuer`` (one query,
+    for an ID-JAG only)."""
+    server = Party.objects.filter(uri=issuer).only("client_ids").first()
+    return server.client_id_for(party.uri, client_id) if server is not None else client_id
 
 
 def _owns_an_audience(party: Party, claims: Mapping[str, Any], parent: TokenLineage) -> bool:

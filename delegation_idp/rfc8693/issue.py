@@ -26,13 +26,16 @@ from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Exchange, Issuance
+from delegation_idp.idjag import TOKEN_TYPE as ID_JAG_TOKEN_TYPE
+from delegation_idp.idjag import TYP as ID_JAG_TYP
+from delegation_idp.idjag import issued_claims as id_jag_claims
 from delegation_idp.lineage.issuance import IssuanceBlocked, record_issued
 from delegation_idp.models import TokenLineage
 from delegation_idp.provider import tokens
 from delegation_idp.provider.keys import keyset
 from delegation_idp.rfc8693.request import GRANT_TYPE
 
-__all__ = ["issue", "lifetime", "token_response"]
+__all__ = ["issue", "lifetime", "signed_claims", "token_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +50,56 @@ BLOCKED = {
 
 def lifetime(exchange: Exchange, now: int) -> int:
     """Seconds the exchanged token lives: django-oauth-toolkit's access-token lifetime, capped
-    by ``EXCHANGED_TOKEN_LIFETIME``, and never beyond the subject token."""
-    return max(
-        1,
-        min(
-            int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS),
-            int(idp_settings.EXCHANGED_TOKEN_LIFETIME),
-            exchange.subject_exp - now,
-        ),
-    )
+    by ``EXCHANGED_TOKEN_LIFETIME`` (an ID-JAG's by ``ID_JAG_LIFETIME`` alone), and never
+    beyond the subject token."""
+    if exchange.issued_token_type == ID_JAG_TOKEN_TYPE:
+        cap = int(idp_settings.ID_JAG_LIFETIME)
+    else:
+        cap = min(
+            int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS), int(idp_settings.EXCHANGED_TOKEN_LIFETIME)
+        )
+    return max(1, min(cap, exchange.subject_exp - now))
 
 
-def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) -> tuple[str, Issuance]:
-    """The signed token and its :class:`Issuance`, stored with its audit record; raises the
-    catalogue's refusal when the re-check finds a change, and lets storage errors through."""
-    now = int(time.time()) if now is None else now
+def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str]:
+    """The claims of the token an exchange issues, and its JWS ``typ``: an RFC 9068 access
+    token (``at+jwt``), or an ID-JAG (``oauth-id-jag+jwt``, draft-ietf-oauth-identity-
+    assertion-authz-grant section 3) for the one external authorization server it names."""
+    exp = now + lifetime(exchange, now)
+    if exchange.issued_token_type == ID_JAG_TOKEN_TYPE:
+        claims = id_jag_claims(
+            issuer=idp_settings.ISSUER,
+            sub=exchange.subject,
+            audience=exchange.audience[0],
+            client_id=exchange.assertion_client_id or exchange.client_id,
+            jti=tokens.new_jti(),
+            iat=now,
+            exp=exp,
+            resources=exchange.resources,
+            scope=exchange.scope,
+            act=exchange.act,
+        )
+        return claims, ID_JAG_TYP
     claims = tokens.access_token_claims(
         sub=exchange.subject,
         audience=exchange.audience,
         client_id=exchange.client_id,
         scope=exchange.scope,
         iat=now,
-        exp=now + lifetime(exchange, now),
+        exp=exp,
         act=exchange.act,
         jkt=exchange.jkt,
     )
+    return claims, "at+jwt"
+
+
+def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) -> tuple[str, Issuance]:
+    """The signed token and its :class:`Issuance`, stored with its audit record; raises the
+    catalogue's refusal when the re-check finds a change, and lets storage errors through."""
+    now = int(time.time()) if now is None else now
+    claims, typ = signed_claims(exchange, now)
     key = keyset.signing_key()
-    token = jose.sign(claims, key)
+    token = jose.sign(claims, key, typ=typ)
     issuance = Issuance(
         claims=claims,
         kid=key.kid,
@@ -106,11 +132,16 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
 
 def token_response(token: str, issuance: Issuance, exchange: Exchange) -> dict[str, Any]:
     """Section 2.2.1: the successful response; ``token_type`` ``DPoP`` for a bound token
-    (RFC 9449 section 5)."""
+    (RFC 9449 section 5), ``N_A`` for an ID-JAG, which is no access token (section 2.2.1
+    and draft-ietf-oauth-identity-assertion-authz-grant section 4.3.2)."""
+    if exchange.issued_token_type == ID_JAG_TOKEN_TYPE:
+        token_type = "N_A"
+    else:
+        token_type = "DPoP" if exchange.jkt else "Bearer"
     return {
         "access_token": token,
         "issued_token_type": exchange.issued_token_type,
-        "token_type": "DPoP" if exchange.jkt else "Bearer",
+        "token_type": token_type,
         "expires_in": int(issuance.claims["exp"]) - int(issuance.claims["iat"]),
         "scope": exchange.scope,
     }

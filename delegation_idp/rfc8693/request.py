@@ -1,5 +1,8 @@
 """The token-exchange request, parsed (RFC 8693 section 2.1): pure, no I/O.
 
+An ID-JAG request (``requested_token_type`` ``urn:ietf:params:oauth:token-type:id-jag``) is
+one too, with exactly one ``audience`` (the draft's section 4.3).
+
 :func:`parse` turns the form's ``(name, value)`` pairs into an
 :class:`ExchangeRequest` or raises the catalogue's refusal: the required
 parameters, the empty and repeated ones (RFC 6749 section 3.2; only ``audience``
@@ -16,16 +19,19 @@ from urllib.parse import urlsplit
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.core.errors import InvalidRequest, InvalidTarget
 from delegation_idp.core.reasons import Reason
+from delegation_idp.idjag import TOKEN_TYPE as ID_JAG_TOKEN_TYPE
 
 __all__ = [
     "ACCEPTED_SUBJECT_TYPES",
     "ACCESS_TOKEN_TYPE",
     "GRANT_TYPE",
+    "ID_JAG_TOKEN_TYPE",
     "ID_TOKEN_TYPE",
     "ISSUABLE_TYPES",
     "JWT_TOKEN_TYPE",
     "REFRESH_TOKEN_TYPE",
     "ExchangeRequest",
+    "absolute_without_fragment",
     "parse",
 ]
 
@@ -37,7 +43,9 @@ JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 # Token types whose value may be one of this provider's JWT access tokens.
 ACCEPTED_SUBJECT_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
-ISSUABLE_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
+# An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant section 4.3) too: a token exchange
+# addressed to an external authorization server, which redeems it with RFC 7523.
+ISSUABLE_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, ID_JAG_TOKEN_TYPE})
 # Section 2.1: parameters that may repeat; RFC 6749 section 3.2: no other may.
 REPEATABLE = frozenset({"audience", "resource"})
 # Parameters of the exchange that may not be sent empty.
@@ -104,8 +112,11 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
         raise InvalidRequest(Reason.UNSUPPORTED_TOKEN_TYPE, "This requested_token_type cannot be issued.")
     if not audiences and not resources:
         raise InvalidRequest(Reason.MISSING_PARAMETER, "An audience or resource parameter is required.")
+    if requested == ID_JAG_TOKEN_TYPE and len(audiences) != 1:
+        # The draft's section 4.3: audience is the one issuer of the resource authorization server.
+        raise InvalidRequest(Reason.ID_JAG_ONE_AUDIENCE)
     for resource in resources:
-        if not _absolute_without_fragment(resource):
+        if not absolute_without_fragment(resource):
             raise InvalidTarget(Reason.RESOURCE_MALFORMED)
     return ExchangeRequest(
         subject_token=seen["subject_token"],
@@ -119,7 +130,8 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
     )
 
 
-def _absolute_without_fragment(resource: str) -> bool:
+def absolute_without_fragment(resource: str) -> bool:
+    """RFC 8707 section 2: an absolute URI without a fragment."""
     try:
         parts = urlsplit(resource)
     except ValueError:  # e.g. an unbalanced IPv6 bracket

@@ -75,6 +75,12 @@ class Command(BaseCommand):
             help="Ask the authorization endpoint's question instead: may a user authorize the agent "
             "for these audiences (RFC 8707)?",
         )
+        parser.add_argument(
+            "--id-jag",
+            action="store_true",
+            help="Ask for an ID-JAG instead of an access token (the audience: an external "
+            "authorization server)",
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -83,6 +89,8 @@ class Command(BaseCommand):
             data={
                 "request_kind": TryDelegationForm.AUTHORIZE
                 if options["authorize"]
+                else TryDelegationForm.ID_JAG
+                if options["id_jag"]
                 else TryDelegationForm.EXCHANGE,
                 "actor": actor.pk,
                 "chain": "\n".join(_chain_uri(ref) for ref in options["chain"]),
@@ -106,6 +114,7 @@ class Command(BaseCommand):
             user=data["username"],
             may_act=data["may_act"],
             authorize=data["request_kind"] == TryDelegationForm.AUTHORIZE,
+            id_jag=data["request_kind"] == TryDelegationForm.ID_JAG,
         )
         decision = run.decision
         descriptions = dict(DelegationRule.objects.filter(actor=actor).values_list("pk", "description"))
