@@ -62,6 +62,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
     """The signed token and its :class:`Issuance`, stored with its audit record; raises the
     catalogue's refusal when the re-check finds a change, and lets storage errors through."""
     now = int(time.time()) if now is None else now
+    entry = tokens.status_entry()
     claims = tokens.access_token_claims(
         sub=exchange.subject,
         audience=exchange.audience,
@@ -71,6 +72,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         exp=now + lifetime(exchange, now),
         act=exchange.act,
         jkt=exchange.jkt,
+        status=entry.claim() if entry is not None else None,
     )
     key = keyset.signing_key()
     token = jose.sign(claims, key)
@@ -84,6 +86,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         parent_path=exchange.parent_path,
         root_jti=exchange.root_jti,
         jkt=exchange.jkt,
+        status_entry=(entry.list_number, entry.idx) if entry is not None else None,
     )
     record.jti, record.granted_scope = issuance.jti, exchange.scope
     record.granted_audience = issuance.audience
