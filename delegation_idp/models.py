@@ -458,6 +458,9 @@ class StatusListBlock(models.Model):
     class Meta:
         verbose_name = _("status list block")
 
+    def __str__(self) -> str:
+        return str(self.pk)
+
 
 class TokenLineage(models.Model):
     """One issued access token and where it came from.

@@ -247,6 +247,10 @@ for _option in (
     "KEY_CACHE_SECONDS",
     "BREAKER_RESET_SECONDS",
     "DPOP_NONCE_LIFETIME",
+    "STATUS_LIST_PUBLISH_DELAY",
+    "STATUS_LIST_TTL",
+    "STATUS_LIST_SIZE",
+    "STATUS_LIST_BLOCK_SIZE",
 ):
     if os.environ.get(f"IDP_{_option}"):
         DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import threading
 import time
@@ -187,7 +188,7 @@ class _BaseUrl:
     """The URL prefix of the lists, resolved once per process (None: not mounted)."""
 
     def __init__(self) -> None:
-        self._value: str | None | bool = False
+        self._value: str | bool | None = False
 
     def cache_clear(self) -> None:
         self._value = False
@@ -305,7 +306,7 @@ def retire_status_lists(now: datetime | None = None) -> int:
     skew = timedelta(seconds=int(idp_settings.CLOCK_SKEW_SECONDS))
     rows = list(StatusList.objects.filter(retired_at__isnull=True).order_by("number"))
     retired = 0
-    for row, newer in zip(rows, rows[1:], strict=False):
+    for row, newer in itertools.pairwise(rows):
         if newer.created_at > now - timedelta(seconds=POOL_MAX_AGE) - skew:
             continue
         live = TokenLineage.objects.filter(status_list_id=row.number, expires_at__gt=now - skew)
@@ -335,7 +336,9 @@ def served(slug: str, now: datetime | None = None) -> StatusList | None:
 
 def live_lists() -> list[str]:
     """The URIs of every live list (the aggregation, section 9.3)."""
-    slugs = StatusList.objects.filter(retired_at__isnull=True).order_by("number").values_list("slug", flat=True)
+    slugs = (
+        StatusList.objects.filter(retired_at__isnull=True).order_by("number").values_list("slug", flat=True)
+    )
     return [list_uri(slug) for slug in slugs]
 
 

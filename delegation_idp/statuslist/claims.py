@@ -73,7 +73,7 @@ def reference_of(claims: Mapping[str, Any]) -> Reference | None:
     idx, uri = entry.get("idx"), entry.get("uri")
     if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0 or not _is_uri(uri):
         raise StatusListError("bad_reference", "status_list needs a non-negative idx and an http(s) uri")
-    return Reference(idx=idx, uri=uri)
+    return Reference(idx=idx, uri=str(uri))
 
 
 def list_token_claims(
