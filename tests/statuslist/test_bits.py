@@ -56,7 +56,8 @@ def test_lst_is_zlib_at_the_highest_level_in_base64url():
 )
 def test_any_statuses_come_back_from_their_compressed_form(bits, data):
     size = data.draw(st.integers(min_value=1, max_value=3000))
-    values = data.draw(st.dictionaries(st.integers(0, size - 1), st.integers(0, (1 << bits) - 1), max_size=200))
+    entries = st.dictionaries(st.integers(0, size - 1), st.integers(0, (1 << bits) - 1), max_size=200)
+    values = data.draw(entries)
     array = decode(compress(encode(size, list(values.items()), bits)), **LIMITS)
     assert len(array) == (size * bits + 7) // 8
     for index in range(size):
