@@ -8,8 +8,9 @@ one place (:func:`connect`, called from the app's ``ready()``).
 * A party is disabled or deleted: every live token naming it is revoked.
 * A user is deactivated or deleted: all of their tokens are revoked.
 * A signing key is revoked (``signing_key_revoked``): every live token it signed is revoked.
-* Tokens were revoked (``token_revoked``): their ``jti`` go to the Redis revocation set, and
-  the status lists holding them are queued for signing.
+* Tokens were revoked (``token_revoked``): their ``jti`` go to the Redis revocation set.
+  (The status lists holding them are queued for signing by
+  :func:`delegation_idp.provider.status_lists.connect`.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from delegation_idp import signals
 from delegation_idp.lineage import publication, revocation
 from delegation_idp.models import Party, SigningKey
-from delegation_idp.provider import status_lists
 
 
 def access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -94,4 +94,3 @@ def connect() -> None:
         signing_key_revoked, sender=SigningKey, dispatch_uid=uid + "key_revoked"
     )
     signals.token_revoked.connect(publication.on_token_revoked, dispatch_uid=uid + "publish_revocations")
-    signals.token_revoked.connect(status_lists.on_token_revoked, dispatch_uid=uid + "publish_status_lists")

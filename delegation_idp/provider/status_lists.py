@@ -43,7 +43,7 @@ from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from delegation_idp import breaker, jose
+from delegation_idp import breaker, jose, signals
 from delegation_idp.conf import SETTING_NAME, idp_settings
 from delegation_idp.models import StatusList, StatusListBlock, TokenLineage
 from delegation_idp.provider.keys import keyset
@@ -54,6 +54,7 @@ __all__ = [
     "Allocation",
     "aggregation_uri",
     "allocate",
+    "connect",
     "enabled",
     "list_uri",
     "live_lists",
@@ -361,6 +362,11 @@ def on_token_revoked(sender: Any, jtis: list[str], reason: str, **kwargs: Any) -
     """``token_revoked`` receiver: ask for the lists to be signed again at once."""
     if idp_settings.STATUS_LIST:
         request_publication()
+
+
+def connect() -> None:
+    """Connect :func:`on_token_revoked` (idempotent), from the app's ``ready()``."""
+    signals.token_revoked.connect(on_token_revoked, dispatch_uid="delegation_idp_publish_status_lists")
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
