@@ -348,7 +348,11 @@ def request_publication() -> None:
     the beat schedule publishes within ``STATUS_LIST_PUBLISH_DELAY`` anyway."""
 
     def send() -> None:
-        current_app.tasks[PUBLISH_TASK].apply_async(retry=False)
+        task = current_app.tasks.get(PUBLISH_TASK)
+        if task is not None:
+            task.apply_async(retry=False)  # honours task_always_eager
+        else:  # a process that never imported the tasks module (a management shell)
+            current_app.send_task(PUBLISH_TASK, retry=False)
 
     try:
         breaker.get(breaker.BROKER).call(send)
