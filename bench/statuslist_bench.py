@@ -19,7 +19,9 @@ validated by :class:`~delegation_idp.resource_server.validation.TokenValidator`
 * ``status_list``: the same with ``revocation_modes=("status_list",)``: the list fetched once
   (its ``ttl`` is not reached during a round), each token's bit read from the cached copy;
 * ``introspection``: the same with ``revocation_modes=("introspection",)``: one RFC 7662 POST
-  per request.
+  per request;
+* ``redis`` (with ``--redis-url``): the same with ``revocation_modes=("redis",)``: one ``EXISTS``
+  in the revocation set per request.
 
 Rounds of the three alternate, so each sees the same machine. The headlines: how much the
 status-list check adds to local validation, and how many times faster than introspection it
@@ -87,7 +89,9 @@ def sizes_and_signing(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(issuer: str, cast: dict[str, Any], tokens: list[str], iterations: int) -> dict[str, Any]:
+def measure(
+    issuer: str, cast: dict[str, Any], tokens: list[str], iterations: int, redis_url: str | None = None
+) -> dict[str, Any]:
     rs = cast["resource_server"]
     os.environ.update(
         {
@@ -126,6 +130,10 @@ def measure(issuer: str, cast: dict[str, Any], tokens: list[str], iterations: in
         return run
 
     fns = {"local": check(plain), "status_list": check(listed), "introspection": check(introspected)}
+    if redis_url:
+        fns["redis"] = check(
+            TokenValidator(replace(config, revocation_redis_url=redis_url, revocation_modes=("redis",)))
+        )
     runs = interleaved(fns, dict.fromkeys(fns, tokens), iterations)
     results: dict[str, Any] = {name: summary(latencies) for name, latencies in runs.items()}
     results["status_list_added_ms"] = results["status_list"]["mean_ms"] - results["local"]["mean_ms"]
@@ -142,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (fewer iterations)")
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--redis-url", default=None, help="also time the Redis revocation set's check")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     iterations = args.iterations or (150 if args.quick else 1500)
     if args.measure:
         job = json.loads(sys.stdin.read())
-        print(json.dumps(measure(job["issuer"], job["cast"], job["tokens"], iterations)))
+        print(
+            json.dumps(measure(job["issuer"], job["cast"], job["tokens"], iterations, job.get("redis_url")))
+        )
         return 0
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             IDP_CLIENT_SECRET_HMAC_KEY=secrets.token_urlsafe(32),
             IDP_THROTTLE_RATES="client=1000000/min,address=1000000/min",
             # the lists' ttl outlasts the run: the check reads the cached copy, as it does within a ttl
-            IDP_STATUS_LIST_TTL="3000",
+            IDP_STATUS_LIST_TTL="1500",
         )
         with cluster(Path(tmp), env) as procs:
             cast = json.loads(manage(env, "seed_live").stdout)
@@ -185,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                     "--iterations",
                     str(iterations),
                 ],
-                input=json.dumps({"issuer": issuer, "cast": cast, "tokens": tokens}),
+                input=json.dumps(
+                    {"issuer": issuer, "cast": cast, "tokens": tokens, "redis_url": args.redis_url}
+                ),
                 capture_output=True,
                 text=True,
                 cwd=ROOT,
@@ -210,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['sign_ms']:>10.2f}"
         )
     print(f"\n{'mode':<16}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for mode in ("local", "status_list", "introspection"):
+    for mode in (m for m in ("local", "status_list", "redis", "introspection") if m in results):
         row = results[mode]
         print(f"{mode:<16}{row['mean_ms']:>10.3f}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}")
     print(f"status-list check adds {results['status_list_added_ms']:.3f} ms per request (mean)")
