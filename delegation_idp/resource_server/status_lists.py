@@ -220,6 +220,8 @@ class StatusListCache:
             )
         except jose.JoseError as exc:
             raise StatusListCheckError(_JOSE_REASONS.get(exc.reason, Reason.STATUS_LIST_MALFORMED)) from exc
+        except Exception as exc:  # the issuer's keys could not be had (its JWKS unreachable)
+            raise StatusListCheckError(Reason.STATUS_LIST_UNAVAILABLE) from exc
         try:
             bits, lst, ttl = validate_list_claims(
                 claims, uri=uri, issuer=self.issuer, now=self.clock(), leeway=self.leeway
