@@ -277,3 +277,18 @@ def test_modes_are_checked_when_configured():
         ResourceServerConfig(
             issuer=PROVIDER_ISSUER, resource="https://rs.example.com", revocation_modes=("introspection",)
         )
+
+
+def test_a_django_resource_server_takes_the_modes_from_its_settings(resource_settings):
+    from delegation_idp.resource_server import site
+    from tests.helpers import with_idp
+
+    assert site.config_from_settings().revocation_modes is None
+    with with_idp(
+        RESOURCE_REVOCATION_MODES=["status_list"],
+        RESOURCE_STATUS_LIST_FAIL_OPEN=True,
+        RESOURCE_STATUS_LIST_STALE_SECONDS=10,
+    ):
+        config = site.config_from_settings()
+    assert config.revocation_modes == ("status_list",)
+    assert config.status_list_fail_open and config.status_list_stale_seconds == 10
