@@ -220,4 +220,4 @@ def test_two_processes_never_hand_out_one_entry(tmp_path, postgres_url):
         assert not first & second
         assert all(0 <= idx < 2048 for _, idx in first | second)
         lists = {number for number, _ in first} & {number for number, _ in second}
-        assert len(lists) >= 3  # they did share lists, block by block
+        assert lists  # they met: blocks of one list went to both
