@@ -14,8 +14,10 @@ class DelegationIdpConfig(AppConfig):
             metrics,
             self_registered,
             signin,  # noqa: F401  (connects the sign-in lockout)
+            status_lists,
         )
 
         receivers.connect()
         self_registered.connect()
         metrics.connect()
+        status_lists.connect()

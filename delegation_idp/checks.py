@@ -536,6 +536,106 @@ def check_dpop(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int)
+        and value >= low
+        and (high is None or value <= high)
+    )
+
+
+@register(Tags.security)
+def check_status_lists(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Token Status Lists (draft-ietf-oauth-status-list): the list geometry that keeps every
+    entry unique (a block size dividing a power-of-two list), the publication timings that bound
+    how late a revocation reaches verifiers, and the resource side's modes and limits."""
+    errors = []
+    size, block = idp_settings.STATUS_LIST_SIZE, idp_settings.STATUS_LIST_BLOCK_SIZE
+    if not (
+        _whole(size, 1 << 10, 1 << 24)
+        and _whole(block, 1, 1 << 16)
+        and size & (size - 1) == 0
+        and block & (block - 1) == 0
+        and block <= size
+    ):
+        errors.append(
+            Error(
+                "STATUS_LIST_SIZE and STATUS_LIST_BLOCK_SIZE must be powers of two, the size within "
+                "1024..16777216 and the block no larger than it.",
+                hint="The defaults are 1048576 and 256.",
+                id="delegation_idp.E030",
+            )
+        )
+    delay, ttl = idp_settings.STATUS_LIST_PUBLISH_DELAY, idp_settings.STATUS_LIST_TTL
+    lifetime = idp_settings.STATUS_LIST_TOKEN_LIFETIME
+    if not (_whole(delay, 1, 3600) and _whole(ttl, 1, 86400) and _whole(lifetime, 2, 7 * 86400)) or (
+        lifetime <= 2 * ttl
+    ):
+        errors.append(
+            Error(
+                "STATUS_LIST_PUBLISH_DELAY (1..3600), STATUS_LIST_TTL (1..86400) and "
+                "STATUS_LIST_TOKEN_LIFETIME (more than twice the ttl) must be whole seconds.",
+                hint="A revocation reaches verifiers within the delay plus one ttl (defaults: 60, 60, 3600).",
+                id="delegation_idp.E031",
+            )
+        )
+    modes = idp_settings.RESOURCE_REVOCATION_MODES
+    known = ("status_list", "redis", "introspection")
+    if modes is not None and (
+        isinstance(modes, str) or not modes or not set(modes) <= set(known) or len(set(modes)) != len(modes)
+    ):
+        errors.append(
+            Error(
+                "RESOURCE_REVOCATION_MODES must be None or a list of distinct modes among "
+                f"{', '.join(known)}.",
+                hint='For example ["status_list"], or ["redis", "introspection"].',
+                id="delegation_idp.E032",
+            )
+        )
+    limits = (
+        idp_settings.RESOURCE_STATUS_LIST_MAX_BYTES,
+        idp_settings.RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES,
+        idp_settings.RESOURCE_STATUS_LIST_STALE_SECONDS,
+    )
+    if not (_whole(limits[0], 1024, 16 << 20) and _whole(limits[1], 128, 64 << 20)) or not (
+        isinstance(limits[2], int | float) and not isinstance(limits[2], bool) and 0 <= limits[2] <= 86400
+    ):
+        errors.append(
+            Error(
+                "The resource side's status-list limits are out of bounds: RESOURCE_STATUS_LIST_MAX_BYTES "
+                "1 KiB..16 MiB, RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES 128 B..64 MiB, "
+                "RESOURCE_STATUS_LIST_STALE_SECONDS 0..86400.",
+                hint="Unbounded limits let one list exhaust the service's memory (a ZLIB bomb).",
+                id="delegation_idp.E033",
+            )
+        )
+    return errors
+
+
+def _check_status_lists_deploy() -> list[CheckMessage]:
+    warnings: list[CheckMessage] = []
+    if not idp_settings.STATUS_LIST and idp_settings.ISSUER:
+        warnings.append(
+            Warning(
+                "STATUS_LIST is off: tokens carry no status reference, so a resource server that is "
+                "not on the provider's Redis learns of a revocation only through introspection.",
+                hint="Keep STATUS_LIST on (docs/status-list.md).",
+                id="delegation_idp.W107",
+            )
+        )
+    if idp_settings.RESOURCE_STATUS_LIST_FAIL_OPEN:
+        warnings.append(
+            Warning(
+                "RESOURCE_STATUS_LIST_FAIL_OPEN is on: while the provider's status list cannot be "
+                "fetched or verified, revoked tokens are accepted.",
+                hint="Fail closed (the default) unless availability matters more than revocation.",
+                id="delegation_idp.W108",
+            )
+        )
+    return warnings
+
+
 @register(Tags.security)
 def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """The metrics view serves only requests that pass a protection (an allowed address, a
@@ -644,6 +744,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors += _check_secret_hashing()
     errors += _check_dpop_replay_cache()
     errors += _check_id_jag_replay_cache()
+    errors += _check_status_lists_deploy()
     token = idp_settings.METRICS_TOKEN
     if idp_settings.METRICS and isinstance(token, str) and token and len(token) < 32:
         errors.append(

@@ -150,6 +150,23 @@ DEFAULTS: dict[str, Any] = {
     # Also count requests per client id (delegation_idp_requests_by_client_total): one series per
     # client, so off by default. Only ids the client proved (see the docs) become label values.
     "METRICS_CLIENT_ID_LABELS": False,
+    # Token Status List (draft-ietf-oauth-status-list; docs/status-list.md): every JWT access
+    # token carries `status.status_list` {idx, uri} when True. Lists hold STATUS_LIST_SIZE
+    # entries (a power of two), handed out in blocks of STATUS_LIST_BLOCK_SIZE per process.
+    # A revocation is re-signed into the list within STATUS_LIST_PUBLISH_DELAY seconds (the
+    # beat period of delegation_idp.tasks.publish_status_lists; also queued at each
+    # revocation); verifiers cache a list for STATUS_LIST_TTL seconds, and a signed list
+    # expires after STATUS_LIST_TOKEN_LIFETIME. STATUS_LIST_BASE_URL: where the lists are
+    # served (None: the issuer's origin and this app's URL); STATUS_LIST_SECRET derives each
+    # list's URI and index permutation (None: from SECRET_KEY).
+    "STATUS_LIST": True,
+    "STATUS_LIST_SIZE": 1 << 20,
+    "STATUS_LIST_BLOCK_SIZE": 256,
+    "STATUS_LIST_PUBLISH_DELAY": 60,
+    "STATUS_LIST_TTL": 60,
+    "STATUS_LIST_TOKEN_LIFETIME": 3600,
+    "STATUS_LIST_BASE_URL": None,
+    "STATUS_LIST_SECRET": None,
     # Resource-server side (delegation_idp.resource_server); ISSUER, ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS,
     # JWKS_CACHE_SECONDS, KEY_RELOAD_MIN_INTERVAL, MAX_* and REVOCATION_REDIS_* apply there too.
     # This service's identity URI: a token's `aud` must contain it (or one of its resource URLs).
@@ -172,6 +189,17 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_CLIENT_SECRET": None,
     # A revocation set whose heartbeat is older than this (seconds) counts as unavailable; None: unchecked.
     "RESOURCE_REVOCATION_MAX_AGE": None,
+    # How revocation is checked: None (the Redis set when REVOCATION_REDIS_URL is set, and
+    # RESOURCE_INTROSPECTION), or a list of "status_list", "redis", "introspection": every one
+    # listed is asked ("introspection" with "redis" only when Redis cannot answer).
+    "RESOURCE_REVOCATION_MODES": None,
+    # Status lists: a list that cannot be fetched or verified refuses tokens (503) unless
+    # RESOURCE_STATUS_LIST_FAIL_OPEN; a cached list is used up to STALE_SECONDS past its ttl
+    # while it cannot be refreshed; the fetched token and its decompressed list are bounded.
+    "RESOURCE_STATUS_LIST_FAIL_OPEN": False,
+    "RESOURCE_STATUS_LIST_STALE_SECONDS": 300,
+    "RESOURCE_STATUS_LIST_MAX_BYTES": 256 * 1024,
+    "RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES": 2 * 1024 * 1024,
     # DPoP nonces required by this resource server (RFC 9449 section 9): None or a lifetime
     # in seconds, as DPOP_NONCE_LIFETIME; DPOP_SIGNING_ALGORITHMS and DPOP_PROOF_MAX_AGE apply.
     "RESOURCE_DPOP_NONCE_LIFETIME": None,

@@ -445,6 +445,63 @@ class RefreshTokenBinding(models.Model):
         return self.jkt
 
 
+class StatusList(models.Model):
+    """One Token Status List (draft-ietf-oauth-status-list section 4): the statuses of up to
+    ``size`` tokens, published signed at its URI.
+
+    ``number`` is the first allocation block (:class:`StatusListBlock`) it serves; the blocks
+    after it, up to ``size`` positions, belong to it. ``slug`` (the last segment of its URI)
+    and the permutation key that turns positions into indices are random. A token's bit is
+    its lineage row's revocation (``TokenLineage.status_list``/``status_idx``): revoking marks
+    the rows and increments ``version`` in one transaction; publishing signs the list
+    anew whenever ``version`` passed ``signed_version``, so a crash between the two leaves the
+    list unpublished, never lost. ``retired_at`` is set once all its tokens expired.
+    """
+
+    number = models.BigIntegerField(primary_key=True)
+    slug = models.CharField(max_length=64, unique=True)
+    size = models.PositiveIntegerField()
+    # positions per reserved block, fixed for the list's life (a changed setting applies to new lists)
+    block_size = models.PositiveIntegerField(default=256)
+    bits = models.PositiveSmallIntegerField(default=1)
+    permutation_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    version = models.BigIntegerField(default=0)
+    signed_version = models.BigIntegerField(default=-1)
+    token = models.TextField(blank=True, editable=False)
+    etag = models.CharField(max_length=80, blank=True, editable=False)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("status list")
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_dirty(self) -> bool:
+        return self.version != self.signed_version
+
+
+class StatusListBlock(models.Model):
+    """A reservation of positions for status lists: inserting a row reserves the block whose
+    number is its id (less one). The id comes from the database's sequence, which never
+    hands one out twice, even when the inserting transaction rolls back (PostgreSQL), so two
+    processes never share a block. Old rows carry no information and are swept."""
+
+    id = models.BigAutoField(primary_key=True)
+    reserved_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("status list block")
+
+    def __str__(self) -> str:
+        return str(self.pk)
+
+
 class TokenLineage(models.Model):
     """One issued access token and where it came from.
 
@@ -496,10 +553,28 @@ class TokenLineage(models.Model):
     # RFC 7638 thumbprint of the DPoP key the token is bound to (its cnf.jkt, RFC 9449
     # section 6.1): the key of the client that requested it. Empty for a bearer token.
     jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
+    # Where the token's status is published (its `status.status_list` claim): the list and
+    # the index. Unique together, so no two stored tokens ever share an entry.
+    status_list = models.ForeignKey(
+        StatusList,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    status_idx = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("token lineage record")
         ordering = ["-issued_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status_list", "status_idx"],
+                condition=Q(status_list__isnull=False),
+                name="delegation_idp_lineage_status_entry",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.jti

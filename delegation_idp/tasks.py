@@ -7,7 +7,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from delegation_idp.lineage import publication, retention
-from delegation_idp.provider import rotation
+from delegation_idp.provider import rotation, status_lists
 
 
 @shared_task(name="delegation_idp.tasks.rotate_keys", ignore_result=True)
@@ -27,3 +27,17 @@ def sweep_expired(batch_size: int | None = None) -> dict:
 def publish_revocations(batch_size: int | None = None) -> dict:
     """``manage.py publish_revocations``: rewrite the Redis revocation set."""
     return {"published": publication.publish_revocations(batch_size=batch_size)}
+
+
+@shared_task(name="delegation_idp.tasks.publish_status_lists", ignore_result=True)
+def publish_status_lists(force: bool = False) -> dict:
+    """``manage.py publish_status_lists``: sign again every status list that changed (all with
+    ``force``). Beat runs it every ``STATUS_LIST_PUBLISH_DELAY`` seconds; each revocation
+    queues it too."""
+    return {"signed": status_lists.publish_status_lists(force=force)}
+
+
+@shared_task(name="delegation_idp.tasks.retire_status_lists", ignore_result=True)
+def retire_status_lists() -> dict:
+    """``manage.py publish_status_lists --retire``: retire lists whose tokens all expired."""
+    return {"retired": status_lists.retire_status_lists()}

@@ -17,7 +17,7 @@ sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.pro
 
 from django.urls import path
 
-from delegation_idp.provider import authorization, registration, views
+from delegation_idp.provider import authorization, registration, status_list_views, views
 
 app_name = "oauth2_provider"
 
@@ -26,6 +26,9 @@ urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
+    # Token Status Lists (draft-ietf-oauth-status-list): the aggregation and each list.
+    path("statuslists/", status_list_views.StatusListAggregationView.as_view(), name="status-lists"),
+    path("statuslists/<str:slug>", status_list_views.StatusListView.as_view(), name="status-list"),
     path("register/", registration.RegistrationView.as_view(), name="dcr-register"),
     path(
         "register/<str:client_id>/",

@@ -247,6 +247,10 @@ for _option in (
     "KEY_CACHE_SECONDS",
     "BREAKER_RESET_SECONDS",
     "DPOP_NONCE_LIFETIME",
+    "STATUS_LIST_PUBLISH_DELAY",
+    "STATUS_LIST_TTL",
+    "STATUS_LIST_SIZE",
+    "STATUS_LIST_BLOCK_SIZE",
 ):
     if os.environ.get(f"IDP_{_option}"):
         DELEGATION_IDP[_option] = int(os.environ[f"IDP_{_option}"])
@@ -309,6 +313,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "delegation_idp.tasks.publish_revocations",
         "schedule": float(os.environ.get("IDP_REVOCATION_PUBLISH_SECONDS", "60")),
     },
+    # Token Status Lists: a revocation is in the signed list within STATUS_LIST_PUBLISH_DELAY.
+    "publish-status-lists": {
+        "task": "delegation_idp.tasks.publish_status_lists",
+        "schedule": float(DELEGATION_IDP.get("STATUS_LIST_PUBLISH_DELAY", 60)),
+    },
+    "retire-status-lists": {"task": "delegation_idp.tasks.retire_status_lists", "schedule": 3600.0},
 }
 
 LOGGING = {

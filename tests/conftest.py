@@ -463,6 +463,16 @@ def fresh_key_cache() -> Any:
 
 
 @pytest.fixture(autouse=True)
+def fresh_status_lists() -> Any:
+    """Reserved status-list positions are per process, and each test's database is rolled
+    back: a block reserved in an earlier test must not hand out entries of a list that is gone."""
+    from delegation_idp.provider import status_lists
+
+    status_lists.reset()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def closed_breakers() -> Any:
     """Circuit breakers are per process: one opened by an earlier test's unreachable
     Redis must not make a later test skip its cache calls."""

@@ -18,6 +18,7 @@ FUNCTION_LEVEL = {
     ("delegation_idp/apps.py", "delegation_idp.provider.signin"),
     ("delegation_idp/apps.py", "delegation_idp.provider.self_registered"),
     ("delegation_idp/apps.py", "delegation_idp.provider.metrics"),
+    ("delegation_idp/apps.py", "delegation_idp.provider.status_lists"),
     # The resource side and the agent client run without Django configured (or installed):
     # the circuit breaker reads its reset time from the settings only if there are any.
     ("delegation_idp/breaker.py", "delegation_idp.conf"),
@@ -38,6 +39,7 @@ ALLOWED = {
         "delegation_idp.core",
         "delegation_idp.jose",
         "delegation_idp.rfc9449",
+        "delegation_idp.statuslist",  # the pure Token Status List core, as rfc9449
         "delegation_idp.breaker",
         "delegation_idp.conf",
         "delegation_idp.__init__",

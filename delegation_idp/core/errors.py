@@ -28,6 +28,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidScope",
     "InvalidTarget",
+    "InvalidToken",
     "OAuthError",
     "ServerError",
     "SlowDown",
@@ -82,6 +83,13 @@ class InvalidClient(OAuthError):
     """Client authentication failed (RFC 6749 section 5.2)."""
 
     error = "invalid_client"
+
+
+class InvalidToken(OAuthError):
+    """The access token provided is expired, revoked, malformed, or invalid for other reasons
+    (RFC 6750 section 3.1); the resource server answers it with 401."""
+
+    error = "invalid_token"
 
 
 class InvalidGrant(OAuthError):
@@ -176,6 +184,7 @@ _CLASSES: dict[str, type[OAuthError]] = {
     for cls in (
         InvalidRequest,
         InvalidClient,
+        InvalidToken,
         InvalidGrant,
         UnauthorizedClient,
         UnsupportedGrantType,

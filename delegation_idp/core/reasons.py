@@ -40,6 +40,7 @@ class Family(enum.StrEnum):
 _STATUS = {
     "": 200,
     "invalid_client": 401,
+    "invalid_token": 401,
     "slow_down": 429,
     "server_error": 500,
     "temporarily_unavailable": 503,
@@ -648,6 +649,79 @@ class Reason(enum.StrEnum):
         Family.SERVICE,
     )
     UNFINISHED = "unfinished", "server_error", "The server could not handle the request.", Family.SERVICE
+
+    # -- Token Status Lists (draft-ietf-oauth-status-list) --------------------------------
+    # At the provider's list endpoints (sections 8.1, 8.2 and 8.4).
+    STATUS_LIST_NOT_FOUND = (
+        "status_list_not_found",
+        "invalid_request",
+        "No status list is published at this address.",
+        Family.REQUEST,
+        404,
+    )
+    STATUS_LIST_NOT_ACCEPTABLE = (
+        "status_list_not_acceptable",
+        "invalid_request",
+        "Status lists are offered as application/statuslist+jwt only.",
+        Family.REQUEST,
+        406,
+    )
+    STATUS_LIST_HISTORY_UNSUPPORTED = (
+        "status_list_history_unsupported",
+        "invalid_request",
+        "Historical resolution (the time parameter) is not supported.",
+        Family.REQUEST,
+        501,
+    )
+    # On the resource side (section 8.3): the token's entry, then the list it names.
+    STATUS_LIST_REVOKED = (
+        "status_list_revoked",
+        "invalid_token",
+        "The access token has been revoked.",
+        Family.TOKEN,
+    )
+    STATUS_LIST_REFERENCE_INVALID = (
+        "status_list_reference_invalid",
+        "invalid_token",
+        "The access token's status reference is invalid.",
+        Family.TOKEN,
+    )
+    STATUS_LIST_UNAVAILABLE = (
+        "status_list_unavailable",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
+    STATUS_LIST_SIGNATURE = (
+        "status_list_signature",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
+    STATUS_LIST_EXPIRED = (
+        "status_list_expired",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
+    STATUS_LIST_SUBJECT_MISMATCH = (
+        "status_list_subject_mismatch",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
+    STATUS_LIST_TOO_LARGE = (
+        "status_list_too_large",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
+    STATUS_LIST_MALFORMED = (
+        "status_list_malformed",
+        "temporarily_unavailable",
+        "Revocation cannot be checked right now.",
+        Family.SERVICE,
+    )
 
     @classmethod
     def for_token_error(cls, role: str, jose_reason: str) -> Reason:

@@ -79,6 +79,8 @@ class Issuance:
     code: str | None = field(default=None, repr=False)
     #: the DPoP key thumbprint the token is bound to (its ``cnf.jkt``), "" for a bearer token
     jkt: str = ""
+    #: its Token Status List entry (list number, index), None when it carries no ``status``
+    status_entry: tuple[int, int] | None = None
 
     @property
     def jti(self) -> str:

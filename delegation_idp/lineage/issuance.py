@@ -376,6 +376,8 @@ def record_issued(issuance: Issuance, *, access_token: Any = None) -> None:
             "access_token_id": getattr(access_token, "pk", None),
             "code_hash": code_digest(issuance.code) if issuance.code else None,
             "jkt": issuance.jkt,
+            "status_list_id": issuance.status_entry[0] if issuance.status_entry else None,
+            "status_idx": issuance.status_entry[1] if issuance.status_entry else None,
         },
         using=router.db_for_write(TokenLineage),
     )

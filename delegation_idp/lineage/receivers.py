@@ -9,6 +9,8 @@ one place (:func:`connect`, called from the app's ``ready()``).
 * A user is deactivated or deleted: all of their tokens are revoked.
 * A signing key is revoked (``signing_key_revoked``): every live token it signed is revoked.
 * Tokens were revoked (``token_revoked``): their ``jti`` go to the Redis revocation set.
+  (The status lists holding them are queued for signing by
+  :func:`delegation_idp.provider.status_lists.connect`.)
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from delegation_idp import signals
 from delegation_idp.conf import idp_settings
 from delegation_idp.lineage.issuance import CHUNK, chunks, code_digest
-from delegation_idp.models import AuditEvent, OpaqueRedemption, Party, TokenLineage
+from delegation_idp.models import AuditEvent, OpaqueRedemption, Party, StatusList, TokenLineage
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +50,30 @@ def _delete_access_tokens(pks: list[Any]) -> None:
             AccessToken.objects.filter(pk__in=chunk).delete()
 
 
+def mark_status_lists(numbers: set[int]) -> None:
+    """The lists holding newly revoked tokens changed (draft-ietf-oauth-status-list): their
+    ``version`` moves past the signed one, in the revoking transaction, so the publication
+    (:func:`delegation_idp.provider.status_lists.publish_status_lists`) signs them again even
+    if the process dies right after the commit."""
+    if numbers:
+        StatusList.objects.filter(pk__in=sorted(numbers)).update(version=F("version") + 1)
+
+
 def _mark(queryset: QuerySet[TokenLineage], reason: str, now: datetime) -> list[str]:
-    """Mark every unrevoked row of ``queryset`` and drop its ``AccessToken`` rows."""
-    rows = list(queryset.filter(revoked_at__isnull=True).values_list("pk", "jti", "access_token_id"))
+    """Mark every unrevoked row of ``queryset``, drop its ``AccessToken`` rows, and mark
+    the status lists holding them as changed."""
+    rows = list(
+        queryset.filter(revoked_at__isnull=True).values_list("pk", "jti", "access_token_id", "status_list_id")
+    )
     if not rows:
         return []
-    for chunk in chunks([pk for pk, _, _ in rows]):
+    for chunk in chunks([pk for pk, _, _, _ in rows]):
         TokenLineage.objects.filter(pk__in=chunk).update(
             revoked_at=now, revocation_reason=reason[:64], access_token=None
         )
-    _delete_access_tokens([tid for _, _, tid in rows if tid is not None])
-    return [jti for _, jti, _ in rows]
+    _delete_access_tokens([tid for _, _, tid, _ in rows if tid is not None])
+    mark_status_lists({number for _, _, _, number in rows if number is not None})
+    return [jti for _, jti, _, _ in rows]
 
 
 def subtree_q(path: str) -> Q:

@@ -18,10 +18,11 @@ from oauth2_provider.settings import oauth2_settings
 from delegation_idp import TOKEN_EXCHANGE_GRANT
 from delegation_idp.conf import idp_settings
 from delegation_idp.idjag import GRANT_PROFILE as ID_JAG_GRANT_PROFILE
-from delegation_idp.provider import dpop, keys, registration
+from delegation_idp.provider import dpop, keys, registration, status_lists
 from delegation_idp.provider.authorization import iss_enforced, plain_pkce_refused
 from delegation_idp.provider.resilience import storage_guard
 from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
+from delegation_idp.statuslist import AGGREGATION_METADATA
 
 __all__ = ["JwksView", "ServerMetadataView", "grant_types_supported"]
 
@@ -85,6 +86,9 @@ class ServerMetadataView(View):
             # issuers are redeemed with the jwt-bearer grant (delegation_idp.rfc7523).
             "authorization_grant_profiles_supported": [ID_JAG_GRANT_PROFILE],
         }
+        if status_lists.enabled():
+            # draft-ietf-oauth-status-list section 9.1: where the list of status lists is.
+            data[AGGREGATION_METADATA] = status_lists.aggregation_uri()
         if registration.enabled() and oauth2_settings.DCR_ENABLED:
             data["registration_endpoint"] = _endpoint("oauth2_provider:dcr-register")
         response = JsonResponse(data)

@@ -32,7 +32,7 @@ from delegation_idp.core.errors import OAuthError, refusal
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
 from delegation_idp.models import party_of
-from delegation_idp.provider import dpop, resources
+from delegation_idp.provider import dpop, resources, status_lists
 from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.resilience import for_oauthlib
 
@@ -94,9 +94,11 @@ def access_token_claims(
     exp: int,
     act: Mapping[str, Any] | None = None,
     jkt: str = "",
+    status: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The claims of an RFC 9068 access token (section 2.2), with ``act`` for a delegated one
-    (RFC 8693 section 4.1) and ``cnf`` for one bound to a DPoP key (RFC 9449 section 6.1):
+    (RFC 8693 section 4.1), ``cnf`` for one bound to a DPoP key (RFC 9449 section 6.1) and
+    ``status`` for its Token Status List entry (draft-ietf-oauth-status-list section 6.2):
     ``aud`` a string when there is one audience."""
     claims: dict[str, Any] = {
         "iss": idp_settings.ISSUER,
@@ -112,7 +114,14 @@ def access_token_claims(
         claims["act"] = dict(act)
     if jkt:
         claims["cnf"] = {"jkt": jkt}
+    if status is not None:
+        claims["status"] = dict(status)
     return claims
+
+
+def status_entry() -> status_lists.Allocation | None:
+    """A fresh Token Status List entry for a JWT being issued, None when lists are off."""
+    return status_lists.allocate() if status_lists.enabled() else None
 
 
 def jwt_enabled_for(client: Any) -> bool:
@@ -200,6 +209,7 @@ def generate_access_token(request: Request) -> str:
     # namespace that no user subject can take.
     sub = user_subject(user) if user_pk is not None else client_subject(client.client_id)
     audience = list(authorized.audience) or [party.uri if party is not None else client.client_id]
+    entry = status_entry()
     claims = access_token_claims(
         sub=sub,
         audience=audience,
@@ -208,6 +218,7 @@ def generate_access_token(request: Request) -> str:
         iat=now,
         exp=now + int(request.expires_in),
         jkt=jkt,
+        status=entry.claim() if entry is not None else None,
     )
     if jkt:
         # RFC 9449 section 5: a bound token's response says so. oauthlib merges the request's
@@ -229,5 +240,6 @@ def generate_access_token(request: Request) -> str:
         user_pk=user_pk,
         code=getattr(request, "code", None) if request.grant_type == "authorization_code" else None,
         jkt=jkt,
+        status_entry=(entry.list_number, entry.idx) if entry is not None else None,
     )
     return token

@@ -56,6 +56,15 @@ def config_from_settings() -> ResourceServerConfig:
         dpop_nonce_lifetime=idp_settings.RESOURCE_DPOP_NONCE_LIFETIME or None,
         # the provider's derivation (DPOP_NONCE_SECRET, else SECRET_KEY): one secret per site
         dpop_nonce_secret=str(idp_settings.DPOP_NONCE_SECRET or settings.SECRET_KEY),
+        revocation_modes=(
+            tuple(idp_settings.RESOURCE_REVOCATION_MODES)
+            if idp_settings.RESOURCE_REVOCATION_MODES is not None
+            else None
+        ),
+        status_list_fail_open=bool(idp_settings.RESOURCE_STATUS_LIST_FAIL_OPEN),
+        status_list_stale_seconds=float(idp_settings.RESOURCE_STATUS_LIST_STALE_SECONDS),
+        status_list_max_bytes=int(idp_settings.RESOURCE_STATUS_LIST_MAX_BYTES),
+        status_list_max_decompressed_bytes=int(idp_settings.RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES),
     )
 
 

@@ -25,9 +25,13 @@ raises :class:`TokenError`. The rules:
   when this service requires one, ``jti`` unseen in the replay store); a bearer token never
   as bound;
 * revocation: the provider publishes revoked ``jti`` values to Redis under
-  ``revocation_prefix + jti`` (with a TTL until the token's expiry), and
-  answers RFC 7662 introspection. ``introspection`` is ``"never"``,
-  ``"fallback"`` (when Redis is not configured or not reachable) or ``"always"``.
+  ``revocation_prefix + jti`` (with a TTL until the token's expiry), signs Token Status
+  Lists (draft-ietf-oauth-status-list, read by :mod:`.status_lists`), and
+  answers RFC 7662 introspection. Without ``revocation_modes``, Redis is asked when it is
+  configured, and ``introspection`` is ``"never"``, ``"fallback"`` (when Redis is not
+  configured or not reachable) or ``"always"``. ``revocation_modes`` names the checks
+  instead: ``"status_list"``, ``"redis"``, ``"introspection"``, any combination
+  (introspection beside Redis only when Redis cannot answer).
 
 Why one module over 400 lines: validation is one ordered pipeline (size, header, key by
 ``kid``, signature, claims, ``act``, the presentation and its proof, revocation) whose
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
 import threading
 import time
@@ -53,6 +58,8 @@ import httpx
 from delegation_idp import breaker, jose, rfc9449
 from delegation_idp.core.actchain import ActChainError, chain_from_act
 from delegation_idp.core.reasons import Reason
+from delegation_idp.resource_server.status_lists import StatusListCache, StatusListCheckError
+from delegation_idp.statuslist import VALID, StatusListError, reference_of
 
 __all__ = [
     "MAX_LEEWAY",
@@ -68,11 +75,14 @@ __all__ = [
     "same_resource",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: Largest clock-skew allowance accepted, whatever the configuration says (seconds).
 MAX_LEEWAY = 120
 #: Largest metadata, JWKS or introspection response read from the provider (bytes).
 MAX_DOCUMENT_BYTES = 64 * 1024
 INTROSPECTION_MODES = ("never", "fallback", "always")
+REVOCATION_MODES = ("status_list", "redis", "introspection")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")  # RFC 9068 section 2.2
 #: An RFC 7638 SHA-256 thumbprint, base64url without padding (RFC 9449 section 6.1).
@@ -229,6 +239,19 @@ class ResourceServerConfig:
     dpop_max_age: int = 60
     dpop_nonce_lifetime: int | None = None
     dpop_nonce_secret: str | None = field(default=None, repr=False)
+    #: which revocation checks run (see the module docstring); None: Redis when configured,
+    #: then ``introspection``
+    revocation_modes: tuple[str, ...] | None = None
+    #: Token Status Lists: a list that cannot be fetched or verified lets the token through
+    #: (logged) instead of refusing it with 503; a cached list serves up to ``stale_seconds``
+    #: past its ``ttl`` while it cannot be refreshed; the fetched token and the decompressed
+    #: list are bounded; only URIs under ``status_list_uri_prefixes`` (default: the issuer's
+    #: origin) are fetched
+    status_list_fail_open: bool = False
+    status_list_stale_seconds: float = 300
+    status_list_max_bytes: int = 256 * 1024
+    status_list_max_decompressed_bytes: int = 2 * 1024 * 1024
+    status_list_uri_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.issuer or not self.resource:
@@ -249,6 +272,16 @@ class ResourceServerConfig:
             raise ValueError("DPoP proofs need one or more asymmetric algorithms, and no other")
         if self.dpop_nonce_lifetime is not None and not self.dpop_nonce_secret:
             raise ValueError("DPoP nonces (dpop_nonce_lifetime) need a dpop_nonce_secret")
+        if self.revocation_modes is not None:
+            object.__setattr__(self, "revocation_modes", tuple(self.revocation_modes))
+            modes = set(self.revocation_modes)
+            if not modes or modes - set(REVOCATION_MODES):
+                raise ValueError(f"revocation_modes: one or more of {REVOCATION_MODES}")
+            if "redis" in modes and not self.revocation_redis_url:
+                raise ValueError("the redis revocation mode needs revocation_redis_url")
+            if "introspection" in modes and not (self.client_id and self.client_secret):
+                raise ValueError("introspection needs the resource server's client_id and client_secret")
+        object.__setattr__(self, "status_list_uri_prefixes", tuple(self.status_list_uri_prefixes))
 
     @property
     def effective_leeway(self) -> float:
@@ -432,6 +465,22 @@ class TokenValidator:
             else None
         )
         self._proof_policy: rfc9449.ProofPolicy | None = None
+        self.status_lists = StatusListCache(
+            issuer=config.issuer,
+            http=self.http,
+            resolve_key=self.jwks.get,
+            algorithms=config.algorithms,
+            max_bytes=config.status_list_max_bytes,
+            max_decompressed_bytes=config.status_list_max_decompressed_bytes,
+            max_header_bytes=config.max_header_bytes,
+            max_json_depth=config.max_json_depth,
+            leeway=config.effective_leeway,
+            stale_seconds=config.status_list_stale_seconds,
+            retry_interval=config.jwks_refresh_interval,
+            uri_prefixes=config.status_list_uri_prefixes,
+            clock=clock,
+            monotonic=monotonic,
+        )
 
     def __repr__(self) -> str:
         return f"TokenValidator(issuer={self.config.issuer!r}, resource={self.config.resource!r})"
@@ -627,7 +676,36 @@ class TokenValidator:
             return None
         return False if age <= self.config.revocation_max_age else None
 
+    def check_status_list(self, delegated: DelegatedToken) -> None:
+        """Draft-ietf-oauth-status-list section 8.3: the token's entry in the list it names must
+        be VALID. A token without a ``status`` claim, or with a malformed one or an index past
+        the list, is refused (401); a list that cannot be had or verified refuses it with 503,
+        unless ``status_list_fail_open``."""
+        try:
+            reference = reference_of(delegated.claims)
+        except StatusListError as exc:
+            raise _refused(Reason.STATUS_LIST_REFERENCE_INVALID) from exc
+        if reference is None:
+            raise _refused(Reason.STATUS_LIST_REFERENCE_INVALID)
+        try:
+            value = self.status_lists.status(reference)
+        except StatusListCheckError as exc:
+            if exc.reason.error == "invalid_token":
+                raise _refused(exc.reason) from exc
+            if self.config.status_list_fail_open:
+                logger.warning(
+                    "status list unusable (%s); fail-open lets the token through", exc.reason.value
+                )
+                return
+            raise ProviderUnavailable(exc.reason.value, exc.reason.description) from exc
+        if value != VALID:
+            raise _refused(Reason.STATUS_LIST_REVOKED)
+
     def check_revocation(self, token: str, delegated: DelegatedToken) -> None:
+        modes = self.config.revocation_modes
+        if modes is not None:
+            self._check_modes(token, delegated, modes)
+            return
         mode = self.config.introspection
         revoked = self.is_revoked_in_redis(delegated.jti)
         if revoked:
@@ -637,6 +715,23 @@ class TokenValidator:
                 raise TokenError("revoked", "The access token is not active.")
         elif revoked is None and self.config.revocation_redis_url:
             raise ProviderUnavailable("revocation_unavailable", "Revocation cannot be checked right now.")
+
+    def _check_modes(self, token: str, delegated: DelegatedToken, modes: tuple[str, ...]) -> None:
+        if "status_list" in modes:
+            self.check_status_list(delegated)
+        if "redis" in modes:
+            revoked = self.is_revoked_in_redis(delegated.jti)
+            if revoked:
+                raise TokenError("revoked", "The access token has been revoked.")
+            if revoked is None:
+                if "introspection" not in modes:
+                    raise ProviderUnavailable(
+                        "revocation_unavailable", "Revocation cannot be checked right now."
+                    )
+                if not self.introspect(token, delegated):
+                    raise TokenError("revoked", "The access token is not active.")
+        elif "introspection" in modes and not self.introspect(token, delegated):
+            raise TokenError("revoked", "The access token is not active.")
 
     def introspect(self, token: str, delegated: DelegatedToken) -> bool:
         """RFC 7662: is the token active, as the provider sees it right now?"""
@@ -674,6 +769,10 @@ class _FailClosed:
             raise ProviderUnavailable(
                 "dpop_replay_unavailable", "DPoP proofs cannot be checked right now."
             ) from exc
+
+
+def _refused(reason: Reason) -> TokenError:
+    return TokenError(reason.value, reason.description)
 
 
 def _bound_key(claims: Mapping[str, Any]) -> str | None:

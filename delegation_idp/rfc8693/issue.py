@@ -31,7 +31,7 @@ from delegation_idp.idjag import TYP as ID_JAG_TYP
 from delegation_idp.idjag import issued_claims as id_jag_claims
 from delegation_idp.lineage.issuance import IssuanceBlocked, record_issued
 from delegation_idp.models import TokenLineage
-from delegation_idp.provider import tokens
+from delegation_idp.provider import status_lists, tokens
 from delegation_idp.provider.keys import keyset
 from delegation_idp.rfc8693.request import GRANT_TYPE
 
@@ -61,10 +61,12 @@ def lifetime(exchange: Exchange, now: int) -> int:
     return max(1, min(cap, exchange.subject_exp - now))
 
 
-def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str]:
+def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str, status_lists.Allocation | None]:
     """The claims of the token an exchange issues, and its JWS ``typ``: an RFC 9068 access
     token (``at+jwt``), or an ID-JAG (``oauth-id-jag+jwt``, draft-ietf-oauth-identity-
-    assertion-authz-grant section 3) for the one external authorization server it names."""
+    assertion-authz-grant section 3) for the one external authorization server it names. An
+    access token also takes an entry in a Token Status List; an ID-JAG, which lives minutes and
+    is no access token, does not."""
     exp = now + lifetime(exchange, now)
     if exchange.issued_token_type == ID_JAG_TOKEN_TYPE:
         claims = id_jag_claims(
@@ -79,7 +81,8 @@ def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str]:
             scope=exchange.scope,
             act=exchange.act,
         )
-        return claims, ID_JAG_TYP
+        return claims, ID_JAG_TYP, None
+    entry = tokens.status_entry()
     claims = tokens.access_token_claims(
         sub=exchange.subject,
         audience=exchange.audience,
@@ -89,15 +92,16 @@ def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str]:
         exp=exp,
         act=exchange.act,
         jkt=exchange.jkt,
+        status=entry.claim() if entry is not None else None,
     )
-    return claims, "at+jwt"
+    return claims, "at+jwt", entry
 
 
 def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) -> tuple[str, Issuance]:
     """The signed token and its :class:`Issuance`, stored with its audit record; raises the
     catalogue's refusal when the re-check finds a change, and lets storage errors through."""
     now = int(time.time()) if now is None else now
-    claims, typ = signed_claims(exchange, now)
+    claims, typ, entry = signed_claims(exchange, now)
     key = keyset.signing_key()
     token = jose.sign(claims, key, typ=typ)
     issuance = Issuance(
@@ -110,6 +114,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         parent_path=exchange.parent_path,
         root_jti=exchange.root_jti,
         jkt=exchange.jkt,
+        status_entry=(entry.list_number, entry.idx) if entry is not None else None,
     )
     record.jti, record.granted_scope = issuance.jti, exchange.scope
     record.granted_audience = issuance.audience

@@ -20,6 +20,7 @@ REFUSALS = [member for member in Reason if member is not Reason.ALLOWED]
 # The errors that are not answered with 400 (RFC 6749 section 5.2, RFC 6585 section 4, RFC 9110).
 SPECIAL_STATUS = {
     "invalid_client": 401,
+    "invalid_token": 401,  # RFC 6750 section 3.1
     "slow_down": 429,
     "server_error": 500,
     "temporarily_unavailable": 503,
@@ -29,6 +30,9 @@ STATUS_OF_THE_REQUEST = {
     Reason.METHOD_NOT_ALLOWED: 405,
     Reason.REQUEST_TOO_LARGE: 413,
     Reason.CLIENT_MANAGED_BY_ADMIN: 403,  # RFC 7592 section 2: Forbidden
+    Reason.STATUS_LIST_NOT_FOUND: 404,
+    Reason.STATUS_LIST_NOT_ACCEPTABLE: 406,  # RFC 9110 section 15.5.7
+    Reason.STATUS_LIST_HISTORY_UNSUPPORTED: 501,  # draft-ietf-oauth-status-list section 8.4
 }
 public_words = st.none() | st.text(min_size=1, max_size=40)
 
