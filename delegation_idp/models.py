@@ -643,7 +643,7 @@ class TrustedIssuer(models.Model):
         _("local user"),
         max_length=10,
         choices=USER_MAPPING_CHOICES,
-        default=BY_CLAIM,
+        default=JUST_IN_TIME,  # never an existing account unless an admin says so
     )
     subject_claim = models.CharField(
         _("claim"),
@@ -674,9 +674,12 @@ class TrustedIssuer(models.Model):
     def clean(self) -> None:
         if self.user_field:
             try:
-                get_user_model()._meta.get_field(self.user_field)
+                field = get_user_model()._meta.get_field(self.user_field)
             except FieldDoesNotExist as exc:
                 raise ValidationError({"user_field": _("The user model has no such field.")}) from exc
+            if not getattr(field, "unique", False):
+                # e.g. Django's email: two accounts may share it, and one may be self-registered.
+                raise ValidationError({"user_field": _("Users are matched by a unique field only.")})
 
     def algorithm_list(self) -> list[str]:
         return self.algorithms.split()

@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200, verbose_name='display name')),
                 ('jwks_uri', models.CharField(help_text='Its public keys (https; fetched without redirects, cached, size- and time-limited).', max_length=255, validators=[delegation_idp.models.validate_identity_uri], verbose_name='JWKS URI')),
                 ('algorithms', models.CharField(default='ES256 RS256 EdDSA', help_text='Space-separated; asymmetric only.', max_length=100, validators=[delegation_idp.models.validate_algorithms], verbose_name='allowed algorithms')),
-                ('user_mapping', models.CharField(choices=[('claim', 'an existing user whose field equals the claim'), ('jit', 'a user created just in time, linked to the issuer and sub')], default='claim', max_length=10, verbose_name='local user')),
+                ('user_mapping', models.CharField(choices=[('claim', 'an existing user whose field equals the claim'), ('jit', 'a user created just in time, linked to the issuer and sub')], default='jit', max_length=10, verbose_name='local user')),
                 ('subject_claim', models.CharField(default='sub', help_text='For an existing user: the ID-JAG claim to match (e.g. sub or email).', max_length=64, verbose_name='claim')),
                 ('user_field', models.CharField(blank=True, help_text="For an existing user: the user model's field it must equal (blank: the username field).", max_length=64, verbose_name='user field')),
                 ('enabled', models.BooleanField(default=True, verbose_name='enabled')),

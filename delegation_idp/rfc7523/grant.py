@@ -86,7 +86,11 @@ class JwtBearerGrant(GrantTypeBase):
         client = self.authenticate(request)
         record.client_id = client.client_id
         now = time.time()
-        redemption = verify(asked, client, now=now, jkt=proof.jkt if proof is not None else "")
+        try:
+            redemption = verify(asked, client, now=now, jkt=proof.jkt if proof is not None else "")
+        except DatabaseError as exc:  # e.g. the just-in-time user's insert
+            logger.exception("ID-JAG redemption failed in the database; nothing was issued")
+            raise TemporarilyUnavailable(Reason.DATABASE_ERROR) from exc
         record.subject = str(redemption.claims["sub"])
         record.user_id = str(redemption.user.pk)
         record.chain = list(chain_from_act(redemption.act, max_depth=64)) if redemption.act else []

@@ -63,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 # The claims every ID-JAG carries (the draft's section 3).
 REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+# An ID-JAG is a short-lived assertion (the draft's examples live five minutes): one valid
+# for more than an hour is refused, which also bounds how long its jti is remembered.
+MAX_LIFETIME = 3600
+MAX_SUBJECT_LENGTH = 255  # ExternalIdentity.subject: a longer sub could not be linked
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,10 @@ def verify(request: BearerRequest, client: Any, *, now: float, jkt: str = "") ->
     refused = assertion_refusal(claims, issuer=idp_settings.ISSUER, client_id=client.client_id)
     if refused is not None:
         raise InvalidGrant(refused)
+    if float(claims["exp"]) > now + MAX_LIFETIME + int(idp_settings.CLOCK_SKEW_SECONDS):
+        raise InvalidGrant(Reason.ID_JAG_EXPIRED)  # an ID-JAG lives minutes, never a day
+    if len(str(claims["sub"])) > MAX_SUBJECT_LENGTH:
+        raise InvalidGrant(Reason.ID_JAG_MALFORMED)
     act = claims.get("act")
     try:
         chain_from_act(act, max_depth=idp_settings.MAX_DELEGATION_DEPTH)
@@ -204,7 +212,8 @@ def local_user(trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Any:
     """Step 7: the active local user the ID-JAG's subject is, or None.
 
     * "existing user by a claim": the user whose ``user_field`` (the username field when
-      blank) equals the claim ``subject_claim``, a non-empty string;
+      blank; a unique field) equals the claim ``subject_claim``, a non-empty string; never a
+      staff user or superuser, whom another organisation's assertion must not sign in;
     * "just in time": the user linked to (issuer, ``sub``), created with an unusable password
       and a username derived from that pair on first use, never matched to an existing user
       by any value the issuer chose."""
@@ -222,6 +231,10 @@ def local_user(trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Any:
         return None
     if len(matches) != 1 or not matches[0].is_active:
         return None  # none, or ambiguous: never guess
+    if getattr(matches[0], "is_staff", False) or getattr(matches[0], "is_superuser", False):
+        # Another organisation's assertion never signs in a local administrator.
+        logger.warning("trusted ID-JAG issuer %s named a staff user: refused", trusted.issuer)
+        return None
     return matches[0]
 
 

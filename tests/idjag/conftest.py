@@ -118,7 +118,11 @@ def trusted(cast: Any, enterprise_key: Any, settings: Any) -> Any:
         "ID_JAG_JWKS_FETCHER": "tests.idjag.conftest.StaticFetcher",
     }
     issuer = TrustedIssuer.objects.create(
-        issuer=ENTERPRISE, name="Enterprise IdP", jwks_uri=ENTERPRISE_JWKS, algorithms="ES256 RS256"
+        issuer=ENTERPRISE,
+        name="Enterprise IdP",
+        jwks_uri=ENTERPRISE_JWKS,
+        algorithms="ES256 RS256",
+        user_mapping=TrustedIssuer.BY_CLAIM,  # an existing user by username (not the default)
     )
     issuer.clients.set([get_application_model().objects.get(client_id=cast["agent2"].client_id)])
     return issuer
