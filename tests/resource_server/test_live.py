@@ -169,6 +169,7 @@ def test_a_stock_mcp_sdk_client_accepts_both_servers_metadata_over_real_http(liv
     for url in (ports.resource_url, ports.mcp_url):
         found = discover(url, client_id=agent["client_id"], redirect_uri=agent["redirect_uri"])
         assert found.error is None, (url, found.error, found.calls)
+        assert found.metadata is not None, ("no protected-resource metadata found", url, found.calls)
         assert str(found.metadata.resource) == url
         assert [str(s) for s in found.metadata.authorization_servers] == [issuer]
         assert found.resource == url
