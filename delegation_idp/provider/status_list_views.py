@@ -17,6 +17,7 @@ of RFC 6749 section 5.2 with ``Cache-Control: no-store``, each with an audit rec
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -36,6 +37,9 @@ from delegation_idp.statuslist import MEDIA_TYPE
 __all__ = ["StatusListAggregationView", "StatusListView", "accepts_jwt"]
 
 EVENT = "status_list"
+# A list's slug: the base64url of 16 derived bytes (provider.status_lists); anything else is
+# unknown before it reaches the database.
+SLUG = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def _media_ranges(accept: str) -> list[tuple[str, float]]:
@@ -112,7 +116,7 @@ class StatusListView(_Public):
         if not accepts_jwt(request.META.get("HTTP_ACCEPT", "")):
             return _refuse(request, Reason.STATUS_LIST_NOT_ACCEPTABLE)
         now = timezone.now()
-        row = status_lists.served(slug, now) if len(slug) <= 64 else None
+        row = status_lists.served(slug, now) if SLUG.fullmatch(slug) else None  # no odd bytes reach SQL
         if row is None or not row.token:
             return _refuse(request, Reason.STATUS_LIST_NOT_FOUND)
         remaining = int((row.token_expires_at - now).total_seconds()) if row.token_expires_at else 0

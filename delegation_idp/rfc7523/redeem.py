@@ -265,6 +265,7 @@ def issue(redemption: Redemption, record: audit.Attempt, *, now: int) -> tuple[s
     if is_client_subject(sub):
         raise refusal(Reason.SUBJECT_RESERVED)
     lifetime = int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+    entry = tokens.status_entry()  # an access token: it takes a Token Status List entry
     claims = tokens.access_token_claims(
         sub=sub,
         audience=redemption.audience,
@@ -274,6 +275,7 @@ def issue(redemption: Redemption, record: audit.Attempt, *, now: int) -> tuple[s
         exp=now + lifetime,
         act=redemption.act,
         jkt=redemption.jkt,
+        status=entry.claim() if entry is not None else None,
     )
     key = keyset.signing_key()
     token = jose.sign(claims, key)
@@ -285,6 +287,7 @@ def issue(redemption: Redemption, record: audit.Attempt, *, now: int) -> tuple[s
         parties=tuple(dict.fromkeys([*([redemption.party] if redemption.party else []), *redemption.owners])),
         user_pk=redemption.user.pk,
         jkt=redemption.jkt,
+        status_entry=(entry.list_number, entry.idx) if entry is not None else None,
     )
     record.jti, record.granted_scope = issuance.jti, redemption.scope
     record.granted_audience = issuance.audience

@@ -181,3 +181,14 @@ def test_an_existing_user_by_another_claim(redeem, make_id_jag, trusted, cast):
     response = redeem(make_id_jag(sub="opaque-123", email="user@enterprise.example.com"))
     assert response.status_code == 200, response.content
     assert decode(response.json()["access_token"])[1]["sub"] == idp_settings.SUBJECT_RESOLVER(cast.user)
+
+
+@pytest.mark.rfc("status-list-21-6.2")
+def test_the_redeemed_access_token_takes_a_status_list_entry(redeem, make_id_jag):
+    from tests.statuslist.conftest import reference
+
+    token = redeem(make_id_jag()).json()["access_token"]
+    idx, uri = reference(token)
+    row = TokenLineage.objects.get(jti=decode(token)[1]["jti"])
+    assert row.status_list is not None
+    assert (row.status_idx, row.status_list.slug) == (idx, uri.rsplit("/", 1)[1])

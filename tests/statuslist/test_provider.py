@@ -199,9 +199,12 @@ def test_unknown_lists_and_other_methods_are_json_errors_with_an_audit_record(db
     before = AuditEvent.objects.count()
     assert_oauth_error(client.get("/o/statuslists/nope"), 404, "invalid_request")
     assert_oauth_error(client.get("/o/statuslists/" + "x" * 300), 404, "invalid_request")
+    # A NUL byte would be a database error on PostgreSQL: a slug of the wrong shape is unknown
+    # before any query.
+    assert_oauth_error(client.get("/o/statuslists/%00" + "a" * 21), 404, "invalid_request")
     response = client.post("/o/statuslists/nope")
     assert_oauth_error(response, 405, "invalid_request")
-    assert AuditEvent.objects.count() == before + 3
+    assert AuditEvent.objects.count() == before + 4
     assert {e.reason for e in AuditEvent.objects.all()} >= {"status_list_not_found", "method_not_allowed"}
 
 
