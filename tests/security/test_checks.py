@@ -38,10 +38,10 @@ UNBOUNDED_REDIS_CACHE = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
 }
 LOCMEM_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# The same, with DPoP proofs remembered in a shared cache: only the throttle cache is
-# process-local (a process-local replay cache is W105's, tests/e2e/rfc9449/test_operations.py).
+# The same, with DPoP proofs and ID-JAG jti values remembered in a shared cache: only the
+# throttle cache is process-local (a process-local replay cache is W105's and W109's).
 LOCMEM_THROTTLE_CACHE = {**LOCMEM_CACHE, "dpop": REDIS_CACHE["default"]}
-SHARED_REPLAY = {"DPOP_REPLAY_CACHE_ALIAS": "dpop"}
+SHARED_REPLAY = {"DPOP_REPLAY_CACHE_ALIAS": "dpop", "ID_JAG_REPLAY_CACHE_ALIAS": "dpop"}
 
 
 def deploy_ids(*, idp: dict[str, Any] | None = None, oauth2: dict[str, Any] | None = None, **django: Any):
@@ -130,9 +130,14 @@ def test_process_local_cache_is_fine_without_throttling():
     assert deploy_ids(**changes) == []
 
 
-def test_a_process_local_cache_warns_for_dpop_replay_too():
-    """The whole cache process-local: throttles and DPoP proofs alike would count per process."""
-    assert deploy_ids(**with_safe(CACHES=LOCMEM_CACHE)) == ["delegation_idp.W102", "delegation_idp.W105"]
+def test_a_process_local_cache_warns_for_dpop_and_id_jag_replay_too():
+    """The whole cache process-local: throttles, DPoP proofs and ID-JAG jti values alike would
+    count per process."""
+    assert deploy_ids(**with_safe(CACHES=LOCMEM_CACHE)) == [
+        "delegation_idp.W102",
+        "delegation_idp.W105",
+        "delegation_idp.W109",
+    ]
 
 
 @pytest.mark.parametrize(
