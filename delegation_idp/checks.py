@@ -610,7 +610,31 @@ def check_status_lists(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="delegation_idp.E033",
             )
         )
+    prefixes = idp_settings.RESOURCE_STATUS_LIST_URI_PREFIXES
+    if (
+        isinstance(prefixes, str)
+        or not isinstance(prefixes, list | tuple)
+        or not all(_list_prefix(p) for p in prefixes)
+    ):
+        errors.append(
+            Error(
+                "RESOURCE_STATUS_LIST_URI_PREFIXES must be a list of absolute http(s) URLs, each "
+                "ending in '/'.",
+                hint='For example ["https://lists.example.com/statuslists/"]; without the final "/" '
+                '"https://lists.example.com" would also match "https://lists.example.com.evil.test".',
+                id="delegation_idp.E034",
+            )
+        )
     return errors
+
+
+def _list_prefix(prefix: Any) -> bool:
+    if not isinstance(prefix, str) or not prefix.endswith("/"):
+        return False
+    parts = urlsplit(prefix)
+    return (
+        parts.scheme in ("https", "http") and bool(parts.hostname) and not parts.query and not parts.fragment
+    )
 
 
 def _check_status_lists_deploy() -> list[CheckMessage]:

@@ -200,6 +200,10 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_STATUS_LIST_STALE_SECONDS": 300,
     "RESOURCE_STATUS_LIST_MAX_BYTES": 256 * 1024,
     "RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES": 2 * 1024 * 1024,
+    # The URL prefixes (each an absolute http(s) URL ending in "/") a token's status list
+    # may be fetched from; empty: the issuer's origin only. For lists served elsewhere
+    # (STATUS_LIST_BASE_URL on another host, a CDN).
+    "RESOURCE_STATUS_LIST_URI_PREFIXES": (),
     # DPoP nonces required by this resource server (RFC 9449 section 9): None or a lifetime
     # in seconds, as DPOP_NONCE_LIFETIME; DPOP_SIGNING_ALGORITHMS and DPOP_PROOF_MAX_AGE apply.
     "RESOURCE_DPOP_NONCE_LIFETIME": None,

@@ -31,6 +31,7 @@ from oauth2_provider.settings import oauth2_settings
 from delegation_idp import signals
 from delegation_idp.conf import idp_settings, rotation_check_seconds
 from delegation_idp.models import SigningKey, TokenLineage
+from delegation_idp.provider import status_lists
 from delegation_idp.provider.keys import ensure_current_key, generate_material, keyset, new_key
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ __all__ = [
 
 
 def longest_token_lifetime() -> int:
+    """The longest an access token signed with a key lives. Status List Tokens do not count:
+    a promotion or a revocation signs every list anew at once, so a list signed with a
+    retired key lives on only in HTTP caches, for at most its ``ttl``."""
     return max(int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS), int(idp_settings.EXCHANGED_TOKEN_LIFETIME))
 
 
@@ -176,6 +180,8 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
             upcoming.state = SigningKey.CURRENT
             upcoming.save(update_fields=["state"])
             promoted, retired = upcoming.kid, current.kid
+            if idp_settings.STATUS_LIST:
+                status_lists.mark_all_for_signing()  # with the new key, before the old one goes
     with transaction.atomic():
         # Retired keys past their removal time: their own row locks (a concurrent
         # revocation of one re-checks its state after the lock), not the current key's.
@@ -204,6 +210,8 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     )
     if result.changed:
         keyset.invalidate()
+        if promoted and idp_settings.STATUS_LIST:
+            status_lists.request_publication()
         logger.info(
             "signing keys rotated: created=%s promoted=%s retired=%s removed=%d extended=%d",
             created,
@@ -285,7 +293,11 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
             else:
                 upcoming = new_key(SigningKey.CURRENT, now, material=material)
             successor = upcoming.kid
+        # The status lists it signed name a kid that just left the key set: sign them anew.
+        lists_due = status_lists.mark_all_for_signing() if idp_settings.STATUS_LIST else 0
     keyset.invalidate()
+    if lists_due:
+        status_lists.request_publication()
     revoked = _announce_revoked(kid, now)
     logger.warning("signing key %s revoked (was %s); %d tokens revoked", kid, previous, revoked)
     return RevocationResult(kid=kid, previous_state=previous, successor=successor, tokens_revoked=revoked)

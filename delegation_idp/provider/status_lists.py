@@ -1,14 +1,15 @@
 """The provider's Token Status Lists (draft-ietf-oauth-status-list): which entry each new
 token gets, the signed lists, their publication and their retirement.
 
-Allocation (sections 12.5 and 13.3). A process reserves a block of ``STATUS_LIST_BLOCK_SIZE``
+Allocation (sections 12.5 and 13.3). A thread reserves a block of ``STATUS_LIST_BLOCK_SIZE``
 positions by inserting one :class:`~delegation_idp.models.StatusListBlock` row: its id, from
 the database's sequence, is never handed out twice, across processes and even when the
-transaction that inserted it rolls back. Block ``b`` belongs to the list with the greatest
-``number`` not after it, while that list has room; otherwise it starts a new list numbered
-``b``. The position within the list goes through the list's keyed permutation
+transaction that inserted it rolls back. Block ``b`` belongs to the live list with the
+greatest ``number`` not after it (read at every block), while that list has room; otherwise
+it starts a new list numbered ``b``. A reservation whose transaction rolled back is not used
+(:class:`_Pool`). The position within the list goes through the list's keyed permutation
 (:class:`delegation_idp.statuslist.Permutation`), so each index of a list is handed out at
-most once and tokens issued one after another get unrelated indices. A process uses a
+most once and tokens issued one after another get unrelated indices. A thread uses a
 block for at most :data:`POOL_MAX_AGE` seconds, after which a list that a newer one has
 replaced gets no new tokens, and is retired once every token in it expired (section 13.1).
 
@@ -38,14 +39,15 @@ from urllib.parse import urlsplit
 from celery import current_app
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import router
+from django.db import connections, router, transaction
 from django.db.models import F, Q
+from django.db.transaction import TransactionManagementError
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from delegation_idp import breaker, jose, signals
 from delegation_idp.conf import SETTING_NAME, idp_settings
-from delegation_idp.models import StatusList, StatusListBlock, TokenLineage
+from delegation_idp.models import SigningKey, StatusList, StatusListBlock, TokenLineage
 from delegation_idp.provider.keys import keyset
 from delegation_idp.statuslist import TYP, Permutation, compress, encode, list_token_claims, reference_claim
 
@@ -58,6 +60,7 @@ __all__ = [
     "enabled",
     "list_uri",
     "live_lists",
+    "mark_all_for_signing",
     "publish_status_lists",
     "request_publication",
     "reset",
@@ -99,25 +102,69 @@ class _List:
 
 
 class _Pool:
-    """This process's reserved positions: one block of one list at a time."""
+    """One thread's reserved positions: one block of one list at a time.
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.reset()
+    Each thread has its own pool, as each thread has its own database connection: a block
+    and list reserved inside a transaction are visible, and survive, only with it.
+    ``pending`` is the ``on_commit`` callback of the transaction that reserved them, while
+    that transaction is open; once it commits the pool is ``confirmed``. A pool neither
+    confirmed nor pending lost its rows with a rollback and is refilled before use.
+    """
 
-    def reset(self) -> None:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
         self.current: _List | None = None
         self.next = self.end = 0
         self.reserved_at = float("-inf")
+        self.using = "default"
+        self.pending: _Confirm | None = None
+
+    def usable(self) -> bool:
+        if self.next >= self.end or time.monotonic() - self.reserved_at > POOL_MAX_AGE:
+            return False
+        return self.pending is None or self.pending.done or _still_pending(self)
 
 
-_pool = _Pool()
+class _Confirm:
+    """``on_commit`` callback: the transaction that reserved ``pool``'s rows committed."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
+
+
+def _still_pending(pool: _Pool) -> bool:
+    """Whether the transaction that reserved ``pool``'s rows is still open on this thread's
+    connection: its callback is still queued. Django drops the callbacks of a transaction or
+    savepoint that rolls back (``run_on_commit``, read-only here); without that list the
+    pool is refilled, which is safe."""
+    queued = getattr(connections[pool.using], "run_on_commit", ())
+    return any(entry[1] is pool.pending for entry in queued)
+
+
+class _Pools(threading.local):
+    pool: _Pool | None = None
+
+
+_pools = _Pools()
+# Incremented by reset(): every thread's pool from before is dropped at its next use.
+_epoch = itertools.count(1)
+_current_epoch = next(_epoch)
+
+
+def _pool() -> _Pool:
+    pool = _pools.pool
+    if pool is None or pool.epoch != _current_epoch:
+        pool = _pools.pool = _Pool(_current_epoch)
+    return pool
 
 
 def reset() -> None:
-    """Forget this process's reserved positions and cached list (tests; settings changes)."""
-    with _pool.lock:
-        _pool.reset()
+    """Forget every thread's reserved positions (tests; settings changes)."""
+    global _current_epoch
+    _current_epoch = next(_epoch)
     _base_url.cache_clear()
 
 
@@ -149,36 +196,42 @@ def _as_list(row: StatusList) -> _List:
     )
 
 
-def _list_for(block: int) -> _List:
-    """The list that block ``block`` belongs to, created when no list has room for it."""
-    current = _pool.current
-    if current is not None and current.covers(block):
-        return current
-    row = StatusList.objects.filter(number__lte=block, retired_at__isnull=True).order_by("-number").first()
+def _list_for(block: int, using: str) -> _List:
+    """The list that block ``block`` belongs to, created when no live list has room for it.
+    Read from the database at every block, never from a cache: a list that the retirement
+    sweep retired, or whose row a rollback lost, gets no more entries."""
+    lists = StatusList.objects.using(using)
+    row = lists.filter(number__lte=block, retired_at__isnull=True).order_by("-number").first()
     if row is not None and _as_list(row).covers(block):
         return _as_list(row)
-    row, _ = StatusList.objects.get_or_create(number=block, defaults=_new_list_fields(block))
+    row, _ = lists.get_or_create(number=block, defaults=_new_list_fields(block))
     return _as_list(row)
 
 
-def _refill() -> None:
+def _refill(pool: _Pool) -> None:
     using = router.db_for_write(StatusListBlock)
     block = StatusListBlock.objects.using(using).create().pk - 1
-    current = _list_for(block)
+    current = _list_for(block, using)
     start = (block - current.number) * current.block_size
-    _pool.current, _pool.next, _pool.end = current, start, start + current.block_size
-    _pool.reserved_at = time.monotonic()
+    pool.current, pool.next, pool.end = current, start, start + current.block_size
+    pool.reserved_at = time.monotonic()
+    pool.using = using
+    pool.pending = _Confirm()
+    try:
+        transaction.on_commit(pool.pending, using=using)  # runs at once outside a transaction
+    except TransactionManagementError:  # manual transaction management: the caller's to keep
+        pool.pending = None
 
 
 def allocate() -> Allocation:
-    """A fresh entry for a token being issued; one database write per block."""
-    with _pool.lock:
-        if _pool.next >= _pool.end or time.monotonic() - _pool.reserved_at > POOL_MAX_AGE:
-            _refill()
-        current = _pool.current
-        assert current is not None
-        position = _pool.next
-        _pool.next += 1
+    """A fresh entry for a token being issued; two database writes per block."""
+    pool = _pool()
+    if not pool.usable():
+        _refill(pool)
+    current = pool.current
+    assert current is not None
+    position = pool.next
+    pool.next += 1
     return Allocation(current.number, current.permutation.index(position), list_uri(current.slug))
 
 
@@ -261,7 +314,7 @@ def sign_list(row: StatusList, now: datetime | None = None) -> StatusList:
         bits=row.bits,
         aggregation_uri=aggregation_uri(),
     )
-    token = jose.sign(claims, keyset.signing_key(), typ=TYP)
+    token = jose.sign(claims, _signing_key(), typ=TYP)
     fields = {
         "token": token,
         "etag": '"' + hashlib.sha256(token.encode("ascii")).hexdigest()[:32] + '"',
@@ -273,6 +326,23 @@ def sign_list(row: StatusList, now: datetime | None = None) -> StatusList:
     for name, value in fields.items():
         setattr(row, name, value)
     return row
+
+
+def _signing_key() -> jose.SigningKey:
+    """The ``current`` key, as the database has it now. A worker's key cache may still hold
+    a key that another process revoked or replaced (``KEY_CACHE_SECONDS``); a list signed
+    with it would name a ``kid`` that verifiers no longer find."""
+    key = keyset.signing_key()
+    if not SigningKey.objects.filter(kid=key.kid, state=SigningKey.CURRENT).exists():
+        keyset.invalidate()
+        key = keyset.signing_key()
+    return key
+
+
+def mark_all_for_signing() -> int:
+    """Make every live list due for signing (in the caller's transaction): a key revocation
+    does so, since the lists it signed name a ``kid`` that leaves the key set."""
+    return StatusList.objects.filter(retired_at__isnull=True).update(version=F("version") + 1)
 
 
 def _due(now: datetime) -> Q:

@@ -65,6 +65,7 @@ def config_from_settings() -> ResourceServerConfig:
         status_list_stale_seconds=float(idp_settings.RESOURCE_STATUS_LIST_STALE_SECONDS),
         status_list_max_bytes=int(idp_settings.RESOURCE_STATUS_LIST_MAX_BYTES),
         status_list_max_decompressed_bytes=int(idp_settings.RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES),
+        status_list_uri_prefixes=tuple(idp_settings.RESOURCE_STATUS_LIST_URI_PREFIXES or ()),
     )
 
 

@@ -7,13 +7,15 @@ list at ``uri``" for :class:`~delegation_idp.resource_server.validation.TokenVal
   token cannot send this service to an address of its choosing;
 * a list is fetched once per ``ttl`` (its claim, capped by
   :data:`delegation_idp.statuslist.claims.MAX_TTL`), with ``Accept: application/statuslist+jwt``,
-  without following redirects, reading at most ``max_bytes``;
+  and no content coding, without following redirects, reading at most ``max_bytes`` as sent;
 * the Status List Token is verified with the issuer's published keys only, by ``kid`` and on
   the algorithm allow-list (:func:`delegation_idp.jose.verify`), ``typ`` ``statuslist+jwt``;
   then ``sub`` must be the URI the token named, ``iss`` the issuer, ``exp`` not passed;
 * ``lst`` is decompressed with a bound on its output (:func:`delegation_idp.statuslist.decode`);
 * while a list cannot be refreshed, the copy in hand serves up to ``stale_seconds`` past its
-  ``ttl`` (never past its ``exp``); a failed fetch is not retried for ``retry_interval``.
+  ``ttl`` (never past its ``exp``); a failed fetch is not retried for ``retry_interval``;
+* while one thread refreshes a list, the others go on with the copy in hand (within the same
+  stale bound) instead of waiting for the fetch.
 
 Every refusal raises :class:`StatusListCheckError` with its reason from the catalogue.
 """
@@ -151,28 +153,40 @@ class StatusListCache:
             return entry
         with self._lock:
             uri_lock = self._uri_locks.setdefault(uri, threading.Lock())
-        with uri_lock:
-            entry = self._entries.get(uri)
-            if self._usable(entry, stale=False):
-                assert entry is not None
-                return entry
-            failed = self._failed.get(uri)
-            if failed is not None and self.monotonic() < failed[0] + self.retry_interval:
-                reason = failed[1]
-            else:
-                try:
-                    fresh = self._fetch(uri)
-                except StatusListCheckError as exc:
-                    reason = exc.reason
-                    self._failed[uri] = (self.monotonic(), reason)
-                else:
-                    self._store(uri, fresh)
-                    return fresh
+        if not uri_lock.acquire(blocking=False):
             if self._usable(entry, stale=True):
+                # Another thread is refreshing this list: serve the copy in hand meanwhile.
                 assert entry is not None
-                logger.warning("status list could not be refreshed (%s); using the cached copy", reason.value)
                 return entry
-            raise StatusListCheckError(reason)
+            uri_lock.acquire()
+        try:
+            return self._refresh(uri)
+        finally:
+            uri_lock.release()
+
+    def _refresh(self, uri: str) -> _Entry:
+        """Fetch ``uri`` again (the caller holds its lock), or fall back on the stale copy."""
+        entry = self._entries.get(uri)
+        if self._usable(entry, stale=False):
+            assert entry is not None
+            return entry
+        failed = self._failed.get(uri)
+        if failed is not None and self.monotonic() < failed[0] + self.retry_interval:
+            reason = failed[1]
+        else:
+            try:
+                fresh = self._fetch(uri)
+            except StatusListCheckError as exc:
+                reason = exc.reason
+                self._failed[uri] = (self.monotonic(), reason)
+            else:
+                self._store(uri, fresh)
+                return fresh
+        if self._usable(entry, stale=True):
+            assert entry is not None
+            logger.warning("status list could not be refreshed (%s); using the cached copy", reason.value)
+            return entry
+        raise StatusListCheckError(reason)
 
     def _store(self, uri: str, entry: _Entry) -> None:
         with self._lock:
@@ -183,18 +197,23 @@ class StatusListCache:
                 self._entries.popitem(last=False)
 
     def _read(self, uri: str) -> str:
+        """The body at ``uri``, at most ``max_bytes`` as sent: no content coding is asked for
+        or accepted, so the bound holds for what crosses the network and for what is kept
+        (a gzip-coded body would be inflated chunk by chunk before any count)."""
         body = bytearray()
+        headers = {"Accept": MEDIA_TYPE, "Accept-Encoding": "identity"}
         try:
-            with self.http.stream("GET", uri, headers={"Accept": MEDIA_TYPE}) as response:
+            with self.http.stream("GET", uri, headers=headers) as response:
                 if response.status_code != 200:
                     raise StatusListCheckError(Reason.STATUS_LIST_UNAVAILABLE)
                 media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if media != MEDIA_TYPE:
+                coding = response.headers.get("content-encoding", "identity").strip().lower()
+                if media != MEDIA_TYPE or coding not in ("", "identity"):
                     raise StatusListCheckError(Reason.STATUS_LIST_MALFORMED)
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self.max_bytes:
                     raise StatusListCheckError(Reason.STATUS_LIST_TOO_LARGE)
-                for chunk in response.iter_bytes():
+                for chunk in response.iter_bytes():  # identity: no decoding
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise StatusListCheckError(Reason.STATUS_LIST_TOO_LARGE)

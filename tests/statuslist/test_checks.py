@@ -1,4 +1,4 @@
-"""System checks of the Token Status List options (ids E030..E033, deploy W107 and W108)."""
+"""System checks of the Token Status List options (ids E030..E034, deploy W107 and W108)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def ids(messages) -> set[str]:
 
 
 def test_the_defaults_pass():
-    assert not ids(checks.check_status_lists()) & {f"delegation_idp.E03{i}" for i in range(4)}
+    assert not ids(checks.check_status_lists()) & {f"delegation_idp.E03{i}" for i in range(5)}
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,11 @@ def test_the_defaults_pass():
         ({"RESOURCE_STATUS_LIST_MAX_BYTES": 10**9}, "E033"),
         ({"RESOURCE_STATUS_LIST_MAX_DECOMPRESSED_BYTES": None}, "E033"),
         ({"RESOURCE_STATUS_LIST_STALE_SECONDS": -1}, "E033"),
+        ({"RESOURCE_STATUS_LIST_URI_PREFIXES": "https://lists.example.com/"}, "E034"),
+        ({"RESOURCE_STATUS_LIST_URI_PREFIXES": ["https://lists.example.com"]}, "E034"),
+        ({"RESOURCE_STATUS_LIST_URI_PREFIXES": ["/statuslists/"]}, "E034"),
+        ({"RESOURCE_STATUS_LIST_URI_PREFIXES": ["ftp://lists.example.com/"]}, "E034"),
+        ({"RESOURCE_STATUS_LIST_URI_PREFIXES": ["https://lists.example.com/?a=1/"]}, "E034"),
     ],
 )
 def test_each_bad_option_is_an_error(options, check_id):

@@ -252,3 +252,135 @@ def test_a_list_is_signed_again_before_it_expires(user_token, fetch_list):
     assert status_lists.publish_status_lists() == 0
     later = row.signed_at + timedelta(seconds=1801)
     assert status_lists.publish_status_lists(later) == 1
+
+
+# -- allocation against retirement and rollbacks; signing against key changes ------------------
+
+
+def _another_process_starts_a_list() -> StatusList:
+    block = StatusListBlock.objects.create().pk - 1
+    return StatusList.objects.create(number=block, **status_lists._new_list_fields(block))
+
+
+@pytest.mark.rfc("status-list-21-13.1")
+def test_a_list_the_sweep_retired_gets_no_more_entries():
+    """A thread that started a list goes on to its next block; meanwhile another process
+    started a newer list and the sweep retired the first. No entry names the retired list."""
+    with with_idp(STATUS_LIST_SIZE=4096, STATUS_LIST_BLOCK_SIZE=64):
+        status_lists.reset()
+        first = status_lists.allocate()
+        _another_process_starts_a_list()
+        StatusList.objects.filter(pk=first.list_number).update(retired_at=timezone.now())
+        later = [status_lists.allocate() for _ in range(64)]
+    status_lists.reset()
+    retired = set(StatusList.objects.filter(retired_at__isnull=False).values_list("number", flat=True))
+    assert first.list_number in retired
+    assert not {entry.list_number for entry in later[-1:]} & retired
+
+
+def test_entries_after_a_rolled_back_reservation_name_a_list_that_is_served(fetch_list):
+    """The block and the list were reserved in a transaction that rolled back (as under
+    ATOMIC_REQUESTS): the next entry comes from a reservation that exists."""
+    status_lists.reset()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        lost = status_lists.allocate()
+        raise RuntimeError("the request failed")
+    assert not StatusList.objects.filter(pk=lost.list_number).exists()
+    entry = status_lists.allocate()
+    assert StatusList.objects.filter(pk=entry.list_number, retired_at__isnull=True).exists()
+    assert fetch_list(entry.uri).status_code == 200
+
+
+def test_the_transaction_that_reserved_a_block_uses_it_without_reserving_again():
+    status_lists.reset()
+    with transaction.atomic():
+        status_lists.allocate()
+        blocks = StatusListBlock.objects.count()
+        for _ in range(20):
+            status_lists.allocate()
+        assert StatusListBlock.objects.count() == blocks
+
+
+def test_threads_reserve_blocks_of_their_own(transactional_db):
+    """Each thread's connection sees only what it committed: each thread takes its own block,
+    and no two threads share an entry."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "concurrent writers from threads need PostgreSQL (SQLite's test database locks its tables)"
+        )
+    status_lists.reset()
+    entries: list[status_lists.Allocation] = []
+
+    def work() -> None:
+        try:
+            got = [status_lists.allocate() for _ in range(300)]
+            with lock:
+                entries.extend(got)
+        finally:
+            connection.close()
+
+    lock = threading.Lock()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(entries) == 1200
+    assert len({(e.list_number, e.idx) for e in entries}) == 1200
+    assert StatusListBlock.objects.count() >= 4 * (300 // 256 + 1)  # each thread its own blocks
+    status_lists.reset()
+
+
+def _signed_by(row: StatusList) -> str:
+    return str(decode(row.token)[0]["kid"])
+
+
+def test_revoking_a_key_signs_every_list_again_with_its_successor(user_token, cast):
+    """A list with no live token of the key (here: its only token already revoked) is still
+    signed by it; the key's revocation must not leave verifiers a list whose kid is gone."""
+    from delegation_idp.provider import rotation
+
+    revocation.revoke_subtree(decode(user_token)[1]["jti"])
+    status_lists.publish_status_lists()
+    _, uri = reference(user_token)
+    row = StatusList.objects.get(slug=uri.rsplit("/", 1)[1])
+    old_kid = _signed_by(row)
+    result = rotation.revoke_key(old_kid)
+    status_lists.publish_status_lists()
+    row.refresh_from_db()
+    assert _signed_by(row) == result.successor != old_kid
+
+
+def test_a_worker_whose_key_cache_is_behind_signs_with_the_current_key(user_token):
+    """Another process revoked the key and promoted a new one; this worker's key cache still
+    holds the old key."""
+    from delegation_idp.models import SigningKey
+    from delegation_idp.provider.keys import new_key
+
+    old = keyset.signing_key()
+    SigningKey.objects.filter(kid=old.kid).update(state=SigningKey.REVOKED, private_key=b"")
+    successor = new_key(SigningKey.CURRENT, timezone.now())
+    _, uri = reference(user_token)
+    row = status_lists.sign_list(StatusList.objects.get(slug=uri.rsplit("/", 1)[1]))
+    assert _signed_by(row) == successor.kid
+
+
+def test_a_rotation_signs_every_list_again_with_the_new_key(user_token):
+    """Lists are signed anew at a promotion, so none is still served signed by the retired
+    key when that key leaves the key set (the retention counts access tokens only)."""
+    from delegation_idp.provider import rotation
+
+    status_lists.publish_status_lists()
+    _, uri = reference(user_token)
+    row = StatusList.objects.get(slug=uri.rsplit("/", 1)[1])
+    old_kid = _signed_by(row)
+    rotation.rotate_keys(force=True)
+    result = rotation.rotate_keys(timezone.now() + timedelta(days=1))
+    assert result.retired == old_kid and result.promoted
+    status_lists.publish_status_lists()
+    row.refresh_from_db()
+    assert _signed_by(row) == result.promoted

@@ -292,3 +292,83 @@ def test_a_django_resource_server_takes_the_modes_from_its_settings(resource_set
         config = site.config_from_settings()
     assert config.revocation_modes == ("status_list",)
     assert config.status_list_fail_open and config.status_list_stale_seconds == 10
+
+
+def test_no_content_coding_is_asked_for_or_accepted(validator, rs_token, transport):
+    """The size bound counts the bytes as sent: a gzip-coded list would be inflated by the
+    HTTP client before any count, so it is refused, and identity is what is asked for."""
+    import gzip
+
+    asked: list[str] = []
+
+    def gzipped(response: httpx.Response) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "application/statuslist+jwt", "content-encoding": "gzip"},
+            content=gzip.compress(response.content),
+        )
+
+    original = transport.handle_request
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        if "/statuslists/" in request.url.path:
+            asked.append(request.headers.get("accept-encoding", ""))
+        return original(request)
+
+    transport.handle_request = recording  # type: ignore[method-assign]
+    transport.change = gzipped
+    refused = refusal_of(lambda: validator().validate(rs_token))
+    assert (refused.status, refused.reason) == (503, "status_list_malformed")
+    assert asked == ["identity"]
+
+
+def test_while_one_thread_refreshes_a_list_the_others_use_the_copy_in_hand(
+    validator, rs_token, transport, clock
+):
+    """Stale-while-revalidate: past the ttl, one request fetches the list again; requests for
+    the same list meanwhile answer from the cached copy instead of queueing behind the fetch."""
+    import threading
+
+    checker = validator(status_list_stale_seconds=120)
+    checker.validate(rs_token)
+    delegated = checker.verify(rs_token)
+    body = transport.provider.handle_request(
+        httpx.Request("GET", reference(rs_token)[1], headers={"accept": "application/statuslist+jwt"})
+    )
+    body.read()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(response: httpx.Response) -> httpx.Response:
+        entered.set()
+        release.wait(30)
+        return httpx.Response(
+            200, headers={"content-type": "application/statuslist+jwt"}, content=body.content
+        )
+
+    transport.provider.handle_request = lambda request: httpx.Response(200)  # type: ignore[method-assign]
+    transport.change = slow
+    clock.at(clock() + 61)  # the ttl passed: the next check refreshes
+    refresher = threading.Thread(target=checker.check_status_list, args=(delegated,))
+    refresher.start()
+    assert entered.wait(10)
+    other = threading.Thread(target=checker.check_status_list, args=(delegated,))
+    other.start()
+    other.join(10)
+    try:
+        assert not other.is_alive(), "the second check waited for the refresh"
+        assert refresher.is_alive()
+    finally:
+        release.set()
+        refresher.join(10)
+        other.join(10)
+    assert checker.status_lists.fetches == 2
+
+
+def test_a_django_resource_server_takes_the_list_prefixes_from_its_settings(resource_settings):
+    from delegation_idp.resource_server import site
+    from tests.helpers import with_idp
+
+    assert site.config_from_settings().status_list_uri_prefixes == ()
+    with with_idp(RESOURCE_STATUS_LIST_URI_PREFIXES=["https://lists.example.com/statuslists/"]):
+        config = site.config_from_settings()
+    assert config.status_list_uri_prefixes == ("https://lists.example.com/statuslists/",)
