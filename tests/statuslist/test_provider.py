@@ -16,6 +16,7 @@ from delegation_idp.lineage import revocation
 from delegation_idp.models import AuditEvent, StatusList, StatusListBlock, TokenLineage
 from delegation_idp.provider import status_lists
 from delegation_idp.provider.keys import keyset
+from delegation_idp.provider.status_list_allocation import new_list_fields
 from tests.helpers import assert_oauth_error, decode, with_idp
 from tests.statuslist.conftest import reference
 
@@ -79,7 +80,7 @@ def test_a_list_row_lost_with_its_transaction_comes_back_the_same():
     status_lists.reset()
     StatusListBlock.objects.all().delete()
     again, _ = StatusList.objects.get_or_create(
-        number=entry.list_number, defaults=status_lists._new_list_fields(entry.list_number)
+        number=entry.list_number, defaults=new_list_fields(entry.list_number)
     )
     assert (again.slug, again.permutation_key) == (slug, key)
 
@@ -223,7 +224,7 @@ def test_lists_retire_once_replaced_and_all_their_tokens_expired(user_token, fet
     number = TokenLineage.objects.get(jti=decode(user_token)[1]["jti"]).status_list_id
     later = timezone.now() + timedelta(days=2)
     assert status_lists.retire_status_lists(later) == 0  # the current list is never retired
-    StatusList.objects.create(number=number + 10**6, **status_lists._new_list_fields(number + 10**6))
+    StatusList.objects.create(number=number + 10**6, **new_list_fields(number + 10**6))
     assert status_lists.retire_status_lists() == 0  # replaced just now: processes may still use it
     StatusList.objects.filter(number=number + 10**6).update(created_at=timezone.now() - timedelta(hours=1))
     assert status_lists.retire_status_lists() == 0  # its token is still live
@@ -259,7 +260,7 @@ def test_a_list_is_signed_again_before_it_expires(user_token, fetch_list):
 
 def _another_process_starts_a_list() -> StatusList:
     block = StatusListBlock.objects.create().pk - 1
-    return StatusList.objects.create(number=block, **status_lists._new_list_fields(block))
+    return StatusList.objects.create(number=block, **new_list_fields(block))
 
 
 @pytest.mark.rfc("status-list-21-13.1")
