@@ -639,6 +639,16 @@ class TrustedIssuer(models.Model):
         related_name="delegation_trusted_issuers",
         blank=True,
     )
+    services = models.ManyToManyField(
+        "Party",
+        verbose_name=_("services its ID-JAGs may reach"),
+        related_name="trusted_id_jag_issuers",
+        blank=True,
+        help_text=_(
+            "The access tokens its ID-JAGs yield are addressed only to resources of these parties; "
+            "none chosen: its ID-JAGs reach nothing."
+        ),
+    )
     user_mapping = models.CharField(
         _("local user"),
         max_length=10,

@@ -21,12 +21,12 @@ class TrustedIssuerAdmin(admin.ModelAdmin):
     list_display = ("name", "issuer", "algorithms", "user_mapping", "enabled", "updated")
     list_filter = ("enabled", "user_mapping")
     search_fields = ("name", "issuer", "jwks_uri")
-    filter_horizontal = ("clients",)
+    filter_horizontal = ("clients", "services")
     readonly_fields = ("created", "updated")
     fieldsets = (
         (None, {"fields": ("issuer", "name", "enabled")}),
         (_("Keys"), {"fields": ("jwks_uri", "algorithms")}),
-        (_("Who may redeem"), {"fields": ("clients",)}),
+        (_("Who may redeem, for what"), {"fields": ("clients", "services")}),
         (_("Local user"), {"fields": ("user_mapping", "subject_claim", "user_field")}),
         (None, {"fields": ("created", "updated")}),
     )

@@ -476,6 +476,12 @@ class Reason(enum.StrEnum):
         "The ID-JAG names no resource and none was requested.",
         Family.TOKEN,
     )
+    ID_JAG_RESOURCE_NOT_ALLOWED = (
+        "id_jag_resource_not_allowed",
+        "invalid_target",
+        "This issuer's ID-JAGs may not reach that resource.",
+        Family.POLICY,
+    )
     ID_JAG_SCOPE_EMPTY = (
         "id_jag_scope_empty",
         "invalid_scope",

@@ -7,6 +7,9 @@ from their JWKS URIs and cached for every process.
   development site that serves a JWKS on loopback names a fetcher that allows it, explicitly.
 * Cached in Django's default cache for the lifetime the fetcher derived from the response's
   ``Cache-Control`` (bounded by django-oauth-toolkit's CIMD minimum and maximum ages).
+* Cached per issuer and JWKS URI, so a changed ``jwks_uri`` is fetched at once; a fetch that
+  failed is not tried again for ``ID_JAG_JWKS_REFRESH_INTERVAL`` (the assertions meanwhile
+  get ``temporarily_unavailable``).
 * Refreshed on a ``kid`` the cached set lacks (a rotation at the issuer), at most once per
   ``ID_JAG_JWKS_REFRESH_INTERVAL`` per issuer across all processes (a cache ``add``), so a
   stream of assertions with made-up ``kid`` values cannot make this server hammer the issuer.
@@ -40,8 +43,11 @@ class KeysUnavailable(Exception):
     """The issuer's JWKS could not be fetched or is not a key set: nothing can be verified."""
 
 
-def _cache_key(kind: str, issuer: str) -> str:
-    return _PREFIX + kind + ":" + hashlib.sha256(issuer.encode("utf-8")).hexdigest()
+def _cache_key(kind: str, issuer: str, jwks_uri: str) -> str:
+    """Per issuer *and* JWKS URI: an admin who points an issuer at another key set (its old
+    host compromised, say) is never answered from the set of the old address."""
+    digest = hashlib.sha256(f"{issuer}\n{jwks_uri}".encode()).hexdigest()
+    return _PREFIX + kind + ":" + digest
 
 
 def _fetch(jwks_uri: str) -> tuple[list[dict[str, Any]], int]:
@@ -70,21 +76,27 @@ def _fetch(jwks_uri: str) -> tuple[list[dict[str, Any]], int]:
 def _keys(issuer: str, jwks_uri: str, *, refresh: bool) -> list[dict[str, Any]] | None:
     """The cached key set, fetched when absent or when ``refresh`` and the interval allows;
     None when a refresh was wanted but is not due yet."""
-    cached = cache.get(_cache_key("set", issuer))
+    cached = cache.get(_cache_key("set", issuer, jwks_uri))
     if cached is not None and not refresh:
         return list(cached)
     interval = int(idp_settings.ID_JAG_JWKS_REFRESH_INTERVAL)
-    if cached is not None and not cache.add(_cache_key("refresh", issuer), 1, timeout=interval):
+    if cached is not None and not cache.add(_cache_key("refresh", issuer, jwks_uri), 1, timeout=interval):
         return None
+    if cached is None and cache.get(_cache_key("failed", issuer, jwks_uri)) is not None:
+        # A fetch failed within the interval: a stream of assertions naming an issuer whose
+        # JWKS is down does not become a stream of fetches.
+        raise KeysUnavailable("the last fetch failed")
     try:
         keys, max_age = _fetch(jwks_uri)
     except KeysUnavailable:
         logger.warning("the JWKS of trusted ID-JAG issuer %s could not be fetched", issuer)
         if cached is not None:
             return None  # keep the set we have; the unknown kid stays unknown
+        cache.set(_cache_key("failed", issuer, jwks_uri), 1, timeout=interval)
         raise
-    cache.set(_cache_key("set", issuer), keys, timeout=max(1, max_age))
-    cache.set(_cache_key("refresh", issuer), 1, timeout=interval)
+    cache.set(_cache_key("set", issuer, jwks_uri), keys, timeout=max(1, max_age))
+    cache.set(_cache_key("refresh", issuer, jwks_uri), 1, timeout=interval)
+    cache.delete(_cache_key("failed", issuer, jwks_uri))
     return keys
 
 

@@ -11,8 +11,9 @@ In order, and nothing else decides a redemption:
    (:mod:`delegation_idp.provider.trusted_issuers`), then ``iss``, ``exp``, ``iat``, ``nbf``;
 4. the draft's claims (:func:`delegation_idp.idjag.assertion_refusal`): ``aud`` this
    provider's issuer, ``client_id`` the authenticated client; its ``act`` chain bounded;
-5. the resources, each one the ID-JAG names and a registered party's (RFC 8707), and the
-   scope, the intersection of the requested and the asserted;
+5. the resources, each one the ID-JAG names and a registered party's (RFC 8707) that the
+   issuer's registration lets its ID-JAGs reach (``services``), and the scope, the
+   intersection of the requested and the asserted;
 6. the ``jti``, once across every process (the replay store DPoP uses,
    :class:`delegation_idp.rfc9449.replay.CacheReplayStore`);
 7. the local user: an existing one by a claim, or one created just in time for the
@@ -167,6 +168,10 @@ def verify(request: BearerRequest, client: Any, *, now: float, jkt: str = "") ->
     owners = [policy.resource_owner(r, owners_table) for r in resources]
     if any(owner is None for owner in owners):
         raise refusal(Reason.TARGET_UNKNOWN)
+    reachable = set(trusted.services.values_list("uri", flat=True))
+    if not {o for o in owners if o is not None} <= reachable:
+        # An issuer is trusted for the services an admin chose, not for every one here.
+        raise refusal(Reason.ID_JAG_RESOURCE_NOT_ALLOWED)
     scope = granted_scope(request.scope, claims.get("scope"))
     if isinstance(scope, Reason):
         raise refusal(scope)

@@ -111,7 +111,7 @@ def trusted(cast: Any, enterprise_key: Any, settings: Any) -> Any:
     """The enterprise IdP, trusted for ID-JAGs that agent2 redeems; its ``sub`` is a username."""
     from oauth2_provider.models import get_application_model
 
-    from delegation_idp.models import TrustedIssuer
+    from delegation_idp.models import Party, TrustedIssuer
 
     settings.DELEGATION_IDP = {
         **settings.DELEGATION_IDP,
@@ -125,6 +125,7 @@ def trusted(cast: Any, enterprise_key: Any, settings: Any) -> Any:
         user_mapping=TrustedIssuer.BY_CLAIM,  # an existing user by username (not the default)
     )
     issuer.clients.set([get_application_model().objects.get(client_id=cast["agent2"].client_id)])
+    issuer.services.set([Party.objects.get(uri=cast.resource_server)])
     return issuer
 
 

@@ -97,6 +97,7 @@ def test_a_trusted_issuer_is_registered_in_the_admin(admin_client, cast):
     from oauth2_provider.models import get_application_model
 
     app = get_application_model().objects.get(client_id=cast["agent2"].client_id)
+    service = Party.objects.get(uri=cast.resource_server)
     data = {
         "issuer": "https://idp.partner.example.net",
         "name": "Partner IdP",
@@ -104,6 +105,7 @@ def test_a_trusted_issuer_is_registered_in_the_admin(admin_client, cast):
         "jwks_uri": "https://idp.partner.example.net/jwks",
         "algorithms": "ES256",
         "clients": [app.pk],
+        "services": [service.pk],
         "user_mapping": TrustedIssuer.JUST_IN_TIME,
         "subject_claim": "sub",
         "user_field": "",
@@ -112,6 +114,7 @@ def test_a_trusted_issuer_is_registered_in_the_admin(admin_client, cast):
     assert response.status_code == 302, response.content
     issuer = TrustedIssuer.objects.get(issuer="https://idp.partner.example.net")
     assert list(issuer.clients.all()) == [app]
+    assert list(issuer.services.all()) == [service]
     refused = admin_client.post(
         "/admin/delegation_idp/trustedissuer/add/",
         {**data, "issuer": "https://idp.other.example.net", "algorithms": "HS256"},

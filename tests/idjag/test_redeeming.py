@@ -152,11 +152,31 @@ def test_an_unknown_kid_refetches_once_the_interval_has_passed(redeem, make_id_j
     assert redeem(make_id_jag()).status_code == 200
     rotated = jose.generate_key("ES256")
     StaticFetcher.documents[ENTERPRISE_JWKS] = {"keys": [enterprise_key.public_jwk(), rotated.public_jwk()]}
-    cache.delete(trusted_issuers._cache_key("refresh", ENTERPRISE))  # the interval has passed
+    cache.delete(trusted_issuers._cache_key("refresh", ENTERPRISE, ENTERPRISE_JWKS))  # the interval passed
     assert redeem(make_id_jag(key=rotated)).status_code == 200
     assert len(StaticFetcher.fetched) == 2
     assert redeem(make_id_jag(key=jose.generate_key("ES256"))).json()["error"] == "invalid_grant"
     assert len(StaticFetcher.fetched) == 2  # the made-up kid waits for the next interval
+
+
+def test_a_changed_jwks_uri_is_fetched_at_once(redeem, make_id_jag, trusted, enterprise_key):
+    """The admin moved the issuer's key set (its old host compromised): the set cached from the
+    old address is not used for the new one."""
+    from delegation_idp.models import TrustedIssuer
+
+    assert redeem(make_id_jag()).status_code == 200
+    moved = f"{ENTERPRISE}/keys-v2"
+    StaticFetcher.documents[moved] = {"keys": []}
+    TrustedIssuer.objects.filter(pk=trusted.pk).update(jwks_uri=moved)
+    assert redeem(make_id_jag()).json()["error"] == "invalid_grant"  # the new set lacks the kid
+    assert StaticFetcher.fetched == [ENTERPRISE_JWKS, moved]
+
+
+def test_a_failed_fetch_is_not_tried_again_within_the_interval(redeem, make_id_jag):
+    StaticFetcher.documents.pop(ENTERPRISE_JWKS)
+    for _ in range(5):
+        assert redeem(make_id_jag()).status_code == 503
+    assert StaticFetcher.fetched == [ENTERPRISE_JWKS]
 
 
 # -- users ---------------------------------------------------------------------------------------

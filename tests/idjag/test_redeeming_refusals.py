@@ -282,3 +282,16 @@ def test_a_user_field_the_user_model_lacks_is_no_500(redeem, make_id_jag, truste
     TrustedIssuer.objects.filter(pk=trusted.pk).update(user_field="no_such_field")
     before = snapshot()
     refused(redeem(make_id_jag()), before, 400, "invalid_grant", "id_jag_unknown_user")
+
+
+def test_a_resource_of_a_service_the_issuer_may_not_reach(redeem, make_id_jag, cast):
+    """A trusted issuer reaches the services its registration names, not every one here."""
+    before = snapshot()
+    response = redeem(make_id_jag(resource=cast["mcp-server1"].uri))
+    refused(response, before, 400, "invalid_target", "id_jag_resource_not_allowed")
+
+
+def test_an_issuer_that_names_no_service_reaches_nothing(redeem, make_id_jag, trusted):
+    trusted.services.clear()
+    before = snapshot()
+    refused(redeem(make_id_jag()), before, 400, "invalid_target", "id_jag_resource_not_allowed")
