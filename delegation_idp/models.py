@@ -640,7 +640,7 @@ class TrustedIssuer(models.Model):
         blank=True,
     )
     services = models.ManyToManyField(
-        "Party",
+        Party,
         verbose_name=_("services its ID-JAGs may reach"),
         related_name="trusted_id_jag_issuers",
         blank=True,

@@ -211,7 +211,7 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
     if result.changed:
         keyset.invalidate()
         if promoted and idp_settings.STATUS_LIST:
-            status_lists.request_publication()
+            transaction.on_commit(status_lists.request_publication)
         logger.info(
             "signing keys rotated: created=%s promoted=%s retired=%s removed=%d extended=%d",
             created,
@@ -297,7 +297,7 @@ def revoke_key(kid: str, now: datetime | None = None) -> RevocationResult:
         lists_due = status_lists.mark_all_for_signing() if idp_settings.STATUS_LIST else 0
     keyset.invalidate()
     if lists_due:
-        status_lists.request_publication()
+        transaction.on_commit(status_lists.request_publication)  # a caller's transaction first
     revoked = _announce_revoked(kid, now)
     logger.warning("signing key %s revoked (was %s); %d tokens revoked", kid, previous, revoked)
     return RevocationResult(kid=kid, previous_state=previous, successor=successor, tokens_revoked=revoked)

@@ -15,8 +15,7 @@ tokens (:func:`delegation_idp.provider.status_lists.retire_status_lists` retires
 token in it expired, section 13.1).
 
 Each list's URI segment and permutation key are derived from ``STATUS_LIST_SECRET`` and its
-number (:func:`new_list_fields`), so a list row lost with a rolled-back transaction is
-recreated identically. Where the lists are served is
+number (:func:`new_list_fields`): the same number always makes the same list. Where the lists are served is
 :mod:`delegation_idp.provider.status_lists`' business: an entry here names the list by number
 and slug.
 """
@@ -184,12 +183,15 @@ def _refill(pool: _Pool) -> None:
     pool.pending = _Confirm()
     try:
         transaction.on_commit(pool.pending, using=using)  # runs at once outside a transaction
-    except TransactionManagementError:  # manual transaction management: the caller's to keep
-        pool.pending = None
+    except TransactionManagementError:
+        # Manual transaction management: nothing tells whether the caller will commit, so the
+        # reservation is never confirmed and each entry gets a reservation of its own.
+        pass
 
 
 def next_entry() -> Entry:
-    """A fresh entry for a token being issued; two database writes per block."""
+    """A fresh entry for a token being issued; one insert and one read per block (and one more
+    insert when the block starts a list)."""
     pool = _pool()
     if not pool.usable():
         _refill(pool)

@@ -240,14 +240,18 @@ def retire_status_lists(now: datetime | None = None) -> int:
 
 
 def served(slug: str, now: datetime | None = None) -> StatusList | None:
-    """The live list at ``slug`` with a signed token good for at least one ``ttl`` (signed
-    now if the stored one is missing or about to expire), or None."""
+    """The live list at ``slug`` with a signed token good for at least one ``ttl`` and
+    current (signed now if the stored one is missing, about to expire or behind the list's
+    ``version``), or None."""
     now = _aware(now)
     row = StatusList.objects.filter(slug=slug, retired_at__isnull=True).first()
     if row is None:
         return None
     margin = timedelta(seconds=int(idp_settings.STATUS_LIST_TTL))
-    if not row.token or row.token_expires_at is None or row.token_expires_at <= now + margin:
+    stale = row.token_expires_at is None or row.token_expires_at <= now + margin
+    if not row.token or stale or row.version > row.signed_version:
+        # A change not yet published (the queued publication lost, its broker down) is signed
+        # here: a list due after a key revocation never goes on naming the revoked kid.
         row = sign_list(row, now)
     return row
 

@@ -281,6 +281,9 @@ class ResourceServerConfig:
                 raise ValueError("the redis revocation mode needs revocation_redis_url")
             if "introspection" in modes and not (self.client_id and self.client_secret):
                 raise ValueError("introspection needs the resource server's client_id and client_secret")
+        if isinstance(self.status_list_uri_prefixes, str):
+            # tuple("https://...") would be its characters: every URI starting with "h" would pass
+            raise ValueError("status_list_uri_prefixes is a sequence of URL prefixes, not one string")
         object.__setattr__(self, "status_list_uri_prefixes", tuple(self.status_list_uri_prefixes))
 
     @property

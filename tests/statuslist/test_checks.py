@@ -49,3 +49,9 @@ def test_status_lists_off_and_fail_open_are_deploy_warnings():
         found = ids(checks._check_status_lists_deploy())
     assert found == {"delegation_idp.W107", "delegation_idp.W108"}
     assert not checks._check_status_lists_deploy()
+
+
+def test_list_prefixes_of_the_right_shape_pass():
+    prefixes = ["https://lists.example.com/statuslists/", "http://127.0.0.1:8000/o/statuslists/"]
+    with with_idp(RESOURCE_STATUS_LIST_URI_PREFIXES=prefixes):
+        assert "delegation_idp.E034" not in ids(checks.check_status_lists())

@@ -372,3 +372,12 @@ def test_a_django_resource_server_takes_the_list_prefixes_from_its_settings(reso
     with with_idp(RESOURCE_STATUS_LIST_URI_PREFIXES=["https://lists.example.com/statuslists/"]):
         config = site.config_from_settings()
     assert config.status_list_uri_prefixes == ("https://lists.example.com/statuslists/",)
+
+
+def test_one_prefix_string_is_refused_rather_than_read_as_its_characters():
+    with pytest.raises(ValueError):
+        ResourceServerConfig(
+            issuer=PROVIDER_ISSUER,
+            resource="https://rs.example.com",
+            status_list_uri_prefixes="https://lists.example.com/",  # type: ignore[arg-type]
+        )
