@@ -15,9 +15,9 @@ tokens (:func:`delegation_idp.provider.status_lists.retire_status_lists` retires
 token in it expired, section 13.1).
 
 Each list's URI segment and permutation key are derived from ``STATUS_LIST_SECRET`` and its
-number (:func:`new_list_fields`): the same number always makes the same list. Where the lists are served is
-:mod:`delegation_idp.provider.status_lists`' business: an entry here names the list by number
-and slug.
+number (:func:`new_list_fields`): the same number always makes the same list. Where the
+lists are served is :mod:`delegation_idp.provider.status_lists`' business: an entry here
+names the list by number and slug.
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ class _Pool:
 
     Each thread has its own pool, as each thread has its own database connection: a block
     and list reserved inside a transaction are visible, and survive, only with it.
-    ``pending`` is the ``on_commit`` callback of the transaction that reserved them, while
-    that transaction is open; once it commits the pool is ``confirmed``. A pool neither
-    confirmed nor pending lost its rows with a rollback and is refilled before use.
+    ``pending`` is the ``on_commit`` callback of the transaction that reserved them: ``done``
+    once it committed, still queued while it is open. A callback neither done nor queued was
+    dropped with a rollback (or never registered, under manual transaction management), and
+    the pool is refilled before its next entry.
     """
 
     def __init__(self, epoch: int) -> None:
@@ -87,7 +88,7 @@ class _Pool:
     def usable(self) -> bool:
         if self.next >= self.end or time.monotonic() - self.reserved_at > POOL_MAX_AGE:
             return False
-        return self.pending is None or self.pending.done or _still_pending(self)
+        return self.pending is not None and (self.pending.done or _still_pending(self))
 
 
 class _Confirm:
@@ -114,7 +115,7 @@ class _Pools(threading.local):
 
 
 _pools = _Pools()
-# Incremented by reset(): every thread's pool from before is dropped at its next use.
+# Advanced by reset_pools(): every thread's pool from before is dropped at its next use.
 _epoch = itertools.count(1)
 _current_epoch = next(_epoch)
 
@@ -166,8 +167,10 @@ def _list_for(block: int, using: str) -> _List:
     sweep retired, or whose row a rollback lost, gets no more entries."""
     lists = StatusList.objects.using(using)
     row = lists.filter(number__lte=block, retired_at__isnull=True).order_by("-number").first()
-    if row is not None and _as_list(row).covers(block):
-        return _as_list(row)
+    if row is not None:
+        candidate = _as_list(row)
+        if candidate.covers(block):
+            return candidate
     row, _ = lists.get_or_create(number=block, defaults=new_list_fields(block))
     return _as_list(row)
 
