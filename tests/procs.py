@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -76,12 +77,13 @@ def manage(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.
     return result
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
+def wait_http(url: str, timeout: float = 60, *, verify: Any = True) -> None:
+    """Until ``url`` answers (``verify``: the CA file an https URL's certificate is checked with)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError as exc:
             last = exc
@@ -121,10 +123,13 @@ class Cluster:
         workers: int = 1,
         name: str | None = None,
         env: dict[str, str] | None = None,
+        tls: Any = None,
     ) -> str:
-        """Start a gunicorn instance; returns its base URL once it answers."""
+        """Start a gunicorn instance; returns its base URL once it answers. With ``tls`` (a
+        ``tests.support.tls.Authority``) it serves https with that authority's certificate."""
         port = port or free_port()
         label = name or f"gunicorn-{port}"
+        https = ["--certfile", str(tls.cert_path), "--keyfile", str(tls.key_path)] if tls is not None else []
         self._spawn(
             label,
             [
@@ -142,11 +147,13 @@ class Cluster:
                 "60",
                 # One control socket path per user by default: instances would take it from each other.
                 "--no-control-socket",
+                *https,
             ],
             env,
         )
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/.well-known/oauth-authorization-server")
+        url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{port}"
+        verify = ssl.create_default_context(cafile=tls.ca_path) if tls is not None else True
+        wait_http(f"{url}/.well-known/oauth-authorization-server", verify=verify)
         return url
 
     def celery_worker(self, *, queues: str | None = None, name: str = "worker") -> subprocess.Popen[str]:

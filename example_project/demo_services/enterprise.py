@@ -1,0 +1,233 @@
+"""Two trust domains, two instances of the example site: enterprise-managed authorization
+(the MCP Enterprise-Managed Authorization extension, draft-ietf-oauth-identity-assertion-authz-grant).
+
+* **The enterprise IdP** (instance A) is where the user signs in. agent1 is one of its
+  agents; a delegation rule lets agent1 obtain ID-JAGs for the tools domain's authorization
+  server, registered at A as an external authorization server (:func:`seed_enterprise_idp`).
+* **The tools domain's authorization server** (instance B) serves mcp-server1 and the resource
+  server behind it. It trusts A as an ID-JAG issuer, for agent1's client there and for
+  mcp-server1 only, with users created just in time (:func:`seed_tools_as`). mcp-server1
+  trusts B alone: it never sees a token of A's.
+
+:func:`enterprise_login` plays the agent: the user signs in at A and authorizes agent1
+(authorization code with PKCE); agent1 trades the user's token at A for an ID-JAG addressed to
+B (leg 1, this package's :class:`~delegation_idp.client.AsyncAgentClient`), and the official MCP
+SDK's ``IdentityAssertionOAuthProvider``, unmodified, redeems it at B (leg 2, RFC 7523) and
+calls mcp-server1's tool, which exchanges its token at B for the resource server.
+
+Used by ``manage.py demo_live --enterprise`` and by tests/e2e/idjag.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from django.db import transaction
+from oauth2_provider.models import get_application_model
+
+from example_project.demo_services.launch import HeadlessUser, MemoryTokenStorage
+from example_project.demo_services.seed import CAST, RESOURCE_SERVER, SCOPE
+
+#: What agent1 asks for in the tools domain, and at most what A's rule lets it have there.
+TOOLS_SCOPE = "tasks.read"
+
+
+@transaction.atomic
+def seed_enterprise_idp(tools_issuer: str, mcp_url: str, client_id_at_tools: str) -> dict[str, Any]:
+    """Instance A: the seed's cast (the user, agent1), the tools domain's authorization server
+    ``tools_issuer`` as an external authorization server whose resources are under
+    ``mcp_url``, knowing agent1 by ``client_id_at_tools``, and the rule that lets agent1 obtain
+    ID-JAGs for it, directly from a user's token, with at most :data:`TOOLS_SCOPE`."""
+    from delegation_idp.models import DelegationRule, Party
+    from delegation_idp.provider.agents import allow
+    from example_project.demo_services.seed import seed
+
+    cast = seed()
+    agent1 = Party.objects.get(uri=CAST["agent1"][0])
+    server, _ = Party.objects.update_or_create(
+        uri=tools_issuer,
+        defaults={
+            "name": "Tools domain authorization server",
+            "kind": Party.AUTHORIZATION_SERVER,
+            "enabled": True,
+            "metadata_url": f"{tools_issuer}/.well-known/oauth-authorization-server",
+            "resource_prefixes": mcp_url,
+            "client_ids": {agent1.uri: client_id_at_tools},
+        },
+    )
+    server.full_clean()
+    DelegationRule.objects.filter(actor=agent1, audiences=server).delete()
+    allow(
+        agent1,
+        [server],
+        TOOLS_SCOPE,
+        direct_from_user=True,
+        description="agent1 reaches the tools domain with an ID-JAG",
+    )
+    cast["tools_authorization_server"] = {"issuer": tools_issuer, "resource": mcp_url}
+    return cast
+
+
+@transaction.atomic
+def seed_tools_as(idp_issuer: str, jwks_uri: str, cast: dict[str, Any]) -> dict[str, Any]:
+    """Instance B, after :func:`~example_project.demo_services.cast.seed_live`: the enterprise
+    IdP ``idp_issuer`` trusted for ID-JAGs (its keys at ``jwks_uri``) that agent1's client here
+    redeems for mcp-server1, with users created just in time; mcp-server1 carries on chains
+    that agent1 began. Returns what the agent needs here: agent1's client credentials."""
+    from delegation_idp.models import DelegationRule, Party, TrustedIssuer
+
+    Application = get_application_model()
+    agent1 = cast["agents"]["agent1"]
+    trusted, _ = TrustedIssuer.objects.update_or_create(
+        issuer=idp_issuer,
+        defaults={
+            "name": "Enterprise IdP",
+            "jwks_uri": jwks_uri,
+            "algorithms": "ES256",
+            "enabled": True,
+            "user_mapping": TrustedIssuer.JUST_IN_TIME,
+        },
+    )
+    trusted.full_clean()
+    trusted.clients.set([Application.objects.get(client_id=agent1["client_id"])])
+    mcp_server = Party.objects.get(uri=CAST["mcp-server1"][0])
+    trusted.services.set([mcp_server])
+    for rule in DelegationRule.objects.filter(actor=mcp_server):
+        rule.upstream_actors.add(Party.objects.get(uri=CAST["agent1"][0]))
+    return {"client_id": agent1["client_id"], "client_secret": agent1["client_secret"], "uri": agent1["uri"]}
+
+
+@dataclass
+class EnterpriseLogin:
+    """What the agent sent and got across the two domains: claims, never a token or a code."""
+
+    user_token: dict[str, Any]  # A's token for agent1 (leg 1's subject token)
+    id_jag: dict[str, Any]  # the ID-JAG A issued (the header's typ under "typ")
+    access_token: dict[str, Any]  # B's token, which the SDK obtained and sent to mcp-server1
+    tools: list[str]
+    result: dict[str, Any]  # the tool's structured result (mcp-server1's trace, downstream included)
+
+    @property
+    def resource_server_saw(self) -> dict[str, Any]:
+        return dict((self.result.get("downstream") or {}).get("saw") or {})
+
+
+async def enterprise_login(
+    idp_issuer: str,
+    tools_issuer: str,
+    mcp_url: str,
+    idp_cast: dict[str, Any],
+    tools_client: dict[str, Any],
+    *,
+    tool: str = "list_tasks",
+    timeout: float = 90,
+) -> EnterpriseLogin:
+    """The user signs in at the enterprise IdP and authorizes agent1; agent1 gets an ID-JAG for
+    the tools domain (leg 1) when the MCP SDK's ``IdentityAssertionOAuthProvider`` asks for one,
+    the SDK redeems it at ``tools_issuer`` (leg 2) with agent1's client there (``tools_client``)
+    and calls ``tool`` on ``mcp_url``. Raises what failed first, unwrapped."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
+    from mcp.client.streamable_http import streamable_http_client
+
+    from delegation_idp.client import AsyncAgentClient, unverified_claims
+
+    agent = idp_cast["agents"]["agent1"]
+    idp = AsyncAgentClient(idp_issuer, agent["client_id"], agent["client_secret"])
+    subject_token = await user_token(idp, idp_issuer, agent, idp_cast["user"])
+    seen: dict[str, Any] = {}
+
+    async def assertion_provider(audience: str, resource: str) -> str:
+        # Leg 1 at the enterprise IdP: the SDK names the audience (its configured issuer) and
+        # the MCP server's resource identifier, which the ID-JAG must carry.
+        grant = await idp.id_jag(subject_token, audience=audience, resource=resource, scope=TOOLS_SCOPE)
+        header = _header(grant.access_token)
+        seen["id_jag"] = {**unverified_claims(grant.access_token), "typ": header.get("typ")}
+        seen["issued_token_type"] = grant.issued_token_type
+        return grant.access_token
+
+    storage = MemoryTokenStorage(None)
+    oauth = IdentityAssertionOAuthProvider(
+        server_url=mcp_url,
+        storage=storage,
+        client_id=tools_client["client_id"],
+        client_secret=tools_client["client_secret"],
+        issuer=tools_issuer,
+        assertion_provider=assertion_provider,
+        scope=TOOLS_SCOPE,
+    )
+    try:
+        with anyio.fail_after(timeout):
+            async with (
+                httpx2.AsyncClient(auth=oauth, timeout=httpx2.Timeout(30.0)) as http,
+                Client(streamable_http_client(mcp_url, http_client=http)) as session,
+            ):
+                tools = await session.list_tools()
+                result = await session.call_tool(tool, {})
+    except BaseException as exc:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
+            leaf = leaf.exceptions[0]
+        raise leaf from (exc if leaf is not exc else None)
+    finally:
+        await idp.aclose()
+    if result.is_error:
+        raise RuntimeError(f"the MCP tool {tool} failed: {result.content}")
+    return EnterpriseLogin(
+        user_token=unverified_claims(subject_token),
+        id_jag=dict(seen.get("id_jag") or {}),
+        access_token=unverified_claims(storage.tokens.access_token) if storage.tokens else {},
+        tools=[t.name for t in tools.tools],
+        result=dict(result.structured_content or {}),
+    )
+
+
+async def user_token(idp: Any, issuer: str, agent: dict[str, Any], user: dict[str, str]) -> str:
+    """The user signs in at ``issuer`` and authorizes agent1 (S256 PKCE); agent1 redeems the code."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(16)
+    query = {
+        "response_type": "code",
+        "client_id": agent["client_id"],
+        "redirect_uri": agent["redirect_uri"],
+        "scope": SCOPE,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    browser = HeadlessUser(user["username"], user["password"])
+    back = dict(
+        parse_qsl(urlsplit(await browser.authorize(f"{issuer}/o/authorize/?{urlencode(query)}")).query)
+    )
+    if back.get("state") != state or "code" not in back:
+        raise RuntimeError(f"the enterprise IdP refused the authorization: {back.get('error')}")
+    tokens = await idp.authorization_code(
+        back["code"], redirect_uri=agent["redirect_uri"], code_verifier=verifier
+    )
+    return str(tokens["access_token"])
+
+
+def _header(token: str) -> dict[str, Any]:
+    import json
+
+    encoded = token.split(".", 1)[0]
+    return dict(json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))))
+
+
+__all__ = [
+    "RESOURCE_SERVER",
+    "TOOLS_SCOPE",
+    "EnterpriseLogin",
+    "enterprise_login",
+    "seed_enterprise_idp",
+    "seed_tools_as",
+    "user_token",
+]
