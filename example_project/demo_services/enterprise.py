@@ -15,6 +15,10 @@ B (leg 1, this package's :class:`~delegation_idp.client.AsyncAgentClient`), and 
 SDK's ``IdentityAssertionOAuthProvider``, unmodified, redeems it at B (leg 2, RFC 7523) and
 calls mcp-server1's tool, which exchanges its token at B for the resource server.
 
+:func:`enterprise_idp` starts instance A for the demo: the example site under gunicorn over
+https (a certificate of a CA made for the run, :mod:`example_project.demo_services.tls`), with
+a SQLite database and keys of its own in a temporary directory.
+
 Used by ``manage.py demo_live --enterprise`` and by tests/e2e/idjag.
 """
 
@@ -22,19 +26,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from example_project.demo_services.launch import HeadlessUser, MemoryTokenStorage
+from example_project.demo_services.launch import ROOT, HeadlessUser, MemoryTokenStorage, free_port
 from example_project.demo_services.seed import CAST, RESOURCE_SERVER, SCOPE
 
 #: What agent1 asks for in the tools domain, and at most what A's rule lets it have there.
 TOOLS_SCOPE = "tasks.read"
+#: The demo's ``ID_JAG_JWKS_FETCHER`` at B: the shipped fetcher with loopback counted as public.
+DEMO_JWKS_FETCHER = "example_project.demo_services.tls.LoopbackFetcher"
 
 
 @transaction.atomic
@@ -216,16 +232,138 @@ async def user_token(idp: Any, issuer: str, agent: dict[str, Any], user: dict[st
 
 
 def _header(token: str) -> dict[str, Any]:
-    import json
-
     encoded = token.split(".", 1)[0]
     return dict(json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))))
 
 
+@dataclass(frozen=True)
+class EnterpriseIdp:
+    """Instance A, running: its issuer, its seed's cast and the CA file its certificate chains to."""
+
+    issuer: str
+    cast: dict[str, Any]
+    ca_path: Path
+    log: Path
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.issuer}/.well-known/jwks.json"
+
+
+@contextmanager
+def enterprise_idp(
+    workdir: Path, *, tools_issuer: str, mcp_url: str, client_id_at_tools: str, timeout: float = 90
+) -> Iterator[EnterpriseIdp]:
+    """Instance A under gunicorn over https on a free loopback port, migrated and seeded by
+    ``manage.py seed_enterprise_idp`` (:func:`seed_enterprise_idp`); stopped on exit."""
+    from cryptography.fernet import Fernet
+
+    from example_project.demo_services.tls import make_authority
+
+    authority = make_authority(workdir / "tls")
+    port = free_port()
+    issuer = f"https://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DJANGO_", "IDP_", "DEMO_"))}
+    env.pop("REDIS_URL", None)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "example_project.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "IDP_ISSUER": issuer,
+            "IDP_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "DATABASE_URL": f"sqlite:///{workdir / 'enterprise-idp.sqlite3'}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the enterprise IdP's manage.py {args[0]} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    manage("migrate", "--no-input")
+    cast = json.loads(
+        manage(
+            "seed_enterprise_idp",
+            "--tools-issuer",
+            tools_issuer,
+            "--mcp-url",
+            mcp_url,
+            "--client-id",
+            client_id_at_tools,
+        )
+    )
+    log = workdir / "enterprise-idp.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "example_project.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--no-control-socket",
+                "--certfile",
+                str(authority.cert_path),
+                "--keyfile",
+                str(authority.key_path),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_https(f"{issuer}/.well-known/oauth-authorization-server", authority.ca_path, proc, timeout, log)
+        yield EnterpriseIdp(issuer, cast, authority.ca_path, log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def _wait_https(url: str, ca_path: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    import httpx
+
+    context = ssl.create_default_context(cafile=ca_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(url, verify=context, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the enterprise IdP did not start:\n{log.read_text(errors='replace')[-2000:]}")
+
+
 __all__ = [
+    "DEMO_JWKS_FETCHER",
     "RESOURCE_SERVER",
     "TOOLS_SCOPE",
+    "EnterpriseIdp",
     "EnterpriseLogin",
+    "enterprise_idp",
     "enterprise_login",
     "seed_enterprise_idp",
     "seed_tools_as",

@@ -18,12 +18,21 @@ Then an unmodified MCP SDK client logs in on its own: the official SDK's
 discovering the provider from the MCP server's 401, the user signing in and consenting at
 the provider's pages (a headless browser), and calling the MCP server's tool; the command
 prints that call and the chain the resource server saw for it.
+
+With ``--enterprise``, two trust domains instead (:mod:`example_project.demo_services.enterprise`):
+this process serves the tools domain's authorization server, which mcp-server1 and the resource
+server trust; a second instance of the example site, the enterprise IdP, runs under gunicorn over
+https with its own database and keys. The user signs in at the enterprise IdP, agent1 obtains an
+ID-JAG there (RFC 8693), the official SDK's ``IdentityAssertionOAuthProvider`` redeems it here
+(RFC 7523) and calls mcp-server1's tool; the command prints the ID-JAG's claims, the token
+redeemed for it and the chain the resource server saw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -35,9 +44,10 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_application
+from django.test.utils import override_settings
 
 from delegation_idp.conf import idp_settings
-from example_project.demo_services import launch
+from example_project.demo_services import enterprise, launch
 from example_project.demo_services.cast import seed_live, seed_stock_mcp_client
 from example_project.demo_services.management.commands.demo import QuietHandler, authorization_code
 
@@ -58,6 +68,14 @@ class Command(BaseCommand):
             default=None,
             help="The resource server checks the Redis revocation set here (default: introspection).",
         )
+        parser.add_argument(
+            "--enterprise",
+            action="store_true",
+            help=(
+                "Two trust domains: a second instance of the site as the enterprise IdP issues agent1 "
+                "an ID-JAG, which the MCP SDK redeems here to call mcp-server1."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         issuer = idp_settings.ISSUER
@@ -68,39 +86,135 @@ class Command(BaseCommand):
         ports = launch.Ports.pick()
         cast = seed_live(mcp_url=ports.mcp_url, resource_url=ports.resource_prefix)
         stock = seed_stock_mcp_client()
-        app = get_internal_wsgi_application()
-        if settings.DEBUG:
-            app = StaticFilesHandler(app)
-        httpd = ThreadedWSGIServer((host, int(port)), QuietHandler)
-        httpd.set_app(app)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
+        httpd, thread = self._serve(host, int(port))
         try:
-            with (
-                tempfile.TemporaryDirectory(prefix="demo_live-") as logs,
-                launch.services(issuer, cast, ports, Path(logs), redis_url=options["redis_url"]) as running,
-            ):
-                try:
-                    trace = launch.hand_agent1_the_code(ports, *authorization_code(issuer, cast))
-                except RuntimeError as exc:
-                    raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
-                login, failure = self._sdk_login(ports, stock, cast)
-                self._print(trace, ports, options["json"], login, failure)
-                if failure:
-                    service_logs = "\n".join(running.log(r) for r in launch.ROLES)
-                    raise CommandError(f"the stock MCP client did not log in: {failure}\n{service_logs}")
-                if options["no_serve"]:
-                    return
-                self.stdout.write(
-                    f"\nServing: provider {issuer}, agent1 {ports.agent1_url}, agent2 {ports.agent2_url}, "
-                    f"MCP server {ports.mcp_url}, resource server {ports.resource_url}. Ctrl-C stops them."
-                )
-                thread.join()
+            if options["enterprise"]:
+                self._enterprise(issuer, cast, ports, options)
+                return
+            self._chain(issuer, cast, stock, ports, options, thread)
         except KeyboardInterrupt:
             pass
         finally:
             httpd.shutdown()
             httpd.server_close()
+
+    def _serve(self, host: str, port: int) -> tuple[ThreadedWSGIServer, threading.Thread]:
+        """The provider, served from this process in a thread."""
+        app = get_internal_wsgi_application()
+        if settings.DEBUG:
+            app = StaticFilesHandler(app)
+        httpd = ThreadedWSGIServer((host, port), QuietHandler)
+        httpd.set_app(app)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        return httpd, thread
+
+    def _chain(
+        self,
+        issuer: str,
+        cast: dict[str, Any],
+        stock: dict[str, Any],
+        ports: launch.Ports,
+        options: dict[str, Any],
+        thread: threading.Thread,
+    ) -> None:
+        with (
+            tempfile.TemporaryDirectory(prefix="demo_live-") as logs,
+            launch.services(issuer, cast, ports, Path(logs), redis_url=options["redis_url"]) as running,
+        ):
+            try:
+                trace = launch.hand_agent1_the_code(ports, *authorization_code(issuer, cast))
+            except RuntimeError as exc:
+                raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
+            login, failure = self._sdk_login(ports, stock, cast)
+            self._print(trace, ports, options["json"], login, failure)
+            if failure:
+                service_logs = "\n".join(running.log(r) for r in launch.ROLES)
+                raise CommandError(f"the stock MCP client did not log in: {failure}\n{service_logs}")
+            if options["no_serve"]:
+                return
+            self.stdout.write(
+                f"\nServing: provider {issuer}, agent1 {ports.agent1_url}, agent2 {ports.agent2_url}, "
+                f"MCP server {ports.mcp_url}, resource server {ports.resource_url}. Ctrl-C stops them."
+            )
+            thread.join()
+
+    def _enterprise(
+        self, issuer: str, cast: dict[str, Any], ports: launch.Ports, options: dict[str, Any]
+    ) -> None:
+        """Two trust domains: the enterprise IdP in a second instance, this one the tools domain's."""
+        roles = ("resource-server", "mcp-server1")
+        agent1 = cast["agents"]["agent1"]
+        with tempfile.TemporaryDirectory(prefix="demo_live-enterprise-") as work:
+            with enterprise.enterprise_idp(
+                Path(work), tools_issuer=issuer, mcp_url=ports.mcp_url, client_id_at_tools=agent1["client_id"]
+            ) as idp:
+                tools_client = enterprise.seed_tools_as(idp.issuer, idp.jwks_uri, cast)
+                previous_ca = os.environ.get("SSL_CERT_FILE")
+                # The enterprise IdP's certificate chains to the CA made for this run: this
+                # process trusts it to fetch its JWK set and, as the agent, to call it.
+                os.environ["SSL_CERT_FILE"] = str(idp.ca_path)
+                fetcher = {**settings.DELEGATION_IDP, "ID_JAG_JWKS_FETCHER": enterprise.DEMO_JWKS_FETCHER}
+                try:
+                    with (
+                        override_settings(DELEGATION_IDP=fetcher),
+                        launch.services(issuer, cast, ports, Path(work), roles=roles) as running,
+                    ):
+                        try:
+                            login = asyncio.run(
+                                enterprise.enterprise_login(
+                                    idp.issuer, issuer, ports.mcp_url, idp.cast, tools_client
+                                )
+                            )
+                        except Exception as exc:
+                            logs = "\n".join([*(running.log(r) for r in roles), idp.log.read_text()[-2000:]])
+                            raise CommandError(f"{type(exc).__name__}: {exc}\n{logs}") from exc
+                finally:
+                    if previous_ca is None:
+                        os.environ.pop("SSL_CERT_FILE", None)
+                    else:
+                        os.environ["SSL_CERT_FILE"] = previous_ca
+        self._print_enterprise(login, idp.issuer, issuer, ports, options["json"])
+
+    def _print_enterprise(
+        self, login: enterprise.EnterpriseLogin, idp: str, tools: str, ports: launch.Ports, as_json: bool
+    ) -> None:
+        fields = ("iss", "sub", "aud", "client_id", "resource", "scope", "act")
+        document = {
+            "enterprise_idp": idp,
+            "tools_authorization_server": tools,
+            "mcp_server": ports.mcp_url,
+            "id_jag": {k: login.id_jag.get(k) for k in ("typ", *fields)},
+            "access_token": {k: login.access_token.get(k) for k in fields if k != "resource"},
+            "tools": login.tools,
+            "mcp_server_received": login.result.get("received"),
+            "resource_server_saw": login.resource_server_saw,
+        }
+        if as_json:
+            self.stdout.write(json.dumps(document, indent=2))
+            return
+        jag, token, saw = document["id_jag"], document["access_token"], document["resource_server_saw"]
+        heading = self.style.MIGRATE_HEADING
+        self.stdout.write(heading(f"1. The user signs in at the enterprise IdP {idp} and authorizes agent1"))
+        self.stdout.write(heading("2. agent1 obtains an ID-JAG there (RFC 8693, leg 1)"))
+        self.stdout.write(
+            f"   typ {jag['typ']}  sub {jag['sub']}  aud {jag['aud']}  client_id {jag['client_id']}\n"
+            f"   resource {jag['resource']}  scope {jag['scope']}  act {jag['act']}"
+        )
+        self.stdout.write(heading(f"3. The MCP SDK redeems it at {tools} (RFC 7523 jwt-bearer, leg 2)"))
+        self.stdout.write(
+            f"   sub {token['sub']}  aud {token['aud']}  client_id {token['client_id']}  "
+            f"scope {token['scope']}  act {token['act']}"
+        )
+        self.stdout.write(
+            heading(f"4. and calls list_tasks on mcp-server1 ({ports.mcp_url}), which trusts only {tools}")
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"   the resource server served {saw.get('sub')} through "
+                f"{' <- '.join(saw.get('actors') or [])}"
+            )
+        )
 
     def _sdk_login(
         self, ports: launch.Ports, stock: dict[str, Any], cast: dict[str, Any]
