@@ -37,7 +37,16 @@ from delegation_idp.models import ExternalIdentity, TrustedIssuer, party_of
 from delegation_idp.provider import policy_store
 from delegation_idp.rfc7523.request import BearerRequest
 
-__all__ = ["Grant", "UserMatch", "client_refusal", "find_user", "grant", "local_user", "trusted_issuer"]
+__all__ = [
+    "Grant",
+    "UserMatch",
+    "client_refusal",
+    "find_user",
+    "grant",
+    "just_in_time_username",
+    "local_user",
+    "trusted_issuer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +180,17 @@ def local_user(trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Any:
     return match.user
 
 
+def just_in_time_username(trusted: TrustedIssuer, subject: str) -> str:
+    """The username of the user created just in time for (issuer, ``sub``): derived from the
+    pair, never a value the issuer chose."""
+    return "id-jag-" + hashlib.sha256(f"{trusted.issuer}|{subject}".encode()).hexdigest()[:32]
+
+
 def _create_just_in_time(trusted: TrustedIssuer, subject: str) -> Any:
     User = get_user_model()
-    digest = hashlib.sha256(f"{trusted.issuer}|{subject}".encode()).hexdigest()[:32]
     try:
         with transaction.atomic(using=router.db_for_write(ExternalIdentity)):
-            user = User(**{User.USERNAME_FIELD: f"id-jag-{digest}"})
+            user = User(**{User.USERNAME_FIELD: just_in_time_username(trusted, subject)})
             user.set_unusable_password()
             user.save()
             ExternalIdentity.objects.create(issuer=trusted, subject=subject, user=user)
