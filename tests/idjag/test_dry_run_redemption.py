@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from delegation_idp.models import AuditEvent, ExternalIdentity, Party, TokenLineage, TrustedIssuer
 from delegation_idp.provider import dry_run
 from delegation_idp.rfc7523.decisions import just_in_time_username
+from tests.cli.conftest import run
 from tests.idjag.conftest import ENTERPRISE
 
 pytestmark = pytest.mark.usefixtures("trusted")
@@ -372,3 +374,41 @@ def test_a_non_staff_user_cannot_reach_the_page(client, cast, trusted):
     client.force_login(cast.user)
     response = client.get(TRY_URL, page_query(cast, trusted))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# -- manage.py explain --redeem -----------------------------------------------------------------
+
+
+def test_explain_dry_runs_a_redemption(cast, trusted):
+    before = state()
+    args = ("explain", cast["agent2"].client_id, "--redeem", ENTERPRISE, "--sub", cast.user.get_username())
+    data = run(*args, "--id-jag-resource", cast.resource_server, "--id-jag-scope", SCOPE, "--json").json()
+    assert (data["reason"], data["granted_scope"], data["user"]) == ("allowed", SCOPE, "existing")
+    refused = run(*args, "--id-jag-scope", SCOPE, "--json").json()
+    assert (refused["reason"], refused["error"]) == ("id_jag_no_resource", "invalid_target")
+    text = run(
+        *args,
+        "--id-jag-resource",
+        cast.resource_server,
+        "--id-jag-scope",
+        SCOPE,
+        "--requested-scope",
+        "tasks.read",
+    ).stdout
+    assert text.startswith("allowed: the jwt-bearer grant would issue an access token\n")
+    assert "  granted scope: tasks.read\n" in text
+    assert f"  local user: existing user {cast.user.get_username()}\n" in text
+    assert (
+        "refused: id_jag_scope_empty (the token endpoint answers invalid_scope)"
+        in run(*args, "--id-jag-resource", cast.resource_server, "--requested-scope", "tasks.read").stdout
+    )
+    with pytest.raises(CommandError, match="--sub: This field is required"):
+        run("explain", cast["agent2"].client_id, "--redeem", ENTERPRISE)
+    with pytest.raises(CommandError, match="No trusted issuer"):
+        run("explain", cast["agent2"].client_id, "--redeem", "https://idp.nowhere.example.org", "--sub", "x")
+    assert state() == before
+
+
+def test_explain_still_needs_an_audience_without_redeem(cast):
+    with pytest.raises(CommandError, match="--audience: This field is required"):
+        run("explain", cast["agent1"].uri, "--scope", SCOPE)
