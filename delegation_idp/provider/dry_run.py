@@ -10,6 +10,15 @@ exchange at all (:func:`delegation_idp.core.policy.may_exchange`), then the poli
 (:func:`delegation_idp.idjag.target_refusal`: an ID-JAG for one external authorization
 server, an access token for any other party). It reads only: nothing is issued, recorded or
 changed.
+
+:func:`try_redemption` is the dry run of leg 2 of an ID-JAG: the ``jwt-bearer`` grant
+(RFC 7523) redeeming, for a local client, an ID-JAG of a trusted issuer whose claims an admin
+types. It asks the functions :func:`delegation_idp.rfc7523.redeem.verify` asks, in the same
+order (:mod:`delegation_idp.rfc7523.decisions`), on the request as
+:func:`delegation_idp.rfc7523.request.parse` reads it. What needs a real assertion is not
+part of it: the client's authentication, the header, the signature, ``iss``, ``exp``,
+``iat``, ``nbf``, the ``act`` chain and the ``jti``'s first use. The local user is looked up,
+never created: a just-in-time user is only said to be one that would be created.
 """
 
 from __future__ import annotations
@@ -20,12 +29,19 @@ from typing import Any
 
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
-from delegation_idp.idjag import target_refusal
-from delegation_idp.models import Party
+from delegation_idp.core.errors import OAuthError
+from delegation_idp.core.reasons import Reason
+from delegation_idp.idjag import assertion_refusal, target_refusal
+from delegation_idp.models import Party, TrustedIssuer
 from delegation_idp.provider import resources
 from delegation_idp.provider.policy_store import load
+from delegation_idp.rfc7523 import decisions
+from delegation_idp.rfc7523.request import parse
 
-__all__ = ["DryRun", "try_delegation"]
+__all__ = ["DryRun", "RedemptionDryRun", "try_delegation", "try_redemption"]
+
+#: The ``jti`` and DPoP key of a dry run's made-up request: never spent, never bound to.
+DRY_RUN = "dry-run"
 
 
 @dataclass(frozen=True)
@@ -113,3 +129,124 @@ def try_delegation(
             policy.Decision(allowed=False, reason=misdirected), explanation.rules
         )
     return DryRun(explanation, ctx, limits, (actor.uri, *chain), authorize=False)
+
+
+@dataclass(frozen=True)
+class RedemptionDryRun:
+    """What the ``jwt-bearer`` grant would answer for an ID-JAG with these claims, and why."""
+
+    reason: Reason
+    issuer: TrustedIssuer
+    client_id: str
+    #: the claims the dry run decided on (as if verified)
+    claims: dict[str, Any]
+    #: the resources, owners and scope, once they were allowed
+    grant: decisions.Grant | None = None
+    #: the local user, once it was looked up (also when there is none)
+    user: decisions.UserMatch | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is Reason.ALLOWED
+
+    @property
+    def error(self) -> str | None:
+        """The OAuth error of a refusal (the catalogue's)."""
+        return None if self.allowed else self.reason.error
+
+    @property
+    def description(self) -> str:
+        return self.reason.description
+
+    def summary(self) -> dict[str, Any]:
+        """The answer in plain values, for the admin's page and ``manage.py explain --json``.
+
+        ``user`` says which local user: ``existing`` (by the issuer's claim), ``linked`` (to
+        the issuer and ``sub``), ``new`` (one would be created just in time, named
+        ``username``), or "" (none was looked up, or none is: ``user_why``)."""
+        granted, match = self.grant, self.user
+        user = match.user if match is not None else None
+        how, username = "", ""
+        if match is not None and not match.refused:
+            how = "new" if match.create else "linked" if match.linked else "existing"
+        if user is not None:
+            username = user.get_username()
+        elif how == "new":
+            username = decisions.just_in_time_username(self.issuer, str(self.claims["sub"]))
+        return {
+            "allowed": self.allowed,
+            "reason": self.reason.value,
+            "error": self.error,
+            "description": self.description,
+            "issuer": self.issuer.issuer,
+            "client_id": self.client_id,
+            "user_mapping": self.issuer.user_mapping,
+            "subject_claim": self.issuer.subject_claim,
+            "audience": list(granted.audience) if granted is not None else [],
+            "owners": list(granted.owners) if granted is not None else [],
+            "granted_scope": granted.scope if granted is not None else "",
+            "user": how,
+            "username": username,
+            "user_why": match.why if match is not None else "",
+        }
+
+
+def try_redemption(
+    trusted: TrustedIssuer,
+    client: Any,
+    *,
+    sub: str,
+    asserted_resources: Sequence[str] = (),
+    requested_resources: Sequence[str] = (),
+    asserted_scope: str | None = None,
+    requested_scope: str | None = None,
+    claim_value: str = "",
+    dpop: bool = False,
+) -> RedemptionDryRun:
+    """``client`` (a django-oauth-toolkit application) redeeming an ID-JAG of ``trusted``
+    for ``sub`` that names ``asserted_resources`` and ``asserted_scope`` (None: no ``scope``
+    claim), asking for ``requested_resources`` and ``requested_scope`` (None: no ``scope``
+    parameter), with a DPoP proof or not; ``claim_value`` is the value of the issuer's
+    ``subject_claim`` when that is not ``sub``. Reads only."""
+    claims: dict[str, Any] = {
+        "iss": trusted.issuer,
+        "sub": sub,
+        "aud": idp_settings.ISSUER,
+        "client_id": client.client_id,
+        "jti": DRY_RUN,
+    }
+    if asserted_resources:
+        claims["resource"] = list(asserted_resources)
+    if asserted_scope is not None:
+        claims["scope"] = asserted_scope
+    if claim_value:
+        claims.setdefault(trusted.subject_claim, claim_value)
+
+    def answer(reason: Reason, **found: Any) -> RedemptionDryRun:
+        return RedemptionDryRun(reason, trusted, client.client_id, claims, **found)
+
+    # The same questions in the same order as a real redemption (delegation_idp.rfc7523.grant
+    # and .redeem.verify), without the assertion's cryptography and the jti's first use.
+    form = [("assertion", DRY_RUN), *(("resource", r) for r in requested_resources)]
+    if requested_scope is not None:
+        form.append(("scope", requested_scope))
+    try:
+        request = parse(form)
+    except OAuthError as refused:
+        return answer(refused.reason)
+    found = decisions.trusted_issuer(trusted.issuer)
+    if found is None:
+        return answer(Reason.ID_JAG_UNTRUSTED_ISSUER)
+    refused_client = decisions.client_refusal(found, client)
+    if refused_client is not None:
+        return answer(refused_client)
+    refused_claims = assertion_refusal(claims, issuer=idp_settings.ISSUER, client_id=client.client_id)
+    if refused_claims is not None:
+        return answer(refused_claims)
+    granted = decisions.grant(found, claims, request, client, jkt=DRY_RUN if dpop else "")
+    if isinstance(granted, Reason):
+        return answer(granted)
+    user = decisions.find_user(found, claims)
+    if user.refused:
+        return answer(Reason.ID_JAG_UNKNOWN_USER, grant=granted, user=user)
+    return answer(Reason.ALLOWED, grant=granted, user=user)

@@ -19,6 +19,10 @@ In order, and nothing else decides a redemption:
 7. the local user: an existing one by a claim, or one created just in time for the
    (issuer, ``sub``) pair, as the issuer's registration says.
 
+The decisions that need no cryptography (the issuer and the client of step 2, step 5 and
+the client's standing, step 7) are :mod:`delegation_idp.rfc7523.decisions`, which the admin's
+dry run of a redemption asks in the same order.
+
 Then an RFC 9068 access token for the user, addressed to the resources, with the ID-JAG's
 ``act`` chain carried on, is signed and stored with its lineage row (a root: its parent is
 another server's) and its audit record in one transaction.
@@ -26,34 +30,30 @@ another server's) and its audit record in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldError
-from django.db import IntegrityError, router, transaction
+from django.db import router, transaction
 from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp import audit, is_client_subject, jose
 from delegation_idp.conf import idp_settings
-from delegation_idp.core import policy
 from delegation_idp.core.actchain import ActChainError, chain_from_act
 from delegation_idp.core.errors import (
     InvalidGrant,
     TemporarilyUnavailable,
-    UnauthorizedClient,
     refusal,
 )
 from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Issuance
-from delegation_idp.idjag import TYP, assertion_refusal, granted_scope, redeemed_resources
+from delegation_idp.idjag import TYP, assertion_refusal
 from delegation_idp.lineage.issuance import IssuanceBlocked, record_issued
-from delegation_idp.models import ExternalIdentity, TokenLineage, TrustedIssuer, party_of
-from delegation_idp.provider import policy_store, tokens, trusted_issuers
+from delegation_idp.models import TokenLineage, TrustedIssuer
+from delegation_idp.provider import tokens, trusted_issuers
 from delegation_idp.provider.keys import keyset
+from delegation_idp.rfc7523.decisions import client_refusal, grant, local_user, trusted_issuer
 from delegation_idp.rfc7523.request import GRANT_TYPE, BearerRequest
 from delegation_idp.rfc8693.issue import BLOCKED
 from delegation_idp.rfc9449.replay import CacheReplayStore, ReplayStoreUnavailable
@@ -107,16 +107,12 @@ def _trusted(token: str, client: Any) -> tuple[TrustedIssuer, dict[str, Any]]:
         )
     except jose.JoseError as exc:
         raise _invalid(exc) from exc
-    iss = unverified.get("iss")
-    trusted = (
-        TrustedIssuer.objects.filter(issuer=iss, enabled=True).first()
-        if isinstance(iss, str) and len(iss) <= 255
-        else None
-    )
+    trusted = trusted_issuer(unverified.get("iss"))
     if trusted is None:
         raise InvalidGrant(Reason.ID_JAG_UNTRUSTED_ISSUER)
-    if not trusted.clients.filter(pk=client.pk).exists():
-        raise UnauthorizedClient(Reason.ID_JAG_CLIENT_NOT_ALLOWED)
+    not_allowed = client_refusal(trusted, client)
+    if not_allowed is not None:
+        raise refusal(not_allowed)
     if header["alg"] not in trusted.algorithm_list():
         raise InvalidGrant(Reason.ID_JAG_BAD_ALG)
     return trusted, header
@@ -161,27 +157,9 @@ def verify(request: BearerRequest, client: Any, *, now: float, jkt: str = "") ->
         chain_from_act(act, max_depth=idp_settings.MAX_DELEGATION_DEPTH)
     except ActChainError as exc:
         raise InvalidGrant(Reason.ID_JAG_BAD_ACT) from exc
-    resources = redeemed_resources(claims, request.resources)
-    if isinstance(resources, Reason):
-        raise refusal(resources)
-    owners_table = policy_store.current().resource_owners()
-    owners = [policy.resource_owner(r, owners_table) for r in resources]
-    if any(owner is None for owner in owners):
-        raise refusal(Reason.TARGET_UNKNOWN)
-    reachable = set(trusted.services.values_list("uri", flat=True))
-    if not {o for o in owners if o is not None} <= reachable:
-        # An issuer is trusted for the services an admin chose, not for every one here.
-        raise refusal(Reason.ID_JAG_RESOURCE_NOT_ALLOWED)
-    scope = granted_scope(request.scope, claims.get("scope"))
-    if isinstance(scope, Reason):
-        raise refusal(scope)
-    party = party_of(client)
-    disabled = policy.may_obtain_tokens(party.as_view() if party is not None else None)
-    if disabled is not None:
-        raise refusal(disabled)
-    unbound = policy.binding_refusal(party.as_view() if party is not None else None, bound=bool(jkt))
-    if unbound is not None:
-        raise refusal(unbound)
+    granted = grant(trusted, claims, request, client, jkt=jkt)
+    if isinstance(granted, Reason):
+        raise refusal(granted)
     _first_use(trusted.issuer, claims, now)
     user = local_user(trusted, claims)
     if user is None:
@@ -190,13 +168,13 @@ def verify(request: BearerRequest, client: Any, *, now: float, jkt: str = "") ->
         claims=claims,
         issuer=trusted,
         user=user,
-        audience=resources,
-        owners=tuple(dict.fromkeys(o for o in owners if o is not None)),
-        scope=" ".join(sorted(scope)),
+        audience=granted.audience,
+        owners=granted.owners,
+        scope=granted.scope,
         act=act if isinstance(act, dict) else None,
         client_id=client.client_id,
         jkt=jkt,
-        party=party.uri if party is not None else "",
+        party=granted.party,
     )
 
 
@@ -211,56 +189,6 @@ def _first_use(issuer: str, claims: Mapping[str, Any], now: float) -> None:
         raise TemporarilyUnavailable(Reason.ID_JAG_REPLAY_UNAVAILABLE) from exc
     if not first:
         raise InvalidGrant(Reason.ID_JAG_REPLAYED)
-
-
-def local_user(trusted: TrustedIssuer, claims: Mapping[str, Any]) -> Any:
-    """Step 7: the active local user the ID-JAG's subject is, or None.
-
-    * "existing user by a claim": the user whose ``user_field`` (the username field when
-      blank; a unique field) equals the claim ``subject_claim``, a non-empty string; never a
-      staff user or superuser, whom another organisation's assertion must not sign in;
-    * "just in time": the user linked to (issuer, ``sub``), created with an unusable password
-      and a username derived from that pair on first use, never matched to an existing user
-      by any value the issuer chose."""
-    User = get_user_model()
-    if trusted.user_mapping == TrustedIssuer.JUST_IN_TIME:
-        return _just_in_time(trusted, str(claims["sub"]))
-    value = claims.get(trusted.subject_claim)
-    if not isinstance(value, str) or not value:
-        return None
-    field = trusted.user_field or User.USERNAME_FIELD
-    try:
-        matches = list(User.objects.filter(**{field: value})[:2])
-    except FieldError:
-        logger.error("trusted ID-JAG issuer %s maps users by a field the user model lacks", trusted.issuer)
-        return None
-    if len(matches) != 1 or not matches[0].is_active:
-        return None  # none, or ambiguous: never guess
-    if getattr(matches[0], "is_staff", False) or getattr(matches[0], "is_superuser", False):
-        # Another organisation's assertion never signs in a local administrator.
-        logger.warning("trusted ID-JAG issuer %s named a staff user: refused", trusted.issuer)
-        return None
-    return matches[0]
-
-
-def _just_in_time(trusted: TrustedIssuer, subject: str) -> Any:
-    link = ExternalIdentity.objects.select_related("user").filter(issuer=trusted, subject=subject).first()
-    if link is not None:
-        return link.user if link.user.is_active else None
-    User = get_user_model()
-    digest = hashlib.sha256(f"{trusted.issuer}|{subject}".encode()).hexdigest()[:32]
-    try:
-        with transaction.atomic(using=router.db_for_write(ExternalIdentity)):
-            user = User(**{User.USERNAME_FIELD: f"id-jag-{digest}"})
-            user.set_unusable_password()
-            user.save()
-            ExternalIdentity.objects.create(issuer=trusted, subject=subject, user=user)
-    except IntegrityError:
-        # Another process linked the pair first: its user is the one.
-        link = ExternalIdentity.objects.select_related("user").filter(issuer=trusted, subject=subject).first()
-        return link.user if link is not None and link.user.is_active else None
-    logger.info("created a local user just in time for a subject of trusted issuer %s", trusted.issuer)
-    return user
 
 
 def issue(redemption: Redemption, record: audit.Attempt, *, now: int) -> tuple[str, Issuance]:
