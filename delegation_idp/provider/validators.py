@@ -252,6 +252,15 @@ class DelegationValidator(OAuth2Validator):
             return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
+    def validate_scopes(
+        self, client_id: str, scopes: Any, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        # OpenID Connect's scope only for a client whose ID tokens can be signed (its
+        # algorithm): without one, django-oauth-toolkit would fail to sign (a 500), not refuse.
+        if "openid" in (scopes or ()) and not getattr(client, "algorithm", ""):
+            return False
+        return bool(super().validate_scopes(client_id, scopes, client, request, *args, **kwargs))
+
     @staticmethod
     def client_may_exchange(client: Any) -> bool:
         """A confidential client linked to a registered, enabled agent or MCP server
