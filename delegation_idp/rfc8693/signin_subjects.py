@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -157,14 +158,18 @@ def _refresh_token(token: str, client: Any) -> tuple[Any, Any]:
     checksum = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
     row = (
         get_refresh_token_model()
-        .objects.filter(token_checksum=checksum, application_id=client.pk, revoked__isnull=True)
-        .values_list("user_id", "access_token_id", "access_token__expires")
+        .objects.filter(token_checksum=checksum, application_id=client.pk)
+        # Several rows may share a checksum once revoked: the unrevoked one first.
+        .order_by(F("revoked").desc(nulls_first=True))
+        .values_list("user_id", "access_token_id", "access_token__expires", "revoked")
         .first()
     )
     if row is None:
-        # Unknown, another client's, or revoked (rotation revokes the one it replaced).
-        raise InvalidRequest(Reason.SUBJECT_UNKNOWN)
-    user_pk, access_token_pk, access_expires = row
+        raise InvalidRequest(Reason.SUBJECT_UNKNOWN)  # not ours, or another client's
+    user_pk, access_token_pk, access_expires, revoked = row
+    if revoked is not None:
+        # Revoked, or rotated (a refresh revokes the token it replaces): never a subject again.
+        raise InvalidRequest(Reason.SUBJECT_REVOKED)
     if access_token_pk is None:
         raise InvalidRequest(Reason.SUBJECT_REVOKED)  # its access token was revoked
     lifetime = refresh_token_expire_timedelta()
