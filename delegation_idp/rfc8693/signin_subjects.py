@@ -181,7 +181,11 @@ def _refresh_token(token: str, client: Any) -> tuple[Any, Any]:
 def _root(access_token_pk: Any, client_id: str, user_pk: Any, now: float) -> TokenLineage:
     """The lineage row of the access token issued with the subject, live and with an active
     user, read as an access-token subject's is (with its user and the policy version)."""
-    jti = TokenLineage.objects.filter(access_token_id=access_token_pk).values_list("jti", flat=True).first()
+    jti = (
+        TokenLineage.objects.filter(access_token_id=access_token_pk).values_list("jti", flat=True).first()
+        if access_token_pk is not None  # (revoked rows have none: never match one of them)
+        else None
+    )
     parent = subject_record(jti) if jti is not None else None
     if parent is None:
         raise InvalidRequest(Reason.SUBJECT_UNKNOWN)  # an opaque access token has no lineage row
