@@ -278,9 +278,8 @@ OAUTH2_PROVIDER = {
     "DCR_ENABLED": True,
     "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.IsAuthenticatedDCRPermission",),
     # OpenID Connect (docs/id-jag.md): a sign-in with scope=openid gets an ID token, RS256, whose
-    # iss is the provider's issuer; DelegationServer offers the authorization-code flow only.
+    # iss is DELEGATION_IDP["ISSUER"]; DelegationServer offers the authorization-code flow only.
     "OIDC_ENABLED": bool(_oidc_rsa_key),
-    "OIDC_ISS_ENDPOINT": ISSUER,
     "OIDC_RSA_PRIVATE_KEY": _oidc_rsa_key,
     "OIDC_RSA_PRIVATE_KEYS_INACTIVE": _oidc_inactive_keys,
 }

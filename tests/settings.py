@@ -40,7 +40,6 @@ OAUTH2_PROVIDER = {
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
     "SCOPES": {**OAUTH2_PROVIDER["SCOPES"], "openid": "Sign you in (OpenID Connect)"},
     "OIDC_ENABLED": True,
-    "OIDC_ISS_ENDPOINT": "http://testserver",
     "OIDC_RSA_PRIVATE_KEY": TEST_OIDC_RSA_KEY,
     "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [],
 }

@@ -12,8 +12,8 @@ ID-JAGs from the ID token and the refresh token too.
   ``OIDC_RSA_PRIVATE_KEY`` and ``OIDC_RSA_PRIVATE_KEYS_INACTIVE``, public parts), chosen by
   ``kid``, the RFC 7638 thumbprint django-oauth-toolkit names them by; RS256 only (an HS256 ID
   token is keyed with a client secret, which the client knows: refused); sizes checked before
-  anything is parsed (:mod:`delegation_idp.jose`). Then ``iss`` (``OIDC_ISS_ENDPOINT``, or the
-  provider's ``ISSUER``), ``exp``, ``aud`` naming the authenticated client, and the ``IDToken``
+  anything is parsed (:mod:`delegation_idp.jose`). Then ``iss`` (the provider's ``ISSUER``, as
+  :func:`id_token_issuer` says), ``exp``, ``aud`` naming the authenticated client, and the ``IDToken``
   row of its ``jti``: unexpired, of the client's application, with an active user.
 * A refresh token: its ``RefreshToken`` row (by ``token_checksum``, the SHA-256 that
   django-oauth-toolkit stores and looks it up by, whether or not it also stores the value), of
@@ -72,11 +72,11 @@ def oidc_keys() -> dict[str, jose.SigningKey]:
 
 
 def id_token_issuer() -> str:
-    """The ``iss`` django-oauth-toolkit writes in this site's ID tokens: ``OIDC_ISS_ENDPOINT``
-    (check ``delegation_idp.E018`` keeps it equal to ``ISSUER``; ``E037`` requires it with
-    OpenID Connect on, since the discovery route it would otherwise be derived from is not
-    mounted), the provider's issuer when it is unset."""
-    return str(oauth2_settings.OIDC_ISS_ENDPOINT or idp_settings.ISSUER).rstrip("/")
+    """The ``iss`` of this site's ID tokens, which django-oauth-toolkit writes through the
+    validator's ``get_oidc_issuer_endpoint`` (:class:`delegation_idp.provider.validators.
+    DelegationValidator`): ``OIDC_ISS_ENDPOINT`` when set (check ``delegation_idp.E018`` keeps
+    it equal to ``ISSUER``), the provider's ``ISSUER`` otherwise."""
+    return str(oauth2_settings.OIDC_ISS_ENDPOINT or idp_settings.ISSUER)
 
 
 def verify_signin_subject(
