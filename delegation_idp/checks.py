@@ -25,7 +25,7 @@ from django.views.debug import SafeExceptionReporterFilter
 from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.conf import DEFAULTS, SETTING_NAME, idp_settings
-from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
+from delegation_idp.jose import ASYMMETRIC_ALGORITHMS, JoseError, rsa_verification_keys
 from delegation_idp.models import DelegationRule
 from delegation_idp.provider import policy_triggers as triggers
 from delegation_idp.provider import registration, self_registered
@@ -464,6 +464,31 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return errors
+
+
+@register(Tags.security)
+def check_oidc_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """With django-oauth-toolkit's OpenID Connect on, ``OIDC_RSA_PRIVATE_KEY`` (and every key of
+    ``OIDC_RSA_PRIVATE_KEYS_INACTIVE``) must be an RSA key: it signs the ID tokens, and an ID
+    token subject of an ID-JAG request is verified with its public part."""
+    if not oauth2_settings.OIDC_ENABLED:
+        return []
+    pems = [oauth2_settings.OIDC_RSA_PRIVATE_KEY, *oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE]
+    try:
+        usable = bool(pems[0]) and len(rsa_verification_keys(tuple(pems))) == len(pems)
+    except (JoseError, TypeError):
+        usable = False
+    if usable:
+        return []
+    return [
+        Error(
+            "OIDC_ENABLED, but OIDC_RSA_PRIVATE_KEY is unset, or it or a key of "
+            "OIDC_RSA_PRIVATE_KEYS_INACTIVE is no PEM-encoded RSA key.",
+            hint="Set OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] to the PEM of an RSA key, the same in "
+            "every process (the example site reads IDP_OIDC_RSA_PRIVATE_KEY_FILE).",
+            id="delegation_idp.E037",
+        )
+    ]
 
 
 # RFC 9700 gates of django-oauth-toolkit whose absence this provider does not tolerate:

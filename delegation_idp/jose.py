@@ -56,6 +56,7 @@ __all__ = [
     "json_depth",
     "load_key",
     "peek_header",
+    "rsa_verification_keys",
     "sign",
     "sign_proof",
     "strict_json_loads",
@@ -146,6 +147,25 @@ def public_key(data: Mapping[str, Any]) -> SigningKey:
     key.get_op_key("verify")
     alg = str(data.get("alg") or "")
     return SigningKey(kid=str(data.get("kid") or key.thumbprint()), alg=alg, jwk=key)
+
+
+@functools.lru_cache(maxsize=8)
+def rsa_verification_keys(pems: tuple[str, ...]) -> dict[str, SigningKey]:
+    """RS256 verification keys, by ``kid``, from PEM-encoded RSA keys (private or public):
+    public members only, each named by its RFC 7638 thumbprint (django-oauth-toolkit's OIDC
+    keys carry that thumbprint as the ``kid`` of the ID tokens they sign). Built once per
+    process for each set of PEMs; a PEM that is not an RSA key raises :class:`JoseError`."""
+    keys: dict[str, SigningKey] = {}
+    for pem in pems:
+        try:
+            loaded = jwk.JWK.from_pem(pem.encode() if isinstance(pem, str) else pem)
+        except (JWException, ValueError, TypeError) as exc:
+            raise JoseError("bad_key", "not a PEM key") from exc
+        if loaded.get("kty") != "RSA":
+            raise JoseError("bad_key", "not an RSA key")
+        public = jwk.JWK(**json.loads(loaded.export_public()))
+        keys[public.thumbprint()] = SigningKey(kid=public.thumbprint(), alg="RS256", jwk=public)
+    return keys
 
 
 def _fernet(keys: Iterable[str | bytes]) -> MultiFernet:

@@ -15,6 +15,11 @@ Deployment settings come from the environment:
 * ``IDP_CLIENT_SECRET_HMAC_KEY``: at least 32 random characters keying the HMAC-SHA256 under which
   generated agent client secrets are stored. Unset in DEBUG, a development key is generated once into
   ``var/dev-client-secret-hmac-key``; unset otherwise, agent secrets keep the slow password hash.
+* ``IDP_OIDC_RSA_PRIVATE_KEY_FILE`` (or ``IDP_OIDC_RSA_PRIVATE_KEY``, the PEM itself): the RSA key
+  that signs OpenID Connect ID tokens (django-oauth-toolkit's ``OIDC_RSA_PRIVATE_KEY``), the same in
+  every process; ``IDP_OIDC_RSA_INACTIVE_KEY_FILES``: comma-separated PEM files of retired keys whose
+  ID tokens still verify. Unset in DEBUG, a development key is generated once into
+  ``var/dev-oidc-rsa-key.pem``; unset otherwise, OpenID Connect is off (no ``openid`` scope).
 * ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS``.
 * ``IDP_KEY_ROTATION_PERIOD``, ``IDP_JWKS_CACHE_SECONDS``, ``IDP_KEY_CACHE_SECONDS``: key timings (s).
 * ``CELERY_BEAT_SCHEDULE_FILENAME``: where beat keeps its state (default ``var/celerybeat-schedule``).
@@ -189,6 +194,46 @@ def _client_secret_hmac_key() -> str | None:
     return path.read_text().strip()
 
 
+def _oidc_rsa_private_key() -> str:
+    """The PEM of the RSA key that signs ID tokens: from the environment, or in DEBUG one generated
+    once for every process (created under a temporary name, then linked into place: of two
+    processes starting together, both read the one that was linked first)."""
+    configured = os.environ.get("IDP_OIDC_RSA_PRIVATE_KEY", "").strip()
+    if configured:
+        return configured
+    path_name = os.environ.get("IDP_OIDC_RSA_PRIVATE_KEY_FILE", "").strip()
+    if path_name:
+        return Path(path_name).read_text()
+    if not DEBUG:
+        return ""
+    path = BASE_DIR / "var" / "dev-oidc-rsa-key.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=3072).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_bytes(pem)
+        temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process linked its key first: that one is used
+        finally:
+            temporary.unlink()
+    return path.read_text()
+
+
+_oidc_rsa_key = _oidc_rsa_private_key()
+_oidc_inactive_keys = [
+    Path(name.strip()).read_text()
+    for name in os.environ.get("IDP_OIDC_RSA_INACTIVE_KEY_FILES", "").split(",")
+    if name.strip()
+]
+
 OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "delegation_idp.provider.server.DelegationServer",
     "OAUTH2_VALIDATOR_CLASS": "delegation_idp.provider.validators.DelegationValidator",
@@ -200,6 +245,7 @@ OAUTH2_PROVIDER = {
         "tasks.read": "Read your tasks",
         "tasks.write": "Change your tasks",
         "profile": "Know who you are",
+        **({"openid": "Sign you in (OpenID Connect)"} if _oidc_rsa_key else {}),
     },
     "DEFAULT_SCOPES": ["tasks.read"],
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if not DEBUG else ["http", "https"],
@@ -231,6 +277,11 @@ OAUTH2_PROVIDER = {
     ),
     "DCR_ENABLED": True,
     "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.IsAuthenticatedDCRPermission",),
+    # OpenID Connect (docs/id-jag.md): a sign-in with scope=openid gets an ID token, RS256, whose
+    # iss is DELEGATION_IDP["ISSUER"]; DelegationServer offers the authorization-code flow only.
+    "OIDC_ENABLED": bool(_oidc_rsa_key),
+    "OIDC_RSA_PRIVATE_KEY": _oidc_rsa_key,
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": _oidc_inactive_keys,
 }
 
 DELEGATION_IDP = {

@@ -6,6 +6,7 @@ suite does not spend minutes in PBKDF2; production keeps Django's default.
 """
 
 import os
+from pathlib import Path
 
 import dj_database_url
 
@@ -32,7 +33,16 @@ DELEGATION_IDP = {
     "REVOCATION_REDIS_URL": None,
     "THROTTLE_RATES": {},
 }
-OAUTH2_PROVIDER = {**OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"]}
+# OpenID Connect on, with a test-only RSA key (the same in every process the suite starts).
+TEST_OIDC_RSA_KEY = (Path(__file__).resolve().parent / "support" / "oidc-test-key.pem").read_text()
+OAUTH2_PROVIDER = {
+    **OAUTH2_PROVIDER,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    "SCOPES": {**OAUTH2_PROVIDER["SCOPES"], "openid": "Sign you in (OpenID Connect)"},
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": TEST_OIDC_RSA_KEY,
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [],
+}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = None
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -162,6 +162,12 @@ class Reason(enum.StrEnum):
         "An ID-JAG is requested with exactly one audience: the authorization server's issuer.",
         Family.REQUEST,
     )
+    ID_JAG_ONLY_SUBJECT_TYPE = (
+        "id_jag_only_subject_type",
+        "invalid_request",
+        "An ID token or a refresh token is exchanged for an ID-JAG only.",
+        Family.REQUEST,
+    )
     INVALID_TARGET = (
         "invalid_target",
         "invalid_target",

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
+from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.models import DelegationRule, Party, TokenLineage
 from delegation_idp.provider import client_auth
@@ -92,6 +93,10 @@ def register_party(
             hash_client_secret=True,
             skip_authorization=False,
         )
+        if redirect_uris and oauth2_settings.OIDC_ENABLED:
+            # A user signs in to it: with OpenID Connect on, its ID tokens are signed with the
+            # site's RSA key (OIDC_RSA_PRIVATE_KEY), never with its client secret (HS256).
+            application.algorithm = Application.RS256_ALGORITHM
         if client_id:
             application.client_id = client_id
         client_auth.store_secret(application, secret)  # keyed hash when CLIENT_SECRET_HMAC_KEY is set

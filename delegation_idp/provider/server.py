@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2 import Server
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
+from oauthlib.openid.connect.core.grant_types import AuthorizationCodeGrant as OpenIDAuthorizationCodeGrant
+from oauthlib.openid.connect.core.grant_types import RefreshTokenGrant as OpenIDRefreshTokenGrant
+from oauthlib.openid.connect.core.grant_types.dispatchers import (
+    AuthorizationCodeGrantDispatcher,
+    AuthorizationTokenGrantDispatcher,
+)
 
 from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
 from delegation_idp.rfc7523 import JwtBearerGrant
@@ -25,6 +32,12 @@ class DelegationServer(Server):
     the new grant gets only the validator. Refresh tokens stay opaque even
     when access tokens are JWTs. A subclass swaps the grant through
     ``token_exchange_grant_class`` (and ``jwt_bearer_grant_class``).
+
+    With django-oauth-toolkit's ``OIDC_ENABLED``, OpenID Connect's authorization-code flow
+    too (OpenID Connect Core section 3.1): a request whose scope holds ``openid`` gets an ID
+    token with its tokens, from the code and on refresh, through oauthlib's OpenID grants
+    (the ones django-oauth-toolkit's default OpenID server uses). The implicit and hybrid
+    flows are not offered (RFC 9700 section 2.1.2: no token from the authorization endpoint).
     """
 
     token_exchange_grant_class: type[TokenExchangeGrant] = TokenExchangeGrant
@@ -55,3 +68,20 @@ class DelegationServer(Server):
         # more place where clients authenticate outside this app's guard (delegation_idp.urls
         # does not mount it), so its grant is unsupported here too.
         self.grant_types.pop(DEVICE_CODE_GRANT, None)
+        if oauth2_settings.OIDC_ENABLED:
+            self._add_openid_connect(request_validator)
+
+    def _add_openid_connect(self, request_validator: Any) -> None:
+        """The authorization-code flow and refresh of OpenID Connect, dispatched on ``openid``
+        in the scope as oauthlib's OpenID server does; every other request as before."""
+        oidc_code = OpenIDAuthorizationCodeGrant(request_validator)
+        self.openid_connect_auth = oidc_code
+        self.response_types["code"] = AuthorizationCodeGrantDispatcher(
+            default_grant=self.auth_grant, oidc_grant=oidc_code
+        )
+        self.grant_types["authorization_code"] = AuthorizationTokenGrantDispatcher(
+            request_validator, default_grant=self.auth_grant, oidc_grant=oidc_code
+        )
+        # Adds an ID token to a refresh only when the refreshed scope holds openid.
+        self.refresh_grant = OpenIDRefreshTokenGrant(request_validator)
+        self.grant_types["refresh_token"] = self.refresh_grant

@@ -31,6 +31,7 @@ from delegation_idp.provider.keys import keyset
 from delegation_idp.provider.keys import verify as keyset_verify
 from delegation_idp.provider.resilience import for_oauthlib
 from delegation_idp.provider.tokens import state_of
+from delegation_idp.rfc8693.signin_subjects import id_token_issuer
 
 __all__ = ["DelegationValidator"]
 
@@ -251,6 +252,21 @@ class DelegationValidator(OAuth2Validator):
                 record.refuse(denied)
             return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+
+    def validate_scopes(
+        self, client_id: str, scopes: Any, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        # OpenID Connect's scope only for a client whose ID tokens can be signed (its
+        # algorithm): without one, django-oauth-toolkit would fail to sign (a 500), not refuse.
+        if "openid" in (scopes or ()) and not getattr(client, "algorithm", ""):
+            return False
+        return bool(super().validate_scopes(client_id, scopes, client, request, *args, **kwargs))
+
+    def get_oidc_issuer_endpoint(self, request: Any) -> str:
+        """The ``iss`` of the ID tokens django-oauth-toolkit signs: the provider's one issuer
+        (``ISSUER``; ``OIDC_ISS_ENDPOINT``, which check E018 keeps equal, when it is set), not a
+        URL derived from a discovery route this app does not mount."""
+        return id_token_issuer()
 
     @staticmethod
     def client_may_exchange(client: Any) -> bool:

@@ -6,7 +6,9 @@ In order, and nothing else decides an exchange:
 1. the client may exchange at all (a registered, enabled agent or MCP server);
 2. the subject token is ours: signed by a key of our set, unexpired, addressed to the
    client, and exactly the token its lineage row recorded (its DPoP key thumbprint
-   included), unrevoked, with an active user; its ``act`` chain is bounded and well formed;
+   included), unrevoked, with an active user; its ``act`` chain is bounded and well formed
+   (for an ID-JAG, an ID token or refresh token of the client's may stand in for its access
+   token: :mod:`delegation_idp.rfc8693.signin_subjects`);
 3. the actor token, if sent, is the client's own live token;
 3a. the DPoP bindings (RFC 9449): a party marked "DPoP required" sends a proof, a bound
    subject token is exchanged for a bound token only, and the subject's (or actor's) own
@@ -42,7 +44,8 @@ from delegation_idp.idjag import target_refusal
 from delegation_idp.lineage.issuance import subject_record
 from delegation_idp.models import Party, TokenLineage, party_of
 from delegation_idp.provider import keys, policy_store
-from delegation_idp.rfc8693.request import ExchangeRequest
+from delegation_idp.rfc8693.request import ID_JAG_SUBJECT_TYPES, ExchangeRequest
+from delegation_idp.rfc8693.signin_subjects import verify_signin_subject
 from delegation_idp.rfc9449 import Proof
 
 __all__ = ["ExchangeHooks", "Subject", "decide", "verify"]
@@ -90,7 +93,14 @@ def verify(
     )
     if denied is not None or party is None:
         raise refusal(denied or Reason.NOT_AN_AGENT)
-    claims, parent, chain, user_authorized = _subject(request.subject_token, party, client.client_id, now)
+    if request.subject_token_type in ID_JAG_SUBJECT_TYPES:
+        # An ID token or refresh token of the client's (an ID-JAG request only): the root
+        # access token issued with it stands for it; the requester is the first actor.
+        claims, parent = verify_signin_subject(request.subject_token_type, request.subject_token, client, now)
+        chain: tuple[str, ...] = ()
+        user_authorized = False
+    else:
+        claims, parent, chain, user_authorized = _subject(request.subject_token, party, client.client_id, now)
     hooks.validate_subject_claims(claims)
     jkt = proof.jkt if proof is not None else ""
     unbound = policy.binding_refusal(party.as_view(), bound=bool(jkt)) or policy.exchange_binding(

@@ -1,7 +1,9 @@
 """The token-exchange request, parsed (RFC 8693 section 2.1): pure, no I/O.
 
 An ID-JAG request (``requested_token_type`` ``urn:ietf:params:oauth:token-type:id-jag``) is
-one too, with exactly one ``audience`` (the draft's section 4.3).
+one too, with exactly one ``audience`` (the draft's section 4.3). Its subject may also be an
+ID token or a refresh token of this provider's (the draft's section 4.3); those are exchanged
+for an ID-JAG only.
 
 :func:`parse` turns the form's ``(name, value)`` pairs into an
 :class:`ExchangeRequest` or raises the catalogue's refusal: the required
@@ -25,6 +27,7 @@ __all__ = [
     "ACCEPTED_SUBJECT_TYPES",
     "ACCESS_TOKEN_TYPE",
     "GRANT_TYPE",
+    "ID_JAG_SUBJECT_TYPES",
     "ID_JAG_TOKEN_TYPE",
     "ID_TOKEN_TYPE",
     "ISSUABLE_TYPES",
@@ -43,6 +46,9 @@ JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 # Token types whose value may be one of this provider's JWT access tokens.
 ACCEPTED_SUBJECT_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE})
+# Subject token types accepted for an ID-JAG only (the draft's section 4.3): one of this
+# provider's OpenID Connect ID tokens or refresh tokens. The actor token stays an access token.
+ID_JAG_SUBJECT_TYPES = frozenset({ID_TOKEN_TYPE, REFRESH_TOKEN_TYPE})
 # An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant section 4.3) too: a token exchange
 # addressed to an external authorization server, which redeems it with RFC 7523.
 ISSUABLE_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, ID_JAG_TOKEN_TYPE})
@@ -100,7 +106,8 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
     for name in ("subject_token", "subject_token_type"):
         if not seen.get(name):
             raise InvalidRequest(Reason.MISSING_PARAMETER, f"Missing {name} parameter.")
-    if seen["subject_token_type"] not in ACCEPTED_SUBJECT_TYPES:
+    subject_type = seen["subject_token_type"]
+    if subject_type not in ACCEPTED_SUBJECT_TYPES and subject_type not in ID_JAG_SUBJECT_TYPES:
         raise InvalidRequest(Reason.UNSUPPORTED_TOKEN_TYPE, "This subject_token_type is not accepted.")
     actor_token, actor_type = seen.get("actor_token"), seen.get("actor_token_type")
     if bool(actor_token) != bool(actor_type):
@@ -110,6 +117,8 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
     requested = seen.get("requested_token_type") or ACCESS_TOKEN_TYPE
     if requested not in ISSUABLE_TYPES:
         raise InvalidRequest(Reason.UNSUPPORTED_TOKEN_TYPE, "This requested_token_type cannot be issued.")
+    if subject_type in ID_JAG_SUBJECT_TYPES and requested != ID_JAG_TOKEN_TYPE:
+        raise InvalidRequest(Reason.ID_JAG_ONLY_SUBJECT_TYPE)
     if not audiences and not resources:
         raise InvalidRequest(Reason.MISSING_PARAMETER, "An audience or resource parameter is required.")
     if requested == ID_JAG_TOKEN_TYPE and len(audiences) != 1:
@@ -120,7 +129,7 @@ def parse(form: Iterable[tuple[str, str]]) -> ExchangeRequest:
             raise InvalidTarget(Reason.RESOURCE_MALFORMED)
     return ExchangeRequest(
         subject_token=seen["subject_token"],
-        subject_token_type=seen["subject_token_type"],
+        subject_token_type=subject_type,
         audiences=tuple(audiences),
         resources=tuple(resources),
         scope=seen.get("scope"),

@@ -286,3 +286,17 @@ def test_a_short_metrics_token_is_a_deploy_warning(check_ids):
     assert "delegation_idp.W106" not in check_ids(
         checks.check_deploy, idp={"METRICS": True, "METRICS_TOKEN": TOKEN}
     )
+
+
+def test_oidc_keys_must_be_rsa(check_ids):
+    """E037: OpenID Connect on needs an RSA key (its ID tokens, and ID-JAG subjects, use it)."""
+    from delegation_idp import jose
+
+    assert check_ids(checks.check_oidc_keys) == []
+    assert check_ids(checks.check_oidc_keys, oauth2={"OIDC_RSA_PRIVATE_KEY": ""}) == ["delegation_idp.E037"]
+    ec = jose.generate_key("ES256").jwk.export_to_pem(private_key=True, password=None).decode()
+    assert check_ids(checks.check_oidc_keys, oauth2={"OIDC_RSA_PRIVATE_KEY": ec}) == ["delegation_idp.E037"]
+    assert check_ids(checks.check_oidc_keys, oauth2={"OIDC_RSA_PRIVATE_KEYS_INACTIVE": ["no pem"]}) == [
+        "delegation_idp.E037"
+    ]
+    assert check_ids(checks.check_oidc_keys, oauth2={"OIDC_ENABLED": False, "OIDC_RSA_PRIVATE_KEY": ""}) == []

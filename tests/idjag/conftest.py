@@ -65,6 +65,22 @@ def request_id_jag(token_endpoint: Any, cast: Any):
     return post
 
 
+@pytest.fixture
+def sign_in(cast: Any, client: Any, token_endpoint: Any):
+    """A user signs in to the named agent with OpenID Connect (``openid`` in the scope): the
+    token response, with ``access_token``, ``id_token`` and ``refresh_token``."""
+    from tests.conftest import authorize_code, code_form
+
+    def run(agent: str = "agent1", scope: str | None = None, user: Any = None) -> dict[str, Any]:
+        who = cast[agent]
+        code, verifier = authorize_code(client, who, user or cast.user, scope or f"openid {cast.scope}")
+        response = token_endpoint(code_form(who, code, verifier), who)
+        assert response.status_code == 200, response.content
+        return dict(response.json())
+
+    return run
+
+
 # -- leg 2: an enterprise identity provider elsewhere, trusted here ------------------------------
 
 ENTERPRISE = "https://idp.enterprise.example.com"

@@ -662,7 +662,7 @@ TOKEN_VALIDITY = [
         400,
         "invalid_request",
         lambda c: Req(form(c.user_token, subject_token_type=ID_TOKEN_TYPE)),
-        "unsupported_token_type",
+        "id_jag_only_subject_type",  # accepted for an ID-JAG only (tests/idjag/test_signin_subjects.py)
     ),
     Case(
         "id-token-typ-jwt",
@@ -676,7 +676,7 @@ TOKEN_VALIDITY = [
         400,
         "invalid_request",
         lambda c: Req(form("opaque-refresh-token-value", subject_token_type=REFRESH_TOKEN_TYPE)),
-        "unsupported_token_type",
+        "id_jag_only_subject_type",  # accepted for an ID-JAG only (tests/idjag/test_signin_subjects.py)
     ),
     Case(
         "opaque-token-as-access-token",
