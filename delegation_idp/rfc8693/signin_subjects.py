@@ -21,7 +21,9 @@ ID-JAGs from the ID token and the refresh token too.
   active user. Its value is never logged.
 
 Then the root lineage row: present, unrevoked, unexpired (the ID-JAG is its child, and a child
-is issued only under a live parent), of the same client and user, with no actor.
+is issued only under a live parent), of the same client and user, with no actor. A root bound to
+a DPoP key (RFC 9449) binds its ID token and refresh token too: the request proves that key, as
+it would to exchange the root token itself.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def verify_signin_subject(
     token_type: str, token: str, client: Any, now: float
 ) -> tuple[dict[str, Any], TokenLineage]:
     """An ID token or refresh token subject of ``client``'s: the claims it stands for (those of
-    the root access token: ``sub``, ``client_id``, ``scope``, ``exp``, no ``act``) and that
+    the root access token: ``sub``, ``client_id``, ``scope``, ``exp``, ``cnf`` when it is bound
+    to a key, no ``act``) and that
     token's lineage row, with its user and the policy version; or the catalogue's refusal."""
     expires: int | None = None
     if token_type == ID_TOKEN_TYPE:
@@ -103,6 +106,10 @@ def verify_signin_subject(
         "exp": min(exp, expires) if expires is not None else exp,
         "jti": parent.jti,
     }
+    if parent.jkt:
+        # A root token bound to a key (RFC 9449): its ID token and refresh token stand for it,
+        # so the same proof of that key is required as for the root token itself.
+        claims["cnf"] = {"jkt": parent.jkt}
     return claims, parent
 
 

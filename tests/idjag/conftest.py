@@ -46,9 +46,11 @@ def id_jag_rule(cast: Any, external_as: Party) -> DelegationRule:
 
 @pytest.fixture
 def request_id_jag(token_endpoint: Any, cast: Any):
-    """Leg 1: the token exchange for an ID-JAG, as the named agent."""
+    """Leg 1: the token exchange for an ID-JAG, as the named agent (``HTTP_*`` keywords are
+    request headers, e.g. ``HTTP_DPOP``; the others form parameters, None dropping one)."""
 
     def post(agent: str, subject_token: str, **params: Any) -> Any:
+        headers = {k: params.pop(k) for k in [k for k in params if k.startswith("HTTP_")]}
         form: dict[str, Any] = {
             "grant_type": TOKEN_EXCHANGE_GRANT,
             "requested_token_type": TOKEN_TYPE,
@@ -60,7 +62,7 @@ def request_id_jag(token_endpoint: Any, cast: Any):
         form.update({k: v for k, v in params.items() if v is not None})
         for name in [k for k, v in params.items() if v is None]:
             form.pop(name, None)
-        return token_endpoint(form, cast[agent])
+        return token_endpoint(form, cast[agent], **headers)
 
     return post
 

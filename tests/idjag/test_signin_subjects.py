@@ -372,3 +372,63 @@ def test_a_disabled_agent(kind, sign_in, ask, cast):
     response = ask(kind, tokens[kind])
     assert_oauth_error(response, 400, "unauthorized_client")
     assert rows() == before
+
+
+# -- a root token bound to a key (RFC 9449): its ID token and refresh token stand for it -------------
+
+
+@pytest.fixture
+def bound_sign_in(cast, client, token_endpoint):
+    """agent1's user signs in with OpenID Connect and agent1 redeems the code with a DPoP proof:
+    the root access token is bound to agent1's key. Returns (tokens, prover)."""
+    from tests.conftest import authorize_code, code_form
+    from tests.support.dpop import Prover
+
+    def run() -> tuple[dict[str, Any], Any]:
+        prover, who = Prover(), cast["agent1"]
+        code, verifier = authorize_code(client, who, cast.user, f"openid {cast.scope}")
+        proof = prover.proof("POST", "http://testserver/o/token/")
+        response = token_endpoint(code_form(who, code, verifier), who, HTTP_DPOP=proof)
+        assert response.status_code == 200, response.content
+        tokens = dict(response.json())
+        assert decode(tokens["access_token"])[1]["cnf"] == {"jkt": prover.jkt}
+        return tokens, prover
+
+    return run
+
+
+@pytest.mark.rfc("9449-5")
+@pytest.mark.parametrize("kind", ["id_token", "refresh_token"])
+def test_a_bound_roots_subject_without_a_proof(kind, bound_sign_in, ask):
+    """An ID token or refresh token stands for a bound root token: without a proof of its key,
+    no ID-JAG, exactly as for the access token itself."""
+    tokens, _prover = bound_sign_in()
+    before = rows()
+    response = ask(kind, tokens[kind], scope="tasks.read")
+    assert_oauth_error(response, 400, "invalid_dpop_proof")
+    assert rows() == before
+    assert AuditEvent.objects.order_by("-id").first().reason == "dpop_bound_subject"
+
+
+@pytest.mark.rfc("9449-5")
+@pytest.mark.parametrize("kind", ["id_token", "refresh_token"])
+def test_a_bound_roots_subject_with_another_key(kind, bound_sign_in, ask):
+    from tests.support.dpop import Prover
+
+    tokens, _prover = bound_sign_in()
+    before = rows()
+    proof = Prover().proof("POST", "http://testserver/o/token/")
+    response = ask(kind, tokens[kind], scope="tasks.read", HTTP_DPOP=proof)
+    assert_oauth_error(response, 400, "invalid_dpop_proof")
+    assert rows() == before
+    assert AuditEvent.objects.order_by("-id").first().reason == "dpop_key_mismatch"
+
+
+@pytest.mark.rfc("9449-5")
+@pytest.mark.parametrize("kind", ["id_token", "refresh_token"])
+def test_a_bound_roots_subject_with_its_key(kind, bound_sign_in, ask):
+    tokens, prover = bound_sign_in()
+    proof = prover.proof("POST", "http://testserver/o/token/")
+    response = ask(kind, tokens[kind], scope="tasks.read", HTTP_DPOP=proof)
+    assert response.status_code == 200, response.content
+    assert "cnf" not in decode(response.json()["access_token"])[1]  # an ID-JAG is never bound
