@@ -469,13 +469,15 @@ def check_policy_options(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 @register(Tags.security)
 def check_oidc_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """With django-oauth-toolkit's OpenID Connect on, ``OIDC_RSA_PRIVATE_KEY`` (and every key of
-    ``OIDC_RSA_PRIVATE_KEYS_INACTIVE``) must be an RSA key: it signs the ID tokens, and an ID
-    token subject of an ID-JAG request is verified with its public part."""
+    ``OIDC_RSA_PRIVATE_KEYS_INACTIVE``) must be an RSA key of 2048 bits or more: it signs the ID
+    tokens, and an ID token subject of an ID-JAG request is verified with its public part."""
     if not oauth2_settings.OIDC_ENABLED:
         return []
     pems = [oauth2_settings.OIDC_RSA_PRIVATE_KEY, *oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE]
     try:
-        usable = bool(pems[0]) and len(rsa_verification_keys(tuple(pems))) == len(pems)
+        # Each distinct PEM one key (a key listed as current and as inactive counts once).
+        distinct = tuple(dict.fromkeys(pems))
+        usable = bool(pems[0]) and len(rsa_verification_keys(distinct)) == len(distinct)
     except (JoseError, TypeError):
         usable = False
     if usable:
@@ -483,7 +485,7 @@ def check_oidc_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return [
         Error(
             "OIDC_ENABLED, but OIDC_RSA_PRIVATE_KEY is unset, or it or a key of "
-            "OIDC_RSA_PRIVATE_KEYS_INACTIVE is no PEM-encoded RSA key.",
+            "OIDC_RSA_PRIVATE_KEYS_INACTIVE is no PEM-encoded RSA key of 2048 bits or more.",
             hint="Set OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] to the PEM of an RSA key, the same in "
             "every process (the example site reads IDP_OIDC_RSA_PRIVATE_KEY_FILE).",
             id="delegation_idp.E037",

@@ -154,7 +154,8 @@ def rsa_verification_keys(pems: tuple[str, ...]) -> dict[str, SigningKey]:
     """RS256 verification keys, by ``kid``, from PEM-encoded RSA keys (private or public):
     public members only, each named by its RFC 7638 thumbprint (django-oauth-toolkit's OIDC
     keys carry that thumbprint as the ``kid`` of the ID tokens they sign). Built once per
-    process for each set of PEMs; a PEM that is not an RSA key raises :class:`JoseError`."""
+    process for each set of PEMs; a PEM that is not an RSA key of 2048 bits or more raises
+    :class:`JoseError`."""
     keys: dict[str, SigningKey] = {}
     for pem in pems:
         try:
@@ -163,6 +164,9 @@ def rsa_verification_keys(pems: tuple[str, ...]) -> dict[str, SigningKey]:
             raise JoseError("bad_key", "not a PEM key") from exc
         if loaded.get("kty") != "RSA":
             raise JoseError("bad_key", "not an RSA key")
+        if len(_b64decode(str(loaded.get("n", ""))).lstrip(b"\0")) * 8 < 2048:
+            # Its signatures would be refused (RS256 below 2048 bits), so is the key.
+            raise JoseError("bad_key", "an RSA key of fewer than 2048 bits")
         public = jwk.JWK(**json.loads(loaded.export_public()))
         keys[public.thumbprint()] = SigningKey(kid=public.thumbprint(), alg="RS256", jwk=public)
     return keys

@@ -216,8 +216,10 @@ def _oidc_rsa_private_key() -> str:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_bytes(pem)
-        temporary.chmod(0o600)
+        # Created readable by its owner only, before a byte of the key is written.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(pem)
         try:
             os.link(temporary, path)
         except FileExistsError:

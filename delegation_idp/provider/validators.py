@@ -15,11 +15,12 @@ from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher
 from django.db import router
-from oauth2_provider.models import get_application_model, get_grant_model
+from oauth2_provider.models import AbstractApplication, get_application_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT, audit, jose, sql
+from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
 from delegation_idp.core.errors import refusal
 from delegation_idp.core.reasons import Reason
@@ -32,6 +33,9 @@ from delegation_idp.provider.keys import verify as keyset_verify
 from delegation_idp.provider.resilience import for_oauthlib
 from delegation_idp.provider.tokens import state_of
 from delegation_idp.rfc8693.signin_subjects import id_token_issuer
+
+#: the ID-token algorithm of an application that may have ``openid`` (the site's RSA key)
+RS256 = AbstractApplication.RS256_ALGORITHM
 
 __all__ = ["DelegationValidator"]
 
@@ -256,11 +260,39 @@ class DelegationValidator(OAuth2Validator):
     def validate_scopes(
         self, client_id: str, scopes: Any, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
-        # OpenID Connect's scope only for a client whose ID tokens can be signed (its
-        # algorithm): without one, django-oauth-toolkit would fail to sign (a 500), not refuse.
-        if "openid" in (scopes or ()) and not getattr(client, "algorithm", ""):
-            return False
+        # OpenID Connect's scope only for a client whose ID tokens are signed with the site's RSA
+        # key (RS256): without an algorithm django-oauth-toolkit would fail to sign (a 500), and
+        # an HS256 ID token is keyed with the client secret, which may be stored as a keyed hash.
+        # For another client, openid is left out of what is granted (RFC 6749 section 3.3: the
+        # granted scope may be narrower; the response names it), never an error of its own.
+        if "openid" in (scopes or ()) and getattr(client, "algorithm", "") != RS256:
+            scopes = [scope for scope in scopes if scope != "openid"]
+            request.scopes = scopes
+            if not scopes:
+                return False  # nothing else was asked for: invalid_scope
         return bool(super().validate_scopes(client_id, scopes, client, request, *args, **kwargs))
+
+    def validate_silent_login(self, request: Any) -> bool:
+        """OpenID Connect ``prompt=none`` (Core section 3.1.2.1): django-oauth-toolkit's
+        authorization view signs the user in before it validates a request, so a request that
+        reaches validation has a signed-in user."""
+        return True
+
+    def validate_silent_authorization(self, request: Any) -> bool:
+        """``prompt=none`` without the consent page: never. This provider shows the user every
+        authorization (the agents and audiences it names), so the client is answered
+        ``consent_required`` at its redirect URI (Core section 3.1.2.6), never a 500."""
+        return False
+
+    def get_claim_dict(self, request: Any) -> dict[str, Any]:
+        """The ID token's and userinfo's claims: django-oauth-toolkit's, with ``sub`` the
+        subject every token of this provider names the user by (``SUBJECT_RESOLVER``), not the
+        user's primary key, so an ID token, the access token issued with it and the ID-JAGs
+        from either agree on who the user is."""
+        claims = dict(super().get_claim_dict(request))
+        resolver = idp_settings.SUBJECT_RESOLVER
+        claims["sub"] = lambda r: str(resolver(r.user))
+        return claims
 
     def get_oidc_issuer_endpoint(self, request: Any) -> str:
         """The ``iss`` of the ID tokens django-oauth-toolkit signs: the provider's one issuer

@@ -9,8 +9,9 @@ tests.support.cimd). Never for a deployment: a site fetches from public addresse
   or ``SSL_CERT_FILE`` for code that builds its own default context (OpenSSL reads that
   variable whenever a context loads the default verify paths).
 * :class:`LoopbackFetcher` is the shipped fetcher (``oauth2_provider.cimd.SafeMetadataFetcher``)
-  differing in exactly one thing: for the duration of one fetch, the loopback addresses count as
-  public. Every other check runs as shipped: https only, the certificate verified against the
+  differing in exactly one thing: during its own fetches (in the thread that runs them), the
+  loopback addresses count as public; a shipped fetcher's fetch at the same time does not see
+  it. Every other check runs as shipped: https only, the certificate verified against the
   default trust store, the connection made to the address that was checked, no redirects, the
   size cap, the content type, the timeout.
 """
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -128,16 +129,26 @@ def make_authority(directory: Path, hosts: tuple[str, ...] = HOSTS, *, days: int
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+# Whether loopback counts as public: in this thread (or task), for one fetch of LoopbackFetcher's,
+# and nowhere else, so a fetch by the shipped fetcher at the same time keeps the shipped rule.
+_loopback_public: ContextVar[bool] = ContextVar("loopback_public", default=False)
+_shipped_ip_is_public = cimd._ip_is_public
+
+
+def _ip_is_public(ip: str) -> bool:
+    return (_loopback_public.get() and ip in LOOPBACK) or _shipped_ip_is_public(ip)
 
 
 class LoopbackFetcher(cimd.SafeMetadataFetcher):
-    """``SafeMetadataFetcher`` with the loopback addresses counted as public (demo and tests only)."""
+    """``SafeMetadataFetcher`` with the loopback addresses counted as public (demo and tests
+    only), during its own fetches only: the module's address rule is replaced once, by one that
+    asks the shipped rule unless this fetcher's fetch is running in the same thread."""
 
     def fetch(self, client_id: str) -> Any:
-        shipped = cimd._ip_is_public
-
-        def public(ip: str) -> bool:
-            return ip in LOOPBACK or shipped(ip)
-
-        with mock.patch.object(cimd, "_ip_is_public", public):
+        if cimd._ip_is_public is not _ip_is_public:
+            cimd._ip_is_public = _ip_is_public  # once, for the process; the shipped rule otherwise
+        token = _loopback_public.set(True)
+        try:
             return super().fetch(client_id)
+        finally:
+            _loopback_public.reset(token)

@@ -432,3 +432,46 @@ def test_a_bound_roots_subject_with_its_key(kind, bound_sign_in, ask):
     response = ask(kind, tokens[kind], scope="tasks.read", HTTP_DPOP=proof)
     assert response.status_code == 200, response.content
     assert "cnf" not in decode(response.json()["access_token"])[1]  # an ID-JAG is never bound
+
+
+# -- the ID token's header and identifiers ------------------------------------------------------------
+
+
+def test_an_id_token_without_a_kid(sign_in, ask):
+    tokens = sign_in()
+    before = rows()
+    claims = decode(tokens["id_token"])[1]
+    key = oidc_key()
+    unnamed = jose.SigningKey(kid="", alg=key.alg, jwk=key.jwk)
+    refused(ask("id_token", jose.sign(claims, unnamed, typ="JWT")), before, "subject_bad_kid")
+
+
+def test_a_token_of_another_type_signed_with_the_oidc_key(sign_in, ask):
+    tokens = sign_in()
+    before = rows()
+    claims = decode(tokens["id_token"])[1]
+    refused(ask("id_token", jose.sign(claims, oidc_key(), typ="at+jwt")), before, "subject_bad_typ")
+
+
+def test_an_id_token_whose_jti_is_no_uuid(sign_in, ask):
+    tokens = sign_in()
+    before = rows()
+    refused(ask("id_token", forged(tokens["id_token"], jti="not-a-uuid")), before, "subject_malformed")
+
+
+def test_without_oidc_keys_no_id_token_verifies(sign_in, ask, settings):
+    tokens = sign_in()
+    before = rows()
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_RSA_PRIVATE_KEY": ""}
+    refused(ask("id_token", tokens["id_token"]), before, "subject_unknown_kid")
+
+
+def test_a_live_refresh_token_whose_access_token_row_is_gone(sign_in, ask):
+    tokens = sign_in()
+    get_access_token_model().objects.filter(token_checksum=_checksum(tokens["access_token"])).delete()
+    before = rows()
+    refused(ask("refresh_token", tokens["refresh_token"]), before, "subject_revoked")
+
+
+def _checksum(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

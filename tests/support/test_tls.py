@@ -72,3 +72,38 @@ def test_a_name_the_certificate_does_not_carry_is_refused(https_documents):
         pytest.raises(ssl.SSLCertVerificationError),
     ):
         context.wrap_socket(raw, server_hostname="idp.example.com")
+
+
+def test_the_loopback_fetcher_counts_loopback_public_in_its_own_fetches_only():
+    """While a LoopbackFetcher fetch runs in one thread, the shipped rule holds in another."""
+    import threading
+
+    from oauth2_provider import cimd
+
+    from example_project.demo_services import tls
+
+    seen: dict[str, bool] = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def fetching(self, client_id):  # stands in for SafeMetadataFetcher.fetch: asks the rule
+        seen["own"] = cimd._ip_is_public("127.0.0.1")
+        inside.set()
+        release.wait(5)
+
+    def other_thread():
+        inside.wait(5)
+        seen["other"] = cimd._ip_is_public("127.0.0.1")
+        release.set()
+
+    original = cimd.SafeMetadataFetcher.fetch
+    cimd.SafeMetadataFetcher.fetch = fetching
+    try:
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        tls.LoopbackFetcher().fetch("https://127.0.0.1/x")
+        worker.join(5)
+    finally:
+        cimd.SafeMetadataFetcher.fetch = original
+    assert seen == {"own": True, "other": False}
+    assert cimd._ip_is_public("127.0.0.1") is False  # after the fetch, the shipped rule

@@ -34,6 +34,8 @@ def test_demo_live_enterprise_crosses_two_domains(tmp_path):
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
         "IDP_ISSUER": tools,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'tools.sqlite3'}",
+        # the test key, not a development key written into the checkout
+        "IDP_OIDC_RSA_PRIVATE_KEY_FILE": str(ROOT / "tests" / "support" / "oidc-test-key.pem"),
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "demo_live", "--enterprise", "--no-serve", "--json"],
