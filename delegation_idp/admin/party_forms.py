@@ -66,7 +66,7 @@ class PartyChangeForm(forms.ModelForm):
     """The change form: a client JWK set is checked as it is saved."""
 
     jwks = JWKSetField(
-        label=_("client JWK set"),
+        label=_("Client JWK set"),
         required=False,
         help_text=_(
             "Public keys for private_key_jwt client authentication (RFC 7523), as a JWK set: "

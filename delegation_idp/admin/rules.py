@@ -154,17 +154,18 @@ def rule_from(rule: DelegationRule) -> SafeString:
 class DelegationRuleAdmin(admin.ModelAdmin):
     form = DelegationRuleForm
     list_display = (
+        "position",
         "title",
         "actor_name",
-        "position",
         "audience_names",
         "scope",
         "continuing_from",
-        "max_depth",
-        "state",
     )
     list_display_links = ("title",)
     list_editable = ("position",)
+    # The list is always in precedence order within each actor (Meta.ordering); a sortable
+    # precedence header would only widen its column.
+    sortable_by = ("title", "actor_name", "scope")
     list_filter = (
         "enabled",
         "allow_direct_from_user",
@@ -198,24 +199,28 @@ class DelegationRuleAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("audiences", "upstream_actors")
 
     @admin.display(description=_("rule"), ordering="description")
-    def title(self, rule: DelegationRule) -> str:
-        return str(rule)
+    def title(self, rule: DelegationRule) -> SafeString:
+        # Whether it is in effect goes under its title: one column fewer at 1280 px.
+        return format_html("{}<br>{}", rule, rule_state(rule))
 
     @admin.display(description=_("actor"), ordering="actor__name")
     def actor_name(self, rule: DelegationRule) -> SafeString:
         return party_link(rule.actor)
 
-    @admin.display(description=_("may request audiences"))
+    @admin.display(description=_("audiences"))
     def audience_names(self, rule: DelegationRule) -> SafeString:
         return _parties(rule.audiences.all())
 
-    @admin.display(description=_("largest scope"), ordering="max_scope")
+    @admin.display(description=_("scope"), ordering="max_scope")
     def scope(self, rule: DelegationRule) -> SafeString:
         return format_html('<span class="idp-mono">{}</span>', rule.max_scope)
 
-    @admin.display(description=_("continuing from"))
+    @admin.display(description=_("from"))
     def continuing_from(self, rule: DelegationRule) -> SafeString:
-        return rule_from(rule)
+        if rule.max_depth is None:
+            return rule_from(rule)
+        depth = _("at depth ≤ %(n)d") % {"n": rule.max_depth}
+        return format_html('{}<span class="idp-quiet">{}</span>', rule_from(rule), depth)
 
     @admin.display(description=_("in effect"))
     def state(self, rule: DelegationRule) -> SafeString:
