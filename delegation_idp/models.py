@@ -248,15 +248,36 @@ class DelegationRule(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=255, blank=True)
+    position = models.PositiveIntegerField(
+        _("precedence"),
+        blank=True,
+        help_text=_(
+            "Among the actor's rules, the lowest number is tried first and the first that allows "
+            "decides. Empty: after the actor's other rules."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("delegation rule")
-        ordering = ["actor__uri", "id"]
+        # The order the evaluator tries an actor's rules in (policy.explain): lowest position first.
+        ordering = ["actor__uri", "position", "id"]
 
     def __str__(self) -> str:
-        return f"rule {self.pk} for {self.actor.uri}"
+        if self.description:
+            return self.description
+        if self.actor_id is None:
+            return str(_("new delegation rule"))
+        audiences = ", ".join(p.name or p.uri for p in self.audiences.all()) if self.pk else ""
+        return f"{self.actor.name or self.actor.uri} → {audiences or '…'}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.position is None:
+            # A new rule comes after the actor's other rules, as it did when ids set the order.
+            last = DelegationRule.objects.filter(actor_id=self.actor_id).aggregate(models.Max("position"))
+            self.position = (last["position__max"] or 0) + 1
+        super().save(*args, **kwargs)
 
     def as_view(self) -> RuleView:
         """The policy view. Uses prefetched relations when present."""
@@ -273,6 +294,7 @@ class DelegationRule(models.Model):
             valid_from=self.valid_from,
             valid_until=self.valid_until,
             enabled=self.enabled,
+            position=self.position or 0,
         )
 
 

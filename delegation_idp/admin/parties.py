@@ -1,8 +1,15 @@
 """Django admin for registered parties and their delegation rules.
 
 * Adding an agent or MCP server creates its confidential client; the generated
-  secret is shown on one page, once, and only its hash is stored.
-* Rules are edited inline on the actor, and listed on their own with filters.
+  secret is shown on one page, once, and only its hash is stored. "Reissue the client
+  secret" (an action, and a button on the party page) asks first, then shows the new one
+  the same way (:mod:`delegation_idp.admin.party_pages`).
+* A party is listed by name with its URI, with its number of rules ("⚠ none" for an agent
+  or MCP server that has none, whose change page warns too). Its page shows its client id
+  read-only, its JWK set checked and summarised (:mod:`delegation_idp.admin.party_forms`),
+  and its rules in precedence order with move up / move down controls.
+* Rules are edited inline on the actor, and listed on their own with filters and their
+  precedence (:mod:`delegation_idp.admin.rules`).
 * Each party has a read-only page of the rules it is subject to and named in.
 * "Try a delegation" runs the real evaluator on a chosen chain, audience and
   scope and shows the decision, its reason and every rule's outcome; or the real
@@ -26,163 +33,29 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
+from delegation_idp.admin import party_pages
+from delegation_idp.admin.display import MEDIA, status
+from delegation_idp.admin.party_forms import PartyChangeForm, client_summary, jwks_summary
+from delegation_idp.admin.rules import DelegationRuleInline, rule_rows, validate_scope
 from delegation_idp.core import policy
 from delegation_idp.models import DelegationRule, Party, TrustedIssuer, validate_identity_uri
 from delegation_idp.provider import dry_run, self_registered
 from delegation_idp.provider.agents import register_party
-from delegation_idp.provider.client_auth import validate_client_jwks
 from delegation_idp.rfc7523.redeem import MAX_SUBJECT_LENGTH
 
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
-
-
-def validate_scope(value: str) -> None:
-    for token in value.split():
-        if not set(token) <= _SCOPE_CHARS:
-            raise ValidationError(_("Scopes are space-separated RFC 6749 scope tokens."), code="invalid")
-
-
-# -- delegation rules -------------------------------------------------------------
-
-
-class DelegationRuleForm(forms.ModelForm):
-    class Meta:
-        model = DelegationRule
-        fields = (
-            "actor",
-            "description",
-            "enabled",
-            "audiences",
-            "max_scope",
-            "allow_direct_from_user",
-            "upstream_actors",
-            "max_depth",
-            "users",
-            "groups",
-            "valid_from",
-            "valid_until",
-        )
-
-    def clean_max_scope(self) -> str:
-        value = " ".join(self.cleaned_data["max_scope"].split())
-        validate_scope(value)
-        if not value:
-            raise ValidationError(_("Name at least one scope."), code="required")
-        return value
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("valid_from"), data.get("valid_until")
-        if start and end and end <= start:
-            raise ValidationError({"valid_until": _("The window must end after it starts.")})
-        if not data.get("allow_direct_from_user") and not data.get("upstream_actors"):
-            # Such a rule could never match: say so instead of silently denying.
-            raise ValidationError(
-                _("Allow it directly from a user token, or name upstream actors it may continue from.")
-            )
-        return data
-
-
-class DelegationRuleInline(admin.StackedInline):
-    model = DelegationRule
-    form = DelegationRuleForm
-    fk_name = "actor"
-    extra = 0
-    filter_horizontal = ("audiences", "upstream_actors", "groups")
-    raw_id_fields = ("users",)
-
-    def get_extra(self, request: HttpRequest, obj: Party | None = None, **kwargs: Any) -> int:
-        # Registering an agent offers its first rule; a blank one is ignored.
-        return 1 if obj is None else 0
-
-    fieldsets = (
-        (None, {"fields": ("description", "enabled", "audiences", "max_scope")}),
-        (_("Chain"), {"fields": ("allow_direct_from_user", "upstream_actors", "max_depth")}),
-        (_("For whom and when"), {"fields": ("users", "groups", "valid_from", "valid_until")}),
-    )
-
-
-@admin.register(DelegationRule)
-class DelegationRuleAdmin(admin.ModelAdmin):
-    form = DelegationRuleForm
-    list_display = (
-        "__str__",
-        "actor",
-        "audience_list",
-        "max_scope",
-        "allow_direct_from_user",
-        "max_depth",
-        "enabled",
-        "valid_from",
-        "valid_until",
-    )
-    list_filter = (
-        "enabled",
-        "allow_direct_from_user",
-        "actor__kind",
-        ("actor", admin.RelatedOnlyFieldListFilter),
-    )
-    search_fields = (
-        "actor__uri",
-        "actor__name",
-        "audiences__uri",
-        "upstream_actors__uri",
-        "max_scope",
-        "description",
-    )
-    list_select_related = ("actor",)
-    filter_horizontal = ("audiences", "upstream_actors", "groups")
-    raw_id_fields = ("users",)
-    actions = ["enable", "disable"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DelegationRule]:
-        return super().get_queryset(request).prefetch_related("audiences")
-
-    @admin.display(description=_("target audiences"))
-    def audience_list(self, rule: DelegationRule) -> str:
-        return ", ".join(p.uri for p in rule.audiences.all())
-
-    @admin.action(description=_("Enable selected rules"), permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[DelegationRule]) -> None:
-        count = queryset.update(enabled=True, updated=timezone.now())
-        self.message_user(request, _("%(n)d rule(s) enabled.") % {"n": count}, messages.SUCCESS)
-
-    @admin.action(description=_("Disable selected rules"), permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[DelegationRule]) -> None:
-        count = queryset.update(enabled=False, updated=timezone.now())
-        self.message_user(request, _("%(n)d rule(s) disabled.") % {"n": count}, messages.SUCCESS)
-
-
-def describe_rule(rule: DelegationRule) -> dict[str, Any]:
-    """A rule in the words the read-only pages use."""
-    upstream = [p.uri for p in rule.upstream_actors.all()]
-    return {
-        "rule": rule,
-        "actor": rule.actor.uri,
-        "audiences": [p.uri for p in rule.audiences.all()],
-        "scope": rule.max_scope,
-        "from": ([_("a user token")] if rule.allow_direct_from_user else []) + upstream,
-        "depth": rule.max_depth,
-        "users": [u.get_username() for u in rule.users.all()],
-        "groups": [g.name for g in rule.groups.all()],
-        "in_effect": rule.as_view().in_effect(timezone.now()),
-    }
-
-
-def _rules(queryset: QuerySet[DelegationRule]) -> list[dict[str, Any]]:
-    rows = queryset.select_related("actor").prefetch_related(
-        "audiences", "upstream_actors", "users", "groups"
-    )
-    return [describe_rule(rule) for rule in rows]
-
-
 # -- parties -----------------------------------------------------------------------
+
+#: a party's kind in the party list, in few words
+SHORT_KINDS = {
+    Party.AGENT: _("agent"),
+    Party.MCP_SERVER: _("MCP server"),
+    Party.RESOURCE_SERVER: _("resource server"),
+    Party.AUTHORIZATION_SERVER: _("external authorization server"),
+}
 
 
 class PartyAddForm(forms.ModelForm):
@@ -217,22 +90,6 @@ class PartyAddForm(forms.ModelForm):
         for uri in uris:
             validate_identity_uri(uri)
         return " ".join(uris)
-
-
-class PartyChangeForm(forms.ModelForm):
-    """The change form: a client JWK set is checked as it is saved."""
-
-    class Meta:
-        model = Party
-        fields = ("jwks",)  # the admin's fieldsets choose the form's fields
-
-    def clean_jwks(self) -> Any:
-        jwks = self.cleaned_data.get("jwks")
-        if jwks is not None:
-            problems = validate_client_jwks(jwks)
-            if problems:
-                raise ValidationError(problems, code="invalid")
-        return jwks
 
 
 class HasClientFilter(admin.SimpleListFilter):
@@ -403,32 +260,28 @@ class TryDelegationForm(forms.Form):
 @admin.register(Party)
 class PartyAdmin(admin.ModelAdmin):
     form = PartyChangeForm
-    list_display = (
-        "name",
-        "uri",
-        "kind",
-        "registration",
-        "enabled",
-        "dpop_required",
-        "client_id",
-        "rule_count",
-    )
+    # Five columns, so the list reads at 1280 px beside the admin's two sidebars: how a party
+    # registered and whether it needs DPoP are a quieter line under its kind (and filters).
+    list_display = ("party", "kind_of", "state", "client_id", "rule_count")
+    list_display_links = ("party",)
     list_filter = ("kind", "enabled", "registration", "dpop_required", HasClientFilter)
     search_fields = ("name", "uri", "contact", "application__client_id", "resource_prefixes")
     list_select_related = ("application",)
     raw_id_fields = ("application", "clients")
-    readonly_fields = ("client_id", "registration", "rules_link", "created", "updated")
+    readonly_fields = ("client", "client_keys", "registration", "rules_link", "created", "updated")
     inlines = [DelegationRuleInline]
-    actions = ["enable", "disable", "promote"]
+    actions = ["enable", "disable", "promote", "reissue_secret"]
     change_list_template = "delegation_idp/admin/party_change_list.html"
     change_form_template = "delegation_idp/admin/party_change_form.html"
     fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled", "registration")}),
-        (_("Client"), {"fields": ("client_id", "application", "jwks", "dpop_required")}),
+        (_("Client"), {"fields": ("client", "client_keys", "jwks", "dpop_required")}),
         (_("RFC 8707 resources"), {"fields": ("resource_prefixes", "clients")}),
         (_("External authorization server (ID-JAG)"), {"fields": ("metadata_url", "client_ids")}),
         (_("Policy"), {"fields": ("rules_link", "created", "updated")}),
     )
+    # A resource server's client (for introspection) is linked by hand, so it stays editable.
+    resource_server_client = ("client", "application", "client_keys", "jwks", "dpop_required")
     add_fieldsets = (
         (None, {"fields": ("uri", "name", "kind", "contact", "enabled")}),
         (_("Client"), {"fields": ("redirect_uris", "dpop_required")}),
@@ -436,16 +289,74 @@ class PartyAdmin(admin.ModelAdmin):
         (_("External authorization server (ID-JAG)"), {"fields": ("metadata_url", "client_ids")}),
     )
 
+    @property
+    def media(self) -> forms.Media:
+        return super().media + MEDIA
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Party]:
         return super().get_queryset(request).annotate(_rule_count=Count("delegation_rules"))
 
+    @admin.display(description=_("party"), ordering="name")
+    def party(self, party: Party) -> str:
+        # The column is the row's link: the name and, quieter, the identity URI.
+        return format_html(
+            '<span class="idp-party"><strong>{}</strong></span><br><span class="idp-uri">{}</span>',
+            party.name or party.uri,
+            party.uri,
+        )
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def kind_of(self, party: Party) -> str:
+        notes: list[str] = []
+        if party.self_registered:
+            notes.append(party.get_registration_display())
+        if party.dpop_required:
+            notes.append(str(_("DPoP required")))
+        return format_html(
+            "{}{}",
+            SHORT_KINDS.get(party.kind, party.kind),
+            format_html('<br><span class="idp-quiet">{}</span>', "; ".join(str(n) for n in notes))
+            if notes
+            else "",
+        )
+
+    @admin.display(description=_("enabled"), ordering="enabled")
+    def state(self, party: Party) -> str:
+        if party.enabled:
+            return status("active")
+        return format_html('<span class="idp-status idp-status-revoked">✕ {}</span>', _("disabled"))
+
     @admin.display(description=_("client id"), ordering="application__client_id")
     def client_id(self, party: Party) -> str:
-        return party.application.client_id if party.application else "-"
+        if party.application is None:
+            return "-"
+        client_id = party.application.client_id
+        # The start is enough to tell clients apart; the whole id is on the party's page.
+        short = client_id if len(client_id) <= 12 else f"{client_id[:10]}…"
+        return format_html('<span class="idp-mono" title="{}">{}</span>', client_id, short)
+
+    @admin.display(description=_("OAuth client"))
+    def client(self, party: Party) -> str:
+        return client_summary(party)
+
+    @admin.display(description=_("client keys (private_key_jwt)"))
+    def client_keys(self, party: Party) -> str:
+        return jwks_summary(party.jwks)
 
     @admin.display(description=_("rules"), ordering="_rule_count")
-    def rule_count(self, party: Party) -> int:
-        return int(getattr(party, "_rule_count", 0))
+    def rule_count(self, party: Party) -> str:
+        count = int(getattr(party, "_rule_count", 0))
+        if party.kind not in party_pages.ACTING_KINDS:
+            return format_html('<span class="idp-quiet">{}</span>', _("not an actor"))
+        if party.self_registered:
+            return format_html('<span class="idp-quiet">{}</span>', _("registration rules"))
+        if count == 0:
+            return format_html(
+                '<span class="idp-status idp-status-warning idp-no-rules" title="{}">⚠ {}</span>',
+                _("Every exchange it asks for is refused (no_rule)."),
+                _("none"),
+            )
+        return str(count)
 
     @admin.display(description=_("rules this party is subject to"))
     def rules_link(self, party: Party) -> str:
@@ -464,10 +375,23 @@ class PartyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Party | None = None) -> Any:
-        return self.add_fieldsets if obj is None else self.fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        if obj.kind == Party.RESOURCE_SERVER:
+            client = ((_("Client"), {"fields": self.resource_server_client}),)
+            return self.fieldsets[:1] + client + self.fieldsets[2:]
+        return self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Party | None = None) -> Any:
         return () if obj is None else self.readonly_fields
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        party = self.get_object(request, object_id)
+        if party is not None:
+            extra_context = {**(extra_context or {}), **party_pages.change_context(request, party)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Party, form: Any, change: bool) -> None:
         if change or obj.kind in (Party.RESOURCE_SERVER, Party.AUTHORIZATION_SERVER):
@@ -496,20 +420,7 @@ class PartyAdmin(admin.ModelAdmin):
         if one_time is None or "_popup" in request.POST:
             return super().response_add(request, obj, post_url_continue)
         client_id, secret = one_time
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "party": obj,
-            "client_id": client_id,
-            "client_secret": secret,
-            "change_url": reverse("admin:delegation_idp_party_change", args=[obj.pk]),
-            "title": _("Client secret for %(name)s") % {"name": obj.name},
-        }
-        response = TemplateResponse(request, "delegation_idp/admin/party_secret.html", context)
-        # The page is the only copy of the secret: never cache it anywhere.
-        response["Cache-Control"] = "no-store"
-        response["Pragma"] = "no-cache"
-        return response
+        return party_pages.secret_page(self, request, obj, client_id, secret, reissued=False)
 
     # -- enable / disable ------------------------------------------------------------
 
@@ -549,6 +460,22 @@ class PartyAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    @admin.action(description=_("Reissue the client secret of the selected party…"), permissions=["change"])
+    def reissue_secret(self, request: HttpRequest, queryset: QuerySet[Party]) -> HttpResponse | None:
+        # One party at a time: its new secret is shown on a page of its own, once.
+        parties = list(queryset.select_related("application")[:2])
+        if len(parties) != 1:
+            self.message_user(request, _("Reissue one party's secret at a time."), messages.WARNING)
+            return None
+        if not party_pages.has_secret(parties[0]):
+            self.message_user(
+                request,
+                _("%(name)s has no client secret to reissue.") % {"name": parties[0].name},
+                messages.ERROR,
+            )
+            return None
+        return party_pages.reissue_confirmation(self, request, parties[0])
+
     # -- read-only pages -------------------------------------------------------------
 
     def get_urls(self) -> list[Any]:
@@ -556,8 +483,17 @@ class PartyAdmin(admin.ModelAdmin):
         return [
             path("try/", wrap(self.try_delegation_view), name="delegation_idp_party_try"),
             path("<path:object_id>/rules/", wrap(self.rules_view), name="delegation_idp_party_rules"),
+            path(
+                "<path:object_id>/reissue-secret/",
+                wrap(self.reissue_secret_view),
+                name="delegation_idp_party_reissue_secret",
+            ),
             *super().get_urls(),
         ]
+
+    def reissue_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then reissue the party's client secret and show it once."""
+        return party_pages.reissue_secret_view(self, request, object_id)
 
     def rules_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The rules a party is subject to (as actor), and those that name it."""
@@ -570,9 +506,10 @@ class PartyAdmin(admin.ModelAdmin):
             "party": party,
             "original": party,
             "title": _("Delegation rules of %(name)s") % {"name": party.name},
-            "as_actor": _rules(DelegationRule.objects.filter(actor=party)),
-            "as_audience": _rules(DelegationRule.objects.filter(audiences=party)),
-            "as_upstream": _rules(DelegationRule.objects.filter(upstream_actors=party)),
+            "as_actor": rule_rows(DelegationRule.objects.filter(actor=party)),
+            "as_audience": rule_rows(DelegationRule.objects.filter(audiences=party)),
+            "as_upstream": rule_rows(DelegationRule.objects.filter(upstream_actors=party)),
+            "media": MEDIA,
         }
         return TemplateResponse(request, "delegation_idp/admin/party_rules.html", context)
 

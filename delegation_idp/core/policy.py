@@ -90,6 +90,8 @@ class RuleView:
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     enabled: bool = True
+    #: precedence among the actor's rules: the lowest is tried first (ties: the lowest id)
+    position: int = 0
 
     def in_effect(self, now: datetime) -> bool:
         return (
@@ -255,7 +257,8 @@ def explain(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> 
     if reason is not None:
         return Explanation(_deny(reason), ())
 
-    own_rules = sorted((r for r in rules if r.actor == ctx.requester.uri), key=lambda r: r.id)
+    # Precedence: the first rule that allows decides, so the order is the admin's (position).
+    own_rules = sorted((r for r in rules if r.actor == ctx.requester.uri), key=lambda r: (r.position, r.id))
     if not own_rules:
         return Explanation(_deny(Reason.NO_RULE), ())
     outcomes: list[RuleOutcome] = []

@@ -110,6 +110,7 @@ def rule_data(rule: DelegationRule) -> dict[str, Any]:
         "id": rule.pk,
         "actor": rule.actor.uri,
         "description": rule.description,
+        "position": rule.position,
         "enabled": rule.enabled,
         "in_effect": rule.as_view().in_effect(timezone.now()),
         "audiences": sorted(p.uri for p in rule.audiences.all()),
@@ -137,4 +138,5 @@ def rule_text(data: Mapping[str, Any]) -> str:
     return (
         f"rule {data['id']}{title}: to {', '.join(data['audiences'])}; scope {data['max_scope']}; "
         f"from {' or '.join(sources)}{depth}; for {whom}{window}; {state}"
+        + (f"; precedence {data['position']}" if data.get("position") is not None else "")
     )

@@ -70,7 +70,14 @@ def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView
         DelegationRule.objects.using(alias)
         .filter(actor_id=party.pk)
         .values_list(
-            "pk", "max_scope", "max_depth", "allow_direct_from_user", "valid_from", "valid_until", "enabled"
+            "pk",
+            "max_scope",
+            "max_depth",
+            "allow_direct_from_user",
+            "valid_from",
+            "valid_until",
+            "enabled",
+            "position",
         )
     )
     if not rows:
@@ -93,8 +100,9 @@ def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView
             valid_from=valid_from,
             valid_until=valid_until,
             enabled=enabled,
+            position=position,
         )
-        for pk, max_scope, max_depth, direct, valid_from, valid_until, enabled in rows
+        for pk, max_scope, max_depth, direct, valid_from, valid_until, enabled, position in rows
     )
 
 

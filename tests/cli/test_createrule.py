@@ -58,6 +58,7 @@ def test_a_rule_with_every_field(parties: Any) -> None:
         "id": rule.pk,
         "actor": parties.beta.uri,
         "description": "beta serves the store",
+        "position": 1,
         "enabled": True,
         "in_effect": data["rule"]["in_effect"],
         "audiences": sorted([parties.store.uri, parties.alpha.uri]),

@@ -1,7 +1,9 @@
 """``manage.py createrule``: add a delegation rule for an agent, checked as the admin checks it.
 
 The rule goes through the admin's own form (``DelegationRuleForm``), so the command refuses
-exactly what the admin refuses. Running it again with the same rule creates nothing.
+exactly what the admin refuses. Running it again with the same rule creates nothing (and moves
+nothing: ``--position`` places a new rule only). A new rule comes after the agent's others unless
+``--position`` puts it earlier (:mod:`delegation_idp.provider.precedence`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from delegation_idp.admin.parties import DelegationRuleForm
+from delegation_idp.admin.rules import DelegationRuleForm
 from delegation_idp.management import cli
 from delegation_idp.models import DelegationRule, Party
+from delegation_idp.provider import precedence
 
 # The form's fields, by the option that sets them (for error messages).
 OPTIONS = {
@@ -28,6 +31,7 @@ OPTIONS = {
     "valid_from": "--valid-from",
     "valid_until": "--valid-until",
     "description": "--description",
+    "position": "--position",
 }
 
 
@@ -87,9 +91,19 @@ class Command(BaseCommand):
         parser.add_argument("--valid-from", default="", help="In effect from (ISO 8601 date and time)")
         parser.add_argument("--valid-until", default="", help="In effect until, excluded (ISO 8601)")
         parser.add_argument("--description", default="", help="What the rule is for")
+        parser.add_argument(
+            "--position",
+            type=int,
+            help=(
+                "Its precedence among the agent's rules (1 = tried first; the first that allows "
+                "decides); the rules from there on move one later. Default: after the others"
+            ),
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["position"] is not None and options["position"] < 1:
+            raise CommandError("--position: 1 is the first place (the rule tried first).")
         actor = cli.party(options["agent"], acting=True)
         data = {
             "actor": actor.pk,
@@ -118,6 +132,8 @@ class Command(BaseCommand):
             created = rule is None
             if rule is None:
                 rule = form.save()
+                if options["position"] is not None:
+                    precedence.place(rule, options["position"])
         rule = (
             DelegationRule.objects.select_related("actor")
             .prefetch_related("audiences", "upstream_actors", "users", "groups")
