@@ -49,6 +49,13 @@ def validate_scope(value: str) -> None:
             raise ValidationError(_("Scopes are space-separated RFC 6749 scope tokens."), code="invalid")
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field whose empty value shows as empty, not as ``null``."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class TryDelegationForm(forms.Form):
     """The inputs of one hypothetical exchange, of one authorization request for another
     party's resource (RFC 8707 at the authorization endpoint), or of one redemption of an
@@ -97,7 +104,12 @@ class TryDelegationForm(forms.Form):
         validators=[validate_scope],
         help_text=_("Empty: no scope parameter."),
     )
-    may_act = forms.JSONField(label=_("subject token's may_act"), required=False)
+    may_act = OptionalJSONField(
+        label=_("subject token's may_act"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=_('JSON, e.g. {"sub": "https://agent.example.com"}. Empty: none.'),
+    )
     # -- a redemption only -----------------------------------------------------------------
     trusted_issuer = forms.ModelChoiceField(
         label=_("trusted issuer (redemption)"),

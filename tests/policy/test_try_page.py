@@ -205,3 +205,8 @@ def test_a_redemption_names_the_client_and_the_owners(root, cast):
     content = response.content.decode()
     assert 'id="try-reason">' in content
     assert link_of(cast["agent1"].uri) in content  # the redeeming client, by name
+
+
+def test_an_empty_may_act_stays_empty(root, cast):
+    _, content = try_it(root, cast["agent1"].uri, [cast["agent2"].uri])
+    assert re.search(r'<textarea name="may_act"[^>]*>\s*</textarea>', content)
