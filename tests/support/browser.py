@@ -97,7 +97,14 @@ def sign_in(driver: Any, base_url: str, username: str, password: str) -> None:
     driver.get(f"{base_url}/admin/login/?next=/admin/")
     driver.find_element(By.NAME, "username").send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(password)
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
+    try:  # a click does not wait for the page it leads to: on a busy machine, wait for it
+        WebDriverWait(driver, 10).until(lambda d: "/admin/login/" not in d.current_url)
+    except TimeoutException:
+        pass
     assert "/admin/login/" not in driver.current_url, driver.page_source[:2000]
 
 
