@@ -11,13 +11,7 @@
 * Rules are edited inline on the actor, and listed on their own with filters and their
   precedence (:mod:`delegation_idp.admin.rules`).
 * Each party has a read-only page of the rules it is subject to and named in.
-* "Try a delegation" runs the real evaluator on a chosen chain, audience and
-  scope and shows the decision, its reason and every rule's outcome; or the real
-  redemption's decisions on the claims of an ID-JAG of a trusted issuer; it only
-  reads.
-
-Why one module over 400 lines: the party admin, its rule inline, the rule admin and the
-"try a delegation" page edit and show one thing, the policy, and share their forms.
+* "Try a delegation" (a page of the party admin) is :mod:`delegation_idp.admin.try_delegation`.
 """
 
 from __future__ import annotations
@@ -26,8 +20,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -35,17 +28,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
-from oauth2_provider.models import get_application_model
 
 from delegation_idp.admin import party_pages
 from delegation_idp.admin.display import MEDIA, status
 from delegation_idp.admin.party_forms import PartyChangeForm, client_summary, jwks_summary
-from delegation_idp.admin.rules import DelegationRuleInline, rule_rows, validate_scope
-from delegation_idp.core import policy
-from delegation_idp.models import DelegationRule, Party, TrustedIssuer, validate_identity_uri
-from delegation_idp.provider import dry_run, self_registered
+from delegation_idp.admin.rules import DelegationRuleInline, rule_rows
+from delegation_idp.admin.try_delegation import try_delegation_page
+from delegation_idp.models import DelegationRule, Party, validate_identity_uri
+from delegation_idp.provider import self_registered
 from delegation_idp.provider.agents import register_party
-from delegation_idp.rfc7523.redeem import MAX_SUBJECT_LENGTH
 
 # -- parties -----------------------------------------------------------------------
 
@@ -105,156 +96,6 @@ class HasClientFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(application__isnull=True)
         return queryset
-
-
-class TryDelegationForm(forms.Form):
-    """The inputs of one hypothetical exchange, of one authorization request for another
-    party's resource (RFC 8707 at the authorization endpoint), or of one redemption of an
-    ID-JAG of a trusted issuer (RFC 7523); each kind's fields are required for it only."""
-
-    EXCHANGE = "exchange"
-    ID_JAG = "id_jag"
-    AUTHORIZE = "authorize"
-    REDEEM = "redeem"
-    #: the fields every kind but a redemption needs, and those a redemption needs
-    DELEGATION_FIELDS = ("actor", "audiences", "subject_scope")
-    REDEEM_FIELDS = ("trusted_issuer", "client", "id_jag_sub")
-
-    request_kind = forms.ChoiceField(
-        label=_("request"),
-        choices=[
-            (EXCHANGE, _("token exchange (RFC 8693) of a subject token")),
-            (ID_JAG, _("token exchange for an ID-JAG, for an external authorization server")),
-            (AUTHORIZE, _("authorization endpoint: a user authorizes the agent for the targets (RFC 8707)")),
-            (REDEEM, _("jwt-bearer redemption of an ID-JAG from a trusted issuer (RFC 7523)")),
-        ],
-        initial=EXCHANGE,
-        required=False,
-    )
-    actor = forms.ModelChoiceField(
-        label=_("requesting agent"),
-        queryset=Party.objects.filter(kind__in=[Party.AGENT, Party.MCP_SERVER]),
-        required=False,
-    )
-    chain = forms.CharField(
-        label=_("subject token's actor chain"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text=_("Identity URIs, the nearest (most recent) actor first, one a line. Empty: a user token."),
-    )
-    audiences = forms.ModelMultipleChoiceField(
-        label=_("target audiences"), queryset=Party.objects.all(), required=False
-    )
-    username = forms.CharField(label=_("user"), required=False, help_text=_("Empty: no particular user."))
-    subject_scope = forms.CharField(
-        label=_("subject token's scope"), validators=[validate_scope], required=False
-    )
-    requested_scope = forms.CharField(
-        label=_("requested scope"),
-        required=False,
-        validators=[validate_scope],
-        help_text=_("Empty: no scope parameter."),
-    )
-    may_act = forms.JSONField(label=_("subject token's may_act"), required=False)
-    # -- a redemption only -----------------------------------------------------------------
-    trusted_issuer = forms.ModelChoiceField(
-        label=_("trusted issuer (redemption)"),
-        queryset=TrustedIssuer.objects.all(),
-        required=False,
-        help_text=_("The ID-JAG's iss."),
-    )
-    client = forms.ModelChoiceField(
-        label=_("redeeming client (redemption)"),
-        queryset=get_application_model().objects.all(),
-        required=False,
-        help_text=_("The local client that sends the jwt-bearer request: the ID-JAG's client_id."),
-    )
-    id_jag_sub = forms.CharField(
-        label=_("ID-JAG's sub (redemption)"),
-        required=False,
-        max_length=MAX_SUBJECT_LENGTH,  # a longer sub is refused as malformed
-    )
-    id_jag_claim = forms.CharField(
-        label=_("ID-JAG's value of the issuer's claim (redemption)"),
-        required=False,
-        help_text=_(
-            "For an issuer that maps an existing user by a claim other than sub (e.g. email): "
-            "its value. Empty: the ID-JAG lacks it."
-        ),
-    )
-    id_jag_resources = forms.CharField(
-        label=_("resources the ID-JAG names (redemption)"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text=_("Its resource claim, one a line. Empty: none."),
-    )
-    resources = forms.CharField(
-        label=_("requested resources (redemption)"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text=_("The resource parameters, one a line. Empty: none (all those the ID-JAG names)."),
-    )
-    id_jag_scope = forms.CharField(
-        label=_("ID-JAG's scope (redemption)"),
-        required=False,
-        validators=[validate_scope],
-        help_text=_("Empty: no scope claim. The requested scope above is the request's."),
-    )
-    dpop = forms.BooleanField(
-        label=_("with a DPoP proof (redemption)"),
-        required=False,
-        help_text=_("The request proves a key (RFC 9449): the token would be bound to it."),
-    )
-
-    def clean_chain(self) -> tuple[str, ...]:
-        return tuple(self.cleaned_data["chain"].split())
-
-    def clean_id_jag_resources(self) -> tuple[str, ...]:
-        return tuple(self.cleaned_data["id_jag_resources"].split())
-
-    def clean_resources(self) -> tuple[str, ...]:
-        return tuple(self.cleaned_data["resources"].split())
-
-    def clean_request_kind(self) -> str:
-        return self.cleaned_data.get("request_kind") or self.EXCHANGE
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        kind = data.get("request_kind")
-        needed = self.REDEEM_FIELDS if kind == self.REDEEM else self.DELEGATION_FIELDS
-        for name in needed:
-            if name not in self.errors and not data.get(name):
-                self.add_error(
-                    name, ValidationError(self.fields[name].error_messages["required"], code="required")
-                )
-        if kind == self.AUTHORIZE and data.get("chain"):
-            self.add_error("chain", _("At the authorization endpoint there is no chain: leave it empty."))
-        return data
-
-    def clean_username(self) -> Any:
-        username = self.cleaned_data["username"].strip()
-        if not username:
-            return None
-        User = get_user_model()
-        user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
-        if user is None:
-            raise ValidationError(_("No such user."))
-        return user
-
-    def try_redemption(self) -> dry_run.RedemptionDryRun:
-        """The dry run of the redemption a valid form of kind :attr:`REDEEM` describes."""
-        data = self.cleaned_data
-        return dry_run.try_redemption(
-            data["trusted_issuer"],
-            data["client"],
-            sub=data["id_jag_sub"],
-            asserted_resources=data["id_jag_resources"],
-            requested_resources=data["resources"],
-            asserted_scope=" ".join(data["id_jag_scope"].split()) or None,
-            requested_scope=" ".join(data["requested_scope"].split()) or None,
-            claim_value=data["id_jag_claim"],
-            dpop=data["dpop"],
-        )
 
 
 @admin.register(Party)
@@ -514,52 +355,5 @@ class PartyAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "delegation_idp/admin/party_rules.html", context)
 
     def try_delegation_view(self, request: HttpRequest) -> HttpResponse:
-        """Run the real evaluator on a hypothetical exchange, or the real redemption's
-        decisions on a hypothetical ID-JAG. Reads only, writes nothing (a GET form;
-        ``admin_view`` already marks the page never-cached)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        form = TryDelegationForm(request.GET or None)
-        result = None
-        if form.is_valid() and form.cleaned_data["request_kind"] == TryDelegationForm.REDEEM:
-            result = {"redeem": True, **form.try_redemption().summary()}
-        elif form.is_valid():
-            data = form.cleaned_data
-            requested = policy.scope_set(data["requested_scope"]) if data["requested_scope"] else None
-            run = dry_run.try_delegation(
-                data["actor"],
-                data["chain"],
-                [p.uri for p in data["audiences"]],
-                subject_scope=policy.scope_set(data["subject_scope"]),
-                requested_scope=requested,
-                user=data["username"],
-                may_act=data["may_act"],
-                authorize=data["request_kind"] == TryDelegationForm.AUTHORIZE,
-                id_jag=data["request_kind"] == TryDelegationForm.ID_JAG,
-            )
-            decision = run.decision
-            rule_rows = {r.pk: r for r in DelegationRule.objects.filter(actor=data["actor"])}
-            result = {
-                "decision": decision,
-                "reason": decision.reason.value,
-                "error": decision.error,
-                "description": decision.description,
-                "granted_scope": " ".join(sorted(decision.granted_scope)),
-                "audience": decision.audience,
-                "depth": run.context.depth,
-                "issued_chain": run.issued_chain,
-                "authorize": run.authorize,
-                "limits": run.limits,
-                "outcomes": [
-                    {"rule": rule_rows.get(o.rule_id), "id": o.rule_id, "reason": o.reason.value}
-                    for o in run.explanation.rules
-                ],
-            }
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "form": form,
-            "result": result,
-            "title": _("Try a delegation"),
-        }
-        return TemplateResponse(request, "delegation_idp/admin/try_delegation.html", context)
+        """The "Try a delegation" page (:mod:`delegation_idp.admin.try_delegation`)."""
+        return try_delegation_page(self, request)

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from delegation_idp.admin.parties import validate_scope
+from delegation_idp.admin.rules import validate_scope
 from delegation_idp.models import RegistrationRule
 
 

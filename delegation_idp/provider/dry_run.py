@@ -11,6 +11,11 @@ exchange at all (:func:`delegation_idp.core.policy.may_exchange`), then the poli
 server, an access token for any other party). It reads only: nothing is issued, recorded or
 changed.
 
+It also says which audiences the agent's rules would allow for the same chain, user and
+scope (:attr:`DryRun.allowed`): each audience any of its rules names, asked alone of the same
+functions (:func:`~delegation_idp.core.policy.explain`, then the kind of token), so a refusal
+for an audience the rules do not name can say which ones they do.
+
 :func:`try_redemption` is the dry run of leg 2 of an ID-JAG: the ``jwt-bearer`` grant
 (RFC 7523) redeeming, for a local client, an ID-JAG of a trusted issuer whose claims an admin
 types. It asks the functions :func:`delegation_idp.rfc7523.redeem.verify` asks, in the same
@@ -24,7 +29,7 @@ never created: a just-in-time user is only said to be one that would be created.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from delegation_idp.conf import idp_settings
@@ -33,15 +38,25 @@ from delegation_idp.core.errors import OAuthError
 from delegation_idp.core.reasons import Reason
 from delegation_idp.idjag import assertion_refusal, target_refusal
 from delegation_idp.models import Party, TrustedIssuer
-from delegation_idp.provider import resources
+from delegation_idp.provider import policy_store, resources
 from delegation_idp.provider.policy_store import load
 from delegation_idp.rfc7523 import decisions
 from delegation_idp.rfc7523.request import parse
 
-__all__ = ["DryRun", "RedemptionDryRun", "try_delegation", "try_redemption"]
+__all__ = ["AllowedAudience", "DryRun", "RedemptionDryRun", "try_delegation", "try_redemption"]
 
 #: The ``jti`` and DPoP key of a dry run's made-up request: never spent, never bound to.
 DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True)
+class AllowedAudience:
+    """An audience the agent's rules would allow for the chain, user and scope tried."""
+
+    uri: str
+    #: the rule that would allow it (the first that matches, as for a real request)
+    rule_id: int | None
+    granted_scope: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -51,9 +66,12 @@ class DryRun:
     explanation: policy.Explanation
     context: policy.ExchangeContext
     limits: policy.Limits
-    #: the issued token's actor chain, nearest first (empty at the authorization endpoint)
+    #: the issued token's actor chain, nearest first (empty at the authorization endpoint, and
+    #: when the request is refused: no token is issued; the chain tried is ``context.chain``)
     issued_chain: tuple[str, ...]
     authorize: bool
+    #: the audiences the agent's rules would allow, each asked alone, in URI order
+    allowed: tuple[AllowedAudience, ...] = ()
 
     @property
     def decision(self) -> policy.Decision:
@@ -77,6 +95,7 @@ def try_delegation(
     (``requested_token_type`` ``urn:ietf:params:oauth:token-type:id-jag``); or, with
     ``authorize``, a user authorizing ``actor`` for those audiences at the authorization
     endpoint (RFC 8707), where there is no chain."""
+    store = policy_store.current()
     if authorize:
         # The authorization endpoint's own question: the user grants the scopes asked for
         # (the requested scope, else the subject's).
@@ -85,12 +104,14 @@ def try_delegation(
             list(audiences),
             user=user,
             scopes=sorted(requested_scope or subject_scope),
+            store=store,
         )
         limits = policy.Limits(
             max_depth=idp_settings.MAX_DELEGATION_DEPTH,
             allow_repeated_actors=idp_settings.ALLOW_REPEATED_ACTORS,
         )
-        return DryRun(explanation, ctx, limits, (), authorize=True)
+        allowed = _allowed_audiences(ctx, list(store.rules_for(actor)), limits, store, id_jag=None)
+        return DryRun(explanation, ctx, limits, (), authorize=True, allowed=allowed)
     ctx, rules, limits = load(
         actor,
         tuple(chain),
@@ -102,6 +123,7 @@ def try_delegation(
         # user token").
         from_user=True,
         may_act=may_act,
+        store=store,
     )
     # The same questions in the same order as a real exchange (delegation_idp.rfc8693.exchange).
     application = actor.application
@@ -128,7 +150,36 @@ def try_delegation(
         explanation = policy.Explanation(
             policy.Decision(allowed=False, reason=misdirected), explanation.rules
         )
-    return DryRun(explanation, ctx, limits, (actor.uri, *chain), authorize=False)
+    allowed = () if denied is not None else _allowed_audiences(ctx, rules, limits, store, id_jag=id_jag)
+    issued = (actor.uri, *chain) if explanation.decision.allowed else ()
+    return DryRun(explanation, ctx, limits, issued, authorize=False, allowed=allowed)
+
+
+def _allowed_audiences(
+    ctx: policy.ExchangeContext,
+    rules: list[policy.RuleView],
+    limits: policy.Limits,
+    store: policy_store.PolicyStore,
+    *,
+    id_jag: bool | None,
+) -> tuple[AllowedAudience, ...]:
+    """Each audience a rule of the requester names, asked alone with everything else of
+    ``ctx`` unchanged, of :func:`~delegation_idp.core.policy.explain` and (``id_jag`` not
+    None: at the token endpoint) of the kind of token asked for; those allowed."""
+    candidates = sorted({uri for rule in rules if rule.actor == ctx.requester.uri for uri in rule.audiences})
+    parties = {**store.parties(candidates), **ctx.parties}
+    kinds = {uri: view.kind for uri, view in parties.items()}
+    allowed = []
+    for uri in candidates:
+        decision = policy.explain(replace(ctx, targets=(uri,), parties=parties), rules, limits).decision
+        if not decision.allowed:
+            continue
+        if id_jag is not None and target_refusal(
+            id_jag=id_jag, audiences=[uri], targets=decision.audience, kinds=kinds
+        ):
+            continue
+        allowed.append(AllowedAudience(uri, decision.rule_id, decision.granted_scope))
+    return tuple(allowed)
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RevocationResult",
     "RotationResult",
+    "Schedule",
     "live_tokens_signed_by",
     "retention_after_retirement",
     "revoke_key",
     "rotate_keys",
     "rotation_check_seconds",
+    "schedule",
 ]
 
 
@@ -114,6 +116,55 @@ class RotationResult:
         }
 
 
+def _publish_due_at(current: SigningKey) -> datetime:
+    """When a rotation publishes the next key after ``current``: ``KEY_ROTATION_PERIOD``
+    after it started signing, less one JWKS cache lifetime (so that key signs on time)."""
+    period = timedelta(seconds=idp_settings.KEY_ROTATION_PERIOD)
+    return (current.activates_at or current.created) + period - _jwks_cache()
+
+
+def _jwks_cache() -> timedelta:
+    return timedelta(seconds=idp_settings.JWKS_CACHE_SECONDS)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What rotation does next, as :func:`rotate_keys` decides it (for the admin's keys page).
+
+    The beat runs :func:`rotate_keys` every :func:`rotation_check_seconds`, so each step
+    happens at the time given or up to one check period later.
+    """
+
+    #: the key signing now (None before the first key exists)
+    current: str | None
+    #: the published ``next`` key waiting to take over, if there is one
+    upcoming: str | None
+    #: when a new ``next`` key is published (None: one is already waiting)
+    publish_at: datetime | None
+    #: when the current key stops signing: the waiting key's time, else one JWKS cache
+    #: lifetime after the new key is published
+    switch_at: datetime | None
+
+
+def schedule() -> Schedule:
+    """When the next rotation is due, by the rule :func:`rotate_keys` applies. Reads only."""
+    current = SigningKey.objects.filter(state=SigningKey.CURRENT).first()
+    upcoming = SigningKey.objects.filter(state=SigningKey.NEXT).order_by("activates_at").first()
+    if upcoming is not None:
+        return Schedule(
+            current=current.kid if current else None,
+            upcoming=upcoming.kid,
+            publish_at=None,
+            switch_at=upcoming.activates_at,
+        )
+    if current is None:
+        return Schedule(current=None, upcoming=None, publish_at=None, switch_at=None)
+    publish_at = _publish_due_at(current)
+    return Schedule(
+        current=current.kid, upcoming=None, publish_at=publish_at, switch_at=publish_at + _jwks_cache()
+    )
+
+
 def rotate_keys(now: datetime | None = None, *, force: bool = False) -> RotationResult:
     """Advance the key life cycle where it is due. Idempotent; run it every
     :func:`rotation_check_seconds` (the beat schedule does).
@@ -140,11 +191,10 @@ def rotate_keys(now: datetime | None = None, *, force: bool = False) -> Rotation
 
     now = now or timezone.now()
     ensure_current_key(now)
-    cache = timedelta(seconds=idp_settings.JWKS_CACHE_SECONDS)
-    period = timedelta(seconds=idp_settings.KEY_ROTATION_PERIOD)
+    cache = _jwks_cache()
 
     def due(current: SigningKey) -> bool:
-        return force or (current.activates_at or current.created) + period - cache <= now
+        return force or _publish_due_at(current) <= now
 
     # Unlocked look-ahead: will a new key be needed? Generate it before locking.
     current_now = SigningKey.objects.filter(state=SigningKey.CURRENT).first()

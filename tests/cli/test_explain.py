@@ -66,6 +66,14 @@ def test_allowed_with_the_rule_that_matched(parties: Any, rules: dict[str, int])
         "depth": 1,
         "max_depth": 5,
         "rules": [{"id": rules["alpha"], "description": "hand over", "reason": "allowed"}],
+        "allowed_audiences": [
+            {
+                "audience": parties.beta.uri,
+                "rule_id": rules["alpha"],
+                "rule": "hand over",
+                "granted_scope": "tasks.read",
+            }
+        ],
     }
     assert state() == before, "a dry run changes nothing"
 
@@ -183,3 +191,19 @@ def test_the_authorization_endpoints_question(parties: Any) -> None:
 def test_bad_input_is_a_command_error(parties: Any, args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run("explain", *args)
+
+
+def test_a_refusal_names_the_audiences_the_rules_allow(parties: Any, rules: dict[str, int]) -> None:
+    """Alpha asks for Store, which its rules do not name: refused, no issued chain, and the
+    audiences its rules would allow for the same chain, user and scope (Beta) are listed."""
+    data = explain("Alpha", "--audience", "Store", "--scope", SCOPE, "--user", "alice")
+    assert (data["allowed"], data["reason"], data["issued_chain"]) == (False, "audience_not_permitted", [])
+    assert [a["audience"] for a in data["allowed_audiences"]] == [parties.beta.uri]
+    assert data["allowed_audiences"][0]["rule_id"] == rules["alpha"]
+    out = run("explain", "Alpha", "--audience", "Store", "--scope", SCOPE).stdout
+    assert "issued chain" not in out
+    assert "audiences the rules would allow for this chain, user and scope:" in out
+    assert f"    {parties.beta.uri} (rule {rules['alpha']}, scope tasks.read)" in out
+    # Beta continuing Alpha's chain without alice: its one rule is for alice only.
+    out = run("explain", "Beta", "--chain", "Alpha", "--audience", "Store", "--scope", SCOPE).stdout
+    assert "audiences the rules would allow for this chain, user and scope: none" in out

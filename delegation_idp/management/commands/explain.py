@@ -22,12 +22,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from oauth2_provider.models import get_application_model
 
-from delegation_idp.admin.parties import TryDelegationForm
-from delegation_idp.core import policy
+from delegation_idp.admin.try_delegation import TryDelegationForm, rule_title
 from delegation_idp.core.reasons import Reason
 from delegation_idp.management import cli
 from delegation_idp.models import DelegationRule, TrustedIssuer
-from delegation_idp.provider import agents, dry_run
+from delegation_idp.provider import agents
 
 OPTIONS = {
     "actor": "AGENT",
@@ -179,21 +178,9 @@ class Command(BaseCommand):
         )
         if not form.is_valid():
             raise CommandError(cli.errors_message(form.errors, OPTIONS))
-        data = form.cleaned_data
-        requested = policy.scope_set(data["requested_scope"]) if data["requested_scope"] else None
-        run = dry_run.try_delegation(
-            actor,
-            data["chain"],
-            [p.uri for p in data["audiences"]],
-            subject_scope=policy.scope_set(data["subject_scope"]),
-            requested_scope=requested,
-            user=data["username"],
-            may_act=data["may_act"],
-            authorize=data["request_kind"] == TryDelegationForm.AUTHORIZE,
-            id_jag=data["request_kind"] == TryDelegationForm.ID_JAG,
-        )
+        run = form.try_delegation()
         decision = run.decision
-        descriptions = dict(DelegationRule.objects.filter(actor=actor).values_list("pk", "description"))
+        rules = {rule.pk: rule for rule in DelegationRule.objects.filter(actor=actor)}
         result = {
             "allowed": decision.allowed,
             "reason": decision.reason.value,
@@ -207,8 +194,22 @@ class Command(BaseCommand):
             "depth": run.context.depth,
             "max_depth": run.limits.max_depth,
             "rules": [
-                {"id": o.rule_id, "description": descriptions.get(o.rule_id, ""), "reason": o.reason.value}
+                {
+                    "id": o.rule_id,
+                    "description": rules[o.rule_id].description if o.rule_id in rules else "",
+                    "reason": o.reason.value,
+                }
                 for o in run.explanation.rules
+            ],
+            # What the agent's rules would allow for this chain, user and scope, audience by audience.
+            "allowed_audiences": [
+                {
+                    "audience": a.uri,
+                    "rule_id": a.rule_id,
+                    "rule": rule_title(rules.get(a.rule_id) if a.rule_id is not None else None, a.rule_id),
+                    "granted_scope": " ".join(sorted(a.granted_scope)),
+                }
+                for a in run.allowed
             ],
         }
         if options["json"]:
@@ -273,5 +274,13 @@ class Command(BaseCommand):
         for outcome in result["rules"]:
             title = f' "{outcome["description"]}"' if outcome["description"] else ""
             self.stdout.write(f"  rule {outcome['id']}{title}: {outcome['reason']}")
+        if result["allowed_audiences"]:
+            self.stdout.write("  audiences the rules would allow for this chain, user and scope:")
+            for allowed in result["allowed_audiences"]:
+                self.stdout.write(
+                    f"    {allowed['audience']} (rule {allowed['rule_id']}, scope {allowed['granted_scope']})"
+                )
+        else:
+            self.stdout.write("  audiences the rules would allow for this chain, user and scope: none")
         if result["reason"] == Reason.NO_RULE:
             self.stdout.write(f"  {actor} has no rules: add one with `manage.py createrule {actor} ...`.")
