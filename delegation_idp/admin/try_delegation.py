@@ -305,6 +305,12 @@ def redemption_result(run: dry_run.RedemptionDryRun) -> dict[str, Any]:
     }
 
 
+def may_view_users(request: HttpRequest) -> bool:
+    """Whether the signed-in admin may view the site's users (the user model's view permission)."""
+    opts = get_user_model()._meta
+    return bool(request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"))
+
+
 def try_delegation_page(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
     """The page (the party admin's view ``try/``): needs the view permission on parties.
     Reads only, writes nothing (a GET form; ``admin_view`` already marks it never-cached)."""
@@ -313,7 +319,14 @@ def try_delegation_page(model_admin: admin.ModelAdmin, request: HttpRequest) -> 
     form = TryDelegationForm(request.GET or None)
     result = None
     if form.is_valid() and form.cleaned_data["request_kind"] == TryDelegationForm.REDEEM:
-        result = redemption_result(form.try_redemption())
+        if may_view_users(request):
+            result = redemption_result(form.try_redemption())
+        else:
+            # The answer names local users (which one a claim value matches, staff or not):
+            # only for an admin who may see the users anyway.
+            form.add_error(
+                None, _("A dry run of a redemption names local users: it needs the permission to view users.")
+            )
     elif form.is_valid():
         result = delegation_result(form.try_delegation(), form.cleaned_data["actor"])
     context = {

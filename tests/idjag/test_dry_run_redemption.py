@@ -412,3 +412,25 @@ def test_explain_dry_runs_a_redemption(cast, trusted):
 def test_explain_still_needs_an_audience_without_redeem(cast):
     with pytest.raises(CommandError, match="--audience: This field is required"):
         run("explain", cast["agent1"].uri, "--scope", SCOPE)
+
+
+def test_a_redemption_needs_the_permission_to_view_users(client, cast, trusted, django_user_model):
+    """The answer names local users (who matches a claim value, staff or not): an admin who may
+    view parties but not users gets no answer, only the reason."""
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("party-viewer", "viewer@example.com", "pw-viewer-123")
+    viewer.is_staff = True
+    viewer.save()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_party"))
+    client.force_login(viewer)
+    response = client.get(TRY_URL, page_query(cast, trusted))
+    assert response.status_code == 200
+    assert response.context["result"] is None
+    content = response.content.decode()
+    assert "needs the permission to view users" in content
+    assert 'id="try-reason"' not in content and 'id="try-user"' not in content  # no answer shown
+    opts = django_user_model._meta
+    viewer.user_permissions.add(Permission.objects.get(codename=f"view_{opts.model_name}"))
+    client.force_login(django_user_model.objects.get(pk=viewer.pk))
+    assert client.get(TRY_URL, page_query(cast, trusted)).context["result"]["user"] == "existing"
