@@ -1,9 +1,12 @@
-"""Django admin for token lineage and the audit trail.
+"""Django admin for token lineage and the audit trail, both read-only, read at a glance: every
+agent by its party's name and URI, linked; a status column (word, symbol and colour); filters by
+agent, status, reason and date; search by an agent's name or URI and by ``jti``; columns that fit
+1280 px.
 
-Both lists are read-only. Each lineage record links to its tree (from the
-user's root token down, each node with its status) with "revoke this
-subtree" behind a confirmation page, and to "who has acted on this user's
-behalf".
+Each lineage record links to its tree (from the user's root token down, siblings in the order they
+were issued, a revoked branch struck through), where "revoke subtree" leads to a confirmation
+page, and to "who has acted on this user's behalf". The columns and filters are in
+``lineage_columns``, the pages' nodes in ``lineage_tree``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -19,13 +23,36 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from delegation_idp.admin import lineage_tree
+from delegation_idp.admin.display import MEDIA, PartyNames, party_chain, status
+from delegation_idp.admin.lineage_columns import (
+    AgentFilter,
+    DecisionFilter,
+    LineageStatusFilter,
+    PartySearch,
+    ReasonFilter,
+    RevocationReasonFilter,
+    UserFilter,
+    compact_time,
+    decision_status,
+    lineage_status,
+    party_cell,
+    short_jti,
+    with_party,
+)
+from delegation_idp.core.reasons import Reason
 from delegation_idp.lineage import queries, revocation
-from delegation_idp.models import AuditEvent, Party, TokenLineage
+from delegation_idp.models import AuditEvent, TokenLineage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    @property
+    def media(self) -> Any:
+        return super().media + MEDIA
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -36,30 +63,81 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def _status(row: TokenLineage, now: Any) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    return "active" if row.expires_at > now else "expired"
+def _names(obj: Any, uris: list[Any]) -> PartyNames:
+    """The parties of one detail page's row (its client and these URIs), looked up once and kept
+    on the row (the request's own object), never on the ModelAdmin."""
+    names = getattr(obj, "_idp_names", None)
+    if names is None:
+        names = PartyNames(client_ids=[obj.client_id], uris=[u for u in uris if isinstance(u, str)])
+        obj._idp_names = names
+    return names
 
 
 @admin.register(TokenLineage)
-class TokenLineageAdmin(ReadOnlyAdmin):
-    list_display = (
-        "jti",
-        "subject",
-        "client_id",
+class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
+    list_display = ("token", "agent", "subject", "audience_names", "status_column", "issued", "tree_link")
+    list_display_links = ("token",)
+    list_filter = (
+        AgentFilter,
+        LineageStatusFilter,
+        RevocationReasonFilter,
+        ("issued_at", admin.DateFieldListFilter),
+        "grant_type",
         "depth",
-        "issued_at",
-        "expires_at",
-        "revoked_at",
-        "revocation_reason",
-        "jkt",
-        "tree_link",
     )
-    list_filter = ("grant_type", "depth", "revocation_reason")
     search_fields = ("=jti", "=root_jti", "subject", "client_id")
+    search_help_text = _("An agent's name or URI, a user, or a whole jti.")
     date_hierarchy = "issued_at"
-    readonly_fields = ("tree_link", "acted_link")
+    readonly_fields = ("agent", "status_column", "tree_link", "acted_link")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TokenLineage]:
+        queryset = with_party(super().get_queryset(request))
+        return queryset.annotate(status_value=lineage_status(timezone.now()))
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The page's audiences named with one query; the names travel on the page's rows."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        names = PartyNames(uris={u for r in rows for u in r.audience if isinstance(u, str)})
+        for row in rows:
+            row._idp_names = names
+        return changelist
+
+    @admin.display(description=_("token"), ordering="jti")
+    def token(self, obj: TokenLineage) -> SafeString:
+        grant = obj.grant_type.rsplit(":", 1)[-1]
+        return format_html(
+            '{}<br><span class="idp-quiet">{} {} · {}</span>',
+            short_jti(obj.jti),
+            _("depth"),
+            obj.depth,
+            grant,
+        )
+
+    @admin.display(description=_("agent"), ordering="party_name")
+    def agent(self, obj: TokenLineage) -> SafeString:
+        return party_cell(obj)
+
+    @admin.display(description=_("audience"))
+    def audience_names(self, obj: TokenLineage) -> SafeString:
+        return party_chain(_names(obj, obj.audience), obj.audience, sep=", ")
+
+    @admin.display(description=_("status"), ordering="status_value")
+    def status_column(self, obj: TokenLineage) -> SafeString:
+        value = getattr(obj, "status_value", None) or lineage_tree.row_status(obj, timezone.now())
+        if value != "revoked":
+            return status(value)
+        return format_html(
+            '{}<br><span class="idp-quiet">{}</span>', status(value), obj.revocation_reason or "-"
+        )
+
+    @admin.display(description=_("issued / expires"), ordering="issued_at")
+    def issued(self, obj: TokenLineage) -> SafeString:
+        return format_html(
+            '{}<br><span class="idp-quiet">→ {}</span>',
+            compact_time(obj.issued_at),
+            compact_time(obj.expires_at),
+        )
 
     @admin.display(description=_("lineage"))
     def tree_link(self, obj: TokenLineage) -> str:
@@ -96,22 +174,24 @@ class TokenLineageAdmin(ReadOnlyAdmin):
             raise Http404
         return row
 
+    def _context(self, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "media": MEDIA, **extra}
+
     def tree_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The whole tree the token belongs to, from the user's root token down."""
         row = self._row(request, pk)
-        now = timezone.now()
-        nodes = [
-            {"row": node, "status": _status(node, now), "indent": node.depth * 2, "chain": node.chain}
-            for node in queries.tree(row.jti)
-        ]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Token lineage"),
-            "selected": row,
-            "nodes": nodes,
-            "can_revoke": self.has_revoke_permission(request),
-        }
+        roots = lineage_tree.build_tree(queries.tree(row.jti), now=timezone.now(), selected=row)
+        nodes = lineage_tree.flatten(roots)
+        counts = {s: sum(1 for n in nodes if n.status == s) for s in ("active", "expired", "revoked")}
+        context = self._context(
+            request,
+            title=_("Token lineage"),
+            selected=row,
+            roots=roots,
+            nodes=nodes,
+            counts=counts,
+            can_revoke=self.has_revoke_permission(request),
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/tree.html", context)
 
     def revoke_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -127,19 +207,17 @@ class TokenLineageAdmin(ReadOnlyAdmin):
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(reverse("admin:delegation_idp_tokenlineage_tree", args=[row.pk]))
-        now = timezone.now()
-        affected = [
-            {"row": node, "status": _status(node, now), "indent": (node.depth - row.depth) * 2}
-            for node in queries.subtree(row.jti)
-        ]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Revoke this subtree?"),
-            "selected": row,
-            "affected": affected,
-            "live": sum(1 for a in affected if a["status"] == "active"),
-        }
+        roots = lineage_tree.build_tree(list(queries.subtree(row.jti)), now=timezone.now(), selected=row)
+        affected = lineage_tree.flatten(roots)
+        context = self._context(
+            request,
+            title=_("Revoke this subtree?"),
+            selected=row,
+            roots=roots,
+            affected=affected,
+            live=sum(1 for a in affected if a.status == "active"),
+            can_revoke=False,
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/revoke_confirm.html", context)
 
     def acted_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
@@ -153,69 +231,150 @@ class TokenLineageAdmin(ReadOnlyAdmin):
             user = None
         if user is None:
             raise Http404
-        denied = AuditEvent.objects.filter(user_id=str(user.pk), decision=AuditEvent.DENIED).order_by(
-            "-created", "-id"
-        )[:50]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Who has acted on behalf of %(user)s") % {"user": user.get_username()},
-            "subject_user": user,
-            "acted": queries.acted_for_user(user.pk),
-            "denied": denied,
-        }
+        denied = list(
+            AuditEvent.objects.filter(user_id=str(user.pk), decision=AuditEvent.DENIED).order_by(
+                "-created", "-id"
+            )[:50]
+        )
+        acted = queries.acted_for_user(user.pk)
+        acted_rows, denied_rows = lineage_tree.acted_rows(acted, denied)
+        context = self._context(
+            request,
+            title=_("Who has acted on behalf of %(user)s") % {"user": user.get_username()},
+            subject_user=user,
+            acted=acted,
+            denied=denied,
+            acted_rows=acted_rows,
+            denied_rows=denied_rows,
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/acted.html", context)
 
 
-class AgentFilter(admin.SimpleListFilter):
-    """Events whose requesting client is this registered agent."""
-
-    title = _("agent")
-    parameter_name = "agent"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        parties = Party.objects.filter(application__isnull=False).select_related("application")
-        return [(p.application.client_id, p.uri) for p in parties if p.application is not None]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        return queryset.filter(client_id=self.value()) if self.value() else queryset
-
-
-class UserFilter(admin.SimpleListFilter):
-    """Events about this user (their id, as recorded)."""
-
-    title = _("user")
-    parameter_name = "user"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        ids = list(
-            AuditEvent.objects.exclude(user_id="")
-            .order_by()
-            .values_list("user_id", flat=True)
-            .distinct()[:100]
-        )
-        users = {str(u.pk): u.get_username() for u in get_user_model().objects.filter(pk__in=ids)}
-        return [(i, users.get(i, i)) for i in sorted(ids)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        return queryset.filter(user_id=self.value()) if self.value() else queryset
-
-
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created",
+class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
+    list_display = ("when", "event", "decision_badge", "reason_code", "agent", "subject", "token")
+    list_display_links = ("when",)
+    list_filter = (
+        DecisionFilter,
+        ReasonFilter,
+        AgentFilter,
         "event",
-        "decision",
-        "reason",
-        "error",
-        "client_id",
-        "user_id",
-        "subject",
-        "jti",
-        "client_ip",
-        "jkt",
+        UserFilter,
+        ("created", admin.DateFieldListFilter),
     )
-    list_filter = ("decision", "event", AgentFilter, UserFilter, ("created", admin.DateFieldListFilter))
     search_fields = ("=client_id", "subject", "=jti", "=parent_jti", "=user_id", "reason")
+    search_help_text = _("An agent's name or URI, a subject, a reason code, or a whole jti.")
     date_hierarchy = "created"
+    fieldsets = (
+        (_("Decision"), {"fields": ("created", "event", "decision_badge", "reason_explained", "grant_type")}),
+        (_("Who"), {"fields": ("agent", "acted_for", "subject", "chain_names", "client_ip", "jkt")}),
+        (
+            _("Asked and granted"),
+            {
+                "fields": (
+                    "requested_audience_names",
+                    "requested_scope",
+                    "granted_audience_names",
+                    "granted_scope",
+                )
+            },
+        ),
+        (_("Token"), {"fields": ("token_link", "parent_jti")}),
+    )
+    readonly_fields = (
+        "decision_badge",
+        "reason_explained",
+        "agent",
+        "acted_for",
+        "chain_names",
+        "requested_audience_names",
+        "granted_audience_names",
+        "token_link",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        return with_party(super().get_queryset(request))
+
+    @admin.display(description=_("time"), ordering="created")
+    def when(self, obj: AuditEvent) -> SafeString:
+        return compact_time(obj.created)
+
+    @admin.display(description=_("decision"), ordering="decision")
+    def decision_badge(self, obj: AuditEvent) -> SafeString:
+        return status(decision_status(obj.decision))
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def reason_code(self, obj: AuditEvent) -> SafeString:
+        reason = _REASONS.get(obj.reason)
+        description = reason.description if reason is not None else ""
+        code = format_html('<span class="idp-mono" title="{}">{}</span>', description, obj.reason or "-")
+        if not obj.error:
+            return code
+        return format_html('{}<br><span class="idp-quiet">{}</span>', code, obj.error)
+
+    @admin.display(description=_("reason"))
+    def reason_explained(self, obj: AuditEvent) -> SafeString:
+        reason = _REASONS.get(obj.reason)
+        if reason is None:
+            return format_html("{}", obj.reason or "-")
+        return format_html(
+            '<span class="idp-mono">{}</span> — {}<br><span class="idp-quiet">{} {} · HTTP {}</span>',
+            reason.value,
+            reason.description,
+            _("OAuth error"),
+            obj.error or reason.error or "-",
+            reason.status,
+        )
+
+    @admin.display(description=_("agent"), ordering="party_name")
+    def agent(self, obj: AuditEvent) -> SafeString:
+        return party_cell(obj)
+
+    @admin.display(description=_("user"))
+    def acted_for(self, obj: AuditEvent) -> SafeString:
+        if not obj.user_id:
+            return format_html("{}", "-")
+        user = get_user_model().objects.filter(pk=obj.user_id).first() if obj.user_id.isdigit() else None
+        if user is None:
+            return format_html('<span class="idp-mono">{}</span>', obj.user_id)
+        url = reverse("admin:delegation_idp_tokenlineage_acted", args=[user.pk])
+        return format_html(
+            '{} · <a href="{}">{}</a>', user.get_username(), url, _("who has acted on this user's behalf")
+        )
+
+    def _uris(self, obj: AuditEvent) -> list[Any]:
+        return [*(obj.chain or []), *(obj.requested_audience or []), *(obj.granted_audience or [])]
+
+    @admin.display(description=_("actors (newest first)"))
+    def chain_names(self, obj: AuditEvent) -> SafeString:
+        return party_chain(_names(obj, self._uris(obj)), _strings(obj.chain), compact=False)
+
+    @admin.display(description=_("requested audience"))
+    def requested_audience_names(self, obj: AuditEvent) -> SafeString:
+        return party_chain(_names(obj, self._uris(obj)), _strings(obj.requested_audience), compact=False)
+
+    @admin.display(description=_("granted audience"))
+    def granted_audience_names(self, obj: AuditEvent) -> SafeString:
+        return party_chain(_names(obj, self._uris(obj)), _strings(obj.granted_audience), compact=False)
+
+    @admin.display(description=_("token"), ordering="jti")
+    def token(self, obj: AuditEvent) -> SafeString:
+        return short_jti(obj.jti)
+
+    @admin.display(description=_("jti"))
+    def token_link(self, obj: AuditEvent) -> SafeString:
+        if not obj.jti:
+            return format_html("{}", "-")
+        pk = TokenLineage.objects.filter(jti=obj.jti).values_list("pk", flat=True).first()
+        code = format_html('<span class="idp-mono">{}</span>', obj.jti)
+        if pk is None:
+            return code
+        url = reverse("admin:delegation_idp_tokenlineage_tree", args=[pk])
+        return format_html('{} · <a href="{}">{}</a>', code, url, _("its lineage tree"))
+
+
+_REASONS: dict[str, Reason] = {r.value: r for r in Reason}
+
+
+def _strings(values: Any) -> list[str]:
+    return [v for v in values or () if isinstance(v, str)]
