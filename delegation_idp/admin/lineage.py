@@ -36,11 +36,13 @@ from delegation_idp.admin.lineage_columns import (
     ReasonFilter,
     RevocationReasonFilter,
     UserFilter,
+    code,
     compact_time,
     decision_status,
     lineage_status,
     party_cell,
     short_jti,
+    subject_cell,
     with_party,
 )
 from delegation_idp.core.reasons import Reason
@@ -75,8 +77,8 @@ def _names(obj: Any, uris: list[Any]) -> PartyNames:
 
 @admin.register(TokenLineage)
 class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
-    list_display = ("token", "agent", "subject", "audience_names", "status_column", "issued", "tree_link")
-    list_display_links = ("token",)
+    list_display = ("token", "agent", "user_subject", "status_column", "issued")
+    list_display_links = None
     list_filter = (
         AgentFilter,
         LineageStatusFilter,
@@ -105,22 +107,33 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
 
     @admin.display(description=_("token"), ordering="jti")
     def token(self, obj: TokenLineage) -> SafeString:
-        grant = obj.grant_type.rsplit(":", 1)[-1]
+        """The jti (shortened) linked to its record, its depth and grant, and its tree."""
+        record = reverse("admin:delegation_idp_tokenlineage_change", args=[obj.pk])
+        tree = reverse("admin:delegation_idp_tokenlineage_tree", args=[obj.pk])
         return format_html(
-            '{}<br><span class="idp-quiet">{} {} · {}</span>',
+            '<a href="{}">{}</a><br><span class="idp-quiet" title="{}">{} {} · {}</span>'
+            '<br><a class="idp-tree-link" href="{}">{}</a>',
+            record,
             short_jti(obj.jti),
+            obj.grant_type,
             _("depth"),
             obj.depth,
-            grant,
+            GRANTS.get(obj.grant_type, obj.grant_type.rsplit(":", 1)[-1]),
+            tree,
+            _("tree"),
         )
 
-    @admin.display(description=_("agent"), ordering="party_name")
+    @admin.display(description=_("agent → audience"), ordering="party_name")
     def agent(self, obj: TokenLineage) -> SafeString:
-        return party_cell(obj)
+        return format_html(
+            '{}<div class="idp-audience">→ {}</div>',
+            party_cell(obj),
+            party_chain(_names(obj, obj.audience), _strings(obj.audience), sep=", "),
+        )
 
-    @admin.display(description=_("audience"))
-    def audience_names(self, obj: TokenLineage) -> SafeString:
-        return party_chain(_names(obj, obj.audience), obj.audience, sep=", ")
+    @admin.display(description=_("user"), ordering="subject")
+    def user_subject(self, obj: TokenLineage) -> SafeString:
+        return subject_cell(obj.subject)
 
     @admin.display(description=_("status"), ordering="status_value")
     def status_column(self, obj: TokenLineage) -> SafeString:
@@ -128,15 +141,18 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
         if value != "revoked":
             return status(value)
         return format_html(
-            '{}<br><span class="idp-quiet">{}</span>', status(value), obj.revocation_reason or "-"
+            '{}<br><span class="idp-quiet" title="{}">{}</span>',
+            status(value),
+            obj.revoked_at.isoformat() if obj.revoked_at else "",
+            obj.revocation_reason or "-",
         )
 
-    @admin.display(description=_("issued / expires"), ordering="issued_at")
+    @admin.display(description=_("issued → expires"), ordering="issued_at")
     def issued(self, obj: TokenLineage) -> SafeString:
         return format_html(
             '{}<br><span class="idp-quiet">→ {}</span>',
             compact_time(obj.issued_at),
-            compact_time(obj.expires_at),
+            compact_time(obj.expires_at, since=obj.issued_at),
         )
 
     @admin.display(description=_("lineage"))
@@ -252,7 +268,7 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
-    list_display = ("when", "event", "decision_badge", "reason_code", "agent", "subject", "token")
+    list_display = ("when", "decision_badge", "agent", "user_subject", "token")
     list_display_links = ("when",)
     list_filter = (
         DecisionFilter,
@@ -266,7 +282,7 @@ class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
     search_help_text = _("An agent's name or URI, a subject, a reason code, or a whole jti.")
     date_hierarchy = "created"
     fieldsets = (
-        (_("Decision"), {"fields": ("created", "event", "decision_badge", "reason_explained", "grant_type")}),
+        (_("Decision"), {"fields": ("created", "event", "decision_word", "reason_explained", "grant_type")}),
         (_("Who"), {"fields": ("agent", "acted_for", "subject", "chain_names", "client_ip", "jkt")}),
         (
             _("Asked and granted"),
@@ -282,7 +298,7 @@ class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
         (_("Token"), {"fields": ("token_link", "parent_jti")}),
     )
     readonly_fields = (
-        "decision_badge",
+        "decision_word",
         "reason_explained",
         "agent",
         "acted_for",
@@ -295,28 +311,33 @@ class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return with_party(super().get_queryset(request))
 
-    @admin.display(description=_("time"), ordering="created")
+    @admin.display(description=_("user"), ordering="subject")
+    def user_subject(self, obj: AuditEvent) -> SafeString:
+        return subject_cell(obj.subject)
+
+    @admin.display(description=_("time, event"), ordering="created")
     def when(self, obj: AuditEvent) -> SafeString:
-        return compact_time(obj.created)
+        return format_html(
+            '{}<br><span class="idp-quiet">{}</span>', compact_time(obj.created), code(obj.event)
+        )
 
-    @admin.display(description=_("decision"), ordering="decision")
+    @admin.display(description=_("decision, reason"), ordering="decision")
     def decision_badge(self, obj: AuditEvent) -> SafeString:
-        return status(decision_status(obj.decision))
-
-    @admin.display(description=_("reason"), ordering="reason")
-    def reason_code(self, obj: AuditEvent) -> SafeString:
+        badge = status(decision_status(obj.decision))
+        if not obj.reason or obj.reason == Reason.ALLOWED.value:
+            return badge
         reason = _REASONS.get(obj.reason)
         description = reason.description if reason is not None else ""
-        code = format_html('<span class="idp-mono" title="{}">{}</span>', description, obj.reason or "-")
-        if not obj.error:
-            return code
-        return format_html('{}<br><span class="idp-quiet">{}</span>', code, obj.error)
+        error = format_html('<br><span class="idp-quiet">{}</span>', code(obj.error)) if obj.error else ""
+        return format_html("{}<br>{}{}", badge, code(obj.reason, description), error)
 
     @admin.display(description=_("reason"))
     def reason_explained(self, obj: AuditEvent) -> SafeString:
         reason = _REASONS.get(obj.reason)
         if reason is None:
             return format_html("{}", obj.reason or "-")
+        if reason is Reason.ALLOWED:
+            return format_html('<span class="idp-mono">{}</span> — {}', reason.value, reason.description)
         return format_html(
             '<span class="idp-mono">{}</span> — {}<br><span class="idp-quiet">{} {} · HTTP {}</span>',
             reason.value,
@@ -361,6 +382,10 @@ class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
     def token(self, obj: AuditEvent) -> SafeString:
         return short_jti(obj.jti)
 
+    @admin.display(description=_("decision"))
+    def decision_word(self, obj: AuditEvent) -> SafeString:
+        return status(decision_status(obj.decision))
+
     @admin.display(description=_("jti"))
     def token_link(self, obj: AuditEvent) -> SafeString:
         if not obj.jti:
@@ -373,6 +398,14 @@ class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
         return format_html('{} · <a href="{}">{}</a>', code, url, _("its lineage tree"))
 
 
+#: short names of the grant types in the token column (the whole one in its title)
+GRANTS = {
+    "urn:ietf:params:oauth:grant-type:token-exchange": "exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt-bearer",
+    "authorization_code": "code",
+    "client_credentials": "client",
+    "refresh_token": "refresh",
+}
 _REASONS: dict[str, Reason] = {r.value: r for r in Reason}
 
 

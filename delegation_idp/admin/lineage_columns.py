@@ -34,11 +34,13 @@ __all__ = [
     "ReasonFilter",
     "RevocationReasonFilter",
     "UserFilter",
+    "code",
     "compact_time",
     "decision_status",
     "lineage_status",
     "party_cell",
     "short_jti",
+    "subject_cell",
     "with_party",
 ]
 
@@ -93,7 +95,7 @@ class PartySearch(admin.ModelAdmin):
 # -- compact values ------------------------------------------------------------------------------
 
 
-def short_jti(jti: str, length: int = 10) -> SafeString:
+def short_jti(jti: str, length: int = 8) -> SafeString:
     """A ``jti`` cut to its first characters, the whole value in its ``title``."""
     if not jti:
         return format_html("{}", "-")
@@ -101,16 +103,39 @@ def short_jti(jti: str, length: int = 10) -> SafeString:
     return format_html('<span class="idp-mono idp-jti" title="{}">{}</span>', jti, shown)
 
 
-def compact_time(moment: datetime | None) -> SafeString:
-    """A time as ``YYYY-MM-DD HH:MM`` in the current time zone, to the second in its ``title``."""
+def code(value: str, title: str = "") -> SafeString:
+    """A code (``target_unknown``, ``token_exchange``) that may wrap after its underscores only."""
+    from django.utils.html import format_html_join
+
+    parts = value.split("_")
+    pieces = format_html_join(SafeString("_<wbr>"), "{}", ((p,) for p in parts))
+    return format_html('<span class="idp-code" title="{}">{}</span>', title, pieces)
+
+
+def subject_cell(subject: str) -> SafeString:
+    """A user's subject (an e-mail address, say) that may wrap before its ``@``, not inside a word."""
+    if not subject:
+        return format_html("{}", "-")
+    local, at, domain = subject.partition("@")
+    if not at:
+        return format_html('<span class="idp-subject">{}</span>', subject)
+    return format_html('<span class="idp-subject">{}<wbr>@{}</span>', local, domain)
+
+
+def compact_time(moment: datetime | None, since: datetime | None = None) -> SafeString:
+    """A time as ``YYYY-MM-DD HH:MM`` in the current time zone (``HH:MM`` alone when it is the
+    day of ``since``), to the second in its ``title``; the date and the time wrap as wholes."""
     if moment is None:
         return format_html("{}", "-")
     local = timezone.localtime(moment)
+    same_day = since is not None and timezone.localtime(since).date() == local.date()
+    day = "" if same_day else format_html('<span class="idp-nowrap">{}</span> ', local.strftime("%Y-%m-%d"))
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
+        '<time datetime="{}" title="{}">{}<span class="idp-nowrap">{}</span></time>',
         moment.isoformat(),
         local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        local.strftime("%Y-%m-%d %H:%M"),
+        day,
+        local.strftime("%H:%M"),
     )
 
 

@@ -66,6 +66,7 @@ def test_lineage_list_names_agents_with_uri_and_shows_status(cast, chain, admin_
     assert statuses[row(chain[2]).jti] == statuses[row(chain[3]).jti] == "revoked"
     assert "✕ revoked" in html and "● active" in html and "○ expired" in html
     assert 'title="' + row(chain[1]).jti + '"' in html, "the whole jti in the shortened one's title"
+    assert "&lt;" not in html.split('id="result_list"')[1].split("</table>")[0], "no markup shown as text"
 
 
 def test_a_client_id_of_no_party_is_shown_as_it_is(cast, admin_client):
@@ -240,6 +241,8 @@ def test_audit_list_names_agents_and_shows_decisions(cast, chain, exchange, admi
     assert "Agent 1 (orchestrator)" in html and "Agent 2" in html and "MCP server 1" in html
     assert '<span class="idp-uri">https://agent2.example.com</span>' in html
     assert "✓ allowed" in html and "✕ refused" in html
+    assert "&lt;" not in html.split('id="result_list"')[1].split("</table>")[0], "no markup shown as text"
+    assert "target_<wbr>unknown" in html, "a code wraps after its underscores only"
     assert 'title="The requested audience or resource is not permitted for this client."' in html
 
 
