@@ -6,7 +6,8 @@ agent, status, reason and date; search by an agent's name or URI and by ``jti``;
 Each lineage record links to its tree (from the user's root token down, siblings in the order they
 were issued, a revoked branch struck through), where "revoke subtree" leads to a confirmation
 page, and to "who has acted on this user's behalf". The columns and filters are in
-``lineage_columns``, the pages' nodes in ``lineage_tree``.
+``lineage_columns``, the pages' nodes in ``lineage_tree``, the audit trail's admin in
+``lineage_audit`` (imported here, so it is registered with this module).
 """
 
 from __future__ import annotations
@@ -28,51 +29,26 @@ from django.utils.translation import gettext_lazy as _
 
 from delegation_idp.admin import lineage_tree
 from delegation_idp.admin.display import MEDIA, PartyNames, party_chain, status
+from delegation_idp.admin.lineage_audit import AuditEventAdmin
 from delegation_idp.admin.lineage_columns import (
     AgentFilter,
-    DecisionFilter,
     LineageStatusFilter,
     PartySearch,
-    ReasonFilter,
+    ReadOnlyAdmin,
     RevocationReasonFilter,
-    UserFilter,
-    code,
     compact_time,
-    decision_status,
     lineage_status,
+    page_names,
     party_cell,
     short_jti,
+    strings,
     subject_cell,
     with_party,
 )
-from delegation_idp.core.reasons import Reason
 from delegation_idp.lineage import queries, revocation
 from delegation_idp.models import AuditEvent, TokenLineage
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    @property
-    def media(self) -> Any:
-        return super().media + MEDIA
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def _names(obj: Any, uris: list[Any]) -> PartyNames:
-    """The parties of one detail page's row (its client and these URIs), looked up once and kept
-    on the row (the request's own object), never on the ModelAdmin."""
-    names = getattr(obj, "_idp_names", None)
-    if names is None:
-        names = PartyNames(client_ids=[obj.client_id], uris=[u for u in uris if isinstance(u, str)])
-        obj._idp_names = names
-    return names
+__all__ = ["AuditEventAdmin", "TokenLineageAdmin"]
 
 
 @admin.register(TokenLineage)
@@ -128,7 +104,7 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
         return format_html(
             '{}<div class="idp-audience">→ {}</div>',
             party_cell(obj),
-            party_chain(_names(obj, obj.audience), _strings(obj.audience), sep=", "),
+            party_chain(page_names(obj, obj.audience), strings(obj.audience), sep=", "),
         )
 
     @admin.display(description=_("user"), ordering="subject")
@@ -266,138 +242,6 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/acted.html", context)
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(PartySearch, ReadOnlyAdmin):
-    list_display = ("when", "decision_badge", "agent", "user_subject", "token")
-    list_display_links = ("when",)
-    list_filter = (
-        DecisionFilter,
-        ReasonFilter,
-        AgentFilter,
-        "event",
-        UserFilter,
-        ("created", admin.DateFieldListFilter),
-    )
-    search_fields = ("=client_id", "subject", "=jti", "=parent_jti", "=user_id", "reason")
-    search_help_text = _("An agent's name or URI, a subject, a reason code, or a whole jti.")
-    date_hierarchy = "created"
-    fieldsets = (
-        (_("Decision"), {"fields": ("created", "event", "decision_word", "reason_explained", "grant_type")}),
-        (_("Who"), {"fields": ("agent", "acted_for", "subject", "chain_names", "client_ip", "jkt")}),
-        (
-            _("Asked and granted"),
-            {
-                "fields": (
-                    "requested_audience_names",
-                    "requested_scope",
-                    "granted_audience_names",
-                    "granted_scope",
-                )
-            },
-        ),
-        (_("Token"), {"fields": ("token_link", "parent_jti")}),
-    )
-    readonly_fields = (
-        "decision_word",
-        "reason_explained",
-        "agent",
-        "acted_for",
-        "chain_names",
-        "requested_audience_names",
-        "granted_audience_names",
-        "token_link",
-    )
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
-        return with_party(super().get_queryset(request))
-
-    @admin.display(description=_("user"), ordering="subject")
-    def user_subject(self, obj: AuditEvent) -> SafeString:
-        return subject_cell(obj.subject)
-
-    @admin.display(description=_("time, event"), ordering="created")
-    def when(self, obj: AuditEvent) -> SafeString:
-        return format_html(
-            '{}<br><span class="idp-quiet">{}</span>', compact_time(obj.created), code(obj.event)
-        )
-
-    @admin.display(description=_("decision, reason"), ordering="decision")
-    def decision_badge(self, obj: AuditEvent) -> SafeString:
-        badge = status(decision_status(obj.decision))
-        if not obj.reason or obj.reason == Reason.ALLOWED.value:
-            return badge
-        reason = _REASONS.get(obj.reason)
-        description = reason.description if reason is not None else ""
-        error = format_html('<br><span class="idp-quiet">{}</span>', code(obj.error)) if obj.error else ""
-        return format_html("{}<br>{}{}", badge, code(obj.reason, description), error)
-
-    @admin.display(description=_("reason"))
-    def reason_explained(self, obj: AuditEvent) -> SafeString:
-        reason = _REASONS.get(obj.reason)
-        if reason is None:
-            return format_html("{}", obj.reason or "-")
-        if reason is Reason.ALLOWED:
-            return format_html('<span class="idp-mono">{}</span> — {}', reason.value, reason.description)
-        return format_html(
-            '<span class="idp-mono">{}</span> — {}<br><span class="idp-quiet">{} {} · HTTP {}</span>',
-            reason.value,
-            reason.description,
-            _("OAuth error"),
-            obj.error or reason.error or "-",
-            reason.status,
-        )
-
-    @admin.display(description=_("agent"), ordering="party_name")
-    def agent(self, obj: AuditEvent) -> SafeString:
-        return party_cell(obj)
-
-    @admin.display(description=_("user"))
-    def acted_for(self, obj: AuditEvent) -> SafeString:
-        if not obj.user_id:
-            return format_html("{}", "-")
-        user = get_user_model().objects.filter(pk=obj.user_id).first() if obj.user_id.isdigit() else None
-        if user is None:
-            return format_html('<span class="idp-mono">{}</span>', obj.user_id)
-        url = reverse("admin:delegation_idp_tokenlineage_acted", args=[user.pk])
-        return format_html(
-            '{} · <a href="{}">{}</a>', user.get_username(), url, _("who has acted on this user's behalf")
-        )
-
-    def _uris(self, obj: AuditEvent) -> list[Any]:
-        return [*(obj.chain or []), *(obj.requested_audience or []), *(obj.granted_audience or [])]
-
-    @admin.display(description=_("actors (newest first)"))
-    def chain_names(self, obj: AuditEvent) -> SafeString:
-        return party_chain(_names(obj, self._uris(obj)), _strings(obj.chain), compact=False)
-
-    @admin.display(description=_("requested audience"))
-    def requested_audience_names(self, obj: AuditEvent) -> SafeString:
-        return party_chain(_names(obj, self._uris(obj)), _strings(obj.requested_audience), compact=False)
-
-    @admin.display(description=_("granted audience"))
-    def granted_audience_names(self, obj: AuditEvent) -> SafeString:
-        return party_chain(_names(obj, self._uris(obj)), _strings(obj.granted_audience), compact=False)
-
-    @admin.display(description=_("token"), ordering="jti")
-    def token(self, obj: AuditEvent) -> SafeString:
-        return short_jti(obj.jti)
-
-    @admin.display(description=_("decision"))
-    def decision_word(self, obj: AuditEvent) -> SafeString:
-        return status(decision_status(obj.decision))
-
-    @admin.display(description=_("jti"))
-    def token_link(self, obj: AuditEvent) -> SafeString:
-        if not obj.jti:
-            return format_html("{}", "-")
-        pk = TokenLineage.objects.filter(jti=obj.jti).values_list("pk", flat=True).first()
-        code = format_html('<span class="idp-mono">{}</span>', obj.jti)
-        if pk is None:
-            return code
-        url = reverse("admin:delegation_idp_tokenlineage_tree", args=[pk])
-        return format_html('{} · <a href="{}">{}</a>', code, url, _("its lineage tree"))
-
-
 #: short names of the grant types in the token column (the whole one in its title)
 GRANTS = {
     "urn:ietf:params:oauth:grant-type:token-exchange": "exchange",
@@ -406,8 +250,3 @@ GRANTS = {
     "client_credentials": "client",
     "refresh_token": "refresh",
 }
-_REASONS: dict[str, Reason] = {r.value: r for r in Reason}
-
-
-def _strings(values: Any) -> list[str]:
-    return [v for v in values or () if isinstance(v, str)]

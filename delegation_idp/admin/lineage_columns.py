@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from delegation_idp.admin.display import party_link
+from delegation_idp.admin.display import MEDIA, PartyNames, party_link
 from delegation_idp.core.reasons import Reason
 from delegation_idp.models import AuditEvent, Party
 
@@ -31,6 +31,7 @@ __all__ = [
     "DecisionFilter",
     "LineageStatusFilter",
     "PartySearch",
+    "ReadOnlyAdmin",
     "ReasonFilter",
     "RevocationReasonFilter",
     "UserFilter",
@@ -38,8 +39,10 @@ __all__ = [
     "compact_time",
     "decision_status",
     "lineage_status",
+    "page_names",
     "party_cell",
     "short_jti",
+    "strings",
     "subject_cell",
     "with_party",
 ]
@@ -50,6 +53,36 @@ DECISION_STATUS = {AuditEvent.GRANTED: "allowed", AuditEvent.DENIED: "refused", 
 
 def decision_status(decision: str) -> str:
     return DECISION_STATUS.get(decision, decision)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    @property
+    def media(self) -> Any:
+        return super().media + MEDIA
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def page_names(obj: Any, uris: list[Any]) -> PartyNames:
+    """The parties of a row's client and these URIs, looked up once and kept on the row (the
+    request's own object), never on the ModelAdmin; a list sets one for its whole page."""
+    names = getattr(obj, "_idp_names", None)
+    if names is None:
+        names = PartyNames(client_ids=[obj.client_id], uris=[u for u in uris if isinstance(u, str)])
+        obj._idp_names = names
+    return names
+
+
+def strings(values: Any) -> list[str]:
+    """The strings of a JSON list (audiences, chains), nothing else."""
+    return [v for v in values or () if isinstance(v, str)]
 
 
 # -- the agent of a row, by client id ------------------------------------------------------------
