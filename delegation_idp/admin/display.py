@@ -86,3 +86,37 @@ class PartyNames:
     def uri(self, uri: str) -> SafeString:
         """The party of an identity URI, linked; the URI when it is no party's."""
         return party_link(self.by_uri.get(uri), uri)
+
+
+def party_name(party: Party | None, fallback: str = "") -> SafeString:
+    """The compact form of :func:`party_link`, for chains and audiences inside a line: the
+    party's name, linked, its URI in the ``title``; ``fallback`` as plain text without a party."""
+    if party is None:
+        return (
+            format_html('<span class="idp-mono">{}</span>', fallback) if fallback else format_html("{}", "-")
+        )
+    try:
+        url = reverse("admin:delegation_idp_party_change", args=[party.pk])
+    except NoReverseMatch:
+        return format_html('<span class="idp-party" title="{}">{}</span>', party.uri, party.name or party.uri)
+    return format_html(
+        '<a class="idp-party" href="{}" title="{}">{}</a>', url, party.uri, party.name or party.uri
+    )
+
+
+def party_chain(
+    names: PartyNames, uris: Iterable[str], *, compact: bool = True, sep: str = " ← "
+) -> SafeString:
+    """An actor chain of identity URIs (newest actor first) by party names: one line joined by
+    ``sep`` (``compact``, each URI in its name's ``title``; ", " for audiences), or a list of each
+    name and URI."""
+    from django.utils.html import format_html_join
+
+    uris = list(uris)
+    if not uris:
+        return format_html("{}", "-")
+    if compact:
+        parts = ((party_name(names.by_uri.get(u), u),) for u in uris)
+        return format_html('<span class="idp-chain">{}</span>', format_html_join(sep, "{}", parts))
+    items = ((names.uri(u),) for u in uris)
+    return format_html('<ol class="idp-chain-list">{}</ol>', format_html_join("", "<li>{}</li>", items))

@@ -1,9 +1,13 @@
-"""Django admin for token lineage and the audit trail.
+"""Django admin for token lineage and the audit trail, both read-only, read at a glance: every
+agent by its party's name and URI, linked; a status column (word, symbol and colour); filters by
+agent, status, reason and date; search by an agent's name or URI and by ``jti``; columns that fit
+1280 px.
 
-Both lists are read-only. Each lineage record links to its tree (from the
-user's root token down, each node with its status) with "revoke this
-subtree" behind a confirmation page, and to "who has acted on this user's
-behalf".
+Each lineage record links to its tree (from the user's root token down, siblings in the order they
+were issued, a revoked branch struck through), where "revoke subtree" leads to a confirmation
+page, and to "who has acted on this user's behalf". The columns and filters are in
+``lineage_columns``, the pages' nodes in ``lineage_tree``, the audit trail's admin in
+``lineage_audit`` (imported here, so it is registered with this module).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -19,47 +24,112 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from delegation_idp.admin import lineage_tree
+from delegation_idp.admin.display import MEDIA, PartyNames, party_chain, status
+from delegation_idp.admin.lineage_audit import AuditEventAdmin
+from delegation_idp.admin.lineage_columns import (
+    AgentFilter,
+    LineageStatusFilter,
+    PartySearch,
+    ReadOnlyAdmin,
+    RevocationReasonFilter,
+    compact_time,
+    lineage_status,
+    page_names,
+    party_cell,
+    short_jti,
+    strings,
+    subject_cell,
+    with_party,
+)
 from delegation_idp.lineage import queries, revocation
-from delegation_idp.models import AuditEvent, Party, TokenLineage
+from delegation_idp.models import AuditEvent, TokenLineage
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def _status(row: TokenLineage, now: Any) -> str:
-    if row.revoked_at is not None:
-        return "revoked"
-    return "active" if row.expires_at > now else "expired"
+__all__ = ["AuditEventAdmin", "TokenLineageAdmin"]
 
 
 @admin.register(TokenLineage)
-class TokenLineageAdmin(ReadOnlyAdmin):
-    list_display = (
-        "jti",
-        "subject",
-        "client_id",
+class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
+    list_display = ("token", "agent", "user_subject", "status_column", "issued")
+    list_display_links = None
+    list_filter = (
+        AgentFilter,
+        LineageStatusFilter,
+        RevocationReasonFilter,
+        ("issued_at", admin.DateFieldListFilter),
+        "grant_type",
         "depth",
-        "issued_at",
-        "expires_at",
-        "revoked_at",
-        "revocation_reason",
-        "jkt",
-        "tree_link",
     )
-    list_filter = ("grant_type", "depth", "revocation_reason")
     search_fields = ("=jti", "=root_jti", "subject", "client_id")
+    search_help_text = _("An agent's name or URI, a user, or a whole jti.")
     date_hierarchy = "issued_at"
-    readonly_fields = ("tree_link", "acted_link")
+    readonly_fields = ("agent", "status_column", "tree_link", "acted_link")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TokenLineage]:
+        queryset = with_party(super().get_queryset(request))
+        return queryset.annotate(status_value=lineage_status(timezone.now()))
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        """The page's audiences named with one query; the names travel on the page's rows."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        names = PartyNames(uris={u for r in rows for u in r.audience if isinstance(u, str)})
+        for row in rows:
+            row._idp_names = names
+        return changelist
+
+    @admin.display(description=_("token"), ordering="jti")
+    def token(self, obj: TokenLineage) -> SafeString:
+        """The jti (shortened) linked to its record, its depth and grant, and its tree."""
+        record = reverse("admin:delegation_idp_tokenlineage_change", args=[obj.pk])
+        tree = reverse("admin:delegation_idp_tokenlineage_tree", args=[obj.pk])
+        return format_html(
+            '<a href="{}">{}</a><br><span class="idp-quiet" title="{}">{} {} · {}</span>'
+            '<br><a class="idp-tree-link" href="{}">{}</a>',
+            record,
+            short_jti(obj.jti),
+            obj.grant_type,
+            _("depth"),
+            obj.depth,
+            GRANTS.get(obj.grant_type, obj.grant_type.rsplit(":", 1)[-1]),
+            tree,
+            _("tree"),
+        )
+
+    @admin.display(description=_("agent → audience"), ordering="party_name")
+    def agent(self, obj: TokenLineage) -> SafeString:
+        return format_html(
+            '{}<div class="idp-audience">→ {}</div>',
+            party_cell(obj),
+            party_chain(page_names(obj, obj.audience), strings(obj.audience), sep=", "),
+        )
+
+    @admin.display(description=_("user"), ordering="subject")
+    def user_subject(self, obj: TokenLineage) -> SafeString:
+        return subject_cell(obj.subject)
+
+    @admin.display(description=_("status"), ordering="status_value")
+    def status_column(self, obj: TokenLineage) -> SafeString:
+        value = getattr(obj, "status_value", None) or lineage_tree.row_status(obj, timezone.now())
+        if value != "revoked":
+            return status(value)
+        return format_html(
+            '{}<br><span class="idp-quiet" title="{}">{}</span>',
+            status(value),
+            obj.revoked_at.isoformat() if obj.revoked_at else "",
+            obj.revocation_reason or "-",
+        )
+
+    @admin.display(description=_("issued → expires"), ordering="issued_at")
+    def issued(self, obj: TokenLineage) -> SafeString:
+        return format_html(
+            '{}<br><span class="idp-quiet">→ {}</span>',
+            compact_time(obj.issued_at),
+            compact_time(obj.expires_at, since=obj.issued_at),
+        )
 
     @admin.display(description=_("lineage"))
     def tree_link(self, obj: TokenLineage) -> str:
@@ -96,22 +166,24 @@ class TokenLineageAdmin(ReadOnlyAdmin):
             raise Http404
         return row
 
+    def _context(self, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "media": MEDIA, **extra}
+
     def tree_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The whole tree the token belongs to, from the user's root token down."""
         row = self._row(request, pk)
-        now = timezone.now()
-        nodes = [
-            {"row": node, "status": _status(node, now), "indent": node.depth * 2, "chain": node.chain}
-            for node in queries.tree(row.jti)
-        ]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Token lineage"),
-            "selected": row,
-            "nodes": nodes,
-            "can_revoke": self.has_revoke_permission(request),
-        }
+        roots = lineage_tree.build_tree(queries.tree(row.jti), now=timezone.now(), selected=row)
+        nodes = lineage_tree.flatten(roots)
+        counts = {s: sum(1 for n in nodes if n.status == s) for s in ("active", "expired", "revoked")}
+        context = self._context(
+            request,
+            title=_("Token lineage"),
+            selected=row,
+            roots=roots,
+            nodes=nodes,
+            counts=counts,
+            can_revoke=self.has_revoke_permission(request),
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/tree.html", context)
 
     def revoke_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -127,19 +199,17 @@ class TokenLineageAdmin(ReadOnlyAdmin):
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(reverse("admin:delegation_idp_tokenlineage_tree", args=[row.pk]))
-        now = timezone.now()
-        affected = [
-            {"row": node, "status": _status(node, now), "indent": (node.depth - row.depth) * 2}
-            for node in queries.subtree(row.jti)
-        ]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Revoke this subtree?"),
-            "selected": row,
-            "affected": affected,
-            "live": sum(1 for a in affected if a["status"] == "active"),
-        }
+        roots = lineage_tree.build_tree(list(queries.subtree(row.jti)), now=timezone.now(), selected=row)
+        affected = lineage_tree.flatten(roots)
+        context = self._context(
+            request,
+            title=_("Revoke this subtree?"),
+            selected=row,
+            roots=roots,
+            affected=affected,
+            live=sum(1 for a in affected if a.status == "active"),
+            can_revoke=False,
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/revoke_confirm.html", context)
 
     def acted_view(self, request: HttpRequest, user_id: str) -> HttpResponse:
@@ -153,69 +223,30 @@ class TokenLineageAdmin(ReadOnlyAdmin):
             user = None
         if user is None:
             raise Http404
-        denied = AuditEvent.objects.filter(user_id=str(user.pk), decision=AuditEvent.DENIED).order_by(
-            "-created", "-id"
-        )[:50]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("Who has acted on behalf of %(user)s") % {"user": user.get_username()},
-            "subject_user": user,
-            "acted": queries.acted_for_user(user.pk),
-            "denied": denied,
-        }
+        denied = list(
+            AuditEvent.objects.filter(user_id=str(user.pk), decision=AuditEvent.DENIED).order_by(
+                "-created", "-id"
+            )[:50]
+        )
+        acted = queries.acted_for_user(user.pk)
+        acted_rows, denied_rows = lineage_tree.acted_rows(acted, denied)
+        context = self._context(
+            request,
+            title=_("Who has acted on behalf of %(user)s") % {"user": user.get_username()},
+            subject_user=user,
+            acted=acted,
+            denied=denied,
+            acted_rows=acted_rows,
+            denied_rows=denied_rows,
+        )
         return TemplateResponse(request, "admin/delegation_idp/tokenlineage/acted.html", context)
 
 
-class AgentFilter(admin.SimpleListFilter):
-    """Events whose requesting client is this registered agent."""
-
-    title = _("agent")
-    parameter_name = "agent"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        parties = Party.objects.filter(application__isnull=False).select_related("application")
-        return [(p.application.client_id, p.uri) for p in parties if p.application is not None]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        return queryset.filter(client_id=self.value()) if self.value() else queryset
-
-
-class UserFilter(admin.SimpleListFilter):
-    """Events about this user (their id, as recorded)."""
-
-    title = _("user")
-    parameter_name = "user"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        ids = list(
-            AuditEvent.objects.exclude(user_id="")
-            .order_by()
-            .values_list("user_id", flat=True)
-            .distinct()[:100]
-        )
-        users = {str(u.pk): u.get_username() for u in get_user_model().objects.filter(pk__in=ids)}
-        return [(i, users.get(i, i)) for i in sorted(ids)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        return queryset.filter(user_id=self.value()) if self.value() else queryset
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created",
-        "event",
-        "decision",
-        "reason",
-        "error",
-        "client_id",
-        "user_id",
-        "subject",
-        "jti",
-        "client_ip",
-        "jkt",
-    )
-    list_filter = ("decision", "event", AgentFilter, UserFilter, ("created", admin.DateFieldListFilter))
-    search_fields = ("=client_id", "subject", "=jti", "=parent_jti", "=user_id", "reason")
-    date_hierarchy = "created"
+#: short names of the grant types in the token column (the whole one in its title)
+GRANTS = {
+    "urn:ietf:params:oauth:grant-type:token-exchange": "exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt-bearer",
+    "authorization_code": "code",
+    "client_credentials": "client",
+    "refresh_token": "refresh",
+}

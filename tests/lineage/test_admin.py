@@ -59,8 +59,8 @@ def test_tree_page_shows_the_whole_tree_from_the_root(cast, chain, admin_client)
     response = admin_client.get(reverse("admin:delegation_idp_tokenlineage_tree", args=[row(chain[2]).pk]))
     assert response.status_code == 200
     nodes = response.context["nodes"]
-    assert [n["row"].jti for n in nodes] == [row(t).jti for t in chain]
-    assert {n["status"] for n in nodes} == {"active"}
+    assert [n.row.jti for n in nodes] == [row(t).jti for t in chain]
+    assert {n.status for n in nodes} == {"active"}
     assert b"Revoke this subtree" in response.content
 
 
@@ -69,7 +69,7 @@ def test_revoke_this_subtree_asks_first_then_revokes_only_the_subtree(cast, chai
     url = reverse("admin:delegation_idp_tokenlineage_revoke", args=[target.pk])
     confirm = admin_client.get(url)
     assert confirm.status_code == 200
-    assert [a["row"].jti for a in confirm.context["affected"]] == [row(t).jti for t in chain[1:]]
+    assert [a.row.jti for a in confirm.context["affected"]] == [row(t).jti for t in chain[1:]]
     assert confirm.context["live"] == 3
     assert row(chain[1]).revoked_at is None, "GET revokes nothing"
     done = admin_client.post(url)
@@ -78,7 +78,7 @@ def test_revoke_this_subtree_asks_first_then_revokes_only_the_subtree(cast, chai
     for token in chain[1:]:
         assert row(token).revocation_reason == "admin"
     tree = admin_client.get(done["Location"])
-    assert [n["status"] for n in tree.context["nodes"]] == ["active", "revoked", "revoked", "revoked"]
+    assert [n.status for n in tree.context["nodes"]] == ["active", "revoked", "revoked", "revoked"]
 
 
 def test_revoking_needs_the_change_permission(cast, chain, client):
