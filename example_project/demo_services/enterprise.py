@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from example_project.demo_services.launch import ROOT, HeadlessUser, MemoryTokenStorage, free_port
+from example_project.demo_services.launch import ROOT, HeadlessUser, MemoryTokenStorage, call_tool, free_port
 from example_project.demo_services.seed import CAST, RESOURCE_SERVER, SCOPE
 
 #: What agent1 asks for in the tools domain, and at most what A's rule lets it have there.
@@ -147,11 +147,7 @@ async def enterprise_login(
     the tools domain (leg 1) when the MCP SDK's ``IdentityAssertionOAuthProvider`` asks for one,
     the SDK redeems it at ``tools_issuer`` (leg 2) with agent1's client there (``tools_client``)
     and calls ``tool`` on ``mcp_url``. Raises what failed first, unwrapped."""
-    import anyio
-    import httpx2
-    from mcp import Client
     from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
-    from mcp.client.streamable_http import streamable_http_client
 
     from delegation_idp.client import AsyncAgentClient, unverified_claims
 
@@ -180,18 +176,7 @@ async def enterprise_login(
         scope=TOOLS_SCOPE,
     )
     try:
-        with anyio.fail_after(timeout):
-            async with (
-                httpx2.AsyncClient(auth=oauth, timeout=httpx2.Timeout(30.0)) as http,
-                Client(streamable_http_client(mcp_url, http_client=http)) as session,
-            ):
-                tools = await session.list_tools()
-                result = await session.call_tool(tool, {})
-    except BaseException as exc:
-        leaf = exc
-        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
-            leaf = leaf.exceptions[0]
-        raise leaf from (exc if leaf is not exc else None)
+        tools, result = await call_tool(mcp_url, oauth, tool, timeout=timeout)
     finally:
         await idp.aclose()
     if result.is_error:

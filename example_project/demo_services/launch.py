@@ -349,6 +349,31 @@ class SdkLogin:
     consent: Page | None
 
 
+async def call_tool(mcp_url: str, auth: Any, tool: str, *, timeout: float) -> tuple[Any, Any]:
+    """An MCP SDK client session on ``mcp_url`` (streamable HTTP) authenticated by ``auth`` (an
+    SDK ``httpx2.Auth``): its tool list and the result of calling ``tool``. Raises what failed
+    first, unwrapped from the SDK's task groups."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    try:
+        with anyio.fail_after(timeout):
+            async with (
+                httpx2.AsyncClient(auth=auth, timeout=httpx2.Timeout(30.0)) as http,
+                Client(streamable_http_client(mcp_url, http_client=http)) as session,
+            ):
+                return await session.list_tools(), await session.call_tool(tool, {})
+    except BaseException as exc:
+        leaf = exc
+        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
+            leaf = leaf.exceptions[0]
+        if leaf is exc:
+            raise
+        raise leaf from exc
+
+
 async def sdk_login(
     mcp_url: str,
     client: dict[str, Any],
@@ -366,11 +391,7 @@ async def sdk_login(
     ``call_tool(tool)`` over streamable HTTP. With ``client_metadata_url`` the client is not
     pre-registered: its client id is that URL (a client ID metadata document, which the
     provider fetches). Raises what failed first, unwrapped."""
-    import anyio
-    import httpx2
-    from mcp import Client
     from mcp.client.auth import OAuthClientProvider
-    from mcp.client.streamable_http import streamable_http_client
     from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
 
     from delegation_idp.client import unverified_claims
@@ -401,20 +422,11 @@ async def sdk_login(
         client_metadata_url=client_metadata_url,
     )
     try:
-        with anyio.fail_after(timeout):
-            async with (
-                httpx2.AsyncClient(auth=oauth, timeout=httpx2.Timeout(30.0)) as http,
-                Client(streamable_http_client(mcp_url, http_client=http)) as session,
-            ):
-                tools = await session.list_tools()
-                result = await session.call_tool(tool, {})
-    except BaseException as exc:
-        leaf = exc
-        while isinstance(leaf, BaseExceptionGroup):  # the SDK's task groups wrap what failed
-            leaf = leaf.exceptions[0]
+        tools, result = await call_tool(mcp_url, oauth, tool, timeout=timeout)
+    except BaseException as leaf:
         if storage.tokens is not None:  # what the MCP server was shown: claims, never the token
             leaf.add_note(f"the SDK obtained a token: {unverified_claims(storage.tokens.access_token)}")
-        raise leaf from (exc if leaf is not exc else None)
+        raise
     if result.is_error:
         raise RuntimeError(f"the MCP tool {tool} failed: {result.content}")
     return SdkLogin(
