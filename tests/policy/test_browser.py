@@ -7,9 +7,6 @@ missing outside CI; fails under CI=true, where ``.ci/run`` installs it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from typing import Any
 
 import httpx
@@ -17,52 +14,14 @@ import pytest
 from django.test import override_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
-from tests.conftest import ACCESS_TOKEN_TYPE, IN_CI, Agent, authorize_code, code_form
+from tests.conftest import ACCESS_TOKEN_TYPE, Agent, authorize_code, code_form
 from tests.helpers import decode
+from tests.support.browser import browser  # noqa: F401, F811 - a fixture
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 AGENT_URI = "https://browser-agent.example.com"
 RESOURCE = "https://rs.example.com"
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-
-@pytest.fixture
-def browser():
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    if missing:
-        message = f"{', '.join(missing)} not installed (Debian packages chromium and chromium-driver)"
-        if IN_CI:
-            pytest.fail(f"{message}, and CI=true requires it")
-        pytest.skip(f"{message}; this test runs in CI (CI=true), where .ci/run installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="policy-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,2400",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
@@ -105,7 +64,7 @@ def exchange(base: str, agent: Agent, token: str) -> httpx.Response:
     )
 
 
-def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site, client):
+def test_admin_registers_an_agent_and_rule_and_the_agent_exchanges(browser, site, client):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
