@@ -9,6 +9,7 @@ class DelegationIdpConfig(AppConfig):
 
     def ready(self) -> None:
         from delegation_idp import checks  # noqa: F401  (registers the system checks)
+        from delegation_idp.ciba import receivers as ciba_receivers
         from delegation_idp.lineage import receivers
         from delegation_idp.provider import (
             metrics,
@@ -21,3 +22,4 @@ class DelegationIdpConfig(AppConfig):
         self_registered.connect()
         metrics.connect()
         status_lists.connect()
+        ciba_receivers.connect()

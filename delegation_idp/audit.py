@@ -85,6 +85,8 @@ class Attempt:
     client_ip: str | None = None
     #: the thumbprint of the DPoP key the request proved (RFC 9449), "" without a proof
     jkt: str = ""
+    #: the user who approved the delegation (OpenID CIBA), or decided on the approval page
+    approved_by: str = ""
 
     def deny(self, error: str, reason: Reason | str = "") -> None:
         """Denied with ``error``, for ``reason`` (a catalogue member; a bare error code
@@ -271,6 +273,7 @@ EXPORT_FIELDS = (
     "parent_jti",
     "client_ip",
     "jkt",
+    "approved_by",
 )
 
 

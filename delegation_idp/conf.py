@@ -69,6 +69,20 @@ DEFAULTS: dict[str, Any] = {
     "ID_JAG_JWKS_FETCHER": "oauth2_provider.cimd.SafeMetadataFetcher",
     "ID_JAG_JWKS_REFRESH_INTERVAL": 30,
     "ID_JAG_REPLAY_CACHE_ALIAS": "default",
+    # The user in the loop (OpenID CIBA, poll mode; delegation_idp.ciba): how long an approval
+    # request waits for its user when its rule does not say (seconds), the polling interval
+    # the provider asks for (seconds; CIBA's default is 5), the RFC 9396 authorization_details
+    # types accepted (empty: any type), their largest encoded size (bytes, checked before
+    # parsing), and the email sent to the user when a request arrives: None (none, only the
+    # approval_requested signal) or the From address of a message sent through Django's
+    # email backend to the user's email. APPROVAL_URL is the approval page's absolute URL
+    # for that message and for signal receivers (None: ISSUER's origin + the page's path).
+    "APPROVAL_REQUEST_LIFETIME": 300,
+    "APPROVAL_POLL_INTERVAL": 5,
+    "AUTHORIZATION_DETAILS_TYPES": [],
+    "MAX_AUTHORIZATION_DETAILS_BYTES": 4096,
+    "APPROVAL_EMAIL_FROM": None,
+    "APPROVAL_URL": None,
     # Keep parties and rules per process, keyed by the policy version row that database
     # triggers change on every policy write (SQLite and PostgreSQL). False: read every request.
     "POLICY_CACHE": True,

@@ -7,6 +7,7 @@ migrations and swappable-model settings name ``delegation_idp.<Model>``).
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp.core.actchain import chain_from_act
+from delegation_idp.core.approval import ApprovalView
 from delegation_idp.core.policy import PartyView, RuleView, scope_set
 from delegation_idp.idjag import claims as idjag
 from delegation_idp.jose import ASYMMETRIC_ALGORITHMS
@@ -256,6 +258,49 @@ class DelegationRule(models.Model):
             "decides. Empty: after the actor's other rules."
         ),
     )
+    # The user in the loop (OpenID CIBA): a hop this rule allows may need its user's approval.
+    APPROVAL_NEVER, APPROVAL_ALWAYS, APPROVAL_ABOVE = "never", "always", "above"
+    APPROVAL_CHOICES = [
+        (APPROVAL_NEVER, _("never")),
+        (APPROVAL_ALWAYS, _("always")),
+        (APPROVAL_ABOVE, _("for the scopes or from the depth below")),
+    ]
+    approval = models.CharField(
+        _("user's approval"),
+        max_length=10,
+        choices=APPROVAL_CHOICES,
+        default=APPROVAL_NEVER,
+        help_text=_(
+            "Whether a hop this rule allows waits until the user approves it, asked for with a "
+            "backchannel authentication request (OpenID CIBA)."
+        ),
+    )
+    approval_scopes = models.CharField(
+        _("scopes that need approval"),
+        max_length=1000,
+        blank=True,
+        help_text=_("Space-separated. A hop granted any of them needs the user's approval."),
+    )
+    approval_min_depth = models.PositiveSmallIntegerField(
+        _("approval from depth"),
+        null=True,
+        blank=True,
+        help_text=_("A hop at this depth of the chain or deeper needs the user's approval."),
+    )
+    approval_lifetime = models.PositiveIntegerField(
+        _("approval request lifetime (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_("How long a request waits for the user. Empty: APPROVAL_REQUEST_LIFETIME."),
+    )
+    approval_reuse_seconds = models.PositiveIntegerField(
+        _("reuse an approval for (seconds)"),
+        default=0,
+        help_text=_(
+            "An identical request (same user, chain, audience, scope and details) within this "
+            "many seconds of an approval is approved without asking again. 0: never reused."
+        ),
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -295,7 +340,31 @@ class DelegationRule(models.Model):
             valid_until=self.valid_until,
             enabled=self.enabled,
             position=self.position or 0,
+            approval=self.approval_view(),
         )
+
+    def approval_view(self) -> ApprovalView | None:
+        """When a hop this rule allows needs its user's approval (None: never)."""
+        return approval_view(
+            self.approval,
+            self.approval_scopes,
+            self.approval_min_depth,
+            self.approval_lifetime,
+            self.approval_reuse_seconds,
+        )
+
+
+def approval_view(
+    mode: str, scopes: str, min_depth: int | None, lifetime: int | None, reuse_seconds: int
+) -> ApprovalView | None:
+    """A rule's approval columns as the policy sees them (None: approval is never needed)."""
+    if mode == DelegationRule.APPROVAL_ALWAYS:
+        return ApprovalView(always=True, lifetime=lifetime, reuse_seconds=reuse_seconds)
+    if mode == DelegationRule.APPROVAL_ABOVE and (scopes.split() or min_depth):
+        return ApprovalView(
+            scopes=scope_set(scopes), min_depth=min_depth, lifetime=lifetime, reuse_seconds=reuse_seconds
+        )
+    return None
 
 
 class RegistrationRule(models.Model):
@@ -586,6 +655,15 @@ class TokenLineage(models.Model):
         db_constraint=False,
     )
     status_idx = models.PositiveIntegerField(null=True, blank=True)
+    # The user's approval the token was issued on (OpenID CIBA), and through it who gave it.
+    approval = models.ForeignKey(
+        "ApprovalRequest",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
 
     class Meta:
         verbose_name = _("token lineage record")
@@ -786,6 +864,8 @@ class AuditEvent(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     # The thumbprint of the DPoP key the request proved (RFC 9449), whatever the outcome.
     jkt = models.CharField(max_length=64, blank=True, default="")
+    # The user who approved the delegation (OpenID CIBA), or who decided an approval request.
+    approved_by = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("audit event")
@@ -798,3 +878,76 @@ class AuditEvent(models.Model):
         if self.pk is not None:
             raise ValidationError("Audit events are append-only.")
         super().save(*args, **kwargs)
+
+
+class ApprovalRequest(models.Model):
+    """A delegation waiting for its user's approval: one OpenID CIBA backchannel
+    authentication request (poll mode), from the agent's request to the token it got.
+
+    Only the SHA-256 of the ``auth_req_id`` is stored; the page addresses a request by its
+    own ``id``, which is never an ``auth_req_id``. The allowed exchange is kept as it was
+    decided (audiences, scope, chain, ``authorization_details``), and the subject token's
+    claims without its signature, so the poll re-checks lineage and policy before it issues.
+    A pending request past ``expires_at`` is expired, whatever its stored status.
+    """
+
+    PENDING, APPROVED, DENIED, CANCELLED, ISSUED = "pending", "approved", "denied", "cancelled", "issued"
+    STATUS_CHOICES = [
+        (PENDING, _("waiting for the user")),
+        (APPROVED, _("approved")),
+        (DENIED, _("denied")),
+        (CANCELLED, _("cancelled")),
+        (ISSUED, _("token issued")),
+    ]
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    auth_req_id_hash = models.CharField(max_length=64, unique=True, editable=False)
+    client_id = models.CharField(max_length=255, db_index=True)
+    requester = models.CharField(_("requesting party"), max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    subject_jti = models.CharField(max_length=64, db_index=True)
+    subject_claims = models.JSONField(default=dict)
+    chain = models.JSONField(default=list)
+    audience = models.JSONField(default=list)
+    resources = models.JSONField(default=list)
+    scope = models.TextField(blank=True)
+    authorization_details = models.JSONField(default=list, blank=True)
+    binding_message = models.CharField(max_length=255, blank=True)
+    requested_token_type = models.CharField(max_length=128)
+    # core.approval.request_fingerprint: what the user approves, for the reuse of an approval
+    fingerprint = models.CharField(max_length=64, db_index=True, editable=False)
+    jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
+    rule_id = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField(db_index=True)
+    interval = models.PositiveIntegerField(default=5)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    #: how long, once approved, the approval also answers identical requests (the rule's)
+    reuse_seconds = models.PositiveIntegerField(default=0)
+    reuse_until = models.DateTimeField(null=True, blank=True)
+    reused_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    issued_jti = models.CharField(max_length=64, blank=True)
+    cancel_reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("approval request")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "status"], name="delegation_idp_approval_user")]
+
+    def __str__(self) -> str:
+        return f"{self.requester} → {', '.join(self.audience)} ({self.status})"
+
+    def expired(self, now: Any = None) -> bool:
+        return self.status == self.PENDING and (now or timezone.now()) >= self.expires_at
+
+    @property
+    def state(self) -> str:
+        """The status as the user sees it: a pending request past its time is expired."""
+        return "expired" if self.expired() else self.status

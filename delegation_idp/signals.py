@@ -5,6 +5,12 @@
 * ``token_revoked(sender, jtis, reason)``: tokens were revoked (a subtree, a user, a party, a key).
 * ``signing_key_revoked(sender, kid, now)``: a signing key was revoked; lineage's receiver revokes
   every live token it signed and returns how many.
+* ``approval_requested(sender, approval, url)``: an agent asked for the user's approval (OpenID
+  CIBA); ``approval`` is the :class:`delegation_idp.models.ApprovalRequest` (its ``user`` is the
+  one to notify), ``url`` the absolute URL of the approval page. Sent after the request is
+  stored, whether or not the optional email went; a site notifies its users its own way here.
+* ``approval_decided(sender, approval, approved, by)``: a user approved or denied a request
+  (``by`` is the user), or an identical approval was reused (``by`` is None).
 * ``request_audited(sender, record, seconds)``: a request of the token, introspection or revocation
   endpoint ended and its audit record was written; ``sender`` is
   :class:`delegation_idp.audit.Attempt`, ``record`` the request's (read it, never change it),
@@ -18,5 +24,7 @@ token_exchanged = Signal()
 exchange_denied = Signal()
 token_revoked = Signal()
 signing_key_revoked = Signal()
+approval_requested = Signal()
+approval_decided = Signal()
 # Sent at every request, always by the same sender: its receivers are looked up once, not per send.
 request_audited = Signal(use_caching=True)

@@ -17,7 +17,8 @@ sets ``DELEGATION_IDP["CLIENT_REGISTRATION"] = "dcr"`` (:mod:`delegation_idp.pro
 
 from django.urls import path
 
-from delegation_idp.provider import authorization, registration, status_list_views, views
+from delegation_idp.ciba.views import BackchannelAuthenticationView
+from delegation_idp.provider import approvals, authorization, registration, status_list_views, views
 
 app_name = "oauth2_provider"
 
@@ -26,6 +27,10 @@ urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),
     path("introspect/", views.IntrospectionView.as_view(), name="introspect"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
+    # OpenID CIBA (poll mode): an agent asks for the user's approval; the user decides there.
+    path("bc-authorize/", BackchannelAuthenticationView.as_view(), name="backchannel-authentication"),
+    path("approvals/", approvals.ApprovalListView.as_view(), name="approvals"),
+    path("approvals/<uuid:pk>/", approvals.ApprovalDecisionView.as_view(), name="approval"),
     # Token Status Lists (draft-ietf-oauth-status-list): the aggregation and each list.
     path("statuslists/", status_list_views.StatusListAggregationView.as_view(), name="status-lists"),
     path("statuslists/<str:slug>", status_list_views.StatusListView.as_view(), name="status-list"),

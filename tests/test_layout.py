@@ -19,6 +19,7 @@ FUNCTION_LEVEL = {
     ("delegation_idp/apps.py", "delegation_idp.provider.self_registered"),
     ("delegation_idp/apps.py", "delegation_idp.provider.metrics"),
     ("delegation_idp/apps.py", "delegation_idp.provider.status_lists"),
+    ("delegation_idp/apps.py", "delegation_idp.ciba.receivers"),
     # The resource side and the agent client run without Django configured (or installed):
     # the circuit breaker reads its reset time from the settings only if there are any.
     ("delegation_idp/breaker.py", "delegation_idp.conf"),

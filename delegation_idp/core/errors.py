@@ -20,6 +20,10 @@ from delegation_idp.core.reasons import Reason
 
 __all__ = [
     "AccessDenied",
+    "AuthorizationPending",
+    "ExpiredToken",
+    "InvalidAuthorizationDetails",
+    "InvalidBindingMessage",
     "InvalidClient",
     "InvalidClientMetadata",
     "InvalidDpopProof",
@@ -34,6 +38,7 @@ __all__ = [
     "SlowDown",
     "TemporarilyUnavailable",
     "UnauthorizedClient",
+    "UnknownUserId",
     "UnsupportedGrantType",
     "UseDpopNonce",
     "refusal",
@@ -173,6 +178,41 @@ class UseDpopNonce(OAuthError):
     error = "use_dpop_nonce"
 
 
+class AuthorizationPending(OAuthError):
+    """The authorization request is still pending as the end-user hasn't yet been
+    authenticated or approved it (OpenID CIBA Core section 11)."""
+
+    error = "authorization_pending"
+
+
+class ExpiredToken(OAuthError):
+    """The ``auth_req_id`` has expired: the client must make a new request
+    (OpenID CIBA Core section 11)."""
+
+    error = "expired_token"
+
+
+class UnknownUserId(OAuthError):
+    """The provider cannot identify which end-user the client wishes to be authenticated by
+    means of the hint (OpenID CIBA Core section 13)."""
+
+    error = "unknown_user_id"
+
+
+class InvalidBindingMessage(OAuthError):
+    """The binding message is invalid or unacceptable for use in the context of the given
+    request (OpenID CIBA Core section 13)."""
+
+    error = "invalid_binding_message"
+
+
+class InvalidAuthorizationDetails(OAuthError):
+    """The ``authorization_details`` parameter is malformed or holds an unknown type, unknown
+    fields or unacceptable values (RFC 9396 section 5)."""
+
+    error = "invalid_authorization_details"
+
+
 class ServerError(OAuthError):
     """The server encountered an unexpected condition that prevented it from answering."""
 
@@ -197,6 +237,11 @@ _CLASSES: dict[str, type[OAuthError]] = {
         TemporarilyUnavailable,
         InvalidDpopProof,
         UseDpopNonce,
+        AuthorizationPending,
+        ExpiredToken,
+        UnknownUserId,
+        InvalidBindingMessage,
+        InvalidAuthorizationDetails,
         ServerError,
     )
 }

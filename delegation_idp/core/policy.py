@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from delegation_idp.core.approval import ApprovalView
 from delegation_idp.core.reasons import Reason
 
 __all__ = [
@@ -92,6 +93,8 @@ class RuleView:
     enabled: bool = True
     #: precedence among the actor's rules: the lowest is tried first (ties: the lowest id)
     position: int = 0
+    #: when a hop it allows needs the user's approval (None: never)
+    approval: ApprovalView | None = None
 
     def in_effect(self, now: datetime) -> bool:
         return (
@@ -149,6 +152,11 @@ class Decision:
     granted_scope: frozenset[str] = frozenset()
     audience: tuple[str, ...] = ()
     rule_id: int | None = None
+    approval: ApprovalView | None = None  #: the user must approve the hop first: the rule's terms
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.approval is not None
 
     @property
     def error(self) -> str | None:
@@ -284,12 +292,16 @@ def explain(ctx: ExchangeContext, rules: Iterable[RuleView], limits: Limits) -> 
                 mismatch = Reason.SCOPE_NOT_PERMITTED
                 scope_refused = True
             elif allowed is None:
+                approval = rule.approval
                 allowed = Decision(
                     allowed=True,
                     reason=Reason.ALLOWED,
                     granted_scope=frozenset(granted),
                     audience=tuple(ctx.targets),
                     rule_id=rule.id,
+                    approval=approval
+                    if approval is not None and approval.needed(granted, ctx.depth)
+                    else None,
                 )
         elif closest is None or _SPECIFICITY.index(mismatch) > _SPECIFICITY.index(closest):
             closest = mismatch

@@ -32,6 +32,7 @@ class Family(enum.StrEnum):
     TOKEN = "token"  # a token presented in the request (subject, actor, grant)
     POLICY = "policy"  # the delegation policy's decision
     PROOF = "proof"  # a DPoP proof of possession (RFC 9449) and the token's binding
+    APPROVAL = "approval"  # the user's approval of a delegation (OpenID CIBA)
     ISSUANCE = "issuance"  # the re-check inside the issuing transaction
     SERVICE = "service"  # the server itself (storage, limits, failures)
 
@@ -493,6 +494,113 @@ class Reason(enum.StrEnum):
         "invalid_scope",
         "None of the requested scopes is granted by the ID-JAG.",
         Family.TOKEN,
+    )
+
+    # -- the user's approval (OpenID CIBA Core 1.0, poll mode; RFC 9396) ------------------
+    # An exchange the rule allows only with the user's approval, asked for without it: the
+    # agent is told to ask (a backchannel authentication request), not that it may not.
+    APPROVAL_REQUIRED = (
+        "approval_required",
+        "access_denied",
+        "This delegation needs the user's approval: ask for it with a backchannel "
+        "authentication request (OpenID CIBA) at the backchannel_authentication_endpoint, "
+        "then poll the token endpoint with the CIBA grant.",
+        Family.APPROVAL,
+    )
+    HINT_NOT_SUPPORTED = (
+        "hint_not_supported",
+        "invalid_request",
+        "The subject token names the user: send subject_token, not login_hint_token or id_token_hint.",
+        Family.APPROVAL,
+    )
+    APPROVAL_USER_MISMATCH = (
+        "approval_user_mismatch",
+        "unknown_user_id",
+        "The login_hint does not name the user of the subject token.",
+        Family.APPROVAL,
+    )
+    APPROVAL_NO_USER = (
+        "approval_no_user",
+        "unknown_user_id",
+        "The subject token has no user who could approve the request.",
+        Family.APPROVAL,
+    )
+    BINDING_MESSAGE_INVALID = (
+        "binding_message_invalid",
+        "invalid_binding_message",
+        "The binding message must be at most 100 printable characters.",
+        Family.APPROVAL,
+    )
+    USER_CODE_NOT_SUPPORTED = (
+        "user_code_not_supported",
+        "invalid_request",
+        "This provider does not use a user code.",
+        Family.APPROVAL,
+    )
+    AUTHORIZATION_DETAILS_INVALID = (
+        "authorization_details_invalid",
+        "invalid_authorization_details",
+        "authorization_details must be a JSON array of objects, each with a type this provider accepts.",
+        Family.APPROVAL,
+    )
+    AUTH_REQ_ID_UNKNOWN = (
+        "auth_req_id_unknown",
+        "invalid_grant",
+        "The auth_req_id is invalid.",
+        Family.APPROVAL,
+    )
+    AUTH_REQ_ID_USED = (
+        "auth_req_id_used",
+        "invalid_grant",
+        "The auth_req_id was already used.",
+        Family.APPROVAL,
+    )
+    APPROVAL_PENDING = (
+        "approval_pending",
+        "authorization_pending",
+        "The user has not yet decided.",
+        Family.APPROVAL,
+    )
+    POLLING_TOO_FAST = (
+        "polling_too_fast",
+        "slow_down",
+        "Polling too fast: wait the interval, now five seconds longer.",
+        Family.APPROVAL,
+        400,
+    )
+    APPROVAL_DENIED = "approval_denied", "access_denied", "The user denied the request.", Family.APPROVAL
+    APPROVAL_CANCELLED = (
+        "approval_cancelled",
+        "access_denied",
+        "The request was cancelled: its subject token was revoked or an agent of its chain disabled.",
+        Family.APPROVAL,
+    )
+    APPROVAL_EXPIRED = (
+        "approval_expired",
+        "expired_token",
+        "The auth_req_id has expired: make a new backchannel authentication request.",
+        Family.APPROVAL,
+    )
+    APPROVAL_DPOP_MISMATCH = (
+        "approval_dpop_mismatch",
+        "invalid_dpop_proof",
+        "The poll must prove the DPoP key of its backchannel authentication request.",
+        Family.APPROVAL,
+    )
+    # The approval page (a user's request, not a client's): answered with a page, audited.
+    APPROVAL_NOT_FOUND = (
+        "approval_not_found",
+        "invalid_request",
+        "No such request waits for this user.",
+        Family.APPROVAL,
+        404,
+    )
+    APPROVAL_ALREADY_DECIDED = (
+        "approval_already_decided",
+        "invalid_request",
+        "This request was already decided, has expired or was cancelled.",
+        Family.APPROVAL,
+        409,
     )
 
     # -- DPoP proofs and bindings (RFC 9449) ---------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from delegation_idp.core.approval import ApprovalView
 from delegation_idp.core.reasons import Reason
 
 __all__ = ["Exchange", "Issuance"]
@@ -48,6 +49,12 @@ class Exchange:
     resources: tuple[str, ...] = ()
     #: an ID-JAG's ``client_id``: the requester's client id at the authorization server
     assertion_client_id: str = ""
+    #: the user must approve it first (OpenID CIBA): the allowing rule's terms; None: no need
+    approval: ApprovalView | None = None
+    #: RFC 9396 details of the action, as the user approved them (carried in the token)
+    authorization_details: tuple[Mapping[str, Any], ...] = ()
+    #: the approval request it is issued on (its id), None without one
+    approval_id: Any = None
 
     @property
     def depth(self) -> int:
@@ -81,6 +88,8 @@ class Issuance:
     jkt: str = ""
     #: its Token Status List entry (list number, index), None when it carries no ``status``
     status_entry: tuple[int, int] | None = None
+    #: the user's approval it was issued on (an ``ApprovalRequest`` id), None without one
+    approval_id: Any = None
 
     @property
     def jti(self) -> str:

@@ -378,6 +378,7 @@ def record_issued(issuance: Issuance, *, access_token: Any = None) -> None:
             "jkt": issuance.jkt,
             "status_list_id": issuance.status_entry[0] if issuance.status_entry else None,
             "status_idx": issuance.status_entry[1] if issuance.status_entry else None,
+            "approval_id": issuance.approval_id,
         },
         using=router.db_for_write(TokenLineage),
     )

@@ -16,6 +16,8 @@ from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT
+from delegation_idp.ciba import DELIVERY_MODES as CIBA_DELIVERY_MODES
+from delegation_idp.ciba import GRANT_TYPE as CIBA_GRANT
 from delegation_idp.conf import idp_settings
 from delegation_idp.idjag import GRANT_PROFILE as ID_JAG_GRANT_PROFILE
 from delegation_idp.provider import dpop, keys, registration, status_lists
@@ -40,6 +42,7 @@ def grant_types_supported() -> list[str]:
         "refresh_token",
         TOKEN_EXCHANGE_GRANT,
         JWT_BEARER_GRANT,
+        CIBA_GRANT,
     ]
     if not oauth2_settings.COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT:
         grants.append("implicit")
@@ -85,7 +88,15 @@ class ServerMetadataView(View):
             # draft-ietf-oauth-identity-assertion-authz-grant section 6: ID-JAGs of trusted
             # issuers are redeemed with the jwt-bearer grant (delegation_idp.rfc7523).
             "authorization_grant_profiles_supported": [ID_JAG_GRANT_PROFILE],
+            # OpenID CIBA Core section 4: the user approves a delegation (delegation_idp.ciba),
+            # delivered by polling the token endpoint; no user code.
+            "backchannel_authentication_endpoint": _endpoint("oauth2_provider:backchannel-authentication"),
+            "backchannel_token_delivery_modes_supported": list(CIBA_DELIVERY_MODES),
+            "backchannel_user_code_parameter_supported": False,
         }
+        if idp_settings.AUTHORIZATION_DETAILS_TYPES:
+            # RFC 9396 section 10: the authorization_details types accepted (absent: any type).
+            data["authorization_details_types_supported"] = list(idp_settings.AUTHORIZATION_DETAILS_TYPES)
         if status_lists.enabled():
             # draft-ietf-oauth-status-list section 9.1: where the list of status lists is.
             data[AGGREGATION_METADATA] = status_lists.aggregation_uri()

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
-from delegation_idp.models import DelegationRule, Party, PolicyVersion
+from delegation_idp.models import DelegationRule, Party, PolicyVersion, approval_view
 from delegation_idp.provider import metrics, self_registered
 from delegation_idp.provider import policy_triggers as triggers
 
@@ -78,6 +78,11 @@ def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView
             "valid_until",
             "enabled",
             "position",
+            "approval",
+            "approval_scopes",
+            "approval_min_depth",
+            "approval_lifetime",
+            "approval_reuse_seconds",
         )
     )
     if not rows:
@@ -101,8 +106,23 @@ def _read_rules(party: Party, alias: str | None = None) -> tuple[policy.RuleView
             valid_until=valid_until,
             enabled=enabled,
             position=position,
+            approval=approval_view(mode, scopes, min_depth, lifetime, reuse),
         )
-        for pk, max_scope, max_depth, direct, valid_from, valid_until, enabled, position in rows
+        for (
+            pk,
+            max_scope,
+            max_depth,
+            direct,
+            valid_from,
+            valid_until,
+            enabled,
+            position,
+            mode,
+            scopes,
+            min_depth,
+            lifetime,
+            reuse,
+        ) in rows
     )
 
 

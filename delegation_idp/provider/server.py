@@ -14,6 +14,8 @@ from oauthlib.openid.connect.core.grant_types.dispatchers import (
     AuthorizationTokenGrantDispatcher,
 )
 
+from delegation_idp.ciba import GRANT_TYPE as CIBA_GRANT
+from delegation_idp.ciba.grant import CibaGrant
 from delegation_idp.rfc7523 import GRANT_TYPE as JWT_BEARER_GRANT
 from delegation_idp.rfc7523 import JwtBearerGrant
 from delegation_idp.rfc8693 import GRANT_TYPE, TokenExchangeGrant
@@ -24,14 +26,15 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class DelegationServer(Server):
-    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant and the RFC 7523
-    ``jwt-bearer`` grant (for ID-JAGs), without the device-code grant.
+    """oauthlib's all-grants server plus the RFC 8693 token-exchange grant, the RFC 7523
+    ``jwt-bearer`` grant (for ID-JAGs) and OpenID CIBA's grant (for delegations the user
+    approves, :mod:`delegation_idp.ciba`), without the device-code grant.
 
     Every keyword argument django-oauth-toolkit passes (``pre_token`` and the
     other device-flow hooks among them) reaches the parent server unchanged;
     the new grant gets only the validator. Refresh tokens stay opaque even
     when access tokens are JWTs. A subclass swaps the grant through
-    ``token_exchange_grant_class`` (and ``jwt_bearer_grant_class``).
+    ``token_exchange_grant_class`` (and ``jwt_bearer_grant_class``, ``ciba_grant_class``).
 
     With django-oauth-toolkit's ``OIDC_ENABLED``, OpenID Connect's authorization-code flow
     too (OpenID Connect Core section 3.1): a request whose scope holds ``openid`` gets an ID
@@ -42,6 +45,7 @@ class DelegationServer(Server):
 
     token_exchange_grant_class: type[TokenExchangeGrant] = TokenExchangeGrant
     jwt_bearer_grant_class: type[JwtBearerGrant] = JwtBearerGrant
+    ciba_grant_class: type[CibaGrant] = CibaGrant
 
     def __init__(
         self,
@@ -64,6 +68,9 @@ class DelegationServer(Server):
         self.grant_types[GRANT_TYPE] = self.token_exchange_grant
         self.jwt_bearer_grant = self.jwt_bearer_grant_class(request_validator)
         self.grant_types[JWT_BEARER_GRANT] = self.jwt_bearer_grant
+        # OpenID CIBA (poll mode): the backchannel authentication request and its poll.
+        self.ciba_grant = self.ciba_grant_class(request_validator)
+        self.grant_types[CIBA_GRANT] = self.ciba_grant
         # The device flow (RFC 8628) is not offered: its authorization endpoint would be one
         # more place where clients authenticate outside this app's guard (delegation_idp.urls
         # does not mount it), so its grant is unsupported here too.

@@ -95,11 +95,13 @@ def access_token_claims(
     act: Mapping[str, Any] | None = None,
     jkt: str = "",
     status: Mapping[str, Any] | None = None,
+    authorization_details: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The claims of an RFC 9068 access token (section 2.2), with ``act`` for a delegated one
-    (RFC 8693 section 4.1), ``cnf`` for one bound to a DPoP key (RFC 9449 section 6.1) and
-    ``status`` for its Token Status List entry (draft-ietf-oauth-status-list section 6.2):
-    ``aud`` a string when there is one audience."""
+    (RFC 8693 section 4.1), ``cnf`` for one bound to a DPoP key (RFC 9449 section 6.1),
+    ``status`` for its Token Status List entry (draft-ietf-oauth-status-list section 6.2) and
+    the ``authorization_details`` its user approved (RFC 9396 section 9.1): ``aud`` a string
+    when there is one audience."""
     claims: dict[str, Any] = {
         "iss": idp_settings.ISSUER,
         "sub": sub,
@@ -116,6 +118,8 @@ def access_token_claims(
         claims["cnf"] = {"jkt": jkt}
     if status is not None:
         claims["status"] = dict(status)
+    if authorization_details:
+        claims["authorization_details"] = [dict(detail) for detail in authorization_details]
     return claims
 
 

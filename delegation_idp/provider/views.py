@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +34,8 @@ from oauth2_provider.views import TokenView as DOTTokenView
 from oauthlib.common import Request as OAuthlibRequest
 
 from delegation_idp import TOKEN_EXCHANGE_GRANT, audit, jose
+from delegation_idp.ciba import GRANT_TYPE as CIBA_GRANT
+from delegation_idp.ciba import POLL_EVENT as CIBA_POLL
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.errors import (
     InvalidClient,
@@ -61,8 +64,10 @@ __all__ = [
     "IntrospectionView",
     "RevokeTokenView",
     "TokenView",
+    "credentials_request",
     "introspect",
     "may_introspect",
+    "plain_response",
 ]
 
 
@@ -88,6 +93,8 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             record.event = "token_exchange"
         elif record.grant_type == JWT_BEARER_GRANT:
             record.event = ID_JAG_REDEMPTION
+        elif record.grant_type == CIBA_GRANT:
+            record.event = CIBA_POLL
         # RFC 9449 section 8.2: every answer may carry the nonce to use next.
         for key, value in dpop.nonce_headers().items():
             response[key] = value
@@ -113,6 +120,8 @@ class TokenView(ClientAuthGuard, DOTTokenView):
             return self.exchange(request, proof)
         if record.grant_type == JWT_BEARER_GRANT:  # RFC 7523 for ID-JAGs: the same path
             return self.exchange(request, proof, grant="jwt_bearer_grant")
+        if record.grant_type == CIBA_GRANT:  # OpenID CIBA's poll: the same path
+            return self.exchange(request, proof, grant="ciba_grant")
         # For django-oauth-toolkit's grants the key travels to the token generator in the
         # headers its backend copies from META (dpop.BOUND_KEY: no client header has the name).
         request.META.pop(dpop.BOUND_KEY, None)
@@ -133,23 +142,10 @@ class TokenView(ClientAuthGuard, DOTTokenView):
         an exchanged token does not have (:mod:`delegation_idp.rfc8693.issue`)."""
         core = self.get_oauthlib_core()
         form = core.extract_body(request)  # every value of every parameter, in order
-        # The oauthlib request carries what client authentication reads, and only that: the
-        # credentials' headers (django-oauth-toolkit's backend copies the whole WSGI
-        # environment) and parameters. The pipeline reads the form itself.
-        headers = {"Content-Type": request.META.get("CONTENT_TYPE", "")}
-        if "HTTP_AUTHORIZATION" in request.META:
-            headers["HTTP_AUTHORIZATION"] = headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
-        credentials = urlencode([(k, v) for k, v in form if k in CLIENT_AUTHENTICATION_PARAMETERS])
-        oauth_request = OAuthlibRequest(
-            request.build_absolute_uri(request.path), "POST", credentials, headers
-        )
         headers, body, status = getattr(core.server, grant).create_token_response(
-            oauth_request, form=form, proof=proof
+            credentials_request(request, form), form=form, proof=proof
         )
-        response = HttpResponse(content=body, status=status)
-        for key, value in headers.items():
-            response[key] = value
-        return response
+        return plain_response(headers, body, status)
 
     def create_token_response(self, request: HttpRequest) -> Any:
         # Kept, so that a 200 whose read-back fails can still be delivered (_delivered).
@@ -181,6 +177,25 @@ class TokenView(ClientAuthGuard, DOTTokenView):
     def _issued_client(request: HttpRequest) -> str:
         record = audit.current()
         return f"client_id={record.client_id!r}, jti={record.jti!r}" if record else ""
+
+
+def credentials_request(request: HttpRequest, form: Sequence[tuple[str, str]]) -> OAuthlibRequest:
+    """The oauthlib request for a grant of this app's own: what client authentication reads,
+    and only that, the credentials' headers (django-oauth-toolkit's backend copies the whole
+    WSGI environment) and parameters. The grant reads the form itself."""
+    headers = {"Content-Type": request.META.get("CONTENT_TYPE", "")}
+    if "HTTP_AUTHORIZATION" in request.META:
+        headers["HTTP_AUTHORIZATION"] = headers["Authorization"] = request.META["HTTP_AUTHORIZATION"]
+    credentials = urlencode([(k, v) for k, v in form if k in CLIENT_AUTHENTICATION_PARAMETERS])
+    return OAuthlibRequest(request.build_absolute_uri(request.path), "POST", credentials, headers)
+
+
+def plain_response(headers: dict[str, str], body: str, status: int) -> HttpResponse:
+    """A grant's ``(headers, body, status)`` as a Django response."""
+    response = HttpResponse(content=body, status=status)
+    for key, value in headers.items():
+        response[key] = value
+    return response
 
 
 @method_decorator(storage_guard("revocation_request", audit_every_request=True), name="dispatch")

@@ -121,9 +121,12 @@ def verify(
     )
 
 
-def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchange:
+def decide(request: ExchangeRequest, subject: Subject, *, now: float, asking: bool = False) -> Exchange:
     """Steps 4 and 5: the targets and the delegation policy; the :class:`Exchange` it allowed,
-    or the catalogue's refusal."""
+    or the catalogue's refusal. A hop whose rule needs the user's approval is refused
+    (``APPROVAL_REQUIRED``) unless the caller is asking for that approval (``asking``: the
+    OpenID CIBA request and its poll, :mod:`delegation_idp.ciba`), which gets the
+    :class:`Exchange` with the rule's terms in ``approval``."""
     parent, party, claims = subject.parent, subject.requester, subject.claims
     version = getattr(parent, "policy_version", None)  # read with the lineage row: no round trip
     store = policy_store.current(known=(parent._state.db or "default", version))
@@ -153,6 +156,8 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
     )
     if misdirected is not None:
         raise refusal(misdirected)
+    if decision.needs_approval and not asking:
+        raise refusal(Reason.APPROVAL_REQUIRED)
     return Exchange(
         client_id=subject.client_id,
         requester=party.uri,
@@ -175,6 +180,7 @@ def decide(request: ExchangeRequest, subject: Subject, *, now: float) -> Exchang
         jkt="" if id_jag else subject.jkt,
         resources=request.resources,
         assertion_client_id=_client_id_at(decision.audience[0], party, subject.client_id) if id_jag else "",
+        approval=decision.approval,
     )
 
 

@@ -93,6 +93,7 @@ def signed_claims(exchange: Exchange, now: int) -> tuple[dict[str, Any], str, st
         act=exchange.act,
         jkt=exchange.jkt,
         status=entry.claim() if entry is not None else None,
+        authorization_details=exchange.authorization_details,
     )
     return claims, "at+jwt", entry
 
@@ -115,6 +116,7 @@ def issue(exchange: Exchange, record: audit.Attempt, *, now: int | None = None) 
         root_jti=exchange.root_jti,
         jkt=exchange.jkt,
         status_entry=(entry.list_number, entry.idx) if entry is not None else None,
+        approval_id=exchange.approval_id,
     )
     record.jti, record.granted_scope = issuance.jti, exchange.scope
     record.granted_audience = issuance.audience

@@ -33,6 +33,9 @@ STATUS_OF_THE_REQUEST = {
     Reason.STATUS_LIST_NOT_FOUND: 404,
     Reason.STATUS_LIST_NOT_ACCEPTABLE: 406,  # RFC 9110 section 15.5.7
     Reason.STATUS_LIST_HISTORY_UNSUPPORTED: 501,  # draft-ietf-oauth-status-list section 8.4
+    Reason.POLLING_TOO_FAST: 400,  # OpenID CIBA Core section 11: slow_down is a 400 there
+    Reason.APPROVAL_NOT_FOUND: 404,  # the approval page: no such request for this user
+    Reason.APPROVAL_ALREADY_DECIDED: 409,  # the approval page: the request is no longer pending
 }
 public_words = st.none() | st.text(min_size=1, max_size=40)
 
@@ -44,10 +47,10 @@ def test_every_refusal_raises_the_class_of_its_error_with_its_status(member):
     assert type(exc).error == member.error == exc.as_dict()["error"]
     assert exc.reason is member
     assert exc.status == member.status
-    if member.error in SPECIAL_STATUS:
-        assert member.status == SPECIAL_STATUS[member.error]
-    elif member in STATUS_OF_THE_REQUEST:
+    if member in STATUS_OF_THE_REQUEST:
         assert member.status == STATUS_OF_THE_REQUEST[member]
+    elif member.error in SPECIAL_STATUS:
+        assert member.status == SPECIAL_STATUS[member.error]
     else:
         assert member.status == 400
     assert member.family in set(Family)
