@@ -573,6 +573,37 @@ def _whole(value: Any, low: int, high: int | None = None) -> bool:
 
 
 @register(Tags.security)
+def check_approvals(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The user in the loop (OpenID CIBA): bounded waits and polling, a bounded
+    ``authorization_details`` size, a list of detail types, an absolute https approval page
+    URL and a plain From address."""
+    lifetime, interval = idp_settings.APPROVAL_REQUEST_LIFETIME, idp_settings.APPROVAL_POLL_INTERVAL
+    size, types = idp_settings.MAX_AUTHORIZATION_DETAILS_BYTES, idp_settings.AUTHORIZATION_DETAILS_TYPES
+    url, sender = idp_settings.APPROVAL_URL, idp_settings.APPROVAL_EMAIL_FROM
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if (
+        _whole(lifetime, 10, 86400)
+        and _whole(interval, 1, 60)
+        and _whole(size, 64, 65536)
+        and isinstance(types, list | tuple)
+        and all(isinstance(t, str) and t for t in types)
+        and (url is None or (parts is not None and parts.scheme == "https" and bool(parts.netloc)))
+        and (sender is None or (isinstance(sender, str) and "\n" not in sender and "@" in sender))
+    ):
+        return []
+    return [
+        Error(
+            "The approval options are out of bounds: APPROVAL_REQUEST_LIFETIME 10..86400 seconds, "
+            "APPROVAL_POLL_INTERVAL 1..60, MAX_AUTHORIZATION_DETAILS_BYTES 64..65536, "
+            "AUTHORIZATION_DETAILS_TYPES a list of names, APPROVAL_URL None or an absolute https URL, "
+            "APPROVAL_EMAIL_FROM None or an email address.",
+            hint="The defaults are 300, 5, 4096, [] (any type), None and None.",
+            id="delegation_idp.E038",
+        )
+    ]
+
+
+@register(Tags.security)
 def check_status_lists(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Token Status Lists (draft-ietf-oauth-status-list): the list geometry that keeps every
     entry unique (a block size dividing a power-of-two list), the publication timings that bound

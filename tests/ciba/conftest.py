@@ -35,7 +35,7 @@ def backchannel(client: Any, cast: Any):
     """POST a backchannel authentication request as the named agent; ``None`` drops a
     parameter, ``HTTP_*`` keywords are headers."""
 
-    def post(agent: str, subject_token: str, **params: Any) -> Any:
+    def post(agent: str, subject_token: str, /, **params: Any) -> Any:
         headers = {k: params.pop(k) for k in [k for k in params if k.startswith("HTTP_")]}
         form: dict[str, Any] = {
             "subject_token": subject_token,
