@@ -20,7 +20,12 @@ def rotate_keys(force: bool = False) -> dict:
 def sweep_expired(batch_size: int | None = None) -> dict:
     """``manage.py sweep_tokens``: expired tokens and records past retention, in batches."""
     result = retention.sweep_expired(batch_size=batch_size)
-    return {"access_tokens": result.access_tokens, "lineage": result.lineage, "audit": result.audit}
+    return {
+        "access_tokens": result.access_tokens,
+        "lineage": result.lineage,
+        "audit": result.audit,
+        "approvals": result.approvals,
+    }
 
 
 @shared_task(name="delegation_idp.tasks.publish_revocations", ignore_result=True)

@@ -14,7 +14,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 
 from delegation_idp.conf import idp_settings
 from delegation_idp.lineage.revocation import cascading
-from delegation_idp.models import AuditEvent, OpaqueRedemption, TokenLineage
+from delegation_idp.models import ApprovalRequest, AuditEvent, OpaqueRedemption, TokenLineage
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ class SweepResult:
     access_tokens: int = 0
     lineage: int = 0
     audit: int = 0
+    approvals: int = 0
 
 
 def _delete_in_batches(queryset: QuerySet[Any], batch_size: int, *, cascade_off: bool = False) -> int:
@@ -52,7 +53,8 @@ def sweep_expired(now: datetime | None = None, batch_size: int | None = None) ->
     * django-oauth-toolkit ``AccessToken`` rows expired (plus clock skew) that no
       refresh token points to; their lineage records stay;
     * lineage records (and the code redemptions of opaque tokens) expired more than
-      ``LINEAGE_RETENTION_SECONDS`` ago;
+      ``LINEAGE_RETENTION_SECONDS`` ago, and the approval requests (OpenID CIBA) that
+      expired as long ago (the token issued on one outlives it only by that retention);
     * audit events older than ``AUDIT_RETENTION_SECONDS`` (if set).
     """
     now = now or timezone.now()
@@ -67,10 +69,17 @@ def sweep_expired(now: datetime | None = None, batch_size: int | None = None) ->
     retention = timedelta(seconds=idp_settings.LINEAGE_RETENTION_SECONDS)
     lineage = _delete_in_batches(TokenLineage.objects.filter(expires_at__lt=now - retention), size)
     lineage += _delete_in_batches(OpaqueRedemption.objects.filter(expires_at__lt=now - retention), size)
+    approvals = _delete_in_batches(ApprovalRequest.objects.filter(expires_at__lt=now - retention), size)
     audit = 0
     if idp_settings.AUDIT_RETENTION_SECONDS is not None:
         cutoff = now - timedelta(seconds=idp_settings.AUDIT_RETENTION_SECONDS)
         audit = _delete_in_batches(AuditEvent.objects.filter(created__lt=cutoff), size)
-    if tokens or lineage or audit:
-        logger.info("swept %d access tokens, %d lineage records, %d audit events", tokens, lineage, audit)
-    return SweepResult(access_tokens=tokens, lineage=lineage, audit=audit)
+    if tokens or lineage or audit or approvals:
+        logger.info(
+            "swept %d access tokens, %d lineage records, %d audit events, %d approval requests",
+            tokens,
+            lineage,
+            audit,
+            approvals,
+        )
+    return SweepResult(access_tokens=tokens, lineage=lineage, audit=audit, approvals=approvals)

@@ -171,3 +171,13 @@ def test_check_e038_refuses_approval_options_out_of_bounds(option: str, value: A
         assert [e.id for e in check_approvals()] == ["delegation_idp.E038"]
     with with_idp(APPROVAL_URL="https://idp.example.com/o/approvals/", APPROVAL_EMAIL_FROM="idp@example.com"):
         assert check_approvals() == []
+
+
+def test_the_sweep_deletes_approval_requests_past_retention(asked: Any) -> None:
+    from delegation_idp.lineage.retention import sweep_expired
+
+    _body, approval = asked
+    assert sweep_expired().approvals == 0
+    ApprovalRequest.objects.filter(pk=approval.pk).update(expires_at=timezone.now() - timedelta(days=31))
+    assert sweep_expired().approvals == 1
+    assert not ApprovalRequest.objects.exists()

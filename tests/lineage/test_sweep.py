@@ -113,10 +113,10 @@ def test_sweep_command_and_task(db, settings):
     make_rows(4, expired_for=timedelta(hours=1), prefix="a")
     out = io.StringIO()
     call_command("sweep_tokens", "--batch-size", "3", stdout=out)
-    assert out.getvalue().strip() == "access_tokens=0 lineage=4 audit=0"
+    assert out.getvalue().strip() == "access_tokens=0 lineage=4 audit=0 approvals=0"
     make_rows(2, expired_for=timedelta(hours=1), prefix="b")
     result = tasks.sweep_expired.delay(batch_size=1).get()
-    assert result == {"access_tokens": 0, "lineage": 2, "audit": 0}
+    assert result == {"access_tokens": 0, "lineage": 2, "audit": 0, "approvals": 0}
 
 
 def test_publish_task_and_command_without_redis(db):

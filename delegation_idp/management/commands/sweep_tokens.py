@@ -19,5 +19,6 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be positive.")
         result = retention.sweep_expired(batch_size=options["batch_size"])
         self.stdout.write(
-            f"access_tokens={result.access_tokens} lineage={result.lineage} audit={result.audit}"
+            f"access_tokens={result.access_tokens} lineage={result.lineage} audit={result.audit} "
+            f"approvals={result.approvals}"
         )
