@@ -309,6 +309,8 @@ def introspect(token: str, client: Any) -> dict[str, Any]:
             data["cnf"] = {"jkt": jkt}
         if "act" in claims:
             data["act"] = claims["act"]
+        if "authorization_details" in claims:  # RFC 9396 section 9.2: what the user approved
+            data["authorization_details"] = claims["authorization_details"]
         return data
     # django-oauth-toolkit's opaque tokens: same rules, from its own table.
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()

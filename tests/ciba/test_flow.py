@@ -63,3 +63,15 @@ def test_ciba_11_pending_then_approved_then_the_token_then_used(
     before = snapshot()
     assert_oauth_error(poll("agent1", body["auth_req_id"]), 400, "invalid_grant")
     assert snapshot() == before
+
+
+@pytest.mark.rfc("9396-9.2")
+def test_introspection_shows_the_approved_authorization_details(
+    asked: Any, poll: Any, decide: Any, cast: Any, introspect: Any
+) -> None:
+    body, approval = asked
+    decide(cast.user, approval, "approve")
+    token = poll("agent1", body["auth_req_id"]).json()["access_token"]
+    seen = introspect(token, cast["agent2"]).json()
+    assert seen["active"] is True and seen["authorization_details"] == [PAYMENT]
+    assert seen["act"] == {"sub": cast["agent1"].uri}
