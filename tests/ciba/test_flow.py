@@ -75,3 +75,29 @@ def test_introspection_shows_the_approved_authorization_details(
     seen = introspect(token, cast["agent2"]).json()
     assert seen["active"] is True and seen["authorization_details"] == [PAYMENT]
     assert seen["act"] == {"sub": cast["agent1"].uri}
+
+
+def test_a_deeper_hop_continues_the_chain(
+    backchannel: Any, poll: Any, decide: Any, exchange: Any, user_token: str, cast: Any
+) -> None:
+    """agent2, holding agent1's exchanged token, asks for the hop to the MCP server: the user
+    sees agent2 then agent1, and the token records agent2 as the outermost actor."""
+    from delegation_idp.models import DelegationRule
+
+    rule = DelegationRule.objects.get(actor__uri=cast["agent2"].uri, audiences__uri=cast["mcp-server1"].uri)
+    rule.approval = DelegationRule.APPROVAL_ALWAYS
+    rule.save()
+    hop = exchange("agent1", user_token, cast["agent2"].uri).json()["access_token"]
+    asked = backchannel("agent2", hop, audience=cast["mcp-server1"].uri, authorization_details=None)
+    assert asked.status_code == 200, asked.content
+    approval = ApprovalRequest.objects.get()
+    assert approval.chain == [cast["agent2"].uri, cast["agent1"].uri]
+    decide(cast.user, approval, "approve")
+    answer = poll("agent2", asked.json()["auth_req_id"])
+    assert answer.status_code == 200, answer.content
+    assert "authorization_details" not in answer.json()
+    claims = decode(answer.json()["access_token"])[1]
+    assert claims["aud"] == cast["mcp-server1"].uri
+    assert claims["act"] == {"sub": cast["agent2"].uri, "act": {"sub": cast["agent1"].uri}}
+    row = TokenLineage.objects.get(jti=claims["jti"])
+    assert row.depth == 2 and row.approval_id == approval.pk
