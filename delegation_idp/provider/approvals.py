@@ -8,7 +8,9 @@ and the time left (in seconds and as a time of day). Only the user the subject t
 sees a request or decides it: for anyone else it does not exist (404). Decisions are
 ``POST`` with Django's CSRF protection; each one leaves an audit record
 (:data:`delegation_idp.ciba.DECISION_EVENT`), and a refused one changes nothing. Every
-answer is ``Cache-Control: no-store``; signing in is the site's (``LOGIN_URL``).
+answer is ``Cache-Control: no-store`` and ``X-Frame-Options: DENY`` (whatever the site's
+middleware: a framed page would let another site steer the click); signing in is the
+site's (``LOGIN_URL``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views import View
+from django.views.decorators.clickjacking import xframe_options_deny
 
 from delegation_idp import audit
 from delegation_idp.ciba import DECISION_EVENT, approvals
@@ -164,6 +168,7 @@ def _decided_note(request: HttpRequest, names: dict[str, str]) -> dict[str, Any]
     }
 
 
+@method_decorator(xframe_options_deny, name="dispatch")  # never framed: a click here decides
 class ApprovalListView(LoginRequiredMixin, View):
     """``GET``: the signed-in user's pending requests, newest first."""
 
@@ -181,6 +186,7 @@ class ApprovalListView(LoginRequiredMixin, View):
         return _no_store(render(request, self.template_name, context))
 
 
+@method_decorator(xframe_options_deny, name="dispatch")
 class ApprovalDecisionView(LoginRequiredMixin, View):
     """``POST`` ``decision=approve`` or ``decision=deny`` for one request of the user's."""
 

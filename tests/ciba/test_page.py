@@ -38,6 +38,7 @@ def page_as(client: Any, user: Any) -> Any:
     response = client.get(PAGE)
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
+    assert response["X-Frame-Options"] == "DENY"
     return response
 
 
@@ -134,6 +135,15 @@ def test_another_user_sees_nothing_and_cannot_decide(
     assert all(r.chain == [] and r.subject == "" for r in refused)
     # The agent is still told to wait.
     assert_oauth_error(poll("agent1", body["auth_req_id"]), 400, "authorization_pending")
+
+
+def test_the_page_is_never_framed_even_without_the_sites_middleware(
+    client: Any, asked: Any, cast: Any, settings: Any
+) -> None:
+    _body, approval = asked
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "clickjacking" not in m]
+    assert page_as(client, cast.user)["X-Frame-Options"] == "DENY"
+    assert client.post(url(approval), {"decision": "deny"})["X-Frame-Options"] == "DENY"
 
 
 def test_a_request_that_does_not_exist_is_not_found(client: Any, cast: Any) -> None:
