@@ -35,7 +35,7 @@ from delegation_idp.ciba import DECISION_EVENT, approvals
 from delegation_idp.core.reasons import Reason
 from delegation_idp.models import ApprovalRequest, Party
 
-__all__ = ["ApprovalDecisionView", "ApprovalListView", "describe", "detail_rows"]
+__all__ = ["ApprovalDecisionView", "ApprovalListView", "describe", "detail_rows", "label"]
 
 #: RFC 9396 section 2.2's common fields, in this order after ``type``, with their labels.
 COMMON_FIELDS = {
