@@ -14,7 +14,19 @@ before they expire, so parallel work reuses one token instead of minting many.
 Errors are :class:`OAuthError` with the server's ``error`` code; the codes of
 RFC 6749 section 5.2 and RFC 8693 section 2.2.2 have their own subclasses
 (:class:`InvalidTarget`, :class:`InvalidScope`...), so ``except InvalidTarget``
-works as well as ``err.error == "invalid_target"``.
+works as well as ``err.error == "invalid_target"`` (:mod:`delegation_idp.client.errors`).
+
+The user in the loop (OpenID CIBA Core 1.0, poll mode): for a hop whose rule needs the
+user's approval, ``ask_approval`` sends the exchange's parameters with a ``binding_message``
+and RFC 9396 ``authorization_details`` to the backchannel authentication endpoint, and
+``wait_for_approval`` polls the token endpoint (every ``interval`` seconds, five more after
+each ``slow_down``) until the user approves (the token), denies (:class:`AccessDenied`) or
+the request expires (:class:`ExpiredToken`); the pure parts are :mod:`delegation_idp.client.ciba`::
+
+    auth = agent.ask_approval(token, audience="https://payments.example.com",
+                              binding_message="Pay Merchant A 123.50 EUR",
+                              authorization_details=[{"type": "payment_initiation", ...}])
+    result = agent.wait_for_approval(auth, timeout=300)
 
 DPoP (RFC 9449): give the agent a key (``dpop=True`` generates one, or pass a
 :class:`~delegation_idp.client.dpop.DPoPKey`) and every token request carries a proof signed
@@ -48,20 +60,44 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from delegation_idp.client import ciba
+from delegation_idp.client.ciba import BackchannelAuthentication
 from delegation_idp.client.dpop import BearerAuth, DPoPAuth, DPoPKey, Nonces, asks_for_nonce
+from delegation_idp.client.errors import (
+    AccessDenied,
+    ApprovalTimeout,
+    AuthorizationPending,
+    ExpiredToken,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    OAuthError,
+    RevocationFailed,
+    SlowDown,
+    UnauthorizedClient,
+    UseDPoPNonce,
+)
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
     "TOKEN_EXCHANGE",
+    "AccessDenied",
     "AgentClient",
+    "ApprovalTimeout",
     "AsyncAgentClient",
+    "AuthorizationPending",
+    "BackchannelAuthentication",
     "DPoPKey",
     "ExchangeResult",
+    "ExpiredToken",
     "InvalidClient",
     "InvalidDPoPProof",
     "InvalidGrant",
@@ -70,6 +106,7 @@ __all__ = [
     "InvalidTarget",
     "OAuthError",
     "RevocationFailed",
+    "SlowDown",
     "UnauthorizedClient",
     "UseDPoPNonce",
 ]
@@ -81,75 +118,6 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 # draft-ietf-oauth-identity-assertion-authz-grant section 4.3 (the client needs nothing of the
 # provider's packages: the protocol's value, as the two above).
 ID_JAG_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
-
-
-class OAuthError(Exception):
-    """An OAuth error response (RFC 6749 section 5.2)."""
-
-    def __init__(self, error: str, description: str = "", status: int = 400):
-        super().__init__(f"{error}: {description}" if description else error)
-        self.error = error
-        self.description = description
-        self.status = status
-
-    @classmethod
-    def from_response(cls, status: int, body: Any) -> OAuthError:
-        """The subclass for the response's ``error`` code (the base class for others)."""
-        body = body if isinstance(body, dict) else {}
-        error = str(body.get("error") or "server_error")
-        kind = _ERRORS.get(error, OAuthError)
-        return kind(error, str(body.get("error_description") or ""), status)
-
-
-class InvalidRequest(OAuthError):
-    """Missing, repeated or malformed parameter; invalid subject or actor token (400)."""
-
-
-class InvalidClient(OAuthError):
-    """Client authentication failed (401)."""
-
-
-class InvalidGrant(OAuthError):
-    """The grant (code, refresh token) is invalid, expired or revoked (400)."""
-
-
-class UnauthorizedClient(OAuthError):
-    """This client may not use this grant, or is not a registered, enabled agent (400)."""
-
-
-class InvalidScope(OAuthError):
-    """The scope asked for exceeds what the subject token or the rule allows (400)."""
-
-
-class InvalidTarget(OAuthError):
-    """The audience or resource is unknown or not permitted (RFC 8693 section 2.2.2)."""
-
-
-class InvalidDPoPProof(OAuthError):
-    """The DPoP proof was refused: malformed, replayed, for another URL, or signed with a key
-    the token is not bound to (RFC 9449 section 5 and 7.1)."""
-
-
-class UseDPoPNonce(OAuthError):
-    """The server wants a nonce in the proof, and the retry with its nonce was refused too
-    (RFC 9449 section 8)."""
-
-
-class RevocationFailed(OAuthError):
-    """The token was not revoked: the provider refused, or stayed unavailable past the retries.
-    It is still active until it expires; retry later, or revoke its parent."""
-
-
-_ERRORS: dict[str, type[OAuthError]] = {
-    "invalid_request": InvalidRequest,
-    "invalid_client": InvalidClient,
-    "invalid_grant": InvalidGrant,
-    "unauthorized_client": UnauthorizedClient,
-    "invalid_scope": InvalidScope,
-    "invalid_target": InvalidTarget,
-    "invalid_dpop_proof": InvalidDPoPProof,
-    "use_dpop_nonce": UseDPoPNonce,
-}
 
 
 @dataclass(frozen=True)
@@ -164,6 +132,8 @@ class ExchangeResult:
     expires_at: float
     #: the thumbprint of the key the token is bound to (``cnf.jkt``), None for a bearer token
     jkt: str | None = None
+    #: what the user approved (RFC 9396 section 7), for a token obtained with the user's approval
+    authorization_details: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
 
     def __repr__(self) -> str:  # never print the token itself
         bound = f", jkt={self.jkt!r}" if self.jkt else ""
@@ -213,6 +183,8 @@ class AgentClient:
         self._cache: dict[tuple[str, tuple[str, ...], str], ExchangeResult] = {}
         self._lock = threading.Lock()
         self.sleep: Callable[[float], None] = time.sleep
+        #: the clock of the approval's deadline and of wait_for_approval's timeout (tests inject one)
+        self.clock: Callable[[], float] = time.monotonic
         self.dpop_key: DPoPKey | None = _dpop_key(dpop)
         #: the latest DPoP-Nonce of the provider and of each resource server called through auth()
         self.nonces = Nonces()
@@ -242,10 +214,11 @@ class AgentClient:
             raise OAuthError.from_response(response.status_code, body)
         return body if isinstance(body, dict) else {}
 
-    def _token(self, data: list[tuple[str, str]]) -> dict[str, Any]:
-        """A token request, with a DPoP proof when the agent has a key; a ``use_dpop_nonce``
-        answer is retried once with the provider's nonce (RFC 9449 section 8)."""
-        url = self.metadata["token_endpoint"]
+    def _token(self, data: list[tuple[str, str]], endpoint: str = "token_endpoint") -> dict[str, Any]:
+        """A token request (or a backchannel authentication request: ``endpoint``), with a DPoP
+        proof when the agent has a key; a ``use_dpop_nonce`` answer is retried once with the
+        provider's nonce (RFC 9449 section 8)."""
+        url = _url(self.metadata, endpoint)
         for attempt in (1, 2):
             headers, sent = _proof_header(self.dpop_key, self.nonces, url)
             response = self.http.post(
@@ -293,6 +266,68 @@ class AgentClient:
         client then redeems there with RFC 7523's ``jwt-bearer`` grant. Never cached: that
         server accepts each ID-JAG once. ``token_type`` is ``N_A``."""
         return _exchange_result(self._token(_id_jag_form(subject_token, audience, resource, scope)))
+
+    # -- the user in the loop (OpenID CIBA Core 1.0, poll mode) ------------------------------
+
+    def ask_approval(
+        self,
+        subject_token: str,
+        *,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+        binding_message: str | None = None,
+        authorization_details: ciba.Details | None = None,
+        login_hint: str | None = None,
+        requested_expiry: int | None = None,
+        actor_token: str | None = None,
+        requested_token_type: str | None = None,
+    ) -> BackchannelAuthentication:
+        """Ask the user to approve the exchange of ``subject_token`` for the next hop (a
+        backchannel authentication request, CIBA Core section 7.1, at the metadata's
+        ``backchannel_authentication_endpoint``), for a hop whose rule needs the user's
+        approval: the same targets and scope as :meth:`exchange`, the ``binding_message``
+        the user is shown and RFC 9396 ``authorization_details`` (objects with a ``type``).
+        With a DPoP key, the request is proved with it, and so must every poll be.
+        Then :meth:`wait_for_approval` (or :meth:`poll`) for the token."""
+        form = _ask_form(
+            subject_token,
+            audience,
+            resource,
+            scope,
+            actor_token,
+            binding_message,
+            authorization_details,
+            login_hint,
+            requested_expiry,
+            requested_token_type,
+        )
+        body = self._token(form, ciba.METADATA_FIELD)
+        return ciba.acknowledgement(body, self.clock(), _jkt(self.dpop_key))
+
+    def poll(self, auth: BackchannelAuthentication) -> ExchangeResult:
+        """One poll (CIBA Core section 10.1): the token once the user approved, with the
+        approved ``authorization_details``; else :class:`AuthorizationPending`,
+        :class:`SlowDown` (add :data:`~delegation_idp.client.ciba.SLOW_DOWN_STEP` seconds to the
+        interval), :class:`AccessDenied`, :class:`ExpiredToken` or :class:`InvalidGrant`."""
+        ciba.check_key(auth, _jkt(self.dpop_key))
+        return _exchange_result(self._token(ciba.poll_form(auth)), self.dpop_key)
+
+    def wait_for_approval(
+        self, auth: BackchannelAuthentication, *, timeout: float | None = None
+    ) -> ExchangeResult:
+        """Poll until the user decides: at once, then every ``interval`` seconds (five more after
+        each ``slow_down``), with ``self.sleep`` and ``self.clock``. The token once approved;
+        :class:`AccessDenied` once denied, :class:`ExpiredToken` once the request expired,
+        :class:`ApprovalTimeout` when the next poll would come after ``timeout`` seconds."""
+        schedule = ciba.Schedule(auth, self.clock(), timeout)
+        while True:
+            try:
+                return self.poll(auth)
+            except OAuthError as refused:
+                wait = schedule.after(refused, self.clock())
+            logger.debug("waiting for the user's approval; polling again in %ss", wait)
+            self.sleep(wait)
 
     def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
         """The client credentials grant (RFC 6749 section 4.4): the token response."""
@@ -528,6 +563,40 @@ def _exchange_result(body: dict[str, Any], key: DPoPKey | None = None) -> Exchan
         scope=body.get("scope", ""),
         expires_at=time.time() + expires_in,
         jkt=_bound_jkt(key, body),
+        authorization_details=ciba.approved_details(body),
+    )
+
+
+def _url(metadata: Mapping[str, Any], endpoint: str) -> str:
+    """The URL of a metadata ``endpoint`` the client posts to."""
+    return ciba.endpoint(metadata) if endpoint == ciba.METADATA_FIELD else str(metadata[endpoint])
+
+
+def _jkt(key: DPoPKey | None) -> str | None:
+    return key.jkt if key is not None else None
+
+
+def _ask_form(
+    subject_token: str,
+    audience: str | Sequence[str] | None,
+    resource: str | Sequence[str] | None,
+    scope: str | None,
+    actor_token: str | None,
+    binding_message: str | None,
+    authorization_details: ciba.Details | None,
+    login_hint: str | None,
+    requested_expiry: int | None,
+    requested_token_type: str | None,
+) -> list[tuple[str, str]]:
+    """The backchannel authentication request: the token exchange's form, and CIBA's parameters."""
+    _key, data = _exchange_form(subject_token, audience, resource, scope, actor_token)
+    return ciba.backchannel_form(
+        data,
+        binding_message=binding_message,
+        authorization_details=authorization_details,
+        login_hint=login_hint,
+        requested_expiry=requested_expiry,
+        requested_token_type=requested_token_type,
     )
 
 
@@ -573,6 +642,7 @@ class AsyncAgentClient:
         self._metadata: dict[str, Any] | None = None
         self._cache: dict[_CacheKey, ExchangeResult] = {}
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.clock: Callable[[], float] = time.monotonic
         self.dpop_key: DPoPKey | None = _dpop_key(dpop)
         self.nonces = Nonces()
 
@@ -609,9 +679,9 @@ class AsyncAgentClient:
             raise OAuthError.from_response(response.status_code, body)
         return body if isinstance(body, dict) else {}
 
-    async def _token(self, data: list[tuple[str, str]]) -> dict[str, Any]:
+    async def _token(self, data: list[tuple[str, str]], endpoint: str = "token_endpoint") -> dict[str, Any]:
         """:meth:`AgentClient._token`: a proof with the agent's key, one retry with a nonce."""
-        url = (await self.metadata())["token_endpoint"]
+        url = _url(await self.metadata(), endpoint)
         for attempt in (1, 2):
             headers, sent = _proof_header(self.dpop_key, self.nonces, url)
             response = await self.http.post(
@@ -654,6 +724,54 @@ class AsyncAgentClient:
     ) -> ExchangeResult:
         """:meth:`AgentClient.id_jag`, asynchronously."""
         return _exchange_result(await self._token(_id_jag_form(subject_token, audience, resource, scope)))
+
+    async def ask_approval(
+        self,
+        subject_token: str,
+        *,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        scope: str | None = None,
+        binding_message: str | None = None,
+        authorization_details: ciba.Details | None = None,
+        login_hint: str | None = None,
+        requested_expiry: int | None = None,
+        actor_token: str | None = None,
+        requested_token_type: str | None = None,
+    ) -> BackchannelAuthentication:
+        """:meth:`AgentClient.ask_approval`, asynchronously."""
+        form = _ask_form(
+            subject_token,
+            audience,
+            resource,
+            scope,
+            actor_token,
+            binding_message,
+            authorization_details,
+            login_hint,
+            requested_expiry,
+            requested_token_type,
+        )
+        body = await self._token(form, ciba.METADATA_FIELD)
+        return ciba.acknowledgement(body, self.clock(), _jkt(self.dpop_key))
+
+    async def poll(self, auth: BackchannelAuthentication) -> ExchangeResult:
+        """:meth:`AgentClient.poll`, asynchronously."""
+        ciba.check_key(auth, _jkt(self.dpop_key))
+        return _exchange_result(await self._token(ciba.poll_form(auth)), self.dpop_key)
+
+    async def wait_for_approval(
+        self, auth: BackchannelAuthentication, *, timeout: float | None = None
+    ) -> ExchangeResult:
+        """:meth:`AgentClient.wait_for_approval`, sleeping with ``asyncio.sleep`` (``self.sleep``)."""
+        schedule = ciba.Schedule(auth, self.clock(), timeout)
+        while True:
+            try:
+                return await self.poll(auth)
+            except OAuthError as refused:
+                wait = schedule.after(refused, self.clock())
+            logger.debug("waiting for the user's approval; polling again in %ss", wait)
+            await self.sleep(wait)
 
     async def client_credentials(self, scope: str | None = None) -> dict[str, Any]:
         data = [("grant_type", "client_credentials")]

@@ -13,7 +13,17 @@ MCP SDK client over streamable HTTP. The token received is never sent on.
 ``code_verifier``): agent1 redeems it with a proof of its key, so the user's token is bound to
 agent1 from the start and never leaves it, then goes on as ``/task`` does.
 
-Every answer names the agent's key by its thumbprint (``jkt``), never the key or a token.
+``POST /pay`` (agent2) is the sensitive hop: a payment at the resource server, whose rule
+needs the user's approval every time. agent2 asks for it at the provider's backchannel
+authentication endpoint (OpenID CIBA, :meth:`AsyncAgentClient.ask_approval`) with a
+``binding_message`` and the payment as RFC 9396 ``authorization_details``, polls until the
+user approved it on the provider's approval page (:meth:`AsyncAgentClient.wait_for_approval`,
+the same key proving both), and calls the resource server's ``/api/payments/`` with the
+approved token. agent1 hands the user's task there when its ``/authorized`` gets
+``"task": "pay"``.
+
+Every answer names the agent's key by its thumbprint (``jkt``), never the key or a token
+(nor an ``auth_req_id``).
 """
 
 from __future__ import annotations
@@ -67,6 +77,25 @@ class AgentConfig:
     next_audience: str | None = None  # exchange with `audience`; else with `resource=next_url`
     public_url: str = ""  # this agent's /task URL as callers use it: a proof's htu names it
     redirect_uri: str = ""  # agent1's, to redeem the user's authorization code
+    payments_url: str = ""  # agent2's: the resource server's /api/payments/ (the sensitive hop)
+    approval_wait: int = 300  # seconds a payment waits for the user's approval
+
+
+#: The demo's payment (RFC 9396 section 2): what the user sees on the approval page, and what
+#: the token for the payment carries once approved.
+PAYMENT = {
+    "type": "payment_initiation",
+    "actions": ["initiate"],
+    "instructedAmount": {"currency": "EUR", "amount": "123.50"},
+    "creditorName": "Merchant A",
+    "remittanceInformation": "Venue deposit",
+}
+
+
+def binding_message(payment: dict[str, Any]) -> str:
+    """What the approval page shows next to the payment (CIBA Core section 7.1)."""
+    amount = payment.get("instructedAmount") or {}
+    return f"Pay {payment.get('creditorName')} {amount.get('amount')} {amount.get('currency')}"
 
 
 def presented(request: Request, public_url: str) -> tuple[str, ProofRequest | None]:
@@ -77,7 +106,9 @@ def presented(request: Request, public_url: str) -> tuple[str, ProofRequest | No
         return "", None
     if credentials.scheme != DPOP:
         return credentials.token, None
-    url = (public_url or str(request.url)).split("?", 1)[0]
+    url = (public_url.rsplit("/", 1)[0] + request.url.path if public_url else str(request.url)).split("?", 1)[
+        0
+    ]
     return credentials.token, ProofRequest(tuple(request.headers.getlist("dpop")), request.method, url)
 
 
@@ -129,7 +160,7 @@ def agent_app(config: AgentConfig, *, mcp_tool: str | None = None) -> Starlette:
     idp = AsyncAgentClient(config.issuer, config.client_id, config.client_secret, dpop=True)
     own_key = idp.dpop_key.jkt if idp.dpop_key else None
 
-    async def onward(token: str, received: DelegatedToken) -> JSONResponse:
+    async def onward(token: str, received: DelegatedToken, task: str = "task") -> JSONResponse:
         try:
             if config.next_audience:
                 result = await idp.exchange(token, audience=config.next_audience)
@@ -138,8 +169,10 @@ def agent_app(config: AgentConfig, *, mcp_tool: str | None = None) -> Starlette:
         except OAuthError as exc:
             return JSONResponse({"error": exc.error, "at": config.uri}, status_code=502)
         if mcp_tool is None:
-            async with httpx.AsyncClient(timeout=60) as http:
-                response = await http.post(config.next_url, auth=idp.auth(result))
+            # A payment waits for the user's approval further down: as long as that may take.
+            url = config.next_url.rsplit("/", 1)[0] + "/pay" if task == "pay" else config.next_url
+            async with httpx.AsyncClient(timeout=60 + (config.approval_wait if task == "pay" else 0)) as http:
+                response = await http.post(url, auth=idp.auth(result))
             downstream = response.json()
             if response.status_code != 200:
                 return JSONResponse({"error": "downstream", "downstream": downstream}, status_code=502)
@@ -165,6 +198,48 @@ def agent_app(config: AgentConfig, *, mcp_tool: str | None = None) -> Starlette:
             return refusal(exc, config.uri, validator)
         return await onward(token, received)
 
+    async def pay(request: Request) -> JSONResponse:
+        """The sensitive hop: the user approves the payment (CIBA), then the resource server."""
+        token, proof = presented(request, config.public_url)
+        try:
+            received = await validator.avalidate(token, dpop=proof)
+        except TokenError as exc:
+            return refusal(exc, config.uri, validator)
+        try:
+            asked = await idp.ask_approval(
+                token,
+                resource=config.payments_url,
+                scope="tasks.write",
+                binding_message=binding_message(PAYMENT),
+                authorization_details=[PAYMENT],
+                requested_expiry=config.approval_wait,
+            )
+            approved = await idp.wait_for_approval(asked)
+        except OAuthError as exc:
+            return JSONResponse({"error": exc.error, "at": config.uri}, status_code=502)
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(config.payments_url, auth=idp.auth(approved))
+        return JSONResponse(
+            {
+                "party": config.uri,
+                "key": own_key,
+                "received": describe(received),
+                "asked": {
+                    "binding_message": binding_message(PAYMENT),
+                    "authorization_details": [PAYMENT],
+                    "expires_in": asked.expires_in,
+                    "interval": asked.interval,
+                },
+                "sent": {
+                    **sent(approved.access_token),
+                    "authorization_details": list(approved.authorization_details),
+                },
+                "downstream_status": response.status_code,
+                "downstream": response.json(),
+            },
+            status_code=200 if response.status_code == 200 else 502,
+        )
+
     async def authorized(request: Request) -> JSONResponse:
         """The user's authorization code, redeemed here with this agent's proof."""
         body = await request.json()
@@ -184,9 +259,11 @@ def agent_app(config: AgentConfig, *, mcp_tool: str | None = None) -> Starlette:
             return refusal(exc, config.uri, validator)
         if received.jkt != own_key:
             return JSONResponse({"error": "not_bound_to_this_agent", "at": config.uri}, status_code=502)
-        return await onward(token, received)
+        return await onward(token, received, "pay" if body.get("task") == "pay" else "task")
 
     routes = [Route("/task", task, methods=["POST"])]
     if config.redirect_uri:
         routes.append(Route("/authorized", authorized, methods=["POST"]))
+    if config.payments_url:
+        routes.append(Route("/pay", pay, methods=["POST"]))
     return Starlette(routes=routes)

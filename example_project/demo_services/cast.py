@@ -5,7 +5,10 @@
   ``resource=<URL>`` and the provider maps it to the party's identity URI;
 * the resource server gets a client at the introspection endpoint, linked to its
   party: the provider's introspection answers a token's own client, or the client
-  linked to a party the token is addressed to (never a client id compared with ``aud``).
+  linked to a party the token is addressed to (never a client id compared with ``aud``);
+* the sensitive hop: agent2 may address the resource server directly (its payments,
+  ``tasks.write``) for agent1's task, but only with the user's approval, every time
+  (OpenID CIBA: ``approval`` "always", no reuse).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-from delegation_idp.provider.agents import generate_secret
-from example_project.demo_services.seed import CAST, seed
+from delegation_idp.provider.agents import allow, generate_secret
+from example_project.demo_services.seed import CAST, RESOURCE_SERVER, seed
 
 
 @transaction.atomic
@@ -51,11 +54,33 @@ def seed_live(mcp_url: str = "", resource_url: str = "") -> dict[str, Any]:
     cast = seed(resource_prefixes=resource_url)
     if mcp_url:
         Party.objects.filter(uri=CAST["mcp-server1"][0]).update(resource_prefixes=mcp_url)
+    seed_payment_rule()
     client_id, secret = register_introspection_client(cast["resource_server"]["uri"])
     cast["resource_server"].update({"client_id": client_id, "client_secret": secret})
     cast["agents"]["mcp-server1"]["resource_url"] = mcp_url
     cast["resource_server"]["resource_url"] = resource_url
     return cast
+
+
+PAYMENT_RULE = "agent2 initiates a payment for agent1's task: the user approves each one"
+
+
+def seed_payment_rule() -> None:
+    """agent2 -> the resource server (its payments), for agent1's task, each time with the
+    user's approval (``approval`` "always", ``approval_reuse_seconds`` 0). Needs the seed."""
+    from delegation_idp.models import DelegationRule, Party
+
+    agent2 = Party.objects.get(uri=CAST["agent2"][0])
+    resource = Party.objects.get(uri=RESOURCE_SERVER)
+    rule = allow(
+        agent2,
+        [resource],
+        "tasks.write",
+        upstream=[Party.objects.get(uri=CAST["agent1"][0])],
+        description=PAYMENT_RULE,
+    )
+    rule.approval, rule.approval_reuse_seconds = DelegationRule.APPROVAL_ALWAYS, 0
+    rule.save(update_fields=["approval", "approval_reuse_seconds"])
 
 
 STOCK_MCP_CLIENT = "https://stock-mcp-client.example.com"
@@ -80,7 +105,6 @@ def seed_stock_mcp_client(redirect_uri: str = STOCK_MCP_REDIRECT_URI) -> dict[st
     party and one rule however often it runs; the redirect URI is the last one given.
     """
     from delegation_idp.models import DelegationRule, Party
-    from delegation_idp.provider.agents import allow
 
     Application = get_application_model()
     mcp_server = Party.objects.get(uri=CAST["mcp-server1"][0])

@@ -66,6 +66,11 @@ class Ports:
     def resource_url(self) -> str:
         return f"http://127.0.0.1:{self.resource}/api/tasks/"
 
+    @property
+    def payments_url(self) -> str:
+        """The sensitive hop's target: the user approves each payment (OpenID CIBA)."""
+        return f"http://127.0.0.1:{self.resource}/api/payments/"
+
 
 @dataclass
 class Services:
@@ -114,8 +119,14 @@ def service_env(
             }
         )
     elif role == "agent2":
-        # exchanged with resource=<this URL> (RFC 8707)
-        env.update({"DEMO_NEXT_URL": ports.mcp_url, "DEMO_PUBLIC_URL": ports.agent2_url})
+        # exchanged with resource=<this URL> (RFC 8707); a payment waits for the user's approval
+        env.update(
+            {
+                "DEMO_NEXT_URL": ports.mcp_url,
+                "DEMO_PUBLIC_URL": ports.agent2_url,
+                "DEMO_PAYMENTS_URL": ports.payments_url,
+            }
+        )
     elif role == "mcp-server1":
         env.update({"DEMO_PUBLIC_URL": ports.mcp_url, "DEMO_NEXT_URL": ports.resource_url})
     elif role == "resource-server":
@@ -213,6 +224,20 @@ def hand_agent1_the_code(ports: Ports, code: str, verifier: str) -> dict[str, An
     return dict(body)
 
 
+def hand_agent1_the_payment(
+    ports: Ports, code: str, verifier: str, *, timeout: float
+) -> tuple[int, dict[str, Any]]:
+    """As :func:`hand_agent1_the_code`, for the sensitive task: agent1 hands it to agent2's
+    ``/pay``, which waits for the user's approval (allow for it in ``timeout``). agent1's
+    status and answer, whatever they are (an error names where the chain stopped)."""
+    response = httpx.post(
+        ports.agent1_url.replace("/task", "/authorized"),
+        json={"code": code, "code_verifier": verifier, "task": "pay"},
+        timeout=timeout,
+    )
+    return response.status_code, dict(response.json())
+
+
 def hops(trace: dict[str, Any]) -> list[dict[str, Any]]:
     """The nested trace flattened: agent1, agent2, mcp-server1, resource server."""
     flat = []
@@ -270,6 +295,13 @@ class _PageParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self.hidden and data.strip():
             self.page.text = f"{self.page.text} {' '.join(data.split())}".strip()
+
+
+def read_page(url: str, html: str) -> Page:
+    """What a user sees of the HTML page at ``url``: its text and its forms."""
+    parser = _PageParser(url)
+    parser.feed(html)
+    return parser.page
 
 
 class HeadlessUser:

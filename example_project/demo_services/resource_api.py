@@ -2,6 +2,11 @@
 
 It trusts the provider's tokens through :mod:`delegation_idp.resource_server.drf` and
 answers who it is serving and through which chain of agents.
+
+``POST /api/payments/`` is the demo's sensitive action: it takes only a token that carries
+the payment the user approved (RFC 9396 ``authorization_details`` of type
+``payment_initiation``, which the provider issues only once the user approved the hop on its
+approval page, OpenID CIBA), and answers the chain and the approved details it saw.
 """
 
 from __future__ import annotations
@@ -52,5 +57,38 @@ class TasksView(APIView):
                 "through": " <- ".join(token.actors),
                 "saw": describe(token),
                 "tasks": TASKS,
+            }
+        )
+
+
+def approved_payments(token: DelegatedToken) -> list[dict[str, Any]]:
+    """The ``payment_initiation`` objects of the token's ``authorization_details``."""
+    details = token.claims.get("authorization_details")
+    if not isinstance(details, list):
+        return []
+    return [d for d in details if isinstance(d, dict) and d.get("type") == "payment_initiation"]
+
+
+class PaymentsView(APIView):
+    """``POST``: initiate the payment the user approved; 403 without an approved one."""
+
+    authentication_classes = [DelegatedTokenAuthentication]
+    permission_classes = [HasScopes, MaxDelegationDepth]
+    required_scopes = ("tasks.write",)
+    max_delegation_depth = 4
+
+    def post(self, request: Request) -> Response:
+        token: DelegatedToken = request.auth
+        payments = approved_payments(token)
+        if not payments:
+            return Response({"error": "insufficient_authorization_details"}, status=403)
+        return Response(
+            {
+                "resource_server": token.audiences[0] if token.audiences else None,
+                "serving": token.subject,
+                "through": " <- ".join(token.actors),
+                "saw": describe(token),
+                "authorization_details": payments,
+                "payment": "initiated",
             }
         )

@@ -31,6 +31,8 @@ def application(role: str) -> Any:
             next_audience=os.environ.get("DEMO_NEXT_AUDIENCE") or None,
             public_url=os.environ.get("DEMO_PUBLIC_URL", ""),
             redirect_uri=os.environ.get("DEMO_REDIRECT_URI", ""),
+            payments_url=os.environ.get("DEMO_PAYMENTS_URL", ""),
+            approval_wait=int(os.environ.get("DEMO_APPROVAL_WAIT") or 300),
         )
         return agent_app(config, mcp_tool="list_tasks" if role == "agent2" else None)
     if role == "mcp-server1":

@@ -37,7 +37,7 @@ def test_demo_live_plays_four_real_hops(tmp_path):
     for name in ("CELERY_BROKER_URL", "REDIS_URL"):
         env.pop(name, None)
     result = subprocess.run(
-        [sys.executable, "manage.py", "demo_live", "--no-serve", "--json"],
+        [sys.executable, "manage.py", "demo_live", "--no-serve", "--json", "--auto-approve"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -73,6 +73,29 @@ def test_demo_live_plays_four_real_hops(tmp_path):
     assert sdk["authorization_request"]["resource"] == trace["urls"]["mcp-server1"]
     assert sdk["token"]["aud"] == trace["urls"]["mcp-server1"] and sdk["token"]["act"] is None
     assert sdk["resource_server_saw"]["actors"] == [MCP, "https://stock-mcp-client.example.com"]
+    # The sensitive hop: agent2's payment waited for the user's approval (OpenID CIBA), which the
+    # command gave on the approval page (--auto-approve); the resource server saw the approved hop.
+    payment = trace["sensitive_hop"]
+    assert payment["outcome"] == "paid", payment
+    assert payment["approved_on_page"] is True
+    assert (
+        "Pay Merchant A 123.50 EUR" in payment["shown_on_page"]
+        and "payment_initiation" in payment["shown_on_page"]
+    )
+    assert payment["asked"]["binding_message"] == "Pay Merchant A 123.50 EUR"
+    assert payment["resource_server_saw"]["actors"] == [AGENT2, AGENT1]
+    assert (
+        payment["resource_server_saw"]["aud"] == [RS]
+        and payment["resource_server_saw"]["sub"] == "user@example.com"
+    )
+    assert payment["token"]["jkt"] == keys[1]  # bound to agent2's key, which proved the request and the polls
+    (detail,) = payment["authorization_details"]
+    assert detail["type"] == "payment_initiation" and detail["instructedAmount"] == {
+        "currency": "EUR",
+        "amount": "123.50",
+    }
+    assert payment["token"]["authorization_details"] == payment["authorization_details"]
+    assert "auth_req_id" not in result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-4000:]
 
 

@@ -19,6 +19,15 @@ discovering the provider from the MCP server's 401, the user signing in and cons
 the provider's pages (a headless browser), and calling the MCP server's tool; the command
 prints that call and the chain the resource server saw for it.
 
+Then a sensitive hop: the user hands agent1 a payment, and agent2's rule toward the resource
+server's payments needs the user's approval every time. agent2 asks for it with OpenID CIBA
+(a ``binding_message`` and the payment as RFC 9396 ``authorization_details``) and polls; the
+command prints the approval page's URL and waits until the user, signed in there in a browser,
+approves. With ``--auto-approve`` the command is that user: it signs in at the site's login page
+with an HTTP session, loads the approval page, and presses the request's "Approve" (its form and
+CSRF token; :mod:`example_project.demo_services.approval`). It prints the chain the resource
+server saw for the payment, with the approved hop, and the approved ``authorization_details``.
+
 With ``--enterprise``, two trust domains instead (:mod:`example_project.demo_services.enterprise`):
 this process serves the tools domain's authorization server, which mcp-server1 and the resource
 server trust; a second instance of the example site, the enterprise IdP, runs under gunicorn over
@@ -47,7 +56,8 @@ from django.core.servers.basehttp import ThreadedWSGIServer, get_internal_wsgi_a
 from django.test.utils import override_settings
 
 from delegation_idp.conf import idp_settings
-from example_project.demo_services import enterprise, launch
+from example_project.demo_services import approval, enterprise, launch
+from example_project.demo_services.agents import PAYMENT, binding_message
 from example_project.demo_services.cast import seed_live, seed_stock_mcp_client
 from example_project.demo_services.management.commands.demo import QuietHandler, authorization_code
 
@@ -67,6 +77,14 @@ class Command(BaseCommand):
             "--redis-url",
             default=None,
             help="The resource server checks the Redis revocation set here (default: introspection).",
+        )
+        parser.add_argument(
+            "--auto-approve",
+            action="store_true",
+            help=(
+                "The sensitive hop (a payment the user approves) is approved by the command itself, "
+                "signed in as the demo user at the approval page; else it waits for you to approve it there."
+            ),
         )
         parser.add_argument(
             "--enterprise",
@@ -127,10 +145,18 @@ class Command(BaseCommand):
             except RuntimeError as exc:
                 raise CommandError(f"{exc}\n" + "\n".join(running.log(r) for r in launch.ROLES)) from exc
             login, failure = self._sdk_login(ports, stock, cast)
-            self._print(trace, ports, options["json"], login, failure)
+            if not options["json"]:
+                self._print(trace, ports, False, login, failure)
+            payment = self._payment(issuer, cast, ports, options)
+            if options["json"]:
+                self._print(trace, ports, True, login, failure, payment)
+            else:
+                self._print_payment(payment, trace)
+            service_logs = "\n".join(running.log(r) for r in launch.ROLES)
             if failure:
-                service_logs = "\n".join(running.log(r) for r in launch.ROLES)
                 raise CommandError(f"the stock MCP client did not log in: {failure}\n{service_logs}")
+            if payment.get("failure"):
+                raise CommandError(f"the sensitive hop failed: {payment['failure']}\n{service_logs}")
             if options["no_serve"]:
                 return
             self.stdout.write(
@@ -216,6 +242,81 @@ class Command(BaseCommand):
             )
         )
 
+    def _payment(
+        self, issuer: str, cast: dict[str, Any], ports: launch.Ports, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The sensitive hop: the user hands agent1 a payment; agent2 waits for the user's
+        approval (OpenID CIBA) before it pays at the resource server. Its summary."""
+        user = cast["user"]
+        message = binding_message(PAYMENT)
+        page = approvals_url(issuer)
+        code, verifier = authorization_code(issuer, cast)
+        answer: dict[str, Any] = {}
+
+        def pay() -> None:
+            try:
+                answer["status"], answer["body"] = launch.hand_agent1_the_payment(
+                    ports, code, verifier, timeout=APPROVAL_WAIT + 90
+                )
+            except Exception as exc:  # the services stopped, or agent1 never answered
+                answer["status"], answer["body"] = 0, {"error": f"{type(exc).__name__}: {exc}"}
+
+        paying = threading.Thread(target=pay, daemon=True)
+        paying.start()
+        seen: approval.Approval | None = None
+        if options["auto_approve"]:
+            try:
+                seen = approval.approve_on_page(
+                    issuer, user["username"], user["password"], binding_message=message
+                )
+            except RuntimeError as exc:  # agent2 keeps waiting: stopping the services ends it
+                return {"failure": f"the approval page: {exc}"}
+        else:
+            out = self.stderr if options["json"] else self.stdout
+            out.write(
+                self.style.WARNING(
+                    f"\nagent2 asks for your approval of a payment ({message}). Sign in at {page} as "
+                    f"{user['username']} (the demo user's password is PASSWORD in "
+                    f"example_project/demo_services/seed.py) and approve it; waiting up to {APPROVAL_WAIT} s."
+                )
+            )
+        paying.join()
+        return payment_summary(answer.get("status", 0), answer.get("body") or {}, seen, page)
+
+    def _print_payment(self, payment: dict[str, Any], trace: dict[str, Any]) -> None:
+        heading = self.style.MIGRATE_HEADING
+        self.stdout.write(heading("\nA sensitive hop: agent2 pays, once the user approves (OpenID CIBA)"))
+        asked = payment.get("asked") or {}
+        if asked:
+            self.stdout.write(
+                f"   asked:    binding message {asked.get('binding_message')!r}, expires in "
+                f"{asked.get('expires_in')} s, polled every {asked.get('interval')} s"
+            )
+        if payment.get("shown_on_page"):
+            self.stdout.write(f"   the page showed the demo user: {payment['shown_on_page']}")
+        if payment.get("approved_on_page"):
+            self.stdout.write(
+                f"   approved: on the approval page {payment['page']} (--auto-approve: signed in there)"
+            )
+        if payment.get("outcome") != "paid":
+            self.stdout.write(
+                self.style.ERROR(f"   not paid: {payment.get('failure') or payment.get('outcome')}")
+            )
+            return
+        keys = {hop["key"]: hop["party"] for hop in launch.hops(trace) if hop.get("key")}
+        sent = payment.get("token") or {}
+        self.stdout.write(f"   its token: aud {sent.get('aud')}, {bound_to(sent.get('jkt'), keys)}")
+        saw = payment.get("resource_server_saw") or {}
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"   the resource server initiated the payment for {saw.get('sub')} through "
+                f"{' <- '.join(saw.get('actors') or [])}"
+            )
+        )
+        self.stdout.write(
+            f"   approved authorization_details: {json.dumps(payment.get('authorization_details'))}"
+        )
+
     def _sdk_login(
         self, ports: launch.Ports, stock: dict[str, Any], cast: dict[str, Any]
     ) -> tuple[launch.SdkLogin | None, str]:
@@ -232,6 +333,7 @@ class Command(BaseCommand):
         as_json: bool,
         login: launch.SdkLogin | None,
         failure: str,
+        payment: dict[str, Any] | None = None,
     ) -> None:
         hops = launch.hops(trace)
         seen = hops[-1]["received"] or {}
@@ -243,7 +345,13 @@ class Command(BaseCommand):
                 "mcp-server1": ports.mcp_url,
                 "resource-server": ports.resource_url,
             }
-            document = {"hops": hops, "resource_server_saw": seen, "urls": urls, "sdk_login": sdk}
+            document = {
+                "hops": hops,
+                "resource_server_saw": seen,
+                "urls": urls,
+                "sdk_login": sdk,
+                "sensitive_hop": payment,
+            }
             self.stdout.write(json.dumps(document, indent=2))
             return
         keys = {hop["key"]: hop["party"] for hop in hops if hop.get("key")}
@@ -288,6 +396,43 @@ class Command(BaseCommand):
                 f"{' <- '.join(saw.get('actors') or [])}"
             )
         )
+
+
+#: Seconds the sensitive hop waits for the user's approval (agent2's ``requested_expiry``).
+APPROVAL_WAIT = 300
+
+
+def approvals_url(issuer: str) -> str:
+    return f"{issuer.rstrip('/')}{approval.APPROVALS}"
+
+
+def payment_summary(
+    status: int, body: dict[str, Any], seen: approval.Approval | None, page: str
+) -> dict[str, Any]:
+    """What the sensitive hop showed: agent2's request, the page's decision, the chain and the
+    ``authorization_details`` the resource server saw; never a token or an ``auth_req_id``.
+    ``outcome`` is ``paid``, or where and why the chain stopped (``access_denied``: the user
+    denied it; ``expired_token``: nobody decided in time)."""
+    node: Any = body
+    while isinstance(node, dict) and isinstance(node.get("downstream"), dict) and "asked" not in node:
+        node = node["downstream"]  # agent1's answer, then agent2's
+    agent2 = node if isinstance(node, dict) else {}
+    resource = agent2.get("downstream") if isinstance(agent2.get("downstream"), dict) else {}
+    paid = status == 200 and resource.get("payment") == "initiated"
+    summary: dict[str, Any] = {
+        "outcome": "paid" if paid else str(agent2.get("error") or resource.get("error") or "failed"),
+        "page": page,
+        "approved_on_page": ("Approved." in seen.answer) if seen else None,
+        "shown_on_page": seen.shown if seen else None,
+        "asked": agent2.get("asked"),
+        "agent2_key": agent2.get("key"),
+        "token": agent2.get("sent"),
+        "resource_server_saw": resource.get("saw"),
+        "authorization_details": resource.get("authorization_details"),
+    }
+    if not paid and summary["outcome"] not in ("access_denied", "expired_token"):
+        summary["failure"] = f"agent1 answered {status}: {body}"
+    return summary
 
 
 def bound_to(jkt: str | None, keys: dict[str, str]) -> str:
