@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.mail import send_mail
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from delegation_idp import signals
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.approval import request_fingerprint
 from delegation_idp.core.types import Exchange
-from delegation_idp.models import ApprovalRequest
+from delegation_idp.models import ApprovalRequest, Party, TokenLineage
 
 __all__ = [
     "Opened",
@@ -185,14 +185,23 @@ def cancel(approval: ApprovalRequest, reason: str) -> None:
     ).update(status=ApprovalRequest.CANCELLED, cancel_reason=reason[:64])
 
 
+def _waiting(user: Any, now: datetime) -> Any:
+    """``user``'s pending, unexpired requests whose subject token is still unrevoked (also when
+    a revocation reached the database without ``token_revoked``, e.g. a bulk update)."""
+    live = TokenLineage.objects.filter(jti=OuterRef("subject_jti"), revoked_at__isnull=True)
+    return ApprovalRequest.objects.filter(
+        Exists(live), user=user, status=ApprovalRequest.PENDING, expires_at__gt=now
+    )
+
+
+def subject_live(approval: ApprovalRequest) -> bool:
+    """Whether the request's subject token is still unrevoked."""
+    return TokenLineage.objects.filter(jti=approval.subject_jti, revoked_at__isnull=True).exists()
+
+
 def pending_for(user: Any, now: datetime | None = None) -> list[ApprovalRequest]:
     """The requests waiting for ``user``'s decision, newest first."""
-    now = now or timezone.now()
-    return list(
-        ApprovalRequest.objects.filter(
-            user=user, status=ApprovalRequest.PENDING, expires_at__gt=now
-        ).order_by("-created_at")
-    )
+    return list(_waiting(user, now or timezone.now()).order_by("-created_at"))
 
 
 def decide(
@@ -202,9 +211,7 @@ def decide(
     no pending, unexpired request of ``user`` (another user's, decided, expired, cancelled):
     then nothing changes."""
     now = now or timezone.now()
-    rows = ApprovalRequest.objects.filter(
-        pk=approval_id, user=user, status=ApprovalRequest.PENDING, expires_at__gt=now
-    )
+    rows = _waiting(user, now).filter(pk=approval_id)
     approval = rows.first()
     if approval is None:
         return None
@@ -249,11 +256,16 @@ def _notify(approval: ApprovalRequest) -> None:
     sender = idp_settings.APPROVAL_EMAIL_FROM
     address = getattr(approval.user, "email", "") or ""
     if sender and address:
+        names = dict(
+            Party.objects.filter(uri__in=[approval.requester, *approval.audience]).values_list("uri", "name")
+        )
+        requester = names.get(approval.requester) or approval.requester
+        toward = ", ".join(names.get(uri) or uri for uri in approval.audience)
         try:
             send_mail(
                 subject="An agent asks for your approval",
                 message=(
-                    f"{approval.requester} asks to act for you toward {', '.join(approval.audience)}"
+                    f"{requester} asks to act for you toward {toward}"
                     + (f": {approval.binding_message}" if approval.binding_message else ".")
                     + f"\n\nApprove or deny it here: {url}\n"
                 ),

@@ -172,6 +172,10 @@ class CibaGrant(TokenExchangeGrant):
                 raise refusal(Reason.APPROVAL_EXPIRED)
             if not approvals.note_poll(approval, moment):
                 raise refusal(Reason.POLLING_TOO_FAST)
+        if approval.status == ApprovalRequest.PENDING and not approvals.subject_live(approval):
+            # Revoked without token_revoked reaching the request (e.g. a bulk update).
+            approvals.cancel(approval, "subject_revoked")
+            raise refusal(Reason.APPROVAL_CANCELLED)
         if approval.status != ApprovalRequest.APPROVED:
             raise refusal(_SETTLED[approval.status])
         record.approved_by = str(approval.decided_by_id or "")

@@ -130,6 +130,28 @@ def test_unrelated_revocations_leave_the_request_alone(
     assert status(approval) == (ApprovalRequest.PENDING, "")
 
 
+def test_without_the_signal_a_revoked_subject_is_off_the_page_and_the_poll_cancels(
+    silent_revocations: Any,
+    asked: Any,
+    poll: Any,
+    decide: Any,
+    cast: Any,
+    client: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    body, approval = asked
+    with django_capture_on_commit_callbacks(execute=True):
+        revocation.revoke_subtree(approval.subject_jti, reason="revoked")
+    assert status(approval) == (ApprovalRequest.PENDING, "")  # nobody told the request
+    client.force_login(cast.user)
+    assert str(approval.pk) not in client.get("/o/approvals/").content.decode()
+    client.logout()
+    assert decide(cast.user, approval, "approve").status_code == 409  # not decidable
+    assert status(approval) == (ApprovalRequest.PENDING, "")
+    assert_cancelled_poll(poll, body["auth_req_id"])
+    assert status(approval) == (ApprovalRequest.CANCELLED, "subject_revoked")
+
+
 def test_without_the_signal_the_poll_cancels_an_approval_whose_subject_was_revoked(
     silent_revocations: Any,
     asked: Any,
@@ -139,10 +161,10 @@ def test_without_the_signal_the_poll_cancels_an_approval_whose_subject_was_revok
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     body, approval = asked
+    assert decide(cast.user, approval, "approve").status_code == 302
     with django_capture_on_commit_callbacks(execute=True):
         revocation.revoke_subtree(approval.subject_jti, reason="revoked")
-    assert status(approval) == (ApprovalRequest.PENDING, "")  # nobody told the request
-    assert decide(cast.user, approval, "approve").status_code == 302
+    assert status(approval) == (ApprovalRequest.APPROVED, "")  # nobody told the request
     assert_cancelled_poll(poll, body["auth_req_id"])
     assert status(approval) == (ApprovalRequest.CANCELLED, "subject_or_requester_gone")
 
