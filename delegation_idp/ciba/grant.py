@@ -242,7 +242,6 @@ class CibaGrant(TokenExchangeGrant):
             exchange,
             authorization_details=tuple(approval.authorization_details),
             approval_id=approval.pk,
-            jkt=approval.jkt,
         )
 
     @staticmethod
