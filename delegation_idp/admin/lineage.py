@@ -69,6 +69,8 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
     search_help_text = _("An agent's name or URI, a user, or a whole jti.")
     date_hierarchy = "issued_at"
     readonly_fields = ("agent", "status_column", "approved", "tree_link", "acted_link")
+    # The approval request shows as "approved by <user> at <time>" (approved), linked to it.
+    exclude = ("approval",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TokenLineage]:
         queryset = with_party(super().get_queryset(request))
