@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from delegation_idp.admin.display import STATUSES, PartyNames, party_chain
@@ -102,7 +103,7 @@ class ApprovalFields(forms.ModelForm):
     defaults them when a form is posted without them."""
 
     approval = ApprovalModeField(
-        label=_APPROVAL.verbose_name,
+        label=capfirst(_APPROVAL.verbose_name),
         choices=DelegationRule.APPROVAL_CHOICES,
         required=False,
         empty_value=DelegationRule.APPROVAL_NEVER,
@@ -113,7 +114,7 @@ class ApprovalFields(forms.ModelForm):
         ),
     )
     approval_reuse_seconds = ReuseSecondsField(
-        label=_REUSE.verbose_name,
+        label=capfirst(_REUSE.verbose_name),
         required=False,
         initial=0,
         help_text=_REUSE.help_text,
@@ -206,11 +207,11 @@ def summary_words(summary: Mapping[str, Any]) -> str:
 
 
 def approval_badge(rule: DelegationRule) -> SafeString:
-    """The rule's approval terms as a quiet line with a symbol ("-" when never needed)."""
+    """The rule's approval terms as a line of words ("-" when never needed)."""
     terms = approval_terms(rule)
     if not terms:
         return format_html("{}", "-")
-    return format_html('<span class="idp-approval" title="{}">👤 {}</span>', terms, terms)
+    return format_html('<span class="idp-approval">{}</span>', terms)
 
 
 def approver_line(approval: ApprovalRequest | None) -> SafeString:

@@ -9,8 +9,9 @@ with its precedence, and the move up / move down controls.
   permission), through :mod:`delegation_idp.provider.precedence`;
 * parties are shown by name with their URI, linked (:mod:`delegation_idp.admin.display`);
 * whether a hop it allows needs the user's approval (OpenID CIBA), and on which terms, has a
-  fieldset of its own, checked by :func:`delegation_idp.admin.approvals.approval_errors`, and
-  shows in the rule list, under a rule's title and in the rule tables.
+  fieldset of its own, checked by :func:`delegation_idp.admin.approvals.approval_errors`; the
+  rule list shows it under each rule's title (a column would not fit at 1280 px) and filters
+  by it, and so do the rule tables of the party pages.
 """
 
 from __future__ import annotations
@@ -203,7 +204,6 @@ class DelegationRuleAdmin(admin.ModelAdmin):
         "audience_names",
         "scope",
         "continuing_from",
-        "needs_approval",
     )
     list_display_links = ("title",)
     list_editable = ("position",)
@@ -246,12 +246,11 @@ class DelegationRuleAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("rule"), ordering="description")
     def title(self, rule: DelegationRule) -> SafeString:
-        # Whether it is in effect goes under its title: one column fewer at 1280 px.
-        return format_html("{}<br>{}", rule, rule_state(rule))
-
-    @admin.display(description=_("user's approval"), ordering="approval")
-    def needs_approval(self, rule: DelegationRule) -> SafeString:
-        return approval_badge(rule)
+        # Whether it is in effect, and whether its hops need the user's approval, go under its
+        # title: columns fewer at 1280 px.
+        if rule.approval_view() is None:
+            return format_html("{}<br>{}", rule, rule_state(rule))
+        return format_html("{}<br>{}<br>{}", rule, rule_state(rule), approval_badge(rule))
 
     @admin.display(description=_("actor"), ordering="actor__name")
     def actor_name(self, rule: DelegationRule) -> SafeString:
