@@ -410,3 +410,12 @@ def test_a_refusal_carries_no_approval(root, cast, rule):
     assert not result["decision"].allowed and result["approval"] is None
     assert result["reason"] == "scope_exceeds_subject"
     assert 'id="try-approval"' not in page
+
+
+@pytest.mark.parametrize("scopes", ["", "payments"])
+def test_an_approval_depth_of_zero_means_the_same_with_or_without_scopes(scopes):
+    """Depth 0 (which the form refuses, but a row may hold) is "every hop" for the pure view;
+    the model's view must not read it as "never" just because no scope is named."""
+    rule = DelegationRule(approval="above", approval_scopes=scopes, approval_min_depth=0, max_scope="a")
+    view = rule.approval_view()
+    assert view is not None and view.needed(frozenset({"a"}), 1)
