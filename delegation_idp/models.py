@@ -360,7 +360,7 @@ def approval_view(
     """A rule's approval columns as the policy sees them (None: approval is never needed)."""
     if mode == DelegationRule.APPROVAL_ALWAYS:
         return ApprovalView(always=True, lifetime=lifetime, reuse_seconds=reuse_seconds)
-    if mode == DelegationRule.APPROVAL_ABOVE and (scopes.split() or min_depth):
+    if mode == DelegationRule.APPROVAL_ABOVE and (scopes.split() or min_depth is not None):
         return ApprovalView(
             scopes=scope_set(scopes), min_depth=min_depth, lifetime=lifetime, reuse_seconds=reuse_seconds
         )

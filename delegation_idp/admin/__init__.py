@@ -1,5 +1,5 @@
 """Django admin: one module per area, registered on import (Django autodiscovers this package)."""
 
-from delegation_idp.admin import keys, lineage, parties, registration, trusted_issuers
+from delegation_idp.admin import approvals, keys, lineage, parties, registration, trusted_issuers
 
-__all__ = ["keys", "lineage", "parties", "registration", "trusted_issuers"]
+__all__ = ["approvals", "keys", "lineage", "parties", "registration", "trusted_issuers"]

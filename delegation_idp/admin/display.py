@@ -35,6 +35,8 @@ STATUSES: dict[str, tuple[Any, str]] = {
     "expired": (_("expired"), "○"),
     "revoked": (_("revoked"), "✕"),
     "allowed": (_("allowed"), "✓"),
+    # allowed by the policy, issued once the user approves (OpenID CIBA)
+    "approval": (_("allowed after the user's approval"), "✓…"),
     "refused": (_("refused"), "✕"),
     "pending": (_("pending"), "…"),
     "warning": (_("warning"), "!"),

@@ -7,7 +7,8 @@ Each lineage record links to its tree (from the user's root token down, siblings
 were issued, a revoked branch struck through), where "revoke subtree" leads to a confirmation
 page, and to "who has acted on this user's behalf". The columns and filters are in
 ``lineage_columns``, the pages' nodes in ``lineage_tree``, the audit trail's admin in
-``lineage_audit`` (imported here, so it is registered with this module).
+``lineage_audit`` (imported here, so it is registered with this module). A token issued on the
+user's approval (OpenID CIBA) says who approved it and when, linked to the approval request.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from delegation_idp.admin import lineage_tree
+from delegation_idp.admin.approvals import approver_line
 from delegation_idp.admin.display import MEDIA, PartyNames, party_chain, status
 from delegation_idp.admin.lineage_audit import AuditEventAdmin
 from delegation_idp.admin.lineage_columns import (
@@ -46,7 +48,7 @@ from delegation_idp.admin.lineage_columns import (
     with_party,
 )
 from delegation_idp.lineage import queries, revocation
-from delegation_idp.models import AuditEvent, TokenLineage
+from delegation_idp.models import ApprovalRequest, AuditEvent, TokenLineage
 
 __all__ = ["AuditEventAdmin", "TokenLineageAdmin"]
 
@@ -66,7 +68,9 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
     search_fields = ("=jti", "=root_jti", "subject", "client_id")
     search_help_text = _("An agent's name or URI, a user, or a whole jti.")
     date_hierarchy = "issued_at"
-    readonly_fields = ("agent", "status_column", "tree_link", "acted_link")
+    readonly_fields = ("agent", "status_column", "approved", "tree_link", "acted_link")
+    # The approval request shows as "approved by <user> at <time>" (approved), linked to it.
+    exclude = ("approval",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TokenLineage]:
         queryset = with_party(super().get_queryset(request))
@@ -130,6 +134,14 @@ class TokenLineageAdmin(PartySearch, ReadOnlyAdmin):
             compact_time(obj.issued_at),
             compact_time(obj.expires_at, since=obj.issued_at),
         )
+
+    @admin.display(description=_("user's approval"))
+    def approved(self, obj: TokenLineage) -> SafeString:
+        """Who approved the delegation it was issued on (OpenID CIBA), linked to the request."""
+        if obj.approval_id is None:
+            return format_html("{}", "-")
+        approval = ApprovalRequest.objects.select_related("decided_by").filter(pk=obj.approval_id).first()
+        return approver_line(approval)
 
     @admin.display(description=_("lineage"))
     def tree_link(self, obj: TokenLineage) -> str:

@@ -7,7 +7,11 @@ with its precedence, and the move up / move down controls.
   allows decides. The rule list edits it in place; the party page moves a rule up or down
   (a POST to :meth:`DelegationRuleAdmin.move_view`, with the ``change_delegationrule``
   permission), through :mod:`delegation_idp.provider.precedence`;
-* parties are shown by name with their URI, linked (:mod:`delegation_idp.admin.display`).
+* parties are shown by name with their URI, linked (:mod:`delegation_idp.admin.display`);
+* whether a hop it allows needs the user's approval (OpenID CIBA), and on which terms, has a
+  fieldset of its own, checked by :func:`delegation_idp.admin.approvals.approval_errors`; the
+  rule list shows it under each rule's title (a column would not fit at 1280 px) and filters
+  by it, and so do the rule tables of the party pages.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from delegation_idp.admin.approvals import (
+    APPROVAL_FIELDSET,
+    ApprovalFields,
+    approval_badge,
+    approval_errors,
+    approval_terms,
+)
 from delegation_idp.admin.display import MEDIA, party_link, status
 from delegation_idp.models import DelegationRule
 from delegation_idp.provider import precedence
@@ -51,7 +62,7 @@ def validate_scope(value: str) -> None:
             raise ValidationError(_("Scopes are space-separated RFC 6749 scope tokens."), code="invalid")
 
 
-class DelegationRuleForm(forms.ModelForm):
+class DelegationRuleForm(ApprovalFields):
     class Meta:
         model = DelegationRule
         fields = (
@@ -68,8 +79,28 @@ class DelegationRuleForm(forms.ModelForm):
             "groups",
             "valid_from",
             "valid_until",
+            "approval",
+            "approval_scopes",
+            "approval_min_depth",
+            "approval_lifetime",
+            "approval_reuse_seconds",
         )
-        widgets = {"position": forms.NumberInput(attrs={"class": "vIntegerField", "min": 1})}
+        widgets = {
+            "position": forms.NumberInput(attrs={"class": "vIntegerField", "min": 1}),
+            "approval_scopes": forms.TextInput(attrs={"class": "vTextField"}),
+            "approval_min_depth": forms.NumberInput(attrs={"class": "vIntegerField", "min": 1}),
+            "approval_lifetime": forms.NumberInput(attrs={"class": "vIntegerField", "min": 10, "max": 86400}),
+        }
+        help_texts = {
+            "approval_scopes": _(
+                "Space-separated, within the largest scope. A hop granted any of them needs the "
+                "user's approval."
+            ),
+            "approval_lifetime": _(
+                "10 seconds to 24 hours. Empty: the APPROVAL_REQUEST_LIFETIME setting. Never longer "
+                "than the subject token's own life."
+            ),
+        }
 
     def clean_position(self) -> int | None:
         position = self.cleaned_data.get("position")
@@ -84,8 +115,20 @@ class DelegationRuleForm(forms.ModelForm):
             raise ValidationError(_("Name at least one scope."), code="required")
         return value
 
+    def clean_approval_scopes(self) -> str:
+        value = " ".join(str(self.cleaned_data.get("approval_scopes") or "").split())
+        validate_scope(value)
+        return value
+
+    def clean_approval_reuse_seconds(self) -> int:
+        value = self.cleaned_data.get("approval_reuse_seconds")
+        return 0 if value is None else int(value)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        for name, error in approval_errors(data).items():
+            if name not in self.errors:
+                self.add_error(name, error)
         start, end = data.get("valid_from"), data.get("valid_until")
         if start and end and end <= start:
             raise ValidationError({"valid_until": _("The window must end after it starts.")})
@@ -113,6 +156,7 @@ class DelegationRuleInline(admin.StackedInline):
         (None, {"fields": ("description", ("enabled", "position"), "audiences", "max_scope")}),
         (_("Chain"), {"fields": ("allow_direct_from_user", "upstream_actors", "max_depth")}),
         (_("For whom and when"), {"fields": ("users", "groups", "valid_from", "valid_until")}),
+        APPROVAL_FIELDSET,
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DelegationRule]:
@@ -169,6 +213,7 @@ class DelegationRuleAdmin(admin.ModelAdmin):
     list_filter = (
         "enabled",
         "allow_direct_from_user",
+        "approval",
         "actor__kind",
         ("actor", admin.RelatedOnlyFieldListFilter),
     )
@@ -189,6 +234,7 @@ class DelegationRuleAdmin(admin.ModelAdmin):
         (None, {"fields": ("actor", "description", ("enabled", "position"), "audiences", "max_scope")}),
         (_("Chain"), {"fields": ("allow_direct_from_user", "upstream_actors", "max_depth")}),
         (_("For whom and when"), {"fields": ("users", "groups", "valid_from", "valid_until")}),
+        APPROVAL_FIELDSET,
     )
 
     @property
@@ -200,8 +246,11 @@ class DelegationRuleAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("rule"), ordering="description")
     def title(self, rule: DelegationRule) -> SafeString:
-        # Whether it is in effect goes under its title: one column fewer at 1280 px.
-        return format_html("{}<br>{}", rule, rule_state(rule))
+        # Whether it is in effect, and whether its hops need the user's approval, go under its
+        # title: columns fewer at 1280 px.
+        if rule.approval_view() is None:
+            return format_html("{}<br>{}", rule, rule_state(rule))
+        return format_html("{}<br>{}<br>{}", rule, rule_state(rule), approval_badge(rule))
 
     @admin.display(description=_("actor"), ordering="actor__name")
     def actor_name(self, rule: DelegationRule) -> SafeString:
@@ -295,6 +344,8 @@ def describe_rule(rule: DelegationRule) -> dict[str, Any]:
         "groups": [g.name for g in rule.groups.all()],
         "in_effect": rule.as_view().in_effect(timezone.now()),
         "state": rule_state(rule),
+        "approval": approval_terms(rule),
+        "approval_badge": approval_badge(rule),
     }
 
 

@@ -8,6 +8,9 @@ decisions on the claims of a hypothetical ID-JAG
 
 * the decision as an allowed/refused badge, its reason code, plain words and OAuth error;
   the issued chain, the granted scope and the audience only when a token would be issued;
+* "allowed after the user's approval (approval_required)" when the allowing rule needs the
+  user's approval (OpenID CIBA), with its terms: how long the request waits, how long an
+  approval answers identical requests;
 * which audiences the agent's rules would allow for the chain, user and scope given, so a
   refusal for an audience says which ones the rules name (computed by the dry run with the
   same policy functions);
@@ -30,6 +33,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
+from delegation_idp.admin.approvals import summary_words
 from delegation_idp.admin.display import MEDIA, PartyNames, party_link, status
 from delegation_idp.admin.rules import validate_scope
 from delegation_idp.core import policy
@@ -245,12 +249,16 @@ def delegation_result(run: dry_run.DryRun, actor: Party) -> dict[str, Any]:
     def title(rule_id: int | None) -> str:
         return rule_title(rules.get(rule_id) if rule_id is not None else None, rule_id)
 
+    approval = dry_run.approval_summary(run.approval)
+    reason = run.reason
     return {
         "decision": decision,
-        "status": status("allowed" if decision.allowed else "refused"),
-        "reason": decision.reason.value,
-        "error": decision.error,
-        "description": decision.description,
+        "status": status("approval" if approval else "allowed" if decision.allowed else "refused"),
+        "reason": reason.value,
+        "error": reason.error if reason is not Reason.ALLOWED else None,
+        "description": reason.description,
+        "approval": approval,
+        "approval_terms": summary_words(approval) if approval else "",
         "granted_scope": " ".join(sorted(decision.granted_scope)),
         "audience": decision.audience,
         "audience_links": [names.uri(uri) for uri in decision.audience],
@@ -273,6 +281,7 @@ def delegation_result(run: dry_run.DryRun, actor: Party) -> dict[str, Any]:
                 "rule_id": a.rule_id,
                 "rule": title(a.rule_id),
                 "scope": " ".join(sorted(a.granted_scope)),
+                "needs_approval": a.approval is not None,
             }
             for a in run.allowed
         ],

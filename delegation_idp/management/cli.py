@@ -122,6 +122,12 @@ def rule_data(rule: DelegationRule) -> dict[str, Any]:
         "groups": sorted(g.name for g in rule.groups.all()),
         "valid_from": _when(rule.valid_from),
         "valid_until": _when(rule.valid_until),
+        # The user's approval (OpenID CIBA): never, always or "above" the scopes or depth.
+        "approval": rule.approval,
+        "approval_scopes": rule.approval_scopes.split(),
+        "approval_min_depth": rule.approval_min_depth,
+        "approval_lifetime": rule.approval_lifetime,
+        "approval_reuse_seconds": rule.approval_reuse_seconds,
     }
 
 
@@ -139,4 +145,28 @@ def rule_text(data: Mapping[str, Any]) -> str:
         f"rule {data['id']}{title}: to {', '.join(data['audiences'])}; scope {data['max_scope']}; "
         f"from {' or '.join(sources)}{depth}; for {whom}{window}; {state}"
         + (f"; precedence {data['position']}" if data.get("position") is not None else "")
+        + _approval_text(data)
     )
+
+
+def _approval_text(data: Mapping[str, Any]) -> str:
+    """ "; needs the user's approval ..." for a rule that may need it, else ""."""
+    mode = data.get("approval", DelegationRule.APPROVAL_NEVER)
+    if mode == DelegationRule.APPROVAL_ALWAYS:
+        when = "always"
+    elif mode == DelegationRule.APPROVAL_ABOVE:
+        parts = []
+        if data["approval_scopes"]:
+            parts.append(f"for {' '.join(data['approval_scopes'])}")
+        if data["approval_min_depth"] is not None:
+            parts.append(f"from depth {data['approval_min_depth']}")
+        when = " or ".join(parts)
+    else:
+        return ""
+    lifetime = data["approval_lifetime"]
+    terms = [f"; needs the user's approval {when}"]
+    if lifetime is not None:
+        terms.append(f"request lives {lifetime} s")
+    if data["approval_reuse_seconds"]:
+        terms.append(f"reused for {data['approval_reuse_seconds']} s")
+    return ", ".join(terms)

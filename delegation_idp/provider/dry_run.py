@@ -11,6 +11,13 @@ exchange at all (:func:`delegation_idp.core.policy.may_exchange`), then the poli
 server, an access token for any other party). It reads only: nothing is issued, recorded or
 changed.
 
+When the rule that allows needs the user's approval (OpenID CIBA), the answer is "allowed after
+the user's approval": the token endpoint refuses the exchange with ``approval_required`` until
+the agent asks at the backchannel authentication endpoint and the user approves
+(:attr:`DryRun.approval`, with the rule's terms: how long the request waits, how long an
+approval answers identical requests). The authorization endpoint asks no approval: the user
+authorizes there in person.
+
 It also says which audiences the agent's rules would allow for the same chain, user and
 scope (:attr:`DryRun.allowed`): each audience any of its rules names, asked alone of the same
 functions (:func:`~delegation_idp.core.policy.explain`, then the kind of token), so a refusal
@@ -34,6 +41,7 @@ from typing import Any
 
 from delegation_idp.conf import idp_settings
 from delegation_idp.core import policy
+from delegation_idp.core.approval import ApprovalView
 from delegation_idp.core.errors import OAuthError
 from delegation_idp.core.reasons import Reason
 from delegation_idp.idjag import assertion_refusal, target_refusal
@@ -43,7 +51,14 @@ from delegation_idp.provider.policy_store import load
 from delegation_idp.rfc7523 import decisions
 from delegation_idp.rfc7523.request import parse
 
-__all__ = ["AllowedAudience", "DryRun", "RedemptionDryRun", "try_delegation", "try_redemption"]
+__all__ = [
+    "AllowedAudience",
+    "DryRun",
+    "RedemptionDryRun",
+    "approval_summary",
+    "try_delegation",
+    "try_redemption",
+]
 
 #: The ``jti`` and DPoP key of a dry run's made-up request: never spent, never bound to.
 DRY_RUN = "dry-run"
@@ -57,6 +72,8 @@ class AllowedAudience:
     #: the rule that would allow it (the first that matches, as for a real request)
     rule_id: int | None
     granted_scope: frozenset[str]
+    #: the terms of the user's approval it would wait for (None: none needed)
+    approval: ApprovalView | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,36 @@ class DryRun:
     @property
     def decision(self) -> policy.Decision:
         return self.explanation.decision
+
+    @property
+    def approval(self) -> ApprovalView | None:
+        """The allowing rule's terms when the allowed answer waits for the user's approval: the
+        token endpoint then answers ``approval_required``. None when no approval is needed, and
+        at the authorization endpoint (the user is there)."""
+        decision = self.decision
+        return decision.approval if decision.allowed and not self.authorize else None
+
+    @property
+    def reason(self) -> Reason:
+        """The reason code the token endpoint would answer with (``approval_required`` for an
+        allowed hop that needs approval and does not have it yet)."""
+        return Reason.APPROVAL_REQUIRED if self.approval is not None else self.decision.reason
+
+
+def approval_summary(view: ApprovalView | None) -> dict[str, Any] | None:
+    """A rule's approval terms in plain values (None: no approval needed): always, or the
+    scopes and depth that need it; the request's lifetime (the rule's, else the
+    ``APPROVAL_REQUEST_LIFETIME`` setting, and which); the reuse window (0: never reused)."""
+    if view is None:
+        return None
+    return {
+        "always": view.always,
+        "scopes": sorted(view.scopes),
+        "min_depth": view.min_depth,
+        "lifetime": view.lifetime or int(idp_settings.APPROVAL_REQUEST_LIFETIME),
+        "lifetime_from_setting": view.lifetime is None,
+        "reuse_seconds": view.reuse_seconds,
+    }
 
 
 def try_delegation(
@@ -178,7 +225,9 @@ def _allowed_audiences(
             id_jag=id_jag, audiences=[uri], targets=decision.audience, kinds=kinds
         ):
             continue
-        allowed.append(AllowedAudience(uri, decision.rule_id, decision.granted_scope))
+        # The authorization endpoint (id_jag None) asks no approval: the user is there.
+        approval = decision.approval if id_jag is not None else None
+        allowed.append(AllowedAudience(uri, decision.rule_id, decision.granted_scope, approval))
     return tuple(allowed)
 
 

@@ -70,6 +70,11 @@ def test_a_rule_with_every_field(parties: Any) -> None:
         "groups": ["ops"],
         "valid_from": "2026-01-01T00:00:00+00:00",
         "valid_until": "2027-01-01T00:00:00+00:00",
+        "approval": "never",
+        "approval_scopes": [],
+        "approval_min_depth": None,
+        "approval_lifetime": None,
+        "approval_reuse_seconds": 0,
     }
 
 

@@ -55,9 +55,11 @@ def test_allowed_with_the_rule_that_matched(parties: Any, rules: dict[str, int])
     data = explain("Alpha", "--audience", "Beta", "--scope", SCOPE, "--user", "alice")
     assert data == {
         "allowed": True,
+        "needs_approval": False,
         "reason": "allowed",
         "error": None,
         "description": "Allowed.",
+        "approval": None,
         "granted_scope": "tasks.read",
         "audience": [parties.beta.uri],
         "rule_id": rules["alpha"],
@@ -72,6 +74,7 @@ def test_allowed_with_the_rule_that_matched(parties: Any, rules: dict[str, int])
                 "rule_id": rules["alpha"],
                 "rule": "hand over",
                 "granted_scope": "tasks.read",
+                "needs_approval": False,
             }
         ],
     }

@@ -4,6 +4,11 @@ The rule goes through the admin's own form (``DelegationRuleForm``), so the comm
 exactly what the admin refuses. Running it again with the same rule creates nothing (and moves
 nothing: ``--position`` places a new rule only). A new rule comes after the agent's others unless
 ``--position`` puts it earlier (:mod:`delegation_idp.provider.precedence`).
+
+``--approval always`` (or ``above`` with ``--approval-scopes`` and/or ``--approval-depth``) makes
+each hop it allows wait for the user's approval (OpenID CIBA); ``--approval-lifetime`` is how
+long such a request waits (10 s to 24 h; default the ``APPROVAL_REQUEST_LIFETIME`` setting) and
+``--approval-reuse`` how long an approval also answers identical requests (0: never).
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ OPTIONS = {
     "valid_until": "--valid-until",
     "description": "--description",
     "position": "--position",
+    "approval": "--approval",
+    "approval_scopes": "--approval-scopes",
+    "approval_min_depth": "--approval-depth",
+    "approval_lifetime": "--approval-lifetime",
+    "approval_reuse_seconds": "--approval-reuse",
 }
 
 
@@ -50,6 +60,14 @@ def _same_rule(rule: DelegationRule, data: dict[str, Any]) -> bool:
         and (rule.allow_direct_from_user, rule.max_depth, rule.valid_from, rule.valid_until)
         == (data["allow_direct_from_user"], data["max_depth"], data["valid_from"], data["valid_until"])
         and (rule.enabled, rule.description) == (data["enabled"], data["description"])
+        and (rule.approval, rule.approval_min_depth, rule.approval_lifetime, rule.approval_reuse_seconds)
+        == (
+            data["approval"],
+            data["approval_min_depth"],
+            data["approval_lifetime"],
+            data["approval_reuse_seconds"],
+        )
+        and frozenset(rule.approval_scopes.split()) == frozenset(data["approval_scopes"].split())
     )
 
 
@@ -99,6 +117,32 @@ class Command(BaseCommand):
                 "decides); the rules from there on move one later. Default: after the others"
             ),
         )
+        approval = parser.add_argument_group("the user's approval (OpenID CIBA)")
+        approval.add_argument(
+            "--approval",
+            choices=[choice for choice, _label in DelegationRule.APPROVAL_CHOICES],
+            default=DelegationRule.APPROVAL_NEVER,
+            help="Whether a hop it allows waits for the user's approval: never (default), always, or "
+            "above: for --approval-scopes or from --approval-depth",
+        )
+        approval.add_argument(
+            "--approval-scopes",
+            default="",
+            help="With --approval above: scopes (space-separated, within --scope) whose grant needs approval",
+        )
+        approval.add_argument(
+            "--approval-depth", help="With --approval above: from this chain depth on, approval is needed"
+        )
+        approval.add_argument(
+            "--approval-lifetime",
+            help="How long an approval request waits for the user, seconds (10 to 86400; default the "
+            "APPROVAL_REQUEST_LIFETIME setting)",
+        )
+        approval.add_argument(
+            "--approval-reuse",
+            default="0",
+            help="For how many seconds an approval also answers identical requests (default 0: never)",
+        )
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -118,6 +162,11 @@ class Command(BaseCommand):
             "groups": [g.pk for g in cli.groups(options["group"])],
             "valid_from": options["valid_from"],
             "valid_until": options["valid_until"],
+            "approval": options["approval"],
+            "approval_scopes": options["approval_scopes"],
+            "approval_min_depth": options["approval_depth"] or "",
+            "approval_lifetime": options["approval_lifetime"] or "",
+            "approval_reuse_seconds": options["approval_reuse"],
         }
         form = DelegationRuleForm(data=data)
         if not form.is_valid():

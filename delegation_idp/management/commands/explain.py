@@ -3,7 +3,11 @@
 The admin's *Try a delegation* page with the same form and the same function
 (:func:`delegation_idp.provider.dry_run.try_delegation`): the decision the token endpoint
 would make for this agent, chain, audience, scope and user, with its reason code and every
-rule's outcome. It reads only.
+rule's outcome. It reads only. When the allowing rule needs the user's approval (OpenID CIBA)
+the answer is "allowed after the user's approval": ``allowed`` stays true (the policy allows),
+``needs_approval`` is true, the reason is ``approval_required`` (what the token endpoint answers
+until the user approves) and ``approval`` holds the rule's terms
+(:func:`delegation_idp.provider.dry_run.approval_summary`).
 
 With ``--redeem ISSUER`` it dry-runs leg 2 of an ID-JAG instead
 (:func:`delegation_idp.provider.dry_run.try_redemption`, through the same form): the
@@ -22,11 +26,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from oauth2_provider.models import get_application_model
 
+from delegation_idp.admin.approvals import summary_words
 from delegation_idp.admin.try_delegation import TryDelegationForm, rule_title
 from delegation_idp.core.reasons import Reason
 from delegation_idp.management import cli
 from delegation_idp.models import DelegationRule, TrustedIssuer
-from delegation_idp.provider import agents
+from delegation_idp.provider import agents, dry_run
 
 OPTIONS = {
     "actor": "AGENT",
@@ -181,11 +186,14 @@ class Command(BaseCommand):
         run = form.try_delegation()
         decision = run.decision
         rules = {rule.pk: rule for rule in DelegationRule.objects.filter(actor=actor)}
+        reason = run.reason
         result = {
             "allowed": decision.allowed,
-            "reason": decision.reason.value,
-            "error": decision.error,
-            "description": decision.description,
+            "needs_approval": run.approval is not None,
+            "reason": reason.value,
+            "error": reason.error if reason is not Reason.ALLOWED else None,
+            "description": reason.description,
+            "approval": dry_run.approval_summary(run.approval),
             "granted_scope": " ".join(sorted(decision.granted_scope)),
             "audience": list(decision.audience),
             "rule_id": decision.rule_id,
@@ -208,6 +216,7 @@ class Command(BaseCommand):
                     "rule_id": a.rule_id,
                     "rule": rule_title(rules.get(a.rule_id) if a.rule_id is not None else None, a.rule_id),
                     "granted_scope": " ".join(sorted(a.granted_scope)),
+                    "needs_approval": a.approval is not None,
                 }
                 for a in run.allowed
             ],
@@ -260,8 +269,17 @@ class Command(BaseCommand):
         )
 
     def _write(self, result: dict[str, Any], actor: str) -> None:
+        if result["needs_approval"]:
+            rule = result["rule_id"]
+            self.stdout.write(
+                f"allowed after the user's approval by rule {rule} (reason code: approval_required)"
+            )
+            self.stdout.write(f"  {summary_words(result['approval'])}")
+            self.stdout.write(f"  until the user approves, the token endpoint answers {result['error']}:")
+            self.stdout.write(f"  {result['description']}")
         if result["allowed"]:
-            self.stdout.write(f"allowed by rule {result['rule_id']} (reason code: allowed)")
+            if not result["needs_approval"]:
+                self.stdout.write(f"allowed by rule {result['rule_id']} (reason code: allowed)")
             self.stdout.write(f"  granted scope: {result['granted_scope']}")
             self.stdout.write(f"  audience: {', '.join(result['audience'])}")
             if not result["authorize"]:
@@ -277,8 +295,10 @@ class Command(BaseCommand):
         if result["allowed_audiences"]:
             self.stdout.write("  audiences the rules would allow for this chain, user and scope:")
             for allowed in result["allowed_audiences"]:
+                after = ", after the user's approval" if allowed["needs_approval"] else ""
+                scope = allowed["granted_scope"]
                 self.stdout.write(
-                    f"    {allowed['audience']} (rule {allowed['rule_id']}, scope {allowed['granted_scope']})"
+                    f"    {allowed['audience']} (rule {allowed['rule_id']}, scope {scope}{after})"
                 )
         else:
             self.stdout.write("  audiences the rules would allow for this chain, user and scope: none")
