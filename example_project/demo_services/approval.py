@@ -30,6 +30,8 @@ class Approval:
     shown: str
     answer: str
     url: str
+    #: the page noted the decision as an approval (its note's class, not its words)
+    approved: bool = False
 
 
 def sign_in(browser: httpx.Client, username: str, password: str, next_url: str = APPROVALS) -> None:
@@ -89,4 +91,9 @@ def approve_on_page(
             raise RuntimeError(f"the approval was refused ({answer.status_code})")
         after = browser.get(urljoin(str(page.url), answer.headers["location"]))
         decided = read_page(str(after.url), after.text)
-        return Approval(shown=section.text, answer=decided.text, url=str(page.url))
+        return Approval(
+            shown=section.text,
+            answer=decided.text,
+            url=str(page.url),
+            approved='id="approval-decided"' in after.text and "approval-note-approved" in after.text,
+        )

@@ -9,6 +9,8 @@ from uuid import uuid4
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from delegation_idp.models import ApprovalRequest
+from delegation_idp.provider.approvals import describe
 from example_project.demo_services.agents import PAYMENT, binding_message
 from example_project.demo_services.approval import Approval, pending_request
 from example_project.demo_services.management.commands.demo_live import payment_summary
@@ -18,22 +20,26 @@ RS = "https://resource-server.example.com"
 
 
 def page(*messages: str) -> tuple[str, list[str]]:
-    ids = [str(uuid4()) for _ in messages]
-    requests = [
-        {
-            "id": pk,
-            "chain": [{"uri": AGENT2, "name": "Agent 2"}, {"uri": AGENT1, "name": "Agent 1"}],
-            "audience": [{"uri": RS, "name": "Resource server"}],
-            "resources": [],
-            "scopes": ["tasks.write"],
-            "details": [{"type": "payment_initiation", "rows": [("creditorName", "Merchant A")]}],
-            "binding_message": message,
-            "seconds_left": 299,
-            "expires_at": timezone.now() + timedelta(seconds=299),
-        }
-        for pk, message in zip(ids, messages, strict=True)
+    """The provider's page as it renders these requests (its own describe(), unsaved rows)."""
+    now = timezone.now()
+    names = {AGENT2: "Agent 2", AGENT1: "Agent 1", RS: "Resource server"}
+    rows = [
+        ApprovalRequest(
+            id=uuid4(),
+            requester=AGENT2,
+            chain=[AGENT2, AGENT1],
+            audience=[RS],
+            scope="tasks.write",
+            authorization_details=[{"type": "payment_initiation", "creditorName": "Merchant A"}],
+            binding_message=message,
+            created_at=now,
+            expires_at=now + timedelta(seconds=299),
+        )
+        for message in messages
     ]
-    return render_to_string("delegation_idp/approvals.html", {"requests": requests}), ids
+    requests = [describe(row, names, now) for row in rows]
+    html = render_to_string("delegation_idp/approvals.html", {"requests": requests})
+    return html, [str(row.pk) for row in rows]
 
 
 def test_the_headless_user_finds_the_request_that_shows_its_binding_message():
@@ -60,7 +66,7 @@ def test_the_summary_of_a_paid_and_of_a_denied_payment():
         "downstream": {"saw": saw, "authorization_details": [PAYMENT], "payment": "initiated"},
     }
     body = {"party": AGENT1, "key": "k1", "downstream": agent2}
-    shown = Approval(shown="Pay Merchant A", answer="Approved. Nothing waits", url="u")
+    shown = Approval(shown="Pay Merchant A", answer="Approved: the request", url="u", approved=True)
     paid = payment_summary(200, body, shown, "http://idp.test/o/approvals/")
     assert paid["outcome"] == "paid" and paid["approved_on_page"] is True and "failure" not in paid
     assert paid["resource_server_saw"]["actors"] == [AGENT2, AGENT1]

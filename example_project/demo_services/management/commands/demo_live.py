@@ -422,7 +422,7 @@ def payment_summary(
     summary: dict[str, Any] = {
         "outcome": "paid" if paid else str(agent2.get("error") or resource.get("error") or "failed"),
         "page": page,
-        "approved_on_page": ("Approved." in seen.answer) if seen else None,
+        "approved_on_page": seen.approved if seen else None,
         "shown_on_page": seen.shown if seen else None,
         "asked": agent2.get("asked"),
         "agent2_key": agent2.get("key"),
