@@ -138,9 +138,12 @@ def _kept_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 def _reusable(fingerprint: str, client_id: str, now: datetime) -> ApprovalRequest | None:
     """The newest request with the same fingerprint, of the same client, that its user
-    approved (not a reuse of another) and whose reuse window is still open."""
+    approved (not a reuse of another), whose reuse window is still open and whose subject
+    token is unrevoked: revoking it withdraws what the user approved under it."""
+    live = TokenLineage.objects.filter(jti=OuterRef("subject_jti"), revoked_at__isnull=True)
     return (
         ApprovalRequest.objects.filter(
+            Exists(live),
             fingerprint=fingerprint,
             client_id=client_id,
             status__in=(ApprovalRequest.APPROVED, ApprovalRequest.ISSUED),

@@ -1,0 +1,72 @@
+"""Findings of the hostile review of the user in the loop (OpenID CIBA poll mode): each test
+fails on the code it was written against and names the fix in its docstring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from delegation_idp.lineage import revocation
+from delegation_idp.models import ApprovalRequest, DelegationRule
+from tests.helpers import assert_oauth_error
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reusable(approval_rule: DelegationRule) -> DelegationRule:
+    approval_rule.approval_reuse_seconds = 600
+    approval_rule.save()
+    return approval_rule
+
+
+def _approve_and_redeem(backchannel: Any, poll: Any, decide: Any, cast: Any, token: str) -> ApprovalRequest:
+    body = backchannel("agent1", token).json()
+    approval = ApprovalRequest.objects.order_by("-created_at").first()
+    assert approval is not None
+    assert decide(cast.user, approval, "approve").status_code == 302
+    assert poll("agent1", body["auth_req_id"]).status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == ApprovalRequest.ISSUED
+    return approval
+
+
+# -- F1 (medium): an approval is reused after the token it was given under was revoked ------
+
+
+def test_a_revoked_subject_ends_the_reuse_of_its_approval(
+    backchannel: Any,
+    poll: Any,
+    decide: Any,
+    cast: Any,
+    user_token: str,
+    issue_user_token: Any,
+    reusable: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The user approved agent1's hop under ``user_token`` (reuse window 600 s), then revoked
+    that token: the delegation they approved is withdrawn. agent1 comes back with another
+    token of the same user (a refresh, a new sign-in) and the identical request: it must be
+    put to the user again, not approved at once from the approval given under the revoked
+    token. (An ISSUED approval was never cancelled by the revocation and stayed reusable,
+    while an APPROVED one not yet polled was cancelled: the fix requires the earlier
+    approval's subject token to be unrevoked, as the page does for pending ones.)"""
+    first = _approve_and_redeem(backchannel, poll, decide, cast, user_token)
+    with django_capture_on_commit_callbacks(execute=True):
+        revocation.revoke_subtree(first.subject_jti, reason="revoked")
+    fresh = issue_user_token()
+    body = backchannel("agent1", fresh).json()
+    second = ApprovalRequest.objects.exclude(pk=first.pk).get()
+    assert second.reused_from_id is None and second.status == ApprovalRequest.PENDING
+    assert_oauth_error(poll("agent1", body["auth_req_id"]), 400, "authorization_pending")
+
+
+def test_an_unrevoked_subject_still_reuses_across_tokens(
+    backchannel: Any, poll: Any, decide: Any, cast: Any, user_token: str, issue_user_token: Any, reusable: Any
+) -> None:
+    """The fix keeps the reuse: another live token of the same user and chain is covered."""
+    first = _approve_and_redeem(backchannel, poll, decide, cast, user_token)
+    backchannel("agent1", issue_user_token())
+    second = ApprovalRequest.objects.exclude(pk=first.pk).get()
+    assert second.reused_from_id == first.pk and second.status == ApprovalRequest.APPROVED
