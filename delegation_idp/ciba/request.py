@@ -91,7 +91,8 @@ def parse_backchannel(
     expiry: int | None = None
     if "requested_expiry" in seen:
         raw = seen["requested_expiry"]
-        if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_EXPIRY:
+        # The length first: int() of thousands of digits raises (CPython's conversion limit).
+        if len(raw) > 10 or not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_EXPIRY:
             raise InvalidRequest(
                 Reason.INVALID_REQUEST, "requested_expiry must be a positive number of seconds."
             )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from delegation_idp.lineage import revocation
-from delegation_idp.models import ApprovalRequest, DelegationRule
+from delegation_idp.models import ApprovalRequest, AuditEvent, DelegationRule
 from tests.helpers import assert_oauth_error
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +70,19 @@ def test_an_unrevoked_subject_still_reuses_across_tokens(
     backchannel("agent1", issue_user_token())
     second = ApprovalRequest.objects.exclude(pk=first.pk).get()
     assert second.reused_from_id == first.pk and second.status == ApprovalRequest.APPROVED
+
+
+# -- F2 (low): a requested_expiry of thousands of digits is a 500 ---------------------------
+
+
+def test_a_requested_expiry_of_many_digits_is_invalid_request_not_a_500(
+    backchannel: Any, user_token: str, approval_rule: Any
+) -> None:
+    """``int()`` of a string over 4300 digits raises ValueError (CPython's limit on integer
+    string conversion), which escaped as ``server_error``. The fix bounds the length before
+    converting: ``invalid_request``, audited, nothing stored."""
+    response = backchannel("agent1", user_token, requested_expiry="1" * 5000)
+    assert_oauth_error(response, 400, "invalid_request")
+    assert response["Cache-Control"] == "no-store"
+    assert ApprovalRequest.objects.count() == 0
+    assert AuditEvent.objects.filter(event="backchannel_authentication", reason="invalid_request").exists()
