@@ -86,3 +86,28 @@ def test_a_requested_expiry_of_many_digits_is_invalid_request_not_a_500(
     assert response["Cache-Control"] == "no-store"
     assert ApprovalRequest.objects.count() == 0
     assert AuditEvent.objects.filter(event="backchannel_authentication", reason="invalid_request").exists()
+
+
+# -- F3 (low): authorization_details with NaN or Infinity, which are not JSON ----------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '[{"type": "a", "amount": NaN}]',
+        '[{"type": "a", "amount": Infinity}]',
+        '[{"type": "a", "amount": 1e400}]',
+    ],
+    ids=["NaN", "Infinity", "overflow"],
+)
+def test_authorization_details_that_are_not_json_are_invalid_authorization_details(
+    backchannel: Any, user_token: str, approval_rule: Any, raw: str
+) -> None:
+    """RFC 9396 section 2: ``authorization_details`` is JSON (RFC 8259 has no NaN nor
+    Infinity). Python's ``json.loads`` accepts both, and reads ``1e400`` as ``inf``; the value
+    then failed to store (``temporarily_unavailable``, telling the agent to retry) or, on a
+    database that keeps it, would be signed into the token as non-JSON. The fix refuses
+    non-finite numbers while parsing: ``invalid_authorization_details``."""
+    response = backchannel("agent1", user_token, authorization_details=raw)
+    assert_oauth_error(response, 400, "invalid_authorization_details")
+    assert ApprovalRequest.objects.count() == 0
