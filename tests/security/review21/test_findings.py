@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from delegation_idp.checks import check_approvals
 from delegation_idp.lineage import revocation
 from delegation_idp.models import ApprovalRequest, AuditEvent, DelegationRule
-from tests.helpers import assert_oauth_error
+from tests.helpers import assert_oauth_error, with_idp
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +112,38 @@ def test_authorization_details_that_are_not_json_are_invalid_authorization_detai
     response = backchannel("agent1", user_token, authorization_details=raw)
     assert_oauth_error(response, 400, "invalid_authorization_details")
     assert ApprovalRequest.objects.count() == 0
+
+
+# -- F4 (medium): no bound on the requests waiting for one user -----------------------------
+
+
+def test_the_requests_one_client_keeps_waiting_for_a_user_are_bounded(
+    backchannel: Any, user_token: str, approval_rule: Any, cast: Any, mailoutbox: Any
+) -> None:
+    """An agent holding a user's token could open any number of approval requests for them:
+    each one a row, a row on the user's page and, with ``APPROVAL_EMAIL_FROM``, an email (an
+    approval-fatigue flood, and storage without bound until the sweep). The fix bounds the
+    pending, unexpired requests of one client for one user (``APPROVAL_MAX_PENDING``):
+    beyond it, ``access_denied`` (``approval_too_many``), audited, nothing stored or sent."""
+    with with_idp(APPROVAL_MAX_PENDING=3, APPROVAL_EMAIL_FROM="idp@example.com"):
+        for _ in range(3):
+            assert backchannel("agent1", user_token).status_code == 200
+        sent = len(mailoutbox)
+        response = backchannel("agent1", user_token)
+        assert_oauth_error(response, 400, "access_denied")
+        assert ApprovalRequest.objects.count() == 3 and len(mailoutbox) == sent
+        assert (
+            AuditEvent.objects.filter(event="backchannel_authentication", reason="approval_too_many").count()
+            == 1
+        )
+        # A decided (or expired) request no longer counts.
+        ApprovalRequest.objects.filter(pk=ApprovalRequest.objects.first().pk).update(
+            status=ApprovalRequest.DENIED
+        )
+        assert backchannel("agent1", user_token).status_code == 200
+
+
+def test_check_e038_bounds_approval_max_pending() -> None:
+    """The new option is checked like the other approval options."""
+    with with_idp(APPROVAL_MAX_PENDING=0):
+        assert [e.id for e in check_approvals()] == ["delegation_idp.E038"]
