@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from delegation_idp.checks import check_approvals
 from delegation_idp.lineage import revocation
@@ -147,3 +148,30 @@ def test_check_e038_bounds_approval_max_pending() -> None:
     """The new option is checked like the other approval options."""
     with with_idp(APPROVAL_MAX_PENDING=0):
         assert [e.id for e in check_approvals()] == ["delegation_idp.E038"]
+
+
+# -- F5 (low): the decision's CSRF protection is the site's middleware, or none --------------
+
+
+def test_a_decision_without_a_csrf_token_is_refused_whatever_the_middleware(
+    asked: Any, cast: Any, settings: Any
+) -> None:
+    """A decision is a state change a cross-site form could forge (a request the agent made
+    approved by a page the user visits). Its CSRF check came from the site's
+    ``CsrfViewMiddleware`` only: a site without it (an API-first site) let any other site
+    approve. The fix applies ``csrf_protect`` on the view itself, as ``X-Frame-Options`` is."""
+    _body, approval = asked
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "django.middleware.csrf.CsrfViewMiddleware"]
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(cast.user)
+    response = browser.post(f"/o/approvals/{approval.pk}/", {"decision": "approve"})
+    assert response.status_code == 403
+    approval.refresh_from_db()
+    assert approval.status == ApprovalRequest.PENDING
+    # With its token (from the page), the decision goes through.
+    assert browser.get("/o/approvals/").status_code == 200  # sets the cookie its form needs
+    token = browser.cookies["csrftoken"].value
+    response = browser.post(
+        f"/o/approvals/{approval.pk}/", {"decision": "approve", "csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 302
