@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.views.debug import SafeExceptionReporterFilter
 
 from delegation_idp.checks import check_approvals
 from delegation_idp.lineage import revocation
@@ -175,3 +176,17 @@ def test_a_decision_without_a_csrf_token_is_refused_whatever_the_middleware(
         f"/o/approvals/{approval.pk}/", {"decision": "approve", "csrfmiddlewaretoken": token}
     )
     assert response.status_code == 302
+
+
+# -- F6 (low): the auth_req_id is not a sensitive parameter in error reports ----------------
+
+
+def test_the_auth_req_id_is_hidden_from_error_reports(asked: Any, poll: Any) -> None:
+    """The ``auth_req_id`` is, with the client's credentials, what redeems an approval (only
+    its digest is stored for that reason), but ``sensitive_post_parameters`` did not name it:
+    Django's error reports (``ADMINS`` mail, logged 500s) of a poll showed it in clear. The fix
+    adds it to the guard's ``SENSITIVE_PARAMETERS``, which every endpoint behind it uses."""
+    body, _approval = asked
+    response = poll("agent1", body["auth_req_id"])
+    shown = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert shown["auth_req_id"] != body["auth_req_id"]
