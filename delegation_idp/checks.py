@@ -576,15 +576,17 @@ def _whole(value: Any, low: int, high: int | None = None) -> bool:
 def check_approvals(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """The user in the loop (OpenID CIBA): bounded waits and polling, a bounded
     ``authorization_details`` size, a list of detail types, an absolute https approval page
-    URL and a plain From address."""
+    URL, a plain From address and a bound on the requests waiting for one user."""
     lifetime, interval = idp_settings.APPROVAL_REQUEST_LIFETIME, idp_settings.APPROVAL_POLL_INTERVAL
     size, types = idp_settings.MAX_AUTHORIZATION_DETAILS_BYTES, idp_settings.AUTHORIZATION_DETAILS_TYPES
     url, sender = idp_settings.APPROVAL_URL, idp_settings.APPROVAL_EMAIL_FROM
+    pending = idp_settings.APPROVAL_MAX_PENDING
     parts = urlsplit(url) if isinstance(url, str) else None
     if (
         _whole(lifetime, 10, 86400)
         and _whole(interval, 1, 60)
         and _whole(size, 64, 65536)
+        and _whole(pending, 1, 1000)
         and isinstance(types, list | tuple)
         and all(isinstance(t, str) and t for t in types)
         and (url is None or (parts is not None and parts.scheme == "https" and bool(parts.netloc)))
@@ -596,8 +598,8 @@ def check_approvals(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             "The approval options are out of bounds: APPROVAL_REQUEST_LIFETIME 10..86400 seconds, "
             "APPROVAL_POLL_INTERVAL 1..60, MAX_AUTHORIZATION_DETAILS_BYTES 64..65536, "
             "AUTHORIZATION_DETAILS_TYPES a list of names, APPROVAL_URL None or an absolute https URL, "
-            "APPROVAL_EMAIL_FROM None or an email address.",
-            hint="The defaults are 300, 5, 4096, [] (any type), None and None.",
+            "APPROVAL_EMAIL_FROM None or an email address, APPROVAL_MAX_PENDING 1..1000.",
+            hint="The defaults are 300, 5, 4096, [] (any type), None, None and 10.",
             id="delegation_idp.E038",
         )
     ]

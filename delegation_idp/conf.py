@@ -77,12 +77,14 @@ DEFAULTS: dict[str, Any] = {
     # approval_requested signal) or the From address of a message sent through Django's
     # email backend to the user's email. APPROVAL_URL is the approval page's absolute URL
     # for that message and for signal receivers (None: ISSUER's origin + the page's path).
+    # APPROVAL_MAX_PENDING bounds the requests one client keeps waiting for one user.
     "APPROVAL_REQUEST_LIFETIME": 300,
     "APPROVAL_POLL_INTERVAL": 5,
     "AUTHORIZATION_DETAILS_TYPES": [],
     "MAX_AUTHORIZATION_DETAILS_BYTES": 4096,
     "APPROVAL_EMAIL_FROM": None,
     "APPROVAL_URL": None,
+    "APPROVAL_MAX_PENDING": 10,
     # Keep parties and rules per process, keyed by the policy version row that database
     # triggers change on every policy write (SQLite and PostgreSQL). False: read every request.
     "POLICY_CACHE": True,

@@ -26,6 +26,8 @@ from django.utils import timezone
 from delegation_idp import signals
 from delegation_idp.conf import idp_settings
 from delegation_idp.core.approval import request_fingerprint
+from delegation_idp.core.errors import refusal
+from delegation_idp.core.reasons import Reason
 from delegation_idp.core.types import Exchange
 from delegation_idp.models import ApprovalRequest, Party, TokenLineage
 
@@ -70,7 +72,9 @@ def open_request(
     now: datetime,
 ) -> Opened:
     """Store the request for the allowed ``exchange``; approved at once when the rule allows
-    reuse and the user approved an identical request within its window."""
+    reuse and the user approved an identical request within its window. Refused
+    (``approval_too_many``) when the client already keeps ``APPROVAL_MAX_PENDING`` requests
+    waiting for the user."""
     terms = exchange.approval
     lifetime = (terms.lifetime if terms is not None else None) or int(idp_settings.APPROVAL_REQUEST_LIFETIME)
     if requested_expiry is not None:
@@ -88,6 +92,8 @@ def open_request(
     )
     reuse_seconds = terms.reuse_seconds if terms is not None else 0
     earlier = _reusable(fingerprint, exchange.client_id, now) if reuse_seconds else None
+    if earlier is None and _too_many(user, exchange.client_id, now):
+        raise refusal(Reason.APPROVAL_TOO_MANY)  # nothing stored, nobody notified
     auth_req_id = secrets.token_urlsafe(32)
     approval = ApprovalRequest.objects.create(
         auth_req_id_hash=digest(auth_req_id),
@@ -136,11 +142,21 @@ def _kept_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     return {name: claims[name] for name in _KEPT if name in claims}
 
 
+def _too_many(user: Any, client_id: str, now: datetime) -> bool:
+    """Whether ``client_id`` already keeps ``APPROVAL_MAX_PENDING`` requests waiting for
+    ``user``: an agent may not flood the user's page and mailbox."""
+    limit = int(idp_settings.APPROVAL_MAX_PENDING)
+    return _waiting(user, now).filter(client_id=client_id)[:limit].count() >= limit
+
+
 def _reusable(fingerprint: str, client_id: str, now: datetime) -> ApprovalRequest | None:
     """The newest request with the same fingerprint, of the same client, that its user
-    approved (not a reuse of another) and whose reuse window is still open."""
+    approved (not a reuse of another), whose reuse window is still open and whose subject
+    token is unrevoked: revoking it withdraws what the user approved under it."""
+    live = TokenLineage.objects.filter(jti=OuterRef("subject_jti"), revoked_at__isnull=True)
     return (
         ApprovalRequest.objects.filter(
+            Exists(live),
             fingerprint=fingerprint,
             client_id=client_id,
             status__in=(ApprovalRequest.APPROVED, ApprovalRequest.ISSUED),

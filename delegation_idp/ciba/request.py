@@ -20,6 +20,7 @@ A CIBA token request (section 10.1) carries one ``auth_req_id``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,8 @@ def parse_backchannel(
     expiry: int | None = None
     if "requested_expiry" in seen:
         raw = seen["requested_expiry"]
-        if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_EXPIRY:
+        # The length first: int() of thousands of digits raises (CPython's conversion limit).
+        if len(raw) > 10 or not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_EXPIRY:
             raise InvalidRequest(
                 Reason.INVALID_REQUEST, "requested_expiry must be a positive number of seconds."
             )
@@ -112,16 +114,31 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent; ``1e400`` overflows to inf, which is no JSON."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("number out of range")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity (RFC 8259 section 6)
+
+
 def parse_authorization_details(
     raw: str, *, types: frozenset[str] = frozenset(), max_bytes: int = 4096
 ) -> tuple[Mapping[str, Any], ...]:
     """RFC 9396 section 2: a non-empty JSON array of objects, each with a string ``type`` (one
-    of ``types`` when given), no member twice, at most ``max_bytes`` encoded and at most four
-    levels deep; refused as ``invalid_authorization_details`` (section 5)."""
+    of ``types`` when given), no member twice, no NaN nor Infinity (RFC 8259), at most
+    ``max_bytes`` encoded and at most four levels deep; refused as
+    ``invalid_authorization_details`` (section 5)."""
     if len(raw.encode("utf-8")) > max_bytes:
         raise InvalidAuthorizationDetails(Reason.AUTHORIZATION_DETAILS_INVALID)
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+        value = json.loads(
+            raw, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant
+        )
     except (ValueError, RecursionError) as exc:
         raise InvalidAuthorizationDetails(Reason.AUTHORIZATION_DETAILS_INVALID) from exc
     if not isinstance(value, list) or not value or not all(_detail_ok(d, types) for d in value):

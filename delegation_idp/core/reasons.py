@@ -525,6 +525,13 @@ class Reason(enum.StrEnum):
         "The subject token has no user who could approve the request.",
         Family.APPROVAL,
     )
+    APPROVAL_TOO_MANY = (
+        "approval_too_many",
+        "access_denied",
+        "Too many requests of this client wait for the user's decision: wait until they are "
+        "decided or expire.",
+        Family.APPROVAL,
+    )
     BINDING_MESSAGE_INVALID = (
         "binding_message_invalid",
         "invalid_binding_message",

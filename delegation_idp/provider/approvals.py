@@ -6,7 +6,8 @@ now labelled, then each agent it acts for, down to the user); the audiences and 
 the scope and the RFC 9396 ``authorization_details`` as readable rows; the binding message
 and the time left (in seconds and as a time of day). Only the user the subject token names
 sees a request or decides it: for anyone else it does not exist (404). Decisions are
-``POST`` with Django's CSRF protection; each one leaves an audit record
+``POST`` with Django's CSRF protection (on the views themselves, whatever the site's
+middleware); each one leaves an audit record
 (:data:`delegation_idp.ciba.DECISION_EVENT`), and a refused one changes nothing. Every
 answer is ``Cache-Control: no-store`` and ``X-Frame-Options: DENY`` (whatever the site's
 middleware: a framed page would let another site steer the click); signing in is the
@@ -29,6 +30,7 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_protect
 
 from delegation_idp import audit
 from delegation_idp.ciba import DECISION_EVENT, approvals
@@ -169,6 +171,7 @@ def _decided_note(request: HttpRequest, names: dict[str, str]) -> dict[str, Any]
 
 
 @method_decorator(xframe_options_deny, name="dispatch")  # never framed: a click here decides
+@method_decorator(csrf_protect, name="dispatch")  # sets the token its forms carry
 class ApprovalListView(LoginRequiredMixin, View):
     """``GET``: the signed-in user's pending requests, newest first."""
 
@@ -187,6 +190,7 @@ class ApprovalListView(LoginRequiredMixin, View):
 
 
 @method_decorator(xframe_options_deny, name="dispatch")
+@method_decorator(csrf_protect, name="dispatch")  # whatever the site's middleware
 class ApprovalDecisionView(LoginRequiredMixin, View):
     """``POST`` ``decision=approve`` or ``decision=deny`` for one request of the user's."""
 

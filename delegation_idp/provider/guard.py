@@ -50,6 +50,7 @@ SENSITIVE_PARAMETERS = (
     "code_verifier",
     "refresh_token",
     "token",
+    "auth_req_id",  # OpenID CIBA: with the client's credentials, it redeems an approval
 )
 
 AUTHENTICATION_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
