@@ -193,14 +193,14 @@ class DelegationValidator(OAuth2Validator):
 
         if client is None or client_auth.is_keyed_hash(client.client_secret):
             return
+        if party_of(client) is None:
+            return  # only registered agents are upgraded (checked first: it costs nothing)
         if not client_auth.may_store_keyed(secret) or getattr(client, "algorithm", "") == "HS256":
             return
         try:
             identify_hasher(client.client_secret)
         except ValueError:
             return  # stored in plain: the application chose that
-        if party_of(client) is None:
-            return  # only registered agents are upgraded
         stored = client_auth.hash_secret(secret)
         type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
         client.client_secret, client.hash_client_secret = stored, False
