@@ -6,11 +6,12 @@ generator can each add what they know. The outermost ``attempt()`` writes the
 record once, after the issuance transaction has ended, so a failed or rolled
 back exchange still leaves its audit record. Tokens themselves never reach it.
 
-A granted token exchange is the exception when the records go to the default
+A granted token exchange (and a granted client-credentials grant of
+django-oauth-toolkit's) is the exception when the records go to the default
 sink on the tokens' own database: its record is then written inside the
 transaction that stores the token (:func:`write_issued`), so the two commit or
-roll back together. No exchanged token exists without its audit record, and
-the exchange costs one commit fewer. If that write fails, the exchange is
+roll back together. No such token exists without its audit record, and the
+request costs one commit fewer. If that write fails, the exchange is
 refused and the outermost ``attempt()`` writes the refusal as usual. Any other
 sink (a log, another database) is written after the transaction, as for every
 other request, since it could not roll back with the token.
@@ -216,8 +217,9 @@ def write_issued(record: Attempt, model: Any) -> None:
     ``model``, if the sink shares that transaction (otherwise it is written after it,
     by the outermost :func:`attempt`).
 
-    Called for token exchanges once the token's lineage is stored. A sink that raises
-    makes the exchange fail (:class:`AuditWriteFailed`): the transaction rolls back,
+    Called for token exchanges once the token's lineage is stored, and for the
+    client-credentials grant once its token is (the validator's ``_save_bearer_token``).
+    A sink that raises makes the request fail (:class:`AuditWriteFailed`): the transaction rolls back,
     and the caller must call :func:`discard_issued_write`.
     """
     if not _transactional(model):
@@ -238,6 +240,11 @@ def discard_issued_write(record: Attempt) -> None:
     the outermost ``attempt()`` writes the record again, with the refusal. (It may also
     have raised after committing, from an ``on_commit`` hook: then the row stands.)"""
     if not _written.get():
+        return
+    if not record.jti:
+        # An opaque token's record names no token to look for: taken as rolled back (the
+        # refusal is written beside it in the rare case that the commit itself failed late).
+        _written.set(False)
         return
     stored = AuditEvent.objects.using(router.db_for_write(AuditEvent))
     try:

@@ -15,7 +15,12 @@ from typing import Any
 
 from django.contrib.auth.hashers import identify_hasher
 from django.db import router
-from oauth2_provider.models import AbstractApplication, get_application_model, get_grant_model
+from oauth2_provider.models import (
+    AbstractApplication,
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -188,14 +193,14 @@ class DelegationValidator(OAuth2Validator):
 
         if client is None or client_auth.is_keyed_hash(client.client_secret):
             return
+        if party_of(client) is None:
+            return  # only registered agents are upgraded (checked first: it costs nothing)
         if not client_auth.may_store_keyed(secret) or getattr(client, "algorithm", "") == "HS256":
             return
         try:
             identify_hasher(client.client_secret)
         except ValueError:
             return  # stored in plain: the application chose that
-        if party_of(client) is None:
-            return  # only registered agents are upgraded
         stored = client_auth.hash_secret(secret)
         type(client).objects.filter(pk=client.pk).update(client_secret=stored, hash_client_secret=False)
         client.client_secret, client.hash_client_secret = stored, False
@@ -365,9 +370,20 @@ class DelegationValidator(OAuth2Validator):
         except CodeAlreadyRedeemed:
             # This request's tokens rolled back; the winner's committed: a replay.
             raise self._consumed_meanwhile(request) from None
+        except BaseException:
+            # The transaction rolled back with the audit row written in it (client
+            # credentials): the refusal is recorded instead, after it.
+            record = audit.current()
+            if record is not None:
+                audit.discard_issued_write(record)
+            raise
 
     def _save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         saved = super()._save_bearer_token(token, request, *args, **kwargs)
+        if request.grant_type == "client_credentials":
+            # Nothing of the grant is left to fail once its token is stored: its audit record
+            # is written now, in the transaction that stores the token (one commit, not two).
+            self._audit_issued()
         if request.grant_type == "authorization_code":
             # Consume the code inside the transaction that stores its tokens (the stock
             # validator deletes it afterwards, in a transaction of its own): of two
@@ -384,6 +400,19 @@ class DelegationValidator(OAuth2Validator):
                 # No lineage row carries the code's hash for an opaque token: remember it here.
                 issuance.record_opaque_redemption(request.code, state.opaque_token, state.refresh_token)
         return saved
+
+    @staticmethod
+    def _audit_issued() -> None:
+        """The running request's record, granted, in django-oauth-toolkit's issuing
+        transaction (:func:`delegation_idp.audit.write_issued`); a record that cannot be
+        written refuses the token, which rolls back with it."""
+        record = audit.current()
+        if record is None:
+            return
+        try:
+            audit.write_issued(record, get_access_token_model())
+        except audit.AuditWriteFailed as exc:
+            raise for_oauthlib(refusal(Reason.AUDIT_UNAVAILABLE)) from exc
 
     def invalidate_authorization_code(
         self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any

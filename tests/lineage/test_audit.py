@@ -220,12 +220,95 @@ def test_a_sink_outside_the_database_is_written_after_the_transaction(cast, chai
     assert recorded[0]["jti"] == decode(response.json()["access_token"])[1]["jti"]
 
 
-def test_other_grants_are_still_audited_after_their_transaction(cast, clients, token_endpoint):
-    """Client credentials and the other stock grants: one record, written by the view."""
+def test_other_grants_leave_one_record(cast, clients, token_endpoint):
+    """Client credentials and the other stock grants: one record per request."""
     before = AuditEvent.objects.count()
     response = token_endpoint({"grant_type": "client_credentials"}, clients["plain-client"])
     assert response.status_code == 200, response.content
     events = list(AuditEvent.objects.order_by("id")[before:])
     assert [(e.event, e.decision, e.grant_type) for e in events] == [
+        ("token", "granted", "client_credentials")
+    ]
+
+
+# -- a granted client-credentials grant's record commits with its token --------------
+
+
+def test_client_credentials_are_audited_inside_the_issuing_transaction(
+    cast, clients, token_endpoint, monkeypatch
+):
+    """django-oauth-toolkit's client-credentials grant writes its granted record in the
+    transaction that stores the token: if that transaction fails after the row was written,
+    both roll back, and the refusal is recorded instead."""
+    from django.db import DatabaseError
+    from oauth2_provider.models import AccessToken
+
+    from delegation_idp import audit
+    from tests.helpers import assert_oauth_error
+
+    written = []
+    original = audit.write_issued
+
+    def write_then_fail(*args: Any) -> None:
+        original(*args)
+        written.append(AuditEvent.objects.filter(decision="granted", grant_type="client_credentials").count())
+        raise DatabaseError("the commit would have failed here")
+
+    monkeypatch.setattr(audit, "write_issued", write_then_fail)
+    tokens, events = AccessToken.objects.count(), AuditEvent.objects.count()
+    response = token_endpoint({"grant_type": "client_credentials"}, clients["plain-client"])
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert written == [1]  # the row existed inside the transaction ...
+    assert AccessToken.objects.count() == tokens
+    new = list(AuditEvent.objects.order_by("id")[events:])
+    assert [(e.decision, e.error, e.reason, e.grant_type) for e in new] == [
+        ("denied", "temporarily_unavailable", "database_error", "client_credentials")
+    ]  # ... and only the refusal survived
+
+
+def test_client_credentials_without_their_audit_record_get_no_token(
+    cast, clients, token_endpoint, monkeypatch
+):
+    """No client-credentials token without its record: a granted row that cannot be
+    stored refuses the token (503, audit_unavailable), which rolls back with it."""
+    from oauth2_provider.models import AccessToken
+
+    from delegation_idp import audit
+    from tests.helpers import assert_oauth_error
+
+    original = audit.sql.insert
+    recorded: list[dict[str, Any]] = []
+
+    def refuses_grants(model: Any, fields: Any, using: str) -> Any:
+        if model is AuditEvent and fields["decision"] == "granted":
+            raise OSError("audit table unwritable")
+        if model is AuditEvent:
+            recorded.append(dict(fields))
+        return original(model, fields, using)
+
+    monkeypatch.setattr(audit.sql, "insert", refuses_grants)
+    tokens = AccessToken.objects.count()
+    response = token_endpoint({"grant_type": "client_credentials"}, clients["plain-client"])
+    assert_oauth_error(response, 503, "temporarily_unavailable")
+    assert response["Retry-After"] == "1"
+    assert AccessToken.objects.count() == tokens
+    assert [(r["decision"], r["reason"]) for r in recorded] == [("denied", "audit_unavailable")]
+
+
+def test_a_sink_outside_the_database_gets_client_credentials_after_the_transaction(
+    cast, clients, token_endpoint, settings
+):
+    """A custom AUDIT_WRITER gets a client-credentials record after the transaction, and its
+    failure never changes the answer."""
+    recorded: list[dict[str, Any]] = []
+
+    def sink(**fields: Any) -> None:
+        recorded.append(fields)
+        raise OSError("log shipper down")
+
+    settings.DELEGATION_IDP = {**settings.DELEGATION_IDP, "AUDIT_WRITER": sink}
+    response = token_endpoint({"grant_type": "client_credentials"}, clients["plain-client"])
+    assert response.status_code == 200, response.content
+    assert [(r["event"], r["decision"], r["grant_type"]) for r in recorded] == [
         ("token", "granted", "client_credentials")
     ]
