@@ -70,8 +70,11 @@ def open_request(
     authorization_details: tuple[Mapping[str, Any], ...],
     requested_expiry: int | None,
     now: datetime,
+    proof_jkt: str = "",
 ) -> Opened:
-    """Store the request for the allowed ``exchange``; approved at once when the rule allows
+    """Store the request for the allowed ``exchange``; ``proof_jkt`` is the DPoP key the request
+    proved, which every poll must prove too (the token's own binding is the exchange's: an
+    ID-JAG's is none). Approved at once when the rule allows
     reuse and the user approved an identical request within its window. Refused
     (``approval_too_many``) when the client already keeps ``APPROVAL_MAX_PENDING`` requests
     waiting for the user."""
@@ -110,7 +113,7 @@ def open_request(
         binding_message=binding_message,
         requested_token_type=exchange.issued_token_type,
         fingerprint=fingerprint,
-        jkt=exchange.jkt,
+        jkt=proof_jkt,
         rule_id=exchange.rule_id,
         created_at=now,
         expires_at=now + timedelta(seconds=lifetime),

@@ -128,6 +128,7 @@ class CibaGrant(TokenExchangeGrant):
             authorization_details=asked.authorization_details,
             requested_expiry=asked.requested_expiry,
             now=datetime.fromtimestamp(now, tz=UTC),
+            proof_jkt=subject.jkt,
         )
         approval = opened.approval
         if approval.reused_from_id is not None:
