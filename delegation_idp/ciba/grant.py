@@ -253,7 +253,11 @@ class CibaGrant(TokenExchangeGrant):
         ``auth_req_id``, finds it taken (``auth_req_id_used``)."""
         with transaction.atomic(using=router.db_for_write(TokenLineage)):
             if not approvals.claim(approval):
-                raise refusal(Reason.AUTH_REQ_ID_USED)
+                # Another poll took it, or it was cancelled meanwhile: answer what it is now.
+                now_status = (
+                    ApprovalRequest.objects.filter(pk=approval.pk).values_list("status", flat=True).first()
+                )
+                raise refusal(_SETTLED.get(now_status or "", Reason.AUTH_REQ_ID_USED))
             token, issuance = issue(exchange, record, now=now)
             ApprovalRequest.objects.filter(pk=approval.pk).update(issued_jti=issuance.jti)
         return token, issuance

@@ -284,3 +284,24 @@ def test_a_bound_request_is_polled_with_the_same_key(
     assert answer.status_code == 200, answer.content
     assert answer.json()["token_type"] == "DPoP"
     assert decode(answer.json()["access_token"])[1]["cnf"] == {"jkt": key.jkt}
+
+
+def test_a_poll_that_loses_to_a_cancellation_is_told_it_was_cancelled(
+    asked: Any, poll: Any, decide: Any, cast: Any, monkeypatch: Any
+) -> None:
+    """The request is cancelled between the poll's checks and its taking it for issuance."""
+    from delegation_idp.ciba import approvals
+
+    body, approval = asked
+    decide(cast.user, approval, "approve")
+    claim = approvals.claim
+
+    def cancelled_first(request: ApprovalRequest) -> bool:
+        approvals.cancel(request, "subject_revoked")
+        return claim(request)
+
+    monkeypatch.setattr(approvals, "claim", cancelled_first)
+    before = snapshot()
+    assert_oauth_error(poll("agent1", body["auth_req_id"]), 400, "access_denied")
+    assert snapshot() == before
+    assert AuditEvent.objects.filter(event="backchannel_token", reason="approval_cancelled").count() == 1
