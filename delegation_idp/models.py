@@ -603,10 +603,15 @@ class TokenLineage(models.Model):
     Revocation marks rows; they are kept for audit until the retention sweep.
     """
 
-    jti = models.CharField(max_length=64, unique=True)
-    parent_jti = models.CharField(max_length=64, blank=True, db_index=True)
-    root_jti = models.CharField(max_length=64, db_index=True)
-    path = models.CharField(max_length=1100, db_index=True)
+    # Every index below is written on every issuance, so each one is declared in Meta.indexes
+    # for the look-ups it serves, and no more: ``db_index=True`` on a CharField would add a
+    # second, LIKE-only index on PostgreSQL, and a plain index on a column that is NULL on
+    # almost every row (revocation, the authorization code, the approval) costs a page on
+    # every insert where a partial one costs nothing.
+    jti = models.CharField(max_length=64)
+    parent_jti = models.CharField(max_length=64, blank=True)  # read with its row, never searched
+    root_jti = models.CharField(max_length=64)
+    path = models.CharField(max_length=1100)
     depth = models.PositiveSmallIntegerField(default=0)
     grant_type = models.CharField(max_length=64)
     user = models.ForeignKey(
@@ -618,12 +623,12 @@ class TokenLineage(models.Model):
         db_constraint=False,
     )
     subject = models.CharField(max_length=255)
-    client_id = models.CharField(max_length=255, db_index=True)
+    client_id = models.CharField(max_length=255)
     audience = models.JSONField(default=list)
     scope = models.TextField(blank=True)
     act = models.JSONField(null=True, blank=True)
     parties = models.TextField(blank=True)
-    kid = models.CharField(max_length=128, db_index=True)
+    kid = models.CharField(max_length=128)
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
     access_token = models.OneToOneField(
@@ -635,12 +640,12 @@ class TokenLineage(models.Model):
         related_name="delegation_lineage",
         db_constraint=False,
     )
-    revoked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=64, blank=True)
     # SHA-256 (hex) of the authorization code this token was issued for, never the code:
     # a replay of the code finds and revokes it (RFC 6749 section 10.5). Kept as long as
     # the row (LINEAGE_RETENTION_SECONDS after expiry), swept with it.
-    code_hash = models.CharField(max_length=64, null=True, blank=True, db_index=True, editable=False)
+    code_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
     # RFC 7638 thumbprint of the DPoP key the token is bound to (its cnf.jkt, RFC 9449
     # section 6.1): the key of the client that requested it. Empty for a bearer token.
     jkt = models.CharField(_("DPoP key thumbprint"), max_length=64, blank=True, default="")
@@ -666,17 +671,47 @@ class TokenLineage(models.Model):
         blank=True,
         related_name="+",
         db_constraint=False,
+        db_index=False,  # the partial index below
     )
 
     class Meta:
         verbose_name = _("token lineage record")
         ordering = ["-issued_at"]
         constraints = [
+            models.UniqueConstraint(fields=["jti"], name="delegation_idp_lineage_jti"),
             models.UniqueConstraint(
                 fields=["status_list", "status_idx"],
                 condition=Q(status_list__isnull=False),
                 name="delegation_idp_lineage_status_entry",
-            )
+            ),
+        ]
+        indexes = [
+            # A tree (the admin's view) and its subtrees (revocation: ``path`` equal to, or
+            # starting with, an ancestor's). On PostgreSQL the pattern operator class serves
+            # both the prefix match and equality, so ``path`` needs no second index.
+            models.Index(fields=["root_jti"], name="delegation_idp_lineage_root"),
+            models.Index(
+                fields=["path"], name="delegation_idp_lineage_path", opclasses=["varchar_pattern_ops"]
+            ),
+            # Revoking a client's, a key's tokens (exact matches only).
+            models.Index(fields=["client_id"], name="delegation_idp_lineage_client"),
+            models.Index(fields=["kid"], name="delegation_idp_lineage_kid"),
+            # NULL on nearly every row: only the rows that have one are indexed.
+            models.Index(
+                fields=["revoked_at"],
+                condition=Q(revoked_at__isnull=False),
+                name="delegation_idp_lineage_revk",
+            ),
+            models.Index(
+                fields=["code_hash"],
+                condition=Q(code_hash__isnull=False),
+                name="delegation_idp_lineage_code",
+            ),
+            models.Index(
+                fields=["approval"],
+                condition=Q(approval__isnull=False),
+                name="delegation_idp_lineage_appr",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -856,15 +891,17 @@ class AuditEvent(models.Model):
     reason = models.CharField(max_length=64, blank=True)
     error = models.CharField(max_length=64, blank=True)
     grant_type = models.CharField(max_length=128, blank=True)
-    client_id = models.CharField(max_length=255, blank=True, db_index=True)
-    user_id = models.CharField(max_length=64, blank=True, db_index=True)
-    subject = models.CharField(max_length=255, blank=True, db_index=True)
+    # Searched by exact value only (Meta.indexes: one index each, no LIKE-only twin on
+    # PostgreSQL).
+    client_id = models.CharField(max_length=255, blank=True)
+    user_id = models.CharField(max_length=64, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
     chain = models.JSONField(default=list)
     requested_audience = models.JSONField(default=list)
     requested_scope = models.TextField(blank=True)
     granted_audience = models.JSONField(default=list)
     granted_scope = models.TextField(blank=True)
-    jti = models.CharField(max_length=64, blank=True, db_index=True)
+    jti = models.CharField(max_length=64, blank=True)
     parent_jti = models.CharField(max_length=64, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     # The thumbprint of the DPoP key the request proved (RFC 9449), whatever the outcome.
@@ -875,6 +912,12 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = _("audit event")
         ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["client_id"], name="delegation_idp_audit_client"),
+            models.Index(fields=["user_id"], name="delegation_idp_audit_user"),
+            models.Index(fields=["subject"], name="delegation_idp_audit_subject"),
+            models.Index(fields=["jti"], name="delegation_idp_audit_jti"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M:%S} {self.event} {self.decision}"
