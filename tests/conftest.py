@@ -495,3 +495,40 @@ def fresh_throttle_counts() -> Any:
 
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "rfc(section): RFC section covered")
+
+
+# -- the compatibility matrix's second database ------------------------------------------
+
+# The fixtures through which a test reaches the Django test database (DATABASE_URL's). Every
+# other test either touches no database or makes its own (the process tests: a scratch
+# PostgreSQL database or an SQLite file, whatever DATABASE_URL says; tests.procs drops it).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+
+
+def uses_the_test_database(item: Any) -> bool:
+    return item.get_closest_marker("django_db") is not None or not DATABASE_FIXTURES.isdisjoint(
+        getattr(item, "fixturenames", ())
+    )
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help=(
+            "deselect every test that does not use the Django test database: for a second run of "
+            "the suite, with the same Python and Django, on another DATABASE_URL (.ci/run)"
+        ),
+    )
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if not config.getoption("--database-tests-only"):
+        return
+    kept = [item for item in items if uses_the_test_database(item)]
+    dropped = [item for item in items if not uses_the_test_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
