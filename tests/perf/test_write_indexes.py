@@ -61,17 +61,10 @@ def test_columns_null_on_nearly_every_row_have_partial_indexes() -> None:
         "delegation_idp_lineage_code",
         "delegation_idp_lineage_appr",
     }
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql LIKE %s",
-                [TokenLineage._meta.db_table, "% WHERE %"],
-            )
-            assert {row[0] for row in cursor.fetchall()} >= set(partial)
-    elif connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
-                [TokenLineage._meta.db_table, "% WHERE %"],
-            )
-            assert {row[0] for row in cursor.fetchall()} >= set(partial)
+    catalogue = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql LIKE %s",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+    }[connection.vendor]
+    with connection.cursor() as cursor:
+        cursor.execute(catalogue, [TokenLineage._meta.db_table, "% WHERE %"])
+        assert {row[0] for row in cursor.fetchall()} >= set(partial)
