@@ -19,6 +19,8 @@ class Sample:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    #: each merged run's throughput and mean latency (ms), in order: the rounds of the benchmark
+    rounds: list[tuple[float, float | None]] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -39,6 +41,8 @@ class Sample:
         """Add another run of the same scenario (the benchmark interleaves short rounds)."""
         self.latencies.extend(other.latencies)
         self.elapsed += other.elapsed
+        mean = statistics.fmean(other.latencies) * 1000 if other.latencies else None
+        self.rounds.append((other.throughput, mean))
         for key, count in other.errors.items():
             self.errors[key] = self.errors.get(key, 0) + count
 
@@ -51,6 +55,10 @@ class Sample:
             "mean_ms": round(statistics.fmean(self.latencies) * 1000, 3) if self.latencies else None,
             "p50_ms": round(self.percentile(50) * 1000, 3) if self.latencies else None,
             "p99_ms": round(self.percentile(99) * 1000, 3) if self.latencies else None,
+            "rounds": [
+                {"throughput_rps": round(rps, 2), "mean_ms": None if mean is None else round(mean, 3)}
+                for rps, mean in self.rounds
+            ],
         }
 
 

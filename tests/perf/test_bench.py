@@ -53,6 +53,13 @@ def test_interleaved_rounds_add_up_to_one_sample(
     assert merged.ok == sum(len(r[0]) for r in rounds)
     for key in ("400", "500", "OSError"):
         assert merged.errors.get(key, 0) == sum(r[2].get(key, 0) for r in rounds)
+    # Each round is also kept on its own, in order: its throughput and mean latency.
+    assert len(merged.rounds) == len(rounds)
+    for (rps, mean), (latencies, elapsed, _) in zip(merged.rounds, rounds, strict=True):
+        assert math.isclose(rps, len(latencies) / elapsed)
+        assert (mean is None) == (not latencies)
+        if latencies:
+            assert min(latencies) * 1000 <= mean * (1 + 1e-9) and mean <= max(latencies) * 1000 * (1 + 1e-9)
 
 
 def http_result(
@@ -126,6 +133,36 @@ def test_ratios_are_judged_against_the_targets() -> None:
     slow = compute_ratios(http_result(90, 100, 2.5, 1000 / 90 * 1.2, 13, dpop_ms=1000 / 90 * 1.4), {})
     assert [r["value"] for r in slow[:5]] == [0.9, 36.0, 1.3, 1.2, 1.4]
     assert [r["met"] for r in slow[:5]] == [False, False, False, False, False]
+
+
+def with_rounds(http: dict, name: str, throughputs: list[float]) -> None:
+    http["w1c1"][name]["rounds"] = [{"throughput_rps": r, "mean_ms": 1000 / r} for r in throughputs]
+
+
+def test_each_target_is_also_judged_round_by_round() -> None:
+    """The pooled ratio decides; the rounds show how far it moved within the run."""
+    http = http_result(exchange=100, stock=100, hashed=2, d8_ms=10, cc_agents_ms=10)
+    with_rounds(http, "exchange_d1", [90, 110, 100])
+    with_rounds(http, "stock_unhashed", [100, 100, 100])
+    row = compute_ratios(http, {})[0]
+    assert row["rounds"] == [0.9, 1.1, 1.0]
+    assert row["rounds_met"] == 2  # 1.1 and exactly 1.0 meet ">= 1.0"; 0.9 misses
+    # Latency targets compare the rounds' mean latencies (project_cc_agents at 11 ms, then 9).
+    with_rounds(http, "project_cc_agents", [1000 / 11, 1000 / 9, 100])
+    row = compute_ratios(http, {})[2]
+    assert row["rounds"] == [1.1, 0.9, 1.0] and row["rounds_met"] == 3
+    table = render({"in_process": {}, "http": http, "ratios": compute_ratios(http, {})})
+    line = next(li for li in table.splitlines() if li.startswith(TARGETS[0][0]) and "of 3" in li)
+    assert line.split()[-6:] == ["0.90", "1.00", "1.10", "2", "of", "3"]
+
+
+def test_rounds_that_do_not_pair_up_are_not_compared() -> None:
+    http = http_result(exchange=100, stock=100, hashed=2, d8_ms=10, cc_agents_ms=10)
+    with_rounds(http, "exchange_d1", [90, 110])
+    with_rounds(http, "stock_unhashed", [100, 100, 100])
+    row = compute_ratios(http, {})[0]
+    assert row["rounds"] == [] and row["rounds_met"] == 0
+    assert "round by round" not in render({"in_process": {}, "http": http, "ratios": [row]})
 
 
 def test_information_ratios_have_no_target() -> None:
