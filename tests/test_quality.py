@@ -33,6 +33,18 @@ def test_no_missing_migrations():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
 
 
+def test_migrations_name_django_oauth_toolkits_models_through_its_settings_object():
+    """makemigrations writes ``settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL`` for a swappable
+    model of django-oauth-toolkit, a setting that sites which keep DOT's models never define
+    (its default lives in ``oauth2_settings``): such a migration breaks every one of them."""
+    offending = [
+        path.name
+        for path in sorted((ROOT / "delegation_idp" / "migrations").glob("*.py"))
+        if "settings.OAUTH2_PROVIDER_" in path.read_text()
+    ]
+    assert offending == []
+
+
 def test_system_checks_pass_for_the_example_site():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--fail-level", "WARNING"],

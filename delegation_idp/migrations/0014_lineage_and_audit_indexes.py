@@ -8,13 +8,14 @@ indexes on the columns that are NULL on nearly every row (``revoked_at``, ``code
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
+from oauth2_provider.settings import oauth2_settings
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("delegation_idp", "0013_fewer_write_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-        migrations.swappable_dependency(settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL),
+        migrations.swappable_dependency(oauth2_settings.ACCESS_TOKEN_MODEL),
     ]
 
     operations = [
