@@ -213,14 +213,14 @@ def compute_ratios(http: dict[str, Any], inproc: dict[str, Any]) -> list[dict[st
     def inproc_mean(name: str) -> float | None:
         return inproc.get(name, {}).get("mean_ms")
 
-    def by_round(a: str, b: str, key: str) -> list[float]:
-        """The ratio in each round: both scenarios measured in it, one after the other."""
+    def by_round(a: str, b: str, key: str) -> list[float | None]:
+        """The ratio in each round (both scenarios measured in it); None for a round in which
+        either scenario completed no request, which then counts as not meeting the target."""
         ra = http.get("w1c1", {}).get(a, {}).get("rounds") or []
         rb = http.get("w1c1", {}).get(b, {}).get("rounds") or []
         if len(ra) != len(rb):
             return []
-        pairs = [ratio(x.get(key), y.get(key)) for x, y in zip(ra, rb, strict=True)]
-        return [p for p in pairs if p is not None]
+        return [ratio(x.get(key), y.get(key)) for x, y in zip(ra, rb, strict=True)]
 
     pairs = [
         ("exchange_d1", "stock_unhashed", "throughput_rps"),
@@ -359,10 +359,10 @@ def render(result: dict[str, Any]) -> str:
         lines.append("the targets round by round (every scenario once a round, side by side):")
         lines.append(f"{'ratio':<{label_width}}{'min':>8}{'median':>8}{'max':>8}  rounds met")
         for r in spread:
-            values = sorted(r["rounds"])
+            values = sorted(v for v in r["rounds"] if v is not None) or [float("nan")]
             lines.append(
                 f"{r['ratio']:<{label_width}}{values[0]:>8.2f}{statistics.median(values):>8.2f}"
-                f"{values[-1]:>8.2f}  {r['rounds_met']} of {len(values)}"
+                f"{values[-1]:>8.2f}  {r['rounds_met']} of {len(r['rounds'])}"
             )
     lines.append("")
     lines.append("scenarios:")

@@ -603,11 +603,11 @@ class TokenLineage(models.Model):
     Revocation marks rows; they are kept for audit until the retention sweep.
     """
 
-    # Every index below is written on every issuance, so each one is declared in Meta.indexes
-    # for the look-ups it serves, and no more: ``db_index=True`` on a CharField would add a
-    # second, LIKE-only index on PostgreSQL, and a plain index on a column that is NULL on
-    # almost every row (revocation, the authorization code, the approval) costs a page on
-    # every insert where a partial one costs nothing.
+    # Every index of this table is written on every issuance, so each one serves a look-up,
+    # and the text columns' are declared in Meta.indexes: ``db_index=True`` on a CharField
+    # would add a second, LIKE-only index on PostgreSQL, and a plain index on a column that is
+    # NULL on almost every row (revocation, the authorization code, the approval) costs a page
+    # on every insert where a partial one costs nothing.
     jti = models.CharField(max_length=64)
     parent_jti = models.CharField(max_length=64, blank=True)  # read with its row, never searched
     root_jti = models.CharField(max_length=64)

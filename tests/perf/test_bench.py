@@ -156,6 +156,24 @@ def test_each_target_is_also_judged_round_by_round() -> None:
     assert line.split()[-6:] == ["0.90", "1.00", "1.10", "2", "of", "3"]
 
 
+def test_a_round_without_a_completed_request_counts_as_missed() -> None:
+    http = http_result(exchange=100, stock=100, hashed=2, d8_ms=10, cc_agents_ms=10)
+    with_rounds(http, "exchange_d1", [110, 120, 104])
+    with_rounds(http, "stock_unhashed", [100, 100, 100])
+    http["w1c1"]["exchange_d1"]["rounds"][1] = {"throughput_rps": 0.0, "mean_ms": None}
+    row = compute_ratios(http, {})[0]
+    assert row["rounds"] == [1.1, None, 1.04] and row["rounds_met"] == 2
+    table = render({"in_process": {}, "http": http, "ratios": [row]})
+    assert next(li for li in table.splitlines() if "of 3" in li).split()[-6:] == [
+        "1.04",
+        "1.07",
+        "1.10",
+        "2",
+        "of",
+        "3",
+    ]
+
+
 def test_rounds_that_do_not_pair_up_are_not_compared() -> None:
     http = http_result(exchange=100, stock=100, hashed=2, d8_ms=10, cc_agents_ms=10)
     with_rounds(http, "exchange_d1", [90, 110])

@@ -1,4 +1,4 @@
-"""The indexes every issuance writes (docs/performance.md, "Where the time of an exchange goes").
+"""The indexes every issuance writes (docs/performance.md, "Measured": migration 0014).
 
 Each index of the lineage and audit tables costs a page on every token issued, so each is
 declared for the look-ups it serves: no LIKE-only twin beside an exact-match index on
@@ -26,7 +26,7 @@ def indexed_columns(model: Any) -> Counter[tuple[str, ...]]:
     )
 
 
-def test_the_lineage_row_writes_one_index_per_look_up() -> None:
+def test_the_lineage_table_has_one_index_per_look_up() -> None:
     assert indexed_columns(TokenLineage) == Counter(
         {
             ("id",): 1,
@@ -46,7 +46,7 @@ def test_the_lineage_row_writes_one_index_per_look_up() -> None:
     )
 
 
-def test_the_audit_row_writes_one_index_per_look_up() -> None:
+def test_the_audit_table_has_one_index_per_look_up() -> None:
     assert indexed_columns(AuditEvent) == Counter(
         {("id",): 1, ("created",): 1, ("client_id",): 1, ("user_id",): 1, ("subject",): 1, ("jti",): 1}
     )

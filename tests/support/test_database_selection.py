@@ -3,6 +3,9 @@ test database: .ci/run's PostgreSQL cells rely on it to run those, and only thos
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,3 +42,21 @@ def test_a_test_without_the_database_is_dropped() -> None:
 def test_this_suites_own_items_are_told_apart(request: pytest.FixtureRequest, db: Any) -> None:
     # This very test asks for ``db``: a real pytest item, kept.
     assert uses_the_test_database(request.node)
+
+
+def test_the_option_deselects_through_pytests_own_collection() -> None:
+    """The real hook, in a collection of this very file: only its database test is kept."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["--database-tests-only", str(Path(__file__).relative_to(root))],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    kept = [line for line in result.stdout.splitlines() if "::" in line]
+    assert kept == [f"{Path(__file__).relative_to(root)}::test_this_suites_own_items_are_told_apart"], (
+        result.stdout
+    )
+    assert "deselected" in result.stdout
