@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_django.fixtures
 
 from tests.conftest import DATABASE_FIXTURES, uses_the_test_database
 
@@ -32,7 +33,9 @@ def test_a_test_marked_django_db_is_kept() -> None:
 
 
 def test_the_fixtures_are_pytest_djangos_database_fixtures() -> None:
+    # A misspelt name would keep nothing that asks for the real fixture.
     assert {"db", "transactional_db", "live_server"} <= DATABASE_FIXTURES
+    assert all(callable(getattr(pytest_django.fixtures, name, None)) for name in DATABASE_FIXTURES)
 
 
 def test_a_test_without_the_database_is_dropped() -> None:
